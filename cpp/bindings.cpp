@@ -1,0 +1,303 @@
+// The only file that knows pybind11: converts arguments, checks shapes, releases the GIL and
+// forwards to the core. No arithmetic lives here.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "gemm.hpp"
+#include "train.hpp"
+
+namespace py = pybind11;
+using namespace fastbp;
+
+namespace {
+
+template <class T>
+using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
+using Labels = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+
+template <class T>
+void check_inputs(const Network<T>& net, const Array<T>& X) {
+  require(X.ndim() == 2, "X must be 2-D (n_samples, n_features), got " + std::to_string(X.ndim()) + "-D");
+  require(X.shape(1) == net.n_in(), "X has " + std::to_string(X.shape(1)) + " features, the network expects " + std::to_string(net.n_in()));
+  require(X.shape(0) > 0, "X is empty: at least one sample is needed");
+}
+
+// Y is either int32 class labels (n,) or (n, n_out) values of the network's dtype.
+template <class T>
+struct HeldTarget {
+  Array<T> dense;
+  Labels labels;
+  Target<T> target;
+};
+
+template <class T>
+HeldTarget<T> make_target(const Network<T>& net, const py::array& Y, long n) {
+  HeldTarget<T> h;
+  if (py::isinstance<py::array_t<int32_t>>(Y)) {
+    require(net.loss() == Loss::cross_entropy, "integer labels Y are for cross_entropy only");
+    h.labels = Labels::ensure(Y);
+    require(h.labels.ndim() == 1 && h.labels.shape(0) == n, "Y must have one label per row of X");
+    const int32_t* p = h.labels.data();
+    for (long i = 0; i < n; ++i)
+      require(p[i] >= 0 && p[i] < net.n_out(), "Y has a label out of range [0, n_out)");
+    h.target.labels = p;
+  } else {
+    h.dense = Array<T>::ensure(Y);
+    require(bool(h.dense), "Y must be a numeric array");
+    require(h.dense.ndim() == 2 && h.dense.shape(0) == n && h.dense.shape(1) == net.n_out(),
+            "Y must have shape (n_samples, n_out) matching X");
+    h.target.dense = h.dense.data();
+  }
+  return h;
+}
+
+template <class T>
+py::dict stats_dict(const EpochStats& s) {
+  py::dict d;
+  d["loss"] = s.loss;
+  d["accuracy"] = s.accuracy;
+  d["samples"] = s.samples;
+  d["batches"] = s.batches;
+  d["grad_norm_mean"] = py::array_t<double>(s.grad_norm_mean.size(), s.grad_norm_mean.data());
+  d["grad_norm_max"] = py::array_t<double>(s.grad_norm_max.size(), s.grad_norm_max.data());
+  d["update_ratio"] = py::array_t<double>(s.update_ratio.size(), s.update_ratio.data());
+  d["noise_t"] = s.noise_t;
+  d["finite"] = s.finite;
+  d["mean_step"] = s.mean_step;
+  return d;
+}
+
+// Runs f with the GIL released and the network locked (one computation per network at a time;
+// two networks run in parallel). Nothing in f may touch Python objects.
+template <class T, class F>
+auto unlocked(Network<T>& net, F&& f) {
+  py::gil_scoped_release release;
+  std::lock_guard<std::mutex> lock(net.mutex());
+  return f();
+}
+
+template <class T>
+py::array_t<T> view(py::object owner, T* ptr, std::vector<py::ssize_t> shape) {
+  return py::array_t<T>(shape, ptr, owner);  // no copy: owner keeps the memory alive
+}
+
+template <class T>
+void bind_dtype(py::module_& m, const std::string& suffix) {
+  using Net = Network<T>;
+  using Opt = OptimizerState<T>;
+  py::class_<Net>(m, ("Network" + suffix).c_str())
+      .def(py::init([](std::vector<int> sizes, std::vector<std::string> hidden, std::string out, std::string loss) {
+             std::vector<Act> acts;
+             for (auto& h : hidden) acts.push_back(parse_activation(h));
+             return new Net(sizes, acts, parse_activation(out), parse_loss(loss));
+           }),
+           py::arg("sizes"), py::arg("hidden"), py::arg("output"), py::arg("loss"))
+      .def_property_readonly("n_layers", &Net::n_layers)
+      .def_property_readonly("sizes", &Net::sizes)
+      .def_property_readonly("n_params", &Net::n_params)
+      .def_property_readonly("params", [](py::object self) {
+        Net& n = self.cast<Net&>();
+        return view<T>(self, n.params(), {py::ssize_t(n.n_params())});
+      })
+      .def_property_readonly("grads", [](py::object self) {
+        Net& n = self.cast<Net&>();
+        return view<T>(self, n.grads(), {py::ssize_t(n.n_params())});
+      })
+      .def("layer_views", [](py::object self, bool grads) {
+        // [(W_0, b_0), (W_1, b_1), ...] as views of the parameter (or gradient) buffer
+        Net& n = self.cast<Net&>();
+        T* base = grads ? n.grads() : n.params();
+        py::list out;
+        for (int l = 0; l < n.n_layers(); ++l) {
+          const auto& s = n.sizes();
+          out.append(py::make_tuple(view<T>(self, base + n.w_offset(l), {s[l], s[l + 1]}),
+                                    view<T>(self, base + n.b_offset(l), {s[l + 1]})));
+        }
+        return out;
+      }, py::arg("grads"))
+      .def("forward", [](Net& net, Array<T> X) {
+        check_inputs(net, X);
+        const long n = long(X.shape(0));
+        Array<T> out({py::ssize_t(n), py::ssize_t(net.n_out())});
+        T* o = out.mutable_data();
+        const T* x = X.data();
+        unlocked(net, [&] { net.forward(x, n, o); });
+        return out;
+      }, py::arg("X"))
+      .def("backward", [](Net& net, Array<T> X, py::array Y) {
+        check_inputs(net, X);
+        const long n = long(X.shape(0));
+        require(n < (1L << 31), "X has too many rows for one batch");
+        HeldTarget<T> y = make_target(net, Y, n);
+        const T* x = X.data();
+        const LossSums s = unlocked(net, [&] { return net.backward(x, y.target, int(n)); });
+        return py::make_tuple(s.loss, s.correct);
+      }, py::arg("X"), py::arg("Y"), "Fill the gradients of the batch-mean loss; (loss sum, correct)")
+      .def("evaluate", [](Net& net, Array<T> X, py::array Y) {
+        check_inputs(net, X);
+        const long n = long(X.shape(0));
+        HeldTarget<T> y = make_target(net, Y, n);
+        const T* x = X.data();
+        const LossSums s = unlocked(net, [&] { return net.evaluate(x, y.target, n); });
+        return py::make_tuple(s.loss, s.correct);
+      }, py::arg("X"), py::arg("Y"), "(loss sum, correct) over the rows, without gradients")
+      .def("activation_stats", [](Net& net, Array<T> X) {
+        check_inputs(net, X);
+        py::array_t<double> sat(net.n_layers()), dead(net.n_layers());
+        double* s = sat.mutable_data();
+        double* d = dead.mutable_data();
+        const T* x = X.data();
+        const long n = long(X.shape(0));
+        unlocked(net, [&] { net.activation_stats(x, n, s, d); });
+        return py::make_tuple(sat, dead);
+      }, py::arg("X"))
+      .def("weight_grad_norms", [](Net& net) {
+        py::array_t<double> out(net.n_layers());
+        double* o = out.mutable_data();
+        unlocked(net, [&] {
+          net.weight_grad_sq(o);
+          for (int l = 0; l < net.n_layers(); ++l) o[l] = std::sqrt(o[l]);
+        });
+        return out;
+      })
+      .def("clip_grad_norm", [](Net& net, double max_norm) {
+        return unlocked(net, [&] { return clip_grad_norm(net.grads(), net.n_params(), max_norm); });
+      }, py::arg("max_norm"))
+      .def("clip_grad_value", [](Net& net, double value) {
+        unlocked(net, [&] { clip_grad_value(net.grads(), net.n_params(), value); });
+      }, py::arg("value"))
+      .def("add_gradient_noise", [](Net& net, double eta, double gamma, uint64_t seed, int64_t t) {
+        unlocked(net, [&] { add_gradient_noise(net.grads(), net.n_params(), eta, gamma, seed, t); });
+      }, py::arg("eta"), py::arg("gamma"), py::arg("seed"), py::arg("t"));
+
+  py::class_<Opt>(m, ("OptimizerState" + suffix).c_str())
+      .def(py::init<std::size_t>(), py::arg("n_params"))
+      .def_property_readonly("steps", &Opt::steps)
+      .def("step", [](Opt& opt, Net& net, const OptimConfig& c) {
+        require(opt.size() == net.n_params(), "the optimizer state belongs to another network");
+        unlocked(net, [&] { opt.step(c, net.params(), net.grads()); });
+      }, py::arg("net"), py::arg("config"));
+
+  m.def("line_search_step", [](Net& net, const OptimConfig& c, Array<T> X, py::array Y) {
+    check_inputs(net, X);
+    const long n = long(X.shape(0));
+    require(n < (1L << 31), "X has too many rows for one batch");
+    HeldTarget<T> y = make_target(net, Y, n);
+    const T* x = X.data();
+    double loss0 = 0, t = 0;
+    unlocked(net, [&] {
+      loss0 = net.backward(x, y.target, int(n)).loss / double(n);
+      std::vector<T> scratch;
+      if (std::isfinite(loss0)) t = line_search_step(net, c, x, y.target, int(n), loss0, scratch);
+    });
+    return py::make_tuple(loss0, t);
+  }, py::arg("net"), py::arg("config"), py::arg("X"), py::arg("Y"));
+
+  m.def("train_epoch", [](Net& net, Opt& opt, const OptimConfig& c, Array<T> X, py::array Y, const EpochConfig& ec) {
+    check_inputs(net, X);
+    const long n = long(X.shape(0));
+    HeldTarget<T> y = make_target(net, Y, n);
+    const T* x = X.data();
+    const EpochStats s = unlocked(net, [&] { return train_epoch(net, opt, c, x, n, y.target, ec); });
+    return stats_dict<T>(s);
+  }, py::arg("net"), py::arg("optimizer"), py::arg("config"), py::arg("X"), py::arg("Y"), py::arg("epoch_config"));
+}
+
+std::string simd_flags() {
+  std::string s;
+#ifdef __AVX512F__
+  s += "avx512f ";
+#endif
+#ifdef __AVX2__
+  s += "avx2 ";
+#endif
+#ifdef __FMA__
+  s += "fma ";
+#endif
+#ifdef __SSE4_2__
+  s += "sse4.2 ";
+#endif
+#ifdef __ARM_NEON
+  s += "neon ";
+#endif
+  if (!s.empty()) s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "fastbp's compiled core (private: use the fastbp package)";
+
+  py::enum_<Optim>(m, "Optim")
+      .value("sgd", Optim::sgd)
+      .value("adam", Optim::adam)
+      .value("adamw", Optim::adamw)
+      .value("rmsprop", Optim::rmsprop)
+      .value("adagrad", Optim::adagrad)
+      .value("line_search", Optim::line_search);
+
+  py::class_<OptimConfig>(m, "OptimConfig")
+      .def(py::init<>())
+      .def_readwrite("kind", &OptimConfig::kind)
+      .def_readwrite("lr", &OptimConfig::lr)
+      .def_readwrite("momentum", &OptimConfig::momentum)
+      .def_readwrite("dampening", &OptimConfig::dampening)
+      .def_readwrite("weight_decay", &OptimConfig::weight_decay)
+      .def_readwrite("nesterov", &OptimConfig::nesterov)
+      .def_readwrite("beta1", &OptimConfig::beta1)
+      .def_readwrite("beta2", &OptimConfig::beta2)
+      .def_readwrite("eps", &OptimConfig::eps)
+      .def_readwrite("alpha", &OptimConfig::alpha)
+      .def_readwrite("centered", &OptimConfig::centered)
+      .def_readwrite("lr_decay", &OptimConfig::lr_decay)
+      .def_readwrite("c1", &OptimConfig::c1)
+      .def_readwrite("shrink", &OptimConfig::shrink)
+      .def_readwrite("max_iter", &OptimConfig::max_iter);
+
+  py::class_<EpochConfig>(m, "EpochConfig")
+      .def(py::init<>())
+      .def_readwrite("batch_size", &EpochConfig::batch_size)
+      .def_readwrite("shuffle", &EpochConfig::shuffle)
+      .def_readwrite("seed", &EpochConfig::seed)
+      .def_readwrite("epoch", &EpochConfig::epoch)
+      .def_readwrite("clip_norm", &EpochConfig::clip_norm)
+      .def_readwrite("clip_value", &EpochConfig::clip_value)
+      .def_readwrite("noise", &EpochConfig::noise)
+      .def_readwrite("noise_eta", &EpochConfig::noise_eta)
+      .def_readwrite("noise_gamma", &EpochConfig::noise_gamma)
+      .def_readwrite("noise_seed", &EpochConfig::noise_seed)
+      .def_readwrite("noise_t", &EpochConfig::noise_t);
+
+  bind_dtype<float>(m, "32");
+  bind_dtype<double>(m, "64");
+
+  m.def("set_num_threads", &fastbp::set_num_threads, py::arg("n"));
+  m.def("get_num_threads", &fastbp::num_threads);
+  m.def("build_info", []() {
+    py::dict d;
+#if defined(__clang__)
+    d["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+    d["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+    d["compiler"] = std::string("unknown");
+#endif
+#ifdef _OPENMP
+    d["openmp"] = std::to_string(_OPENMP);
+#else
+    d["openmp"] = py::none();
+#endif
+    d["blas"] = std::string("OpenBLAS (scipy-openblas32)");
+    d["blas_core"] = blas_core_name();
+    d["simd"] = simd_flags();
+    d["cuda"] = false;
+#ifdef FASTBP_VERSION
+    d["version"] = std::string(FASTBP_VERSION);
+#endif
+    return d;
+  });
+}

@@ -1,0 +1,145 @@
+#include "optimizers.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "rng.hpp"
+
+namespace fastbp {
+
+template <class T>
+std::vector<T>& OptimizerState<T>::state(int i) {
+  if (s_[i].size() != n_) s_[i].assign(n_, T(0));
+  return s_[i];
+}
+
+template <class T>
+void OptimizerState<T>::step(const OptimConfig& c, T* p, const T* g) {
+  require(c.kind != Optim::line_search, "line search needs the batch: use the epoch loop");
+  ++t_;
+  const long n = long(n_);
+  const bool par = n_ >= kParallelMin;
+  (void)par;
+  const T lr = T(c.lr), wd = T(c.weight_decay);
+  switch (c.kind) {
+    case Optim::sgd: {
+      const T mom = T(c.momentum), damp = T(1 - c.dampening);
+      if (c.momentum == 0) {
+#pragma omp parallel for simd if (par) num_threads(num_threads())
+        for (long i = 0; i < n; ++i) p[i] -= lr * (g[i] + wd * p[i]);
+        break;
+      }
+      T* buf = state(0).data();
+      const bool first = t_ == 1;  // torch: the buffer starts as the first gradient
+      const bool nesterov = c.nesterov;
+#pragma omp parallel for simd if (par) num_threads(num_threads())
+      for (long i = 0; i < n; ++i) {
+        const T d = g[i] + wd * p[i];
+        buf[i] = first ? d : mom * buf[i] + damp * d;
+        p[i] -= lr * (nesterov ? d + mom * buf[i] : buf[i]);
+      }
+      break;
+    }
+    case Optim::adam:
+    case Optim::adamw: {
+      T* m = state(0).data();
+      T* v = state(1).data();
+      const T b1 = T(c.beta1), b2 = T(c.beta2), eps = T(c.eps);
+      const T step_size = T(c.lr / (1 - std::pow(c.beta1, double(t_))));
+      const T inv_sqrt_bc2 = T(1 / std::sqrt(1 - std::pow(c.beta2, double(t_))));
+      const bool decoupled = c.kind == Optim::adamw;
+      const T shrink = decoupled ? T(1) - lr * wd : T(1);
+      const T coupled = decoupled ? T(0) : wd;
+#pragma omp parallel for simd if (par) num_threads(num_threads())
+      for (long i = 0; i < n; ++i) {
+        const T d = g[i] + coupled * p[i];
+        p[i] *= shrink;
+        m[i] = b1 * m[i] + (T(1) - b1) * d;
+        v[i] = b2 * v[i] + (T(1) - b2) * d * d;
+        p[i] -= step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
+      }
+      break;
+    }
+    case Optim::rmsprop: {
+      T* sq = state(0).data();
+      T* ga = c.centered ? state(1).data() : nullptr;
+      T* buf = c.momentum > 0 ? state(2).data() : nullptr;
+      const T alpha = T(c.alpha), eps = T(c.eps), mom = T(c.momentum);
+#pragma omp parallel for if (par) num_threads(num_threads())
+      for (long i = 0; i < n; ++i) {
+        const T d = g[i] + wd * p[i];
+        sq[i] = alpha * sq[i] + (T(1) - alpha) * d * d;
+        T var = sq[i];
+        if (ga) {
+          ga[i] = alpha * ga[i] + (T(1) - alpha) * d;
+          var -= ga[i] * ga[i];
+        }
+        const T step = d / (std::sqrt(var) + eps);
+        if (buf) {
+          buf[i] = mom * buf[i] + step;
+          p[i] -= lr * buf[i];
+        } else {
+          p[i] -= lr * step;
+        }
+      }
+      break;
+    }
+    case Optim::adagrad: {
+      T* sum = state(0).data();
+      const T clr = T(c.lr / (1 + double(t_ - 1) * c.lr_decay)), eps = T(c.eps);
+#pragma omp parallel for simd if (par) num_threads(num_threads())
+      for (long i = 0; i < n; ++i) {
+        const T d = g[i] + wd * p[i];
+        sum[i] += d * d;
+        p[i] -= clr * d / (std::sqrt(sum[i]) + eps);
+      }
+      break;
+    }
+    case Optim::line_search:
+      break;
+  }
+}
+
+template <class T>
+double sum_squares(const T* x, std::size_t n) {
+  double s = 0;
+  const long nn = long(n);
+#pragma omp parallel for simd reduction(+ : s) if (n >= kParallelMin) num_threads(num_threads())
+  for (long i = 0; i < nn; ++i) s += double(x[i]) * double(x[i]);
+  return s;
+}
+
+template <class T>
+double clip_grad_norm(T* g, std::size_t n, double max_norm) {
+  const double norm = std::sqrt(sum_squares(g, n));
+  const double coef = max_norm / (norm + 1e-6);
+  if (coef < 1)
+    for (std::size_t i = 0; i < n; ++i) g[i] *= T(coef);
+  return norm;
+}
+
+template <class T>
+void clip_grad_value(T* g, std::size_t n, double value) {
+  const T v = T(value);
+  for (std::size_t i = 0; i < n; ++i) g[i] = std::min(std::max(g[i], -v), v);
+}
+
+template <class T>
+void add_gradient_noise(T* g, std::size_t n, double eta, double gamma, uint64_t seed, int64_t t) {
+  const double std_dev = std::sqrt(eta / std::pow(1.0 + double(t), gamma));
+  const CounterRng rng(seed, uint64_t(t));
+  const long nn = long(n);
+#pragma omp parallel for if (n >= kParallelMin) num_threads(num_threads())
+  for (long i = 0; i < nn; ++i) g[i] += T(std_dev * rng.normal(uint64_t(i)));
+}
+
+#define FASTBP_INSTANTIATE(T)                                                     \
+  template class OptimizerState<T>;                                               \
+  template double sum_squares<T>(const T*, std::size_t);                          \
+  template double clip_grad_norm<T>(T*, std::size_t, double);                     \
+  template void clip_grad_value<T>(T*, std::size_t, double);                      \
+  template void add_gradient_noise<T>(T*, std::size_t, double, double, uint64_t, int64_t);
+FASTBP_INSTANTIATE(float)
+FASTBP_INSTANTIATE(double)
+
+}  // namespace fastbp

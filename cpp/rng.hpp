@@ -1,0 +1,31 @@
+// Counter-based random numbers: value = hash(seed, stream, counter). No state is shared, so the
+// same seed gives the same numbers whatever the thread count or the order of evaluation.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+namespace fastbp {
+
+inline uint64_t mix64(uint64_t x) {  // splitmix64 finaliser: a bijection with good avalanche
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+struct CounterRng {
+  uint64_t key;
+  CounterRng(uint64_t seed, uint64_t stream) : key(mix64(mix64(seed) ^ (stream * 0xD1B54A32D192ED03ull))) {}
+  uint64_t bits(uint64_t counter) const { return mix64(key ^ mix64(counter)); }
+  // Uniform in (0, 1]: never 0, so log() below is finite.
+  double uniform(uint64_t counter) const { return double((bits(counter) >> 11) + 1) * 0x1.0p-53; }
+  // Standard normal by Box-Muller on counters 2i and 2i+1.
+  double normal(uint64_t i) const {
+    const double u1 = uniform(2 * i), u2 = uniform(2 * i + 1);
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+  }
+  // Uniform integer in [0, n) (n small enough that modulo bias is negligible: n << 2^64).
+  uint64_t below(uint64_t counter, uint64_t n) const { return bits(counter) % n; }
+};
+
+}  // namespace fastbp

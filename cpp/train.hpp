@@ -1,0 +1,48 @@
+// The epoch loop: shuffle, gather each mini-batch, forward, backward, statistics, clip, noise,
+// step. One call per epoch; the caller's data set is read in place.
+#pragma once
+#include <vector>
+
+#include "network.hpp"
+#include "optimizers.hpp"
+
+namespace fastbp {
+
+struct EpochConfig {
+  int batch_size = 32;
+  bool shuffle = true;
+  uint64_t seed = 0;     // shuffling stream: the permutation is a function of (seed, epoch)
+  int64_t epoch = 0;
+  double clip_norm = 0;  // 0: no clipping by norm
+  double clip_value = 0; // 0: no clipping by value
+  bool noise = false;
+  double noise_eta = 0.01, noise_gamma = 0.55;
+  uint64_t noise_seed = 0;
+  int64_t noise_t = 0;   // step count of the noise schedule at the epoch's start
+};
+
+struct EpochStats {
+  double loss = 0;      // mean per-sample training loss over the epoch
+  double accuracy = 0;  // share of samples predicted right, during the epoch (classification)
+  long samples = 0, batches = 0;
+  std::vector<double> grad_norm_mean, grad_norm_max;  // per weight layer, before clipping
+  std::vector<double> update_ratio;  // per weight layer: ||W_end - W_start|| / ||W_start||
+  int64_t noise_t = 0;  // noise step count at the epoch's end
+  bool finite = true;   // false: a batch gave a non-finite loss or gradient; stopped before its step
+  double mean_step = 0; // mean step size taken (the line search's accepted steps, else lr)
+};
+
+// X is (N, n_in), y has N rows. opt and oc are the optimizer's state and hyperparameters.
+template <class T>
+EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfig& oc, const T* X,
+                       long N, Target<T> y, const EpochConfig& ec);
+
+// Armijo backtracking along -g on one batch, whose gradient net already holds:
+// the first t in lr, lr*shrink, lr*shrink^2, ... (max_iter tries) with
+// loss(p - t g) <= loss(p) - c1 t |g|^2 is taken; if none is, p is left unchanged.
+// Returns the step taken (0 if none). p0 is scratch of n_params entries.
+template <class T>
+double line_search_step(Network<T>& net, const OptimConfig& oc, const T* X, Target<T> y, int n,
+                        double loss0, std::vector<T>& p0);
+
+}  // namespace fastbp

@@ -1,0 +1,310 @@
+"""The multi-layer perceptron: a thin wrapper over the core network, whose parameters and
+gradients Python sees as writable numpy views (no copies)."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .validation import (
+    ACTIVATIONS,
+    LOSSES,
+    check_choice,
+    check_dtype,
+    check_scalar,
+    check_seed,
+    check_X,
+    check_Y,
+)
+
+DEFAULT_OUTPUT = {"mse": "identity", "cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
+INITS = (
+    "auto", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "lecun_normal",
+    "orthogonal",
+)
+RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu", "silu")
+
+
+def _check_layer_sizes(layer_sizes: Any) -> list[int]:
+    if isinstance(layer_sizes, (str, bytes)) or not isinstance(layer_sizes, Sequence):
+        raise TypeError(f"layer_sizes must be a list of ints, got {type(layer_sizes).__name__}")
+    sizes = list(layer_sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"layer_sizes needs at least 2 entries [n_in, n_out], got {sizes}")
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral):
+            raise TypeError(f"layer_sizes entries must be ints, got {s!r}")
+        if s <= 0:
+            raise ValueError(f"layer_sizes entries must be positive, got {sizes}")
+    return [int(s) for s in sizes]
+
+
+def _check_activations(activation: Any, n_hidden: int) -> list[str]:
+    if isinstance(activation, str):
+        return [check_choice(activation, "activation", ACTIVATIONS)] * n_hidden
+    if not isinstance(activation, Sequence):
+        raise TypeError(f"activation must be a str or a list of str, got {activation!r}")
+    acts = list(activation)
+    if len(acts) != n_hidden:
+        raise ValueError(
+            f"activation lists one name per hidden layer: {n_hidden} expected, got {len(acts)}"
+        )
+    return [check_choice(a, "activation", ACTIVATIONS) for a in acts]
+
+
+def _check_output(output_activation: Any, loss: str) -> str:
+    if output_activation is None:
+        return DEFAULT_OUTPUT[loss]
+    if loss == "mse":
+        return check_choice(output_activation, "output_activation", ACTIVATIONS)
+    if output_activation != DEFAULT_OUTPUT[loss]:
+        raise ValueError(
+            f"output_activation for loss={loss!r} must be None or "
+            f"{DEFAULT_OUTPUT[loss]!r} (fused into the loss), got {output_activation!r}"
+        )
+    return output_activation
+
+
+def _check_init(init: Any) -> Any:
+    if isinstance(init, str):
+        return check_choice(init, "init", INITS)
+    if isinstance(init, tuple) and len(init) == 2 and init[0] in ("normal", "uniform"):
+        check_scalar(init[1], f"init[1] ({init[0]} scale)", min_value=0, min_inclusive=False)
+        return (init[0], float(init[1]))
+    raise ValueError(
+        f"init must be one of {list(INITS)}, ('normal', std) or ('uniform', limit); got {init!r}"
+    )
+
+
+def _init_weight(rng: np.random.Generator, scheme: Any, n_in: int, n_out: int) -> np.ndarray:
+    """One weight matrix (n_in, n_out) drawn in float64 by the named scheme."""
+    if isinstance(scheme, tuple):
+        kind, scale = scheme
+        if kind == "normal":
+            return rng.normal(0.0, scale, (n_in, n_out))
+        return rng.uniform(-scale, scale, (n_in, n_out))
+    if scheme == "xavier_uniform":
+        limit = np.sqrt(6.0 / (n_in + n_out))
+        return rng.uniform(-limit, limit, (n_in, n_out))
+    if scheme == "xavier_normal":
+        return rng.normal(0.0, np.sqrt(2.0 / (n_in + n_out)), (n_in, n_out))
+    if scheme == "he_uniform":
+        limit = np.sqrt(6.0 / n_in)
+        return rng.uniform(-limit, limit, (n_in, n_out))
+    if scheme == "he_normal":
+        return rng.normal(0.0, np.sqrt(2.0 / n_in), (n_in, n_out))
+    if scheme == "lecun_normal":
+        return rng.normal(0.0, np.sqrt(1.0 / n_in), (n_in, n_out))
+    # orthogonal: QR of a Gaussian matrix, signs fixed so the result is uniformly distributed
+    a = rng.normal(0.0, 1.0, (max(n_in, n_out), min(n_in, n_out)))
+    q, r = np.linalg.qr(a)
+    q *= np.sign(np.diag(r))
+    return q if n_in >= n_out else q.T
+
+
+class MLP:
+    """A dense multi-layer perceptron, trained by backpropagation in the C++ core.
+
+    Parameters
+    ----------
+    layer_sizes : list of int
+        ``[n_in, hidden..., n_out]``; two entries make a network without a hidden layer.
+    activation : str or list of str, default="relu"
+        Hidden activation(s): identity, sigmoid, tanh, relu, leaky_relu, elu, softplus, gelu,
+        silu. A list gives one name per hidden layer.
+    loss : {"mse", "cross_entropy", "binary_cross_entropy"}, default="mse"
+    output_activation : str or None
+        None picks identity for mse, softmax for cross_entropy, sigmoid for
+        binary_cross_entropy (the last two are fused into their loss); mse accepts any
+        activation.
+    init : str or tuple, default="auto"
+        "auto" (He normal before ReLU-family layers, Xavier uniform otherwise),
+        "xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "lecun_normal",
+        "orthogonal", ("normal", std) or ("uniform", limit). Biases start at zero.
+    dtype : {"float32", "float64"}, default="float32"
+    seed : int or None
+        Seed of the initialisation; the same seed gives bit-identical weights.
+
+    Attributes
+    ----------
+    weights, biases : list of ndarray of shape (n_in, n_out) and (n_out,)
+        Writable views into the flat parameter buffer ``params``.
+    grad_weights, grad_biases : list of ndarray
+        Views into the flat gradient buffer ``grads``, filled by :meth:`backward`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbp as fb
+    >>> net = fb.MLP([4, 16, 3], activation="tanh", loss="cross_entropy", seed=0)
+    >>> X = np.random.default_rng(0).normal(size=(8, 4))
+    >>> loss = net.backward(X, np.array([0, 1, 2, 0, 1, 2, 0, 1]))
+    >>> net.grad_norms().shape
+    (2,)
+    """
+
+    def __init__(
+        self,
+        layer_sizes: Sequence[int],
+        activation: str | Sequence[str] = "relu",
+        loss: str = "mse",
+        output_activation: str | None = None,
+        init: Any = "auto",
+        dtype: Any = "float32",
+        seed: int | None = None,
+    ) -> None:
+        self.layer_sizes = _check_layer_sizes(layer_sizes)
+        self.activations = _check_activations(activation, len(self.layer_sizes) - 2)
+        self.loss = check_choice(loss, "loss", LOSSES)
+        self.output_activation = _check_output(output_activation, self.loss)
+        self.init = _check_init(init)
+        self.dtype = check_dtype(dtype)
+        self.seed = check_seed(seed)
+        core_cls = _core.Network32 if self.dtype == np.float32 else _core.Network64
+        self._net = core_cls(self.layer_sizes, self.activations, self.output_activation, self.loss)
+        self._bind_views()
+        self.reset_parameters()
+
+    def _bind_views(self) -> None:
+        layers = self._net.layer_views(False)
+        grads = self._net.layer_views(True)
+        self.weights = [w for w, _ in layers]
+        self.biases = [b for _, b in layers]
+        self.grad_weights = [w for w, _ in grads]
+        self.grad_biases = [b for _, b in grads]
+
+    def reset_parameters(self, seed: int | None = None) -> None:
+        """Draw fresh weights by the ``init`` scheme (with ``seed``, or the network's) and zero
+        the biases and gradients."""
+        rng = np.random.default_rng(self.seed if seed is None else check_seed(seed))
+        acts = self.activations + [self.output_activation]
+        for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
+            scheme = self.init
+            if scheme == "auto":
+                scheme = "he_normal" if acts[layer] in RELU_FAMILY else "xavier_uniform"
+            w[...] = _init_weight(rng, scheme, *w.shape)
+            b[...] = 0
+        self.grads[...] = 0
+
+    # ---- structure -------------------------------------------------------------------------
+    @property
+    def params(self) -> np.ndarray:
+        """Flat view of all parameters: W_0, b_0, W_1, b_1, ... (row-major W)."""
+        return self._net.params
+
+    @property
+    def grads(self) -> np.ndarray:
+        """Flat view of all gradients, laid out like :attr:`params`."""
+        return self._net.grads
+
+    @property
+    def n_params(self) -> int:
+        return self._net.n_params
+
+    @property
+    def n_layers(self) -> int:
+        """Number of weight layers (``len(layer_sizes) - 1``)."""
+        return len(self.layer_sizes) - 1
+
+    @property
+    def layer_activations(self) -> list[str]:
+        """The activation after each weight layer, the output's included."""
+        return self.activations + [self.output_activation]
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.loss != "mse"
+
+    def __repr__(self) -> str:
+        return (
+            f"MLP({self.layer_sizes}, activation={self.activations}, loss={self.loss!r}, "
+            f"output_activation={self.output_activation!r}, dtype={self.dtype.name!r})"
+        )
+
+    # ---- computation -----------------------------------------------------------------------
+    def _X(self, X: Any) -> np.ndarray:
+        return check_X(X, self.layer_sizes[0], self.dtype)
+
+    def _Y(self, Y: Any, n: int) -> np.ndarray:
+        return check_Y(Y, n, self.layer_sizes[-1], self.loss, self.dtype)
+
+    def forward(self, X: Any) -> np.ndarray:
+        """Output activations, ndarray of shape (n_samples, n_out) (probabilities for softmax)."""
+        return self._net.forward(self._X(X))
+
+    def backward(self, X: Any, Y: Any) -> float:
+        """Forward and backward on one batch: fills the gradients of the batch-mean loss and
+        returns that loss.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        Y : array-like
+            Integer labels (n_samples,) or probability rows (n_samples, n_out) for
+            cross_entropy; (n_samples, n_out), or (n_samples,) when n_out == 1, otherwise.
+        """
+        X = self._X(X)
+        loss_sum, _ = self._net.backward(X, self._Y(Y, X.shape[0]))
+        return loss_sum / X.shape[0]
+
+    def compute_loss(self, X: Any, Y: Any) -> float:
+        """Mean loss over the samples, without touching the gradients."""
+        return self.evaluate(X, Y)["loss"]
+
+    def evaluate(self, X: Any, Y: Any) -> dict[str, float]:
+        """``{"loss": mean loss}``, plus ``"accuracy"`` for classification losses."""
+        X = self._X(X)
+        loss_sum, correct = self._net.evaluate(X, self._Y(Y, X.shape[0]))
+        out = {"loss": loss_sum / X.shape[0]}
+        if self.is_classifier:
+            out["accuracy"] = correct / X.shape[0]
+        return out
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Class labels (cross_entropy), 0/1 per output (binary_cross_entropy) or outputs (mse)."""
+        out = self.forward(X)
+        if self.loss == "cross_entropy":
+            return out.argmax(axis=1)
+        if self.loss == "binary_cross_entropy":
+            return (out > 0.5).astype(np.int64)
+        return out
+
+    def grad_norms(self) -> np.ndarray:
+        """L2 norm of each weight layer's gradient, ndarray of shape (n_layers,)."""
+        return self._net.weight_grad_norms()
+
+    def activation_stats(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Per weight layer, the share of saturated outputs (sigmoid: below 0.01 or above 0.99;
+        tanh: |a| > 0.99) and the share of dead units (relu: zero on every sample of X); NaN
+        where the measure does not apply. Two ndarrays of shape (n_layers,)."""
+        return self._net.activation_stats(self._X(X))
+
+    def copy(self) -> MLP:
+        """An independent network with the same structure and parameters."""
+        clone = object.__new__(MLP)
+        clone.__dict__.update(self.__dict__)
+        clone._net = type(self._net)(
+            self.layer_sizes, self.activations, self.output_activation, self.loss
+        )
+        clone._bind_views()
+        clone.params[...] = self.params
+        clone.grads[...] = self.grads
+        return clone
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith(("_", "grad_"))}
+        for k in ("weights", "biases"):
+            state.pop(k)
+        state["params"] = np.array(self.params)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        params = state.pop("params")
+        self.__dict__.update(state)
+        core_cls = _core.Network32 if self.dtype == np.float32 else _core.Network64
+        self._net = core_cls(self.layer_sizes, self.activations, self.output_activation, self.loss)
+        self._bind_views()
+        self.params[...] = params
