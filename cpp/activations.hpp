@@ -6,17 +6,18 @@
 #include <cstddef>
 
 #include "common.hpp"
+#include "fastmath.hpp"
 
 namespace fastbp {
 
 template <class T>
 inline T sigmoid(T z) {  // exp(-z) may overflow to inf for very negative z: 1/inf = 0, no NaN
-  return T(1) / (T(1) + std::exp(-z));
+  return T(1) / (T(1) + fast_exp(-z));
 }
 
 template <class T>
 inline T softplus(T z) {  // log(1 + e^z) without overflow
-  return std::max(z, T(0)) + std::log1p(std::exp(-std::abs(z)));
+  return std::max(z, T(0)) + std::log1p(fast_exp(-std::abs(z)));
 }
 
 template <class T>
@@ -36,44 +37,34 @@ constexpr double kLeakySlope = 0.01;
 // a[i] = f(z[i]) for i < n.
 template <class T>
 void activation_forward(Act act, const T* z, T* a, std::size_t n) {
-  const bool par = n >= kParallelMin;
   const long nn = long(n);
-  (void)par;
   switch (act) {
     case Act::identity:
       if (a != z) std::copy(z, z + n, a);
       break;
     case Act::sigmoid:
-#pragma omp parallel for simd if (par) num_threads(num_threads())
-      for (long i = 0; i < nn; ++i) a[i] = sigmoid(z[i]);
+      parallel_for(nn, [=](long i) { a[i] = sigmoid(z[i]); });
       break;
     case Act::tanh:
-#pragma omp parallel for simd if (par) num_threads(num_threads())
-      for (long i = 0; i < nn; ++i) a[i] = std::tanh(z[i]);
+      parallel_for(nn, [=](long i) { a[i] = fast_tanh(z[i]); });
       break;
     case Act::relu:
-#pragma omp parallel for simd if (par) num_threads(num_threads())
-      for (long i = 0; i < nn; ++i) a[i] = z[i] > T(0) ? z[i] : T(0);
+      parallel_for(nn, [=](long i) { a[i] = z[i] > T(0) ? z[i] : T(0); });
       break;
     case Act::leaky_relu:
-#pragma omp parallel for simd if (par) num_threads(num_threads())
-      for (long i = 0; i < nn; ++i) a[i] = z[i] > T(0) ? z[i] : T(kLeakySlope) * z[i];
+      parallel_for(nn, [=](long i) { a[i] = z[i] > T(0) ? z[i] : T(kLeakySlope) * z[i]; });
       break;
     case Act::elu:
-#pragma omp parallel for simd if (par) num_threads(num_threads())
-      for (long i = 0; i < nn; ++i) a[i] = z[i] > T(0) ? z[i] : std::expm1(z[i]);
+      parallel_for(nn, [=](long i) { a[i] = z[i] > T(0) ? z[i] : std::expm1(z[i]); });
       break;
     case Act::softplus:
-#pragma omp parallel for simd if (par) num_threads(num_threads())
-      for (long i = 0; i < nn; ++i) a[i] = softplus(z[i]);
+      parallel_for(nn, [=](long i) { a[i] = softplus(z[i]); });
       break;
     case Act::gelu:
-#pragma omp parallel for if (par) num_threads(num_threads())
-      for (long i = 0; i < nn; ++i) a[i] = gelu(z[i]);
+      parallel_for(nn, [=](long i) { a[i] = gelu(z[i]); });
       break;
     case Act::silu:
-#pragma omp parallel for simd if (par) num_threads(num_threads())
-      for (long i = 0; i < nn; ++i) a[i] = z[i] * sigmoid(z[i]);
+      parallel_for(nn, [=](long i) { a[i] = z[i] * sigmoid(z[i]); });
       break;
     case Act::softmax:
       throw std::logic_error("softmax is applied row-wise by the loss, not elementwise");
@@ -83,46 +74,36 @@ void activation_forward(Act act, const T* z, T* a, std::size_t n) {
 // d[i] *= f'(z[i]) for i < n: turns dL/da into dL/dz in place.
 template <class T>
 void activation_backward(Act act, const T* z, const T* a, T* d, std::size_t n) {
-  const bool par = n >= kParallelMin;
   const long nn = long(n);
-  (void)par;
   switch (act) {
     case Act::identity:
       break;
     case Act::sigmoid:
-#pragma omp parallel for simd if (par) num_threads(num_threads())
-      for (long i = 0; i < nn; ++i) d[i] *= a[i] * (T(1) - a[i]);
+      parallel_for(nn, [=](long i) { d[i] *= a[i] * (T(1) - a[i]); });
       break;
     case Act::tanh:
-#pragma omp parallel for simd if (par) num_threads(num_threads())
-      for (long i = 0; i < nn; ++i) d[i] *= T(1) - a[i] * a[i];
+      parallel_for(nn, [=](long i) { d[i] *= T(1) - a[i] * a[i]; });
       break;
     case Act::relu:
-#pragma omp parallel for simd if (par) num_threads(num_threads())
-      for (long i = 0; i < nn; ++i) d[i] = z[i] > T(0) ? d[i] : T(0);
+      parallel_for(nn, [=](long i) { d[i] = z[i] > T(0) ? d[i] : T(0); });
       break;
     case Act::leaky_relu:
-#pragma omp parallel for simd if (par) num_threads(num_threads())
-      for (long i = 0; i < nn; ++i) d[i] *= z[i] > T(0) ? T(1) : T(kLeakySlope);
+      parallel_for(nn, [=](long i) { d[i] *= z[i] > T(0) ? T(1) : T(kLeakySlope); });
       break;
     case Act::elu:
-#pragma omp parallel for simd if (par) num_threads(num_threads())
-      for (long i = 0; i < nn; ++i) d[i] *= z[i] > T(0) ? T(1) : a[i] + T(1);
+      parallel_for(nn, [=](long i) { d[i] *= z[i] > T(0) ? T(1) : a[i] + T(1); });
       break;
     case Act::softplus:
-#pragma omp parallel for simd if (par) num_threads(num_threads())
-      for (long i = 0; i < nn; ++i) d[i] *= sigmoid(z[i]);
+      parallel_for(nn, [=](long i) { d[i] *= sigmoid(z[i]); });
       break;
     case Act::gelu:
-#pragma omp parallel for if (par) num_threads(num_threads())
-      for (long i = 0; i < nn; ++i) d[i] *= gelu_grad(z[i]);
+      parallel_for(nn, [=](long i) { d[i] *= gelu_grad(z[i]); });
       break;
     case Act::silu:
-#pragma omp parallel for simd if (par) num_threads(num_threads())
-      for (long i = 0; i < nn; ++i) {
+      parallel_for(nn, [=](long i) {
         const T s = sigmoid(z[i]);
         d[i] *= s * (T(1) + z[i] * (T(1) - s));
-      }
+      });
       break;
     case Act::softmax:
       throw std::logic_error("softmax derivative is fused into the cross-entropy loss");

@@ -18,12 +18,28 @@ Act parse_activation(const std::string& name);
 const char* activation_name(Act a);
 Loss parse_loss(const std::string& name);
 
-// Threads used by fastbp's own parallel loops (BLAS threads are set alongside, in gemm.cpp).
+// Threads of fastbp's parallel loops and products (BLAS runs single-threaded inside them).
 int num_threads();
 void set_num_threads(int n);
 
 // Elementwise passes below this many elements run on one thread: waking a team costs more.
-constexpr std::size_t kParallelMin = 1 << 15;
+constexpr long kParallelMin = 1 << 15;
+
+// f(i) for i in [0, n): a plain loop the compiler can vectorise, split over fastbp's threads
+// only when n is large enough to pay for waking them.
+template <class F>
+inline void parallel_for(long n, F&& f) {
+#ifdef _OPENMP
+  const int threads = num_threads();
+  if (n >= kParallelMin && threads > 1) {
+#pragma omp parallel for simd num_threads(threads) schedule(static)
+    for (long i = 0; i < n; ++i) f(i);
+    return;
+  }
+#endif
+#pragma omp simd
+  for (long i = 0; i < n; ++i) f(i);
+}
 
 inline void require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument(what);

@@ -1,5 +1,6 @@
 // The one place that calls BLAS. Row-major: C (M x N) = alpha * op(A) op(B) + beta * C,
 // op(A) is (M x K), op(B) is (K x N); lda/ldb/ldc are row strides of the stored matrices.
+// Large products are split into panels over fastbp's threads; BLAS itself runs single-threaded.
 #pragma once
 #include <string>
 
@@ -9,7 +10,6 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda,
           const T* B, int ldb, T beta, T* C, int ldc);
 
-void set_blas_threads(int n);
 std::string blas_core_name();
 
 }  // namespace fastbp

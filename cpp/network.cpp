@@ -209,7 +209,6 @@ int num_threads() {
 void set_num_threads(int n) {
   require(n >= 1, "n must be >= 1");
   g_threads = n;
-  set_blas_threads(n);
 }
 
 }  // namespace fastbp

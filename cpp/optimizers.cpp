@@ -18,26 +18,22 @@ void OptimizerState<T>::step(const OptimConfig& c, T* p, const T* g) {
   require(c.kind != Optim::line_search, "line search needs the batch: use the epoch loop");
   ++t_;
   const long n = long(n_);
-  const bool par = n_ >= kParallelMin;
-  (void)par;
   const T lr = T(c.lr), wd = T(c.weight_decay);
   switch (c.kind) {
     case Optim::sgd: {
       const T mom = T(c.momentum), damp = T(1 - c.dampening);
       if (c.momentum == 0) {
-#pragma omp parallel for simd if (par) num_threads(num_threads())
-        for (long i = 0; i < n; ++i) p[i] -= lr * (g[i] + wd * p[i]);
+        parallel_for(n, [=](long i) { p[i] -= lr * (g[i] + wd * p[i]); });
         break;
       }
       T* buf = state(0).data();
       const bool first = t_ == 1;  // torch: the buffer starts as the first gradient
       const bool nesterov = c.nesterov;
-#pragma omp parallel for simd if (par) num_threads(num_threads())
-      for (long i = 0; i < n; ++i) {
+      parallel_for(n, [=](long i) {
         const T d = g[i] + wd * p[i];
         buf[i] = first ? d : mom * buf[i] + damp * d;
         p[i] -= lr * (nesterov ? d + mom * buf[i] : buf[i]);
-      }
+      });
       break;
     }
     case Optim::adam:
@@ -50,14 +46,13 @@ void OptimizerState<T>::step(const OptimConfig& c, T* p, const T* g) {
       const bool decoupled = c.kind == Optim::adamw;
       const T shrink = decoupled ? T(1) - lr * wd : T(1);
       const T coupled = decoupled ? T(0) : wd;
-#pragma omp parallel for simd if (par) num_threads(num_threads())
-      for (long i = 0; i < n; ++i) {
+      parallel_for(n, [=](long i) {
         const T d = g[i] + coupled * p[i];
         p[i] *= shrink;
         m[i] = b1 * m[i] + (T(1) - b1) * d;
         v[i] = b2 * v[i] + (T(1) - b2) * d * d;
         p[i] -= step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
-      }
+      });
       break;
     }
     case Optim::rmsprop: {
@@ -65,8 +60,7 @@ void OptimizerState<T>::step(const OptimConfig& c, T* p, const T* g) {
       T* ga = c.centered ? state(1).data() : nullptr;
       T* buf = c.momentum > 0 ? state(2).data() : nullptr;
       const T alpha = T(c.alpha), eps = T(c.eps), mom = T(c.momentum);
-#pragma omp parallel for if (par) num_threads(num_threads())
-      for (long i = 0; i < n; ++i) {
+      parallel_for(n, [=](long i) {
         const T d = g[i] + wd * p[i];
         sq[i] = alpha * sq[i] + (T(1) - alpha) * d * d;
         T var = sq[i];
@@ -81,18 +75,17 @@ void OptimizerState<T>::step(const OptimConfig& c, T* p, const T* g) {
         } else {
           p[i] -= lr * step;
         }
-      }
+      });
       break;
     }
     case Optim::adagrad: {
       T* sum = state(0).data();
       const T clr = T(c.lr / (1 + double(t_ - 1) * c.lr_decay)), eps = T(c.eps);
-#pragma omp parallel for simd if (par) num_threads(num_threads())
-      for (long i = 0; i < n; ++i) {
+      parallel_for(n, [=](long i) {
         const T d = g[i] + wd * p[i];
         sum[i] += d * d;
         p[i] -= clr * d / (std::sqrt(sum[i]) + eps);
-      }
+      });
       break;
     }
     case Optim::line_search:
@@ -104,7 +97,7 @@ template <class T>
 double sum_squares(const T* x, std::size_t n) {
   double s = 0;
   const long nn = long(n);
-#pragma omp parallel for simd reduction(+ : s) if (n >= kParallelMin) num_threads(num_threads())
+#pragma omp parallel for simd reduction(+ : s) if (nn >= kParallelMin) num_threads(num_threads())
   for (long i = 0; i < nn; ++i) s += double(x[i]) * double(x[i]);
   return s;
 }
@@ -113,24 +106,21 @@ template <class T>
 double clip_grad_norm(T* g, std::size_t n, double max_norm) {
   const double norm = std::sqrt(sum_squares(g, n));
   const double coef = max_norm / (norm + 1e-6);
-  if (coef < 1)
-    for (std::size_t i = 0; i < n; ++i) g[i] *= T(coef);
+  if (coef < 1) parallel_for(long(n), [=](long i) { g[i] *= T(coef); });
   return norm;
 }
 
 template <class T>
 void clip_grad_value(T* g, std::size_t n, double value) {
   const T v = T(value);
-  for (std::size_t i = 0; i < n; ++i) g[i] = std::min(std::max(g[i], -v), v);
+  parallel_for(long(n), [=](long i) { g[i] = std::min(std::max(g[i], -v), v); });
 }
 
 template <class T>
 void add_gradient_noise(T* g, std::size_t n, double eta, double gamma, uint64_t seed, int64_t t) {
   const double std_dev = std::sqrt(eta / std::pow(1.0 + double(t), gamma));
   const CounterRng rng(seed, uint64_t(t));
-  const long nn = long(n);
-#pragma omp parallel for if (n >= kParallelMin) num_threads(num_threads())
-  for (long i = 0; i < nn; ++i) g[i] += T(std_dev * rng.normal(uint64_t(i)));
+  parallel_for(long(n), [=, &rng](long i) { g[i] += T(std_dev * rng.normal(uint64_t(i))); });
 }
 
 #define FASTBP_INSTANTIATE(T)                                                     \

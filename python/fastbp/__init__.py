@@ -1,8 +1,18 @@
 """fastbp: fast dense neural networks by backpropagation, with the gradients made visible."""
 
-import scipy_openblas32 as _openblas  # noqa: F401  (loads OpenBLAS for the core, RTLD_GLOBAL)
+import os as _os
 
-from . import _core
+# Idle OpenMP threads sleep instead of spinning (unless the user chose otherwise): on a busy
+# machine, spinning workers starve the threads doing the work and a step can run 100x slower.
+# fastbp only opens parallel regions for work large enough to amortise the wake-up.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import scipy_openblas32 as _openblas  # noqa: E402, F401  (loads OpenBLAS for the core, RTLD_GLOBAL)
+
+from . import _core, datasets  # noqa: E402
+from .data import LeakWarning, Split, split
+from .history import History
+from .lr import LRFinderResult, SweepResult, lr_find, lr_sweep
 from .network import MLP
 from .optim import (
     SGD,
@@ -16,6 +26,8 @@ from .optim import (
     clip_grad_norm,
     clip_grad_value,
 )
+from .schedules import CosineAnnealingLR, ExponentialLR, LRSchedule, ReduceLROnPlateau, StepLR
+from .train import Callback, EarlyStopping, NonFiniteWarning, Trainer
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,216 @@
+"""Choosing the learning rate: the range test (``lr_find``) and a sweep over candidate rates
+(``lr_sweep``). Line search (:class:`~fastbp.LineSearchSGD`) and the adaptive optimizers live
+in :mod:`fastbp.optim`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .history import History
+from .network import MLP
+from .optim import SGD, Optimizer
+from .train import EarlyStopping, Trainer
+from .validation import check_scalar, check_seed, check_X, check_Y
+
+
+@dataclass
+class LRFinderResult:
+    """The range test's curve. ``lrs`` and ``losses`` (smoothed) have one entry per step run;
+    ``suggestion`` is the rate where the smoothed loss fell fastest."""
+
+    lrs: np.ndarray
+    losses: np.ndarray
+    raw_losses: np.ndarray
+    suggestion: float
+    diverged: bool
+
+    def __repr__(self) -> str:
+        return (f"LRFinderResult(steps={len(self.lrs)}, suggestion={self.suggestion:.3g}, "
+                f"diverged={self.diverged})")
+
+
+def lr_find(
+    net: MLP,
+    X: Any,
+    y: Any,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_steps: int = 100,
+    optimizer: Optimizer | None = None,
+    batch_size: int = 32,
+    smoothing: float = 0.05,
+    diverge_factor: float = 4.0,
+    seed: int | None = None,
+) -> LRFinderResult:
+    """Learning-rate range test (Smith, 2017): train a copy of ``net`` for ``num_steps``
+    mini-batches with the rate rising exponentially from ``start_lr`` to ``end_lr``, stopping
+    early once the loss exceeds ``diverge_factor`` times its best value (or is not finite).
+
+    ``net`` itself is left untouched. The suggestion is the rate at which the smoothed loss
+    decreased fastest (steepest negative slope against log(lr)).
+
+    Parameters
+    ----------
+    optimizer : Optimizer or None
+        The rule to test (its ``lr`` is overridden at every step); default plain SGD.
+    smoothing : float
+        Weight of the newest loss in the exponential moving average of the curve.
+    """
+    if not isinstance(net, MLP):
+        raise TypeError(f"net must be a fastbp.MLP, got {type(net).__name__}")
+    start_lr = check_scalar(start_lr, "start_lr", min_value=0, min_inclusive=False)
+    end_lr = check_scalar(end_lr, "end_lr", min_value=start_lr, min_inclusive=False)
+    num_steps = check_scalar(num_steps, "num_steps", min_value=2, integer=True)
+    batch_size = check_scalar(batch_size, "batch_size", min_value=1, integer=True)
+    smoothing = check_scalar(smoothing, "smoothing", min_value=0, max_value=1, min_inclusive=False)
+    diverge_factor = check_scalar(diverge_factor, "diverge_factor", min_value=1, min_inclusive=False)
+    X = net._X(X)
+    Y = net._Y(y, X.shape[0])
+    probe = net.copy()
+    opt = SGD(start_lr) if optimizer is None else _fresh(optimizer)
+    rng = np.random.default_rng(check_seed(seed))
+    lrs = np.geomspace(start_lr, end_lr, num_steps)
+    order = rng.permutation(X.shape[0])
+    raw, smooth = [], []
+    avg, best, diverged = 0.0, math.inf, False
+    for step, lr in enumerate(lrs):
+        first = (step * batch_size) % X.shape[0]
+        if first + batch_size > X.shape[0]:
+            order = rng.permutation(X.shape[0])
+        idx = np.take(order, np.arange(first, first + batch_size), mode="wrap")
+        loss = probe.backward(X[idx], Y[idx])
+        if not math.isfinite(loss):
+            diverged = True
+            break
+        opt.lr = float(lr)
+        opt.step(probe)
+        avg = loss if step == 0 else (1 - smoothing) * avg + smoothing * loss
+        raw.append(loss)
+        smooth.append(avg)
+        best = min(best, avg)
+        if avg > diverge_factor * best:
+            diverged = True
+            break
+    n = len(smooth)
+    lrs = lrs[:n]
+    return LRFinderResult(lrs, np.array(smooth), np.array(raw), _steepest(lrs, np.array(smooth)),
+                          diverged)
+
+
+def _fresh(optimizer: Optimizer) -> Optimizer:
+    """A copy of the optimizer's configuration without its state."""
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
+    clone = object.__new__(type(optimizer))
+    clone.__dict__.update(optimizer.__getstate__())
+    return clone
+
+
+def _steepest(lrs: np.ndarray, losses: np.ndarray) -> float:
+    """The rate where d(loss)/d(log lr) is most negative, ignoring the last tenth of the curve
+    (where divergence begins) and the first few noisy points."""
+    if len(lrs) < 3:
+        return float(lrs[0]) if len(lrs) else float("nan")
+    end = max(3, int(len(lrs) * 0.9))
+    slope = np.gradient(losses[:end], np.log(lrs[:end]))
+    return float(lrs[int(np.argmin(slope))])
+
+
+@dataclass
+class SweepResult:
+    """Outcome of :func:`lr_sweep`: one row per candidate rate and the best of them."""
+
+    rows: list[dict[str, Any]]
+    best_lr: float
+    histories: dict[float, History] = field(repr=False)
+
+    def __str__(self) -> str:
+        head = f"{'lr':>10} {'epochs':>6} {'best epoch':>10} {'best val loss':>14} {'val acc':>8}"
+        lines = [head, "-" * len(head)]
+        for r in self.rows:
+            acc = "" if r["val_accuracy"] is None else f"{r['val_accuracy']:.3f}"
+            mark = "  <- best" if r["lr"] == self.best_lr else ""
+            lines.append(f"{r['lr']:>10.3g} {r['epochs']:>6d} {r['best_epoch']:>10d} "
+                         f"{r['best_val_loss']:>14.5g} {acc:>8}{mark}")
+        return "\n".join(lines)
+
+
+def _train_one(net: MLP, optimizer: Optimizer, lr: float, X, Y, Xv, Yv, trainer_kwargs) -> History:
+    candidate = net.copy()
+    opt = _fresh(optimizer)
+    opt.lr = lr
+    trainer = Trainer(candidate, opt, **trainer_kwargs)
+    return trainer.fit(X, Y, validation=(Xv, Yv))
+
+
+def lr_sweep(
+    net: MLP,
+    X: Any,
+    y: Any,
+    validation: tuple[Any, Any],
+    lrs: Sequence[float] = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1),
+    optimizer: Optimizer | None = None,
+    epochs: int = 50,
+    batch_size: int = 32,
+    patience: int = 5,
+    n_jobs: int = 1,
+    seed: int | None = None,
+) -> SweepResult:
+    """Train copies of ``net`` (same initial weights) with each rate in ``lrs``, with early
+    stopping on the validation set, and pick the rate of the lowest best validation loss.
+
+    Parameters
+    ----------
+    validation : (X_val, y_val)
+        Used for early stopping and for ranking the rates; never the test set.
+    optimizer : Optimizer or None
+        The rule to use (default SGD); its ``lr`` is replaced by each candidate.
+    n_jobs : int
+        Candidates trained at once, with joblib (installed with ``fastbp[parallel]``) when > 1.
+    """
+    if not isinstance(net, MLP):
+        raise TypeError(f"net must be a fastbp.MLP, got {type(net).__name__}")
+    rates = [check_scalar(r, "lrs", min_value=0, min_inclusive=False) for r in lrs]
+    if not rates:
+        raise ValueError("lrs must hold at least one learning rate")
+    n_jobs = check_scalar(n_jobs, "n_jobs", min_value=1, integer=True)
+    if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
+        raise TypeError("validation must be a pair (X_val, y_val)")
+    X = net._X(X)
+    Y = net._Y(y, X.shape[0])
+    Xv = check_X(validation[0], net.layer_sizes[0], net.dtype, name="validation X")
+    Yv = check_Y(validation[1], Xv.shape[0], net.layer_sizes[-1], net.loss, net.dtype,
+                 name="validation y")
+    optimizer = SGD(rates[0]) if optimizer is None else optimizer
+    kwargs = dict(batch_size=batch_size, epochs=epochs, seed=check_seed(seed), progress=False,
+                  early_stopping=EarlyStopping("val_loss", patience=patience))
+    if n_jobs > 1:
+        try:
+            from joblib import Parallel, delayed
+        except ImportError as err:
+            raise ImportError("n_jobs > 1 needs joblib: pip install fastbp[parallel]") from err
+        # Threads, not processes: the core releases the GIL, and nothing needs pickling.
+        histories = Parallel(n_jobs=n_jobs, prefer="threads")(
+            delayed(_train_one)(net, optimizer, lr, X, Y, Xv, Yv, kwargs) for lr in rates)
+    else:
+        histories = [_train_one(net, optimizer, lr, X, Y, Xv, Yv, kwargs) for lr in rates]
+    rows = []
+    for lr, h in zip(rates, histories):
+        best = h.best_epoch if h.best_epoch is not None else 0
+        vals = np.asarray(h.val_loss, dtype=float)
+        rows.append({
+            "lr": lr,
+            "epochs": h.n_epochs,
+            "best_epoch": best,
+            "best_val_loss": float(vals[best]) if len(vals) else math.inf,
+            "val_accuracy": h.val_accuracy[best] if h.val_accuracy else None,
+            "stop_reason": h.stop_reason,
+        })
+    finite = [r for r in rows if math.isfinite(r["best_val_loss"])]
+    best_lr = min(finite, key=lambda r: r["best_val_loss"])["lr"] if finite else math.nan
+    return SweepResult(rows, best_lr, dict(zip(rates, histories)))

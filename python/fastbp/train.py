@@ -1,0 +1,363 @@
+"""Training: the Trainer (one core call per epoch), early stopping and callbacks.
+
+Per-epoch work only happens here: the learning rate for the epoch, validation loss, activation
+statistics on a sample of the training data, early stopping, callbacks and the progress bar.
+Everything per mini-batch (shuffle, gather, forward, backward, clip, noise, step) runs in the
+core's epoch loop with the GIL released.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .history import History
+from .network import MLP
+from .optim import GradientNoise, Optimizer
+from .schedules import MONITORS, LRSchedule, improved, monitored_values
+from .validation import check_choice, check_scalar, check_seed, check_X, check_Y, resolve_seed
+
+STATS_SAMPLE = 512  # training rows on which saturation and dead units are measured per epoch
+
+
+class NonFiniteWarning(RuntimeWarning):
+    """Training stopped because the loss or a gradient became NaN or infinite."""
+
+
+class EarlyStopping:
+    """Stop training when ``monitor`` has not improved for ``patience`` epochs.
+
+    Parameters
+    ----------
+    monitor : {"val_loss", "val_accuracy", "train_loss", "train_accuracy"}
+    patience : int
+        Epochs without improvement tolerated: with the best epoch b, training stops after
+        epoch ``b + patience`` (0-based).
+    min_delta : float
+        An improvement must beat the best value by more than this.
+    restore_best : bool
+        Put back the weights of the best epoch when training ends.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        patience: int = 10,
+        min_delta: float = 0.0,
+        restore_best: bool = True,
+    ) -> None:
+        self.monitor = check_choice(monitor, "monitor", MONITORS)
+        self.patience = check_scalar(patience, "patience", min_value=0, integer=True)
+        self.min_delta = check_scalar(min_delta, "min_delta", min_value=0)
+        self.restore_best = bool(restore_best)
+        self.reset()
+
+    def reset(self) -> None:
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.wait = 0
+
+    def update(self, epoch: int, history: History) -> tuple[bool, bool]:
+        """Take the epoch's value; return (improved, stop)."""
+        value = monitored_values(history, self.monitor)[-1]
+        if self.best is None or improved(self.monitor, value, self.best, self.min_delta):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            return True, False
+        self.wait += 1
+        return False, self.wait >= self.patience
+
+    def __repr__(self) -> str:
+        return (f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, "
+                f"min_delta={self.min_delta}, restore_best={self.restore_best})")
+
+
+class Callback:
+    """Base class for callbacks; override any hook. ``on_epoch_end`` may return True to stop."""
+
+    def on_train_begin(self, trainer: Trainer) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> bool | None: ...
+
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+class _FunctionCallback(Callback):
+    def __init__(self, fn: Callable[[int, dict[str, Any]], Any]) -> None:
+        self.fn = fn
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> bool | None:
+        return bool(self.fn(epoch, logs))
+
+
+def _check_callbacks(callbacks: Iterable[Any]) -> list[Callback]:
+    out = []
+    for cb in callbacks:
+        if isinstance(cb, Callback):
+            out.append(cb)
+        elif callable(cb):
+            out.append(_FunctionCallback(cb))
+        else:
+            raise TypeError(f"callbacks must be Callback objects or callables, got {cb!r}")
+    return out
+
+
+def _optional(value: Any, name: str, **bounds: Any) -> float:
+    """0.0 for None, else the checked positive number (the core's 'off' is 0)."""
+    return 0.0 if value is None else check_scalar(value, name, **bounds)
+
+
+class Trainer:
+    """Mini-batch training of an :class:`~fastbp.MLP`, recording its gradients every epoch.
+
+    Parameters
+    ----------
+    net : MLP
+    optimizer : Optimizer
+        SGD, Adam, AdamW, RMSProp, AdaGrad or LineSearchSGD.
+    batch_size : int, default=32
+        The last partial batch of an epoch is used, not dropped.
+    epochs : int, default=100
+    early_stopping : EarlyStopping or None
+    clip_norm, clip_value : float or None
+        Clip the gradients by their global L2 norm, or entry-wise, before each step.
+    grad_noise : GradientNoise or None
+        Annealed Gaussian noise added to the gradients (after clipping) before each step.
+    lr_schedule : LRSchedule, callable ``f(epoch, base_lr) -> lr``, or None
+    shuffle : bool, default=True
+    seed : int or None
+        Seed of the shuffling; with a seeded network and noise, a whole run is reproducible.
+    callbacks : sequence of Callback or callables ``f(epoch, logs)``
+    progress : bool, default=True
+        Show a tqdm progress bar when tqdm is installed and stderr is a terminal.
+    """
+
+    def __init__(
+        self,
+        net: MLP,
+        optimizer: Optimizer,
+        batch_size: int = 32,
+        epochs: int = 100,
+        early_stopping: EarlyStopping | None = None,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
+        grad_noise: GradientNoise | None = None,
+        lr_schedule: LRSchedule | Callable[[int, float], float] | None = None,
+        shuffle: bool = True,
+        seed: int | None = None,
+        callbacks: Iterable[Any] = (),
+        progress: bool = True,
+    ) -> None:
+        if not isinstance(net, MLP):
+            raise TypeError(f"net must be a fastbp.MLP, got {type(net).__name__}")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
+        if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+            raise TypeError("early_stopping must be a fastbp.EarlyStopping or None")
+        if grad_noise is not None and not isinstance(grad_noise, GradientNoise):
+            raise TypeError("grad_noise must be a fastbp.GradientNoise or None")
+        if lr_schedule is not None and not (
+            isinstance(lr_schedule, LRSchedule) or callable(lr_schedule)
+        ):
+            raise TypeError("lr_schedule must be an LRSchedule, a callable or None")
+        self.net = net
+        self.optimizer = optimizer
+        self.batch_size = check_scalar(batch_size, "batch_size", min_value=1, integer=True)
+        self.epochs = check_scalar(epochs, "epochs", min_value=1, integer=True)
+        self.early_stopping = early_stopping
+        self.clip_norm = _optional(clip_norm, "clip_norm", min_value=0, min_inclusive=False)
+        self.clip_value = _optional(clip_value, "clip_value", min_value=0, min_inclusive=False)
+        self.grad_noise = grad_noise
+        self.lr_schedule = lr_schedule
+        self.shuffle = bool(shuffle)
+        self.seed = check_seed(seed)
+        self.callbacks = _check_callbacks(callbacks)
+        self.progress = bool(progress)
+        self.history: History | None = None
+
+    # ---------------------------------------------------------------------------------------
+    def _epoch_lr(self, epoch: int, base_lr: float, history: History) -> float:
+        if self.lr_schedule is None:
+            return base_lr
+        if isinstance(self.lr_schedule, LRSchedule):
+            lr = self.lr_schedule.lr(epoch, base_lr, history)
+        else:
+            lr = self.lr_schedule(epoch, base_lr)
+        return check_scalar(lr, "lr_schedule's learning rate", min_value=0)
+
+    def _epoch_config(self, shuffle_seed: int, epoch: int) -> Any:
+        ec = _core.EpochConfig()
+        ec.batch_size = self.batch_size
+        ec.shuffle = self.shuffle
+        ec.seed = shuffle_seed
+        ec.epoch = epoch
+        ec.clip_norm = self.clip_norm
+        ec.clip_value = self.clip_value
+        if self.grad_noise is not None:
+            ec.noise = True
+            ec.noise_eta = self.grad_noise.eta
+            ec.noise_gamma = self.grad_noise.gamma
+            ec.noise_seed = self.grad_noise._stream
+            ec.noise_t = self.grad_noise.t
+        return ec
+
+    def _progress_bar(self) -> Any:
+        if not self.progress or not sys.stderr.isatty():
+            return None
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return None
+        return tqdm(total=self.epochs, unit="epoch", leave=False)
+
+    def fit(self, X: Any, y: Any, validation: tuple[Any, Any] | None = None) -> History:
+        """Train on (X, y); validate on ``validation`` after every epoch.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like
+            Targets as for :meth:`MLP.backward`.
+        validation : (X_val, y_val) or None
+            Needed when early stopping or a schedule monitors a validation metric.
+
+        Returns
+        -------
+        History
+            Losses, accuracies, learning rates and per-layer gradient statistics per epoch.
+        """
+        net = self.net
+        X = net._X(X)
+        Y = net._Y(y, X.shape[0])
+        Xv = Yv = None
+        if validation is not None:
+            if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
+                raise TypeError("validation must be a pair (X_val, y_val)")
+            Xv = check_X(validation[0], net.layer_sizes[0], net.dtype, name="validation X")
+            Yv = check_Y(validation[1], Xv.shape[0], net.layer_sizes[-1], net.loss, net.dtype,
+                         name="validation y")
+        for monitor_owner in (self.early_stopping, self.lr_schedule):
+            monitor = getattr(monitor_owner, "monitor", "")
+            if monitor.startswith("val_") and Xv is None:
+                raise ValueError(f"validation data is needed to monitor {monitor!r}")
+            if monitor.endswith("accuracy") and not net.is_classifier:
+                raise ValueError(f"{monitor!r} needs a classification loss, not {net.loss!r}")
+
+        seed = resolve_seed(self.seed)
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(X.shape[0], min(STATS_SAMPLE, X.shape[0]), replace=False))
+        X_sample = X[sample]
+        state = self.optimizer.state_for(net)
+        base_lr = self.optimizer.lr
+        history = History(net.layer_activations)
+        self.history = history
+        if self.early_stopping is not None:
+            self.early_stopping.reset()
+        if isinstance(self.lr_schedule, LRSchedule):
+            self.lr_schedule.reset()
+        best_params = None
+        bar = self._progress_bar()
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        try:
+            for epoch in range(self.epochs):
+                self.optimizer.lr = self._epoch_lr(epoch, base_lr, history)
+                start_params = np.array(net.params)
+                t0 = time.perf_counter()
+                stats = _core.train_epoch(net._net, state, self.optimizer.config(), X, Y,
+                                          self._epoch_config(seed, epoch))
+                if self.grad_noise is not None:
+                    self.grad_noise.t = stats["noise_t"]
+                logs = self._epoch_logs(stats, X_sample, Xv, Yv, time.perf_counter() - t0)
+                if not stats["finite"] or not all(
+                    math.isfinite(v) for v in (logs["train_loss"], logs["val_loss"]) if v is not None
+                ):
+                    net.params[...] = start_params
+                    history.stop_reason = "non_finite"
+                    history.stopped_epoch = epoch
+                    warnings.warn(
+                        f"training stopped at epoch {epoch}: the loss or a gradient became NaN or "
+                        "infinite (exploding gradients?). The weights of the last finite epoch "
+                        "are kept. Try a smaller learning rate, gradient clipping (clip_norm) or "
+                        "another initialisation.",
+                        NonFiniteWarning,
+                        stacklevel=2,
+                    )
+                    break
+                history.record(logs)
+                stop = False
+                if self.early_stopping is not None:
+                    better, stop = self.early_stopping.update(epoch, history)
+                    if better:
+                        best_params = np.array(net.params)
+                        history.best_epoch = epoch
+                    if stop:
+                        history.stop_reason = "early_stopping"
+                for cb in self.callbacks:
+                    stop = bool(cb.on_epoch_end(self, epoch, logs)) or stop
+                if bar is not None:
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()
+                                     if k in ("train_loss", "val_loss") and v is not None})
+                    bar.update(1)
+                if stop:
+                    history.stopped_epoch = epoch
+                    history.stop_reason = history.stop_reason or "callback"
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        es = self.early_stopping
+        if es is not None and es.restore_best and best_params is not None:
+            net.params[...] = best_params
+        if history.best_epoch is None and history.n_epochs:
+            history.best_epoch = _best_epoch(history, Xv is not None)
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return history
+
+    def _epoch_logs(self, stats: dict, X_sample: np.ndarray, Xv: Any, Yv: Any,
+                    seconds: float) -> dict[str, Any]:
+        net = self.net
+        classifier = net.is_classifier
+        saturation, dead = net._net.activation_stats(X_sample)
+        logs: dict[str, Any] = {
+            "train_loss": stats["loss"],
+            "train_accuracy": stats["accuracy"] if classifier else None,
+            "val_loss": None,
+            "val_accuracy": None,
+            "lr": stats["mean_step"],
+            "grad_norms": stats["grad_norm_mean"],
+            "grad_norms_max": stats["grad_norm_max"],
+            "update_ratios": stats["update_ratio"],
+            "saturation": saturation,
+            "dead": dead,
+            "time": seconds,
+        }
+        if Xv is not None:
+            loss_sum, correct = net._net.evaluate(Xv, Yv)
+            logs["val_loss"] = loss_sum / Xv.shape[0]
+            if classifier:
+                logs["val_accuracy"] = correct / Xv.shape[0]
+        return logs
+
+    def evaluate(self, X: Any, y: Any) -> dict[str, float]:
+        """``{"loss": ..., "accuracy": ...}`` (accuracy for classification losses) on (X, y).
+
+        This is the only place a test set should be shown to.
+        """
+        return self.net.evaluate(X, y)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The network's predictions (see :meth:`MLP.predict`)."""
+        return self.net.predict(X)
+
+
+def _best_epoch(history: History, has_val: bool) -> int:
+    values = history.val_loss if has_val else history.train_loss
+    return int(np.nanargmin(np.asarray(values, dtype=float)))

@@ -1,0 +1,206 @@
+"""Thread count control, thread-count independence, concurrent networks, GIL release."""
+import threading
+import time
+
+import numpy as np
+import pytest
+import reference as ref
+
+
+def _net_and_data(fb, dtype, seed=0, sizes=(64, 256, 128, 10), n=512):
+    rng = np.random.default_rng(seed)
+    net = fb.MLP(list(sizes), activation="tanh", loss="cross_entropy", dtype=dtype, seed=seed)
+    X = rng.normal(size=(n, sizes[0])).astype(dtype)
+    y = rng.integers(0, sizes[-1], size=n)
+    return net, X, y
+
+
+def test_set_get_num_threads_round_trip(fb, restore_threads):
+    assert isinstance(restore_threads, int) and restore_threads >= 1
+    for n in (1, 2, 3, 1):
+        fb.set_num_threads(n)
+        assert fb.get_num_threads() == n
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_results_independent_of_thread_count(fb, restore_threads, dtype):
+    results = []
+    for n in (1, 2):
+        fb.set_num_threads(n)
+        net, X, y = _net_and_data(fb, dtype)
+        out = net.forward(X)
+        loss = net.backward(X, y)
+        results.append((out.copy(), loss, net.grads.copy(), net.grad_norms()))
+    (o1, l1, g1, n1), (o2, l2, g2, n2) = results
+    rtol, atol = (1e-12, 1e-15) if dtype == "float64" else (1e-5, 1e-7)
+    np.testing.assert_allclose(o2, o1, rtol=rtol, atol=atol)
+    assert l2 == pytest.approx(l1, rel=rtol)
+    np.testing.assert_allclose(g2, g1, rtol=rtol, atol=atol * 10)
+    np.testing.assert_allclose(n2, n1, rtol=rtol)
+    # and the same thread count twice gives the same bits
+    net, X, y = _net_and_data(fb, dtype)
+    net.backward(X, y)
+    assert net.grads.tobytes() == g2.tobytes()
+
+
+def test_optimizer_step_independent_of_thread_count(fb, restore_threads):
+    finals = []
+    for n in (1, 2):
+        fb.set_num_threads(n)
+        net, X, y = _net_and_data(fb, "float64", sizes=(16, 64, 4), n=128)
+        opt = fb.Adam(lr=0.01)
+        for _ in range(5):
+            net.backward(X, y)
+            fb.clip_grad_norm(net, 0.5)
+            opt.step(net)
+        finals.append(net.params.copy())
+    np.testing.assert_allclose(finals[1], finals[0], rtol=1e-10, atol=1e-13)
+
+
+def _train_steps(fb, net, X, y, steps):
+    opt = fb.SGD(lr=0.05, momentum=0.9)
+    losses = []
+    for t in range(steps):
+        sl = slice((t * 64) % X.shape[0], (t * 64) % X.shape[0] + 64)
+        losses.append(net.backward(X[sl], y[sl]))
+        opt.step(net)
+    return losses, net.forward(X), net.params.copy()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_two_networks_in_two_python_threads(fb, dtype):
+    steps = 15
+    nets = [_net_and_data(fb, dtype, seed=s, sizes=(32, 128, 64, 5), n=256) for s in (1, 2)]
+    sequential = [_train_steps(fb, net.copy(), X, y, steps) for net, X, y in nets]
+
+    results = [None, None]
+    errors = []
+    barrier = threading.Barrier(2)
+
+    def work(i):
+        try:
+            net, X, y = nets[i]
+            barrier.wait()
+            results[i] = _train_steps(fb, net.copy(), X, y, steps)
+        except BaseException as e:  # pragma: no cover - surfaced below
+            errors.append(e)
+
+    for _ in range(3):
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+        for i in range(2):
+            losses, out, params = results[i]
+            s_losses, s_out, s_params = sequential[i]
+            rtol = 1e-12 if dtype == "float64" else 1e-5
+            np.testing.assert_allclose(losses, s_losses, rtol=rtol)
+            np.testing.assert_allclose(out, s_out, rtol=rtol, atol=1e-7)
+            np.testing.assert_allclose(params, s_params, rtol=rtol, atol=1e-7)
+
+
+def test_concurrent_forward_matches_reference(fb):
+    """Many threads, each with its own small float64 network, checked against the reference."""
+    rng = np.random.default_rng(0)
+    jobs = []
+    for i in range(6):
+        sizes = [5, 7 + i, 3]
+        Ws, bs = ref.random_params(sizes, rng)
+        X = rng.normal(size=(50, 5))
+        net = fb.MLP(sizes, activation="gelu", loss="mse", dtype="float64", seed=i)
+        ref.load_params(net, Ws, bs)
+        jobs.append((net, X, ref.mlp_output(X, Ws, bs, "gelu", "identity")))
+    errors = []
+
+    def work(net, X, expected):
+        try:
+            for _ in range(30):
+                np.testing.assert_allclose(net.forward(X), expected, rtol=1e-12, atol=1e-14)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=job) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[0]
+
+
+def test_gil_released_during_backward(fb, restore_threads):
+    """While a long backward runs in a worker thread, the main thread keeps executing Python.
+
+    If the GIL were held for the whole call the main thread could not run a single bytecode
+    between the call's start and end. Robust to slow machines: the batch grows until one call
+    takes >= 0.3 s, and the assertion only asks for a loose share of the call's duration.
+    """
+    fb.set_num_threads(1)                 # leave a core for the main thread
+    rng = np.random.default_rng(0)
+    net = fb.MLP([64, 512, 512, 10], activation="tanh", loss="cross_entropy", seed=0)
+    n = 256
+    while True:
+        X = rng.normal(size=(n, 64)).astype(np.float32)
+        y = rng.integers(0, 10, size=n)
+        t0 = time.perf_counter()
+        net.backward(X, y)
+        dt = time.perf_counter() - t0
+        if dt >= 0.3 or n >= 1 << 17:
+            break
+        n *= 2
+    window = {}
+
+    def work():
+        window["start"] = time.perf_counter()
+        net.backward(X, y)
+        window["end"] = time.perf_counter()
+
+    # the main thread spins; it keeps every 64th time stamp and every stall longer than 2 ms
+    stamps, stalls = [], []
+    count = 0
+    worker = threading.Thread(target=work)
+    prev = time.perf_counter()
+    worker.start()
+    while worker.is_alive():
+        now = time.perf_counter()
+        if now - prev > 0.002:
+            stalls.append((prev, now))
+        prev = now
+        count += 1
+        if count % 64 == 0:
+            stamps.append(now)
+    worker.join()
+    start, end = window["start"], window["end"]
+    duration = end - start
+    inside = 64 * sum(1 for s in stamps if start < s < end)
+    # (one 5 ms switch interval is ~10^4 iterations; a call holding the GIL allows ~that)
+    assert inside > 50000, f"main thread ran ~{inside} iterations during a {duration:.3f} s call"
+    # the longest stall of the main thread inside the call is a small part of it
+    worst = max([min(b, end) - max(a, start) for a, b in stalls] + [0.0])
+    assert worst < 0.5 * duration, f"main thread stalled {worst:.3f} s of {duration:.3f} s"
+
+
+def test_build_info(fb):
+    info = fb.build_info()
+    assert isinstance(info, dict)
+    for key in ("compiler", "openmp", "blas", "blas_core", "simd", "cuda", "version"):
+        assert key in info, key
+    assert isinstance(info["cuda"], bool)
+    assert isinstance(info["version"], str) and info["version"]
+    if hasattr(fb, "__version__"):
+        assert info["version"] == fb.__version__
+
+
+def test_gradient_noise_independent_of_thread_count(fb, restore_threads):
+    """Counter-based streams: the same seed gives the same noise at any thread count."""
+    out = []
+    for n in (1, 2):
+        fb.set_num_threads(n)
+        net = fb.MLP([300, 200, 50], dtype="float32", seed=0)
+        net.grads[...] = 0.0
+        noise = fb.GradientNoise(eta=0.1, seed=11)
+        noise.apply(net)
+        noise.apply(net)
+        out.append(net.grads.copy())
+    assert out[0].tobytes() == out[1].tobytes()
