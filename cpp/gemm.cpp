@@ -30,12 +30,61 @@ void blas(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, 
                     M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+// Products up to this many multiply-adds skip BLAS: for the tiny matrices of small networks
+// and batch size 1, the call and packing overhead costs more than the arithmetic.
+constexpr double kSmallMacs = 1 << 12;
+
+// The same product as plain loops, ordered so that the innermost loop runs over contiguous
+// memory and vectorises.
+template <class T>
+void small_gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B,
+                int ldb, T beta, T* C, int ldc) {
+  for (int i = 0; i < M; ++i) {
+    T* c = C + std::size_t(i) * ldc;
+    if (beta == T(0))
+      std::fill(c, c + N, T(0));
+    else if (beta != T(1))
+      for (int j = 0; j < N; ++j) c[j] *= beta;
+  }
+  if (!tb) {  // C[i,:] += alpha * op(A)[i,k] * B[k,:]
+    for (int i = 0; i < M; ++i) {
+      T* c = C + std::size_t(i) * ldc;
+      for (int k = 0; k < K; ++k) {
+        const T a = alpha * (ta ? A[std::size_t(k) * lda + i] : A[std::size_t(i) * lda + k]);
+        const T* b = B + std::size_t(k) * ldb;
+#pragma omp simd
+        for (int j = 0; j < N; ++j) c[j] += a * b[j];
+      }
+    }
+  } else {  // C[i,j] += alpha * dot(op(A)[i,:], B[j,:])
+    for (int i = 0; i < M; ++i) {
+      T* c = C + std::size_t(i) * ldc;
+      for (int j = 0; j < N; ++j) {
+        const T* b = B + std::size_t(j) * ldb;
+        T acc = 0;
+        if (ta) {
+          for (int k = 0; k < K; ++k) acc += A[std::size_t(k) * lda + i] * b[k];
+        } else {
+          const T* a = A + std::size_t(i) * lda;
+#pragma omp simd reduction(+ : acc)
+          for (int k = 0; k < K; ++k) acc += a[k] * b[k];
+        }
+        c[j] += alpha * acc;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 template <class T>
 void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,
           T beta, T* C, int ldc) {
   (void)kBlasSingleThreaded;
+  if (double(M) * N * K <= kSmallMacs) {
+    small_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
   const int threads = num_threads();
   if (threads == 1 || double(M) * N * K < kParallelMacs) {
     blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

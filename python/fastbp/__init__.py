@@ -11,6 +11,7 @@ import scipy_openblas32 as _openblas  # noqa: E402, F401  (loads OpenBLAS for th
 
 from . import _core, datasets  # noqa: E402
 from .data import LeakWarning, Split, split
+from .diagnostics import GradientReport, diagnose
 from .history import History
 from .lr import LRFinderResult, SweepResult, lr_find, lr_sweep
 from .network import MLP
