@@ -11,22 +11,22 @@
 namespace fastbp {
 
 template <class T>
-inline T sigmoid(T z) {  // exp(-z) may overflow to inf for very negative z: 1/inf = 0, no NaN
+FASTBP_INLINE T sigmoid(T z) {  // exp(-z) may overflow to inf for very negative z: 1/inf = 0, no NaN
   return T(1) / (T(1) + fast_exp(-z));
 }
 
 template <class T>
-inline T softplus(T z) {  // log(1 + e^z) without overflow
+FASTBP_INLINE T softplus(T z) {  // log(1 + e^z) without overflow
   return std::max(z, T(0)) + std::log1p(fast_exp(-std::abs(z)));
 }
 
 template <class T>
-inline T gelu(T z) {
+FASTBP_INLINE T gelu(T z) {
   return T(0.5) * z * (T(1) + std::erf(z * T(0.70710678118654752440)));
 }
 
 template <class T>
-inline T gelu_grad(T z) {  // Phi(z) + z * phi(z)
+FASTBP_INLINE T gelu_grad(T z) {  // Phi(z) + z * phi(z)
   const T cdf = T(0.5) * (T(1) + std::erf(z * T(0.70710678118654752440)));
   const T pdf = T(0.39894228040143267794) * std::exp(T(-0.5) * z * z);
   return cdf + z * pdf;

@@ -293,6 +293,7 @@ PYBIND11_MODULE(_core, m) {
 #endif
     d["blas"] = std::string("OpenBLAS (scipy-openblas32)");
     d["blas_core"] = blas_core_name();
+    d["blas_threads"] = blas_num_threads();
     d["simd"] = simd_flags();
     d["cuda"] = false;
 #ifdef FASTBP_VERSION

@@ -45,4 +45,22 @@ inline void require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument(what);
 }
 
+// Sum of x[i]^2 accumulated in double: vectorised, and split over threads when long.
+template <class T>
+double sum_squares(const T* x, std::size_t n) {
+  const long nn = long(n);
+  double s = 0;
+#ifdef _OPENMP
+  const int threads = num_threads();
+  if (nn >= kParallelMin && threads > 1) {
+#pragma omp parallel for simd reduction(+ : s) num_threads(threads) schedule(static)
+    for (long i = 0; i < nn; ++i) s += double(x[i]) * double(x[i]);
+    return s;
+  }
+#endif
+#pragma omp simd reduction(+ : s)
+  for (long i = 0; i < nn; ++i) s += double(x[i]) * double(x[i]);
+  return s;
+}
+
 }  // namespace fastbp

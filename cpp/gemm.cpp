@@ -115,6 +115,8 @@ template void gemm<float>(bool, bool, int, int, int, float, const float*, int, c
 template void gemm<double>(bool, bool, int, int, int, double, const double*, int, const double*,
                            int, double, double*, int);
 
+int blas_num_threads() { return scipy_openblas_get_num_threads(); }
+
 std::string blas_core_name() {
   const char* name = scipy_openblas_get_corename();
   return name ? std::string(name) : std::string("unknown");

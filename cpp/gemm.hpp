@@ -11,5 +11,6 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, 
           const T* B, int ldb, T beta, T* C, int ldc);
 
 std::string blas_core_name();
+int blas_num_threads();
 
 }  // namespace fastbp

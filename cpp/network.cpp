@@ -128,12 +128,7 @@ LossSums Network<T>::backward(const T* X, Target<T> y, int n) {
 
 template <class T>
 void Network<T>::weight_grad_sq(double* out) const {
-  for (int l = 0; l < n_layers(); ++l) {
-    const T* g = grads_.data() + w_off_[l];
-    double s = 0;
-    for (std::size_t i = 0, m = w_size(l); i < m; ++i) s += double(g[i]) * g[i];
-    out[l] = s;
-  }
+  for (int l = 0; l < n_layers(); ++l) out[l] = sum_squares(grads_.data() + w_off_[l], w_size(l));
 }
 
 template <class T>

@@ -94,15 +94,6 @@ void OptimizerState<T>::step(const OptimConfig& c, T* p, const T* g) {
 }
 
 template <class T>
-double sum_squares(const T* x, std::size_t n) {
-  double s = 0;
-  const long nn = long(n);
-#pragma omp parallel for simd reduction(+ : s) if (nn >= kParallelMin) num_threads(num_threads())
-  for (long i = 0; i < nn; ++i) s += double(x[i]) * double(x[i]);
-  return s;
-}
-
-template <class T>
 double clip_grad_norm(T* g, std::size_t n, double max_norm) {
   const double norm = std::sqrt(sum_squares(g, n));
   const double coef = max_norm / (norm + 1e-6);
@@ -125,7 +116,6 @@ void add_gradient_noise(T* g, std::size_t n, double eta, double gamma, uint64_t 
 
 #define FASTBP_INSTANTIATE(T)                                                     \
   template class OptimizerState<T>;                                               \
-  template double sum_squares<T>(const T*, std::size_t);                          \
   template double clip_grad_norm<T>(T*, std::size_t, double);                     \
   template void clip_grad_value<T>(T*, std::size_t, double);                      \
   template void add_gradient_noise<T>(T*, std::size_t, double, double, uint64_t, int64_t);

@@ -52,7 +52,4 @@ void clip_grad_value(T* g, std::size_t n, double value);
 template <class T>
 void add_gradient_noise(T* g, std::size_t n, double eta, double gamma, uint64_t seed, int64_t t);
 
-template <class T>
-double sum_squares(const T* x, std::size_t n);
-
 }  // namespace fastbp
