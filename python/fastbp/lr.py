@@ -5,7 +5,7 @@ in :mod:`fastbp.optim`."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,9 +13,9 @@ import numpy as np
 
 from .history import History
 from .network import MLP
-from .optim import SGD, Optimizer
+from .optim import SGD, LineSearchSGD, Optimizer
 from .train import EarlyStopping, Trainer
-from .validation import check_scalar, check_seed, check_X, check_Y
+from .validation import check_scalar, check_seed, check_X, check_Y, resolve_seed
 
 
 @dataclass
@@ -57,7 +57,11 @@ def lr_find(
     Parameters
     ----------
     optimizer : Optimizer or None
-        The rule to test (its ``lr`` is overridden at every step); default plain SGD.
+        The rule to test (its ``lr`` is overridden at every step); default plain SGD. Not
+        LineSearchSGD, which picks its own step.
+    batch_size : int
+        Samples per step; a batch_size of at least the number of samples makes every step a
+        full-batch gradient step.
     smoothing : float
         Weight of the newest loss in the exponential moving average of the curve.
     """
@@ -68,21 +72,27 @@ def lr_find(
     num_steps = check_scalar(num_steps, "num_steps", min_value=2, integer=True)
     batch_size = check_scalar(batch_size, "batch_size", min_value=1, integer=True)
     smoothing = check_scalar(smoothing, "smoothing", min_value=0, max_value=1, min_inclusive=False)
-    diverge_factor = check_scalar(diverge_factor, "diverge_factor", min_value=1, min_inclusive=False)
+    diverge_factor = check_scalar(diverge_factor, "diverge_factor", min_value=1,
+                                  min_inclusive=False)
     X = net._X(X)
     Y = net._Y(y, X.shape[0])
+    if isinstance(optimizer, LineSearchSGD):
+        raise TypeError("optimizer: LineSearchSGD chooses its own step; lr_find needs a rule "
+                        "with a fixed learning rate")
     probe = net.copy()
     opt = SGD(start_lr) if optimizer is None else _fresh(optimizer)
     rng = np.random.default_rng(check_seed(seed))
     lrs = np.geomspace(start_lr, end_lr, num_steps)
-    order = rng.permutation(X.shape[0])
+    n = X.shape[0]
+    batch_size = min(batch_size, n)
+    order, first = rng.permutation(n), 0
     raw, smooth = [], []
     avg, best, diverged = 0.0, math.inf, False
     for step, lr in enumerate(lrs):
-        first = (step * batch_size) % X.shape[0]
-        if first + batch_size > X.shape[0]:
-            order = rng.permutation(X.shape[0])
-        idx = np.take(order, np.arange(first, first + batch_size), mode="wrap")
+        if first + batch_size > n:  # a new pass over the data, in a new order
+            order, first = rng.permutation(n), 0
+        idx = order[first:first + batch_size]
+        first += batch_size
         loss = probe.backward(X[idx], Y[idx])
         if not math.isfinite(loss):
             diverged = True
@@ -96,8 +106,7 @@ def lr_find(
         if avg > diverge_factor * best:
             diverged = True
             break
-    n = len(smooth)
-    lrs = lrs[:n]
+    lrs = lrs[:len(smooth)]
     return LRFinderResult(lrs, np.array(smooth), np.array(raw), _steepest(lrs, np.array(smooth)),
                           diverged)
 
@@ -140,11 +149,14 @@ class SweepResult:
         return "\n".join(lines)
 
 
-def _train_one(net: MLP, optimizer: Optimizer, lr: float, X, Y, Xv, Yv, trainer_kwargs) -> History:
+def _train_one(net: MLP, optimizer: Optimizer, lr: float, X, Y, Xv, Yv, patience: int,
+               trainer_kwargs) -> History:
     candidate = net.copy()
     opt = _fresh(optimizer)
     opt.lr = lr
-    trainer = Trainer(candidate, opt, **trainer_kwargs)
+    # Each candidate its own EarlyStopping: candidates may train at once, in threads.
+    trainer = Trainer(candidate, opt, early_stopping=EarlyStopping("val_loss", patience=patience),
+                      **trainer_kwargs)
     return trainer.fit(X, Y, validation=(Xv, Yv))
 
 
@@ -172,9 +184,14 @@ def lr_sweep(
         The rule to use (default SGD); its ``lr`` is replaced by each candidate.
     n_jobs : int
         Candidates trained at once, with joblib (installed with ``fastbp[parallel]``) when > 1.
+    seed : int or None
+        Shuffling seed, shared by all candidates (drawn once when None): the result does not
+        depend on ``n_jobs``.
     """
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a fastbp.MLP, got {type(net).__name__}")
+    if isinstance(lrs, (str, bytes)) or not isinstance(lrs, Iterable):
+        raise TypeError(f"lrs must be a sequence of learning rates, got {type(lrs).__name__}")
     rates = [check_scalar(r, "lrs", min_value=0, min_inclusive=False) for r in lrs]
     if not rates:
         raise ValueError("lrs must hold at least one learning rate")
@@ -186,9 +203,12 @@ def lr_sweep(
     Xv = check_X(validation[0], net.layer_sizes[0], net.dtype, name="validation X")
     Yv = check_Y(validation[1], Xv.shape[0], net.layer_sizes[-1], net.loss, net.dtype,
                  name="validation y")
-    optimizer = SGD(rates[0]) if optimizer is None else optimizer
-    kwargs = dict(batch_size=batch_size, epochs=epochs, seed=check_seed(seed), progress=False,
-                  early_stopping=EarlyStopping("val_loss", patience=patience))
+    optimizer = SGD(rates[0]) if optimizer is None else _fresh(optimizer)
+    patience = check_scalar(patience, "patience", min_value=0, integer=True)
+    # One seed for all candidates: they see the same mini-batches, whatever n_jobs is.
+    kwargs = dict(batch_size=check_scalar(batch_size, "batch_size", min_value=1, integer=True),
+                  epochs=check_scalar(epochs, "epochs", min_value=1, integer=True),
+                  seed=resolve_seed(check_seed(seed)), progress=False)
     if n_jobs > 1:
         try:
             from joblib import Parallel, delayed
@@ -196,9 +216,11 @@ def lr_sweep(
             raise ImportError("n_jobs > 1 needs joblib: pip install fastbp[parallel]") from err
         # Threads, not processes: the core releases the GIL, and nothing needs pickling.
         histories = Parallel(n_jobs=n_jobs, prefer="threads")(
-            delayed(_train_one)(net, optimizer, lr, X, Y, Xv, Yv, kwargs) for lr in rates)
+            delayed(_train_one)(net, optimizer, lr, X, Y, Xv, Yv, patience, kwargs)
+            for lr in rates)
     else:
-        histories = [_train_one(net, optimizer, lr, X, Y, Xv, Yv, kwargs) for lr in rates]
+        histories = [_train_one(net, optimizer, lr, X, Y, Xv, Yv, patience, kwargs)
+                     for lr in rates]
     rows = []
     for lr, h in zip(rates, histories):
         best = h.best_epoch if h.best_epoch is not None else 0

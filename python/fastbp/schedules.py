@@ -49,12 +49,20 @@ class CosineAnnealingLR(LRSchedule):
 
     def lr(self, epoch: int, base_lr: float, history: Any) -> float:
         t = min(epoch, self.T_max)
-        return self.eta_min + 0.5 * (base_lr - self.eta_min) * (1 + math.cos(math.pi * t / self.T_max))
+        cosine = 0.5 * (1 + math.cos(math.pi * t / self.T_max))
+        return self.eta_min + (base_lr - self.eta_min) * cosine
 
 
 class ReduceLROnPlateau(LRSchedule):
     """Multiply the rate by ``factor`` when ``monitor`` has not improved by more than
-    ``min_delta`` for ``patience`` epochs; wait ``cooldown`` epochs after each cut."""
+    ``min_delta`` for more than ``patience`` epochs; wait ``cooldown`` epochs after each cut.
+
+    The semantics are those of ``torch.optim.lr_scheduler.ReduceLROnPlateau`` with
+    ``threshold_mode="abs"``, ``threshold=min_delta`` and ``mode`` "min" for losses, "max" for
+    accuracies: the value of epoch e decides the rate of epoch e + 1, epochs in cooldown count
+    as neither good nor bad, the rate never drops below ``min_lr``, and a cut smaller than
+    ``eps`` is skipped.
+    """
 
     def __init__(
         self,
@@ -64,6 +72,7 @@ class ReduceLROnPlateau(LRSchedule):
         min_delta: float = 1e-4,
         cooldown: int = 0,
         min_lr: float = 0.0,
+        eps: float = 1e-8,
     ) -> None:
         self.monitor = check_choice(monitor, "monitor", MONITORS)
         self.factor = check_scalar(factor, "factor", min_value=0, max_value=1,
@@ -72,28 +81,39 @@ class ReduceLROnPlateau(LRSchedule):
         self.min_delta = check_scalar(min_delta, "min_delta", min_value=0)
         self.cooldown = check_scalar(cooldown, "cooldown", min_value=0, integer=True)
         self.min_lr = check_scalar(min_lr, "min_lr", min_value=0)
+        self.eps = check_scalar(eps, "eps", min_value=0)
         self.reset()
 
     def reset(self) -> None:
-        self._scale = 1.0
-        self._best: float | None = None
-        self._wait = 0
+        self._lr: float | None = None
+        self._best = -math.inf if self.monitor.endswith("accuracy") else math.inf
+        self._bad_epochs = 0
         self._cooldown_left = 0
+        self._seen = 0
 
     def lr(self, epoch: int, base_lr: float, history: Any) -> float:
+        if self._lr is None:
+            self._lr = base_lr
         values = monitored_values(history, self.monitor)
-        if values:
-            value = values[-1]
-            if self._best is None or improved(self.monitor, value, self._best, self.min_delta):
-                self._best, self._wait = value, 0
-            elif self._cooldown_left > 0:
-                self._cooldown_left -= 1
-            else:
-                self._wait += 1
-                if self._wait > self.patience:
-                    self._scale *= self.factor
-                    self._wait, self._cooldown_left = 0, self.cooldown
-        return max(base_lr * self._scale, self.min_lr)
+        for value in values[self._seen:]:
+            self._step(value)
+        self._seen = len(values)
+        return self._lr
+
+    def _step(self, value: float) -> None:
+        """torch's ``scheduler.step(value)``."""
+        if improved(self.monitor, value, self._best, self.min_delta):
+            self._best, self._bad_epochs = value, 0
+        else:
+            self._bad_epochs += 1
+        if self._cooldown_left > 0:
+            self._cooldown_left -= 1
+            self._bad_epochs = 0
+        if self._bad_epochs > self.patience:
+            new_lr = max(self._lr * self.factor, self.min_lr)
+            if self._lr - new_lr > self.eps:
+                self._lr = new_lr
+            self._cooldown_left, self._bad_epochs = self.cooldown, 0
 
 
 MONITORS = ("val_loss", "val_accuracy", "train_loss", "train_accuracy")
@@ -104,7 +124,8 @@ def monitored_values(history: Any, monitor: str) -> list[float]:
 
 
 def improved(monitor: str, value: float, best: float, min_delta: float) -> bool:
-    """Whether ``value`` beats ``best`` by more than ``min_delta`` (losses fall, accuracies rise)."""
+    """Whether ``value`` beats ``best`` by more than ``min_delta`` (losses fall, accuracies
+    rise)."""
     if monitor.endswith("accuracy"):
         return value > best + min_delta
     return value < best - min_delta

@@ -39,7 +39,7 @@ class EarlyStopping:
     monitor : {"val_loss", "val_accuracy", "train_loss", "train_accuracy"}
     patience : int
         Epochs without improvement tolerated: with the best epoch b, training stops after
-        epoch ``b + patience`` (0-based).
+        epoch ``b + patience`` (0-based; ``b + 1`` when ``patience`` is 0).
     min_delta : float
         An improvement must beat the best value by more than this.
     restore_best : bool
@@ -108,6 +108,14 @@ def _check_callbacks(callbacks: Iterable[Any]) -> list[Callback]:
     return out
 
 
+def _finite_epoch(stats: dict, params: np.ndarray, logs: dict[str, Any]) -> bool:
+    """Whether every batch's loss and gradient (checked by the core), the weights the epoch
+    ended with (its last step can overflow them) and the epoch's losses are finite."""
+    losses = [v for v in (logs["train_loss"], logs["val_loss"]) if v is not None]
+    return bool(stats["finite"] and np.isfinite(params).all()
+                and all(math.isfinite(v) for v in losses))
+
+
 def _optional(value: Any, name: str, **bounds: Any) -> float:
     """0.0 for None, else the checked positive number (the core's 'off' is 0)."""
     return 0.0 if value is None else check_scalar(value, name, **bounds)
@@ -130,6 +138,8 @@ class Trainer:
     grad_noise : GradientNoise or None
         Annealed Gaussian noise added to the gradients (after clipping) before each step.
     lr_schedule : LRSchedule, callable ``f(epoch, base_lr) -> lr``, or None
+        The rate of each epoch, from the optimizer's ``lr`` as the base rate (which
+        ``fit`` puts back when it returns).
     shuffle : bool, default=True
     seed : int or None
         Seed of the shuffling; with a seeded network and noise, a whole run is reproducible.
@@ -275,16 +285,16 @@ class Trainer:
                 if self.grad_noise is not None:
                     self.grad_noise.t = stats["noise_t"]
                 logs = self._epoch_logs(stats, X_sample, Xv, Yv, time.perf_counter() - t0)
-                if not stats["finite"] or not all(
-                    math.isfinite(v) for v in (logs["train_loss"], logs["val_loss"]) if v is not None
-                ):
+                if not _finite_epoch(stats, net.params, logs):
                     net.params[...] = start_params
+                    # The moments of the diverging epoch are garbage: a later fit starts afresh.
+                    self.optimizer.reset()
                     history.stop_reason = "non_finite"
                     history.stopped_epoch = epoch
                     warnings.warn(
                         f"training stopped at epoch {epoch}: the loss or a gradient became NaN or "
                         "infinite (exploding gradients?). The weights of the last finite epoch "
-                        "are kept. Try a smaller learning rate, gradient clipping (clip_norm) or "
+                        "are kept and the optimizer state is reset. Try a smaller learning rate, gradient clipping (clip_norm) or "
                         "another initialisation.",
                         NonFiniteWarning,
                         stacklevel=2,
@@ -310,13 +320,12 @@ class Trainer:
                     history.stop_reason = history.stop_reason or "callback"
                     break
         finally:
+            self.optimizer.lr = base_lr  # a schedule's last rate must not become the next base
             if bar is not None:
                 bar.close()
         es = self.early_stopping
         if es is not None and es.restore_best and best_params is not None:
             net.params[...] = best_params
-        if history.best_epoch is None and history.n_epochs:
-            history.best_epoch = _best_epoch(history, Xv is not None)
         for cb in self.callbacks:
             cb.on_train_end(self)
         return history
@@ -356,8 +365,3 @@ class Trainer:
     def predict(self, X: Any) -> np.ndarray:
         """The network's predictions (see :meth:`MLP.predict`)."""
         return self.net.predict(X)
-
-
-def _best_epoch(history: History, has_val: bool) -> int:
-    values = history.val_loss if has_val else history.train_loss
-    return int(np.nanargmin(np.asarray(values, dtype=float)))

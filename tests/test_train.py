@@ -1,0 +1,727 @@
+"""The Trainer: one core call per epoch, checked against hand-written loops.
+
+Two kinds of reference: an independent float64 NumPy transcription (tests/reference.py: backprop,
+torch's SGD, torch's clipping) for what can be recomputed without fastbp, and the same epoch
+written out batch by batch with fastbp's public per-batch calls (backward, clip, noise, step)
+for what only the core can compute (the counter-based gradient noise).
+"""
+import io
+import json
+import math
+import sys
+import warnings
+
+import fastbp as fb
+import fastbp.train
+import numpy as np
+import pytest
+import reference as ref
+
+
+def regression(n=10, d=3, k=2, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    Y = np.tanh(X @ rng.normal(size=(d, k))) + 0.1 * rng.normal(size=(n, k))
+    return X, Y
+
+
+def classification(n=24, d=4, noise=0.8, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = (X[:, 0] + noise * rng.normal(size=n) > 0).astype(np.int64)
+    return X, y
+
+
+class Snapshots(fb.Callback):
+    """Parameters and logs at the end of every epoch."""
+
+    def __init__(self):
+        self.params, self.logs, self.begun, self.ended = [], [], 0, 0
+
+    def on_train_begin(self, trainer):
+        self.begun += 1
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        assert epoch == len(self.params)
+        self.params.append(np.array(trainer.net.params))
+        self.logs.append(logs)
+
+    def on_train_end(self, trainer):
+        self.ended += 1
+
+
+def batches(n, batch_size):
+    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+# --------------------------------------------------------------------------------------------
+# 1. The epoch runs in C++
+# --------------------------------------------------------------------------------------------
+
+def test_one_core_call_per_epoch_and_no_per_batch_python(monkeypatch):
+    calls = []
+    real = fastbp.train._core.train_epoch
+
+    def counting(*args):
+        calls.append(args[-1].epoch)
+        return real(*args)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("Trainer.fit must not run batches from Python")
+
+    monkeypatch.setattr(fastbp.train._core, "train_epoch", counting)
+    monkeypatch.setattr(fb.MLP, "backward", forbidden)
+    monkeypatch.setattr(fb.SGD, "step", forbidden)
+    X, Y = regression(n=50)
+    net = fb.MLP([3, 8, 2], activation="tanh", seed=0)
+    history = fb.Trainer(net, fb.SGD(0.05), batch_size=4, epochs=6, seed=0,
+                         progress=False).fit(X, Y, validation=regression(n=20, seed=1))
+    assert calls == list(range(6))          # 13 batches an epoch, one call
+    assert history.n_epochs == 6
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_last_partial_batch_is_used_and_shuffling_visits_every_sample(dtype):
+    # With lr = 0 the weights never move, so the epoch's mean loss must equal the loss over the
+    # whole data set: every sample exactly once, the partial batch (10 = 4 + 4 + 2) included.
+    X, Y = regression(n=10)
+    net = fb.MLP([3, 5, 2], activation="tanh", dtype=dtype, seed=0)
+    full = net.evaluate(X, Y)["loss"]
+    first_two = net.evaluate(X[:8], Y[:8])["loss"]
+    assert not math.isclose(full, first_two, rel_tol=1e-3)
+    for shuffle in (False, True):
+        h = fb.Trainer(net, fb.SGD(0.0), batch_size=4, epochs=2, shuffle=shuffle, seed=3,
+                       progress=False).fit(X, Y)
+        np.testing.assert_allclose(h.train_loss, full, rtol=1e-5 if dtype == "float32" else 1e-12)
+
+
+def test_shuffling_is_deterministic_by_seed_and_changes_the_order():
+    X, Y = regression(n=30)
+    net0 = fb.MLP([3, 6, 2], activation="tanh", dtype="float64", seed=0)
+
+    def run(seed, shuffle=True):
+        net = net0.copy()
+        fb.Trainer(net, fb.SGD(0.1), batch_size=4, epochs=3, shuffle=shuffle, seed=seed,
+                   progress=False).fit(X, Y)
+        return np.array(net.params)
+
+    np.testing.assert_array_equal(run(5), run(5))
+    assert not np.array_equal(run(5), run(6))
+    assert not np.array_equal(run(5), run(5, shuffle=False))
+
+
+def ref_epoch(weights, biases, X, Y, batch_size, opt, activation, loss, clip_norm=None,
+              clip_value=None):
+    """One epoch in float64 NumPy, in data order: per batch backprop, clip, torch's step.
+    Returns the per-batch losses and per-layer weight-gradient norms (before clipping)."""
+    sizes = [w.size for pair in zip(weights, biases) for w in pair]
+    losses, norms = [], []
+    for sl in batches(X.shape[0], batch_size):
+        value, gW, gb = ref.mlp_loss_and_grads(X[sl], Y[sl], weights, biases, activation, loss)
+        losses.append((value, sl.stop - sl.start))
+        norms.append([np.linalg.norm(g) for g in gW])
+        grads = [g for pair in zip(gW, gb) for g in pair]
+        if clip_norm is not None:
+            ref.clip_grad_norm(grads, clip_norm)
+        if clip_value is not None:
+            ref.clip_grad_value(grads, clip_value)
+        flat = ref.flatten([p for pair in zip(weights, biases) for p in pair])
+        opt.step(flat, ref.flatten(grads))
+        pieces = np.split(flat, np.cumsum(sizes)[:-1])
+        weights = [p.reshape(w.shape) for p, w in zip(pieces[0::2], weights)]
+        biases = list(pieces[1::2])
+    return weights, biases, losses, np.array(norms)
+
+
+@pytest.mark.parametrize("sgd, clip", [
+    (dict(lr=0.1), {}),
+    (dict(lr=0.05, momentum=0.9), {}),
+    (dict(lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.01), {}),
+    (dict(lr=0.05, momentum=0.9, dampening=0.2), dict(clip_norm=0.3)),
+    (dict(lr=0.1), dict(clip_value=0.05)),
+    (dict(lr=0.1, weight_decay=0.1), dict(clip_norm=0.5, clip_value=0.02)),
+])
+def test_epochs_match_the_numpy_reference(sgd, clip):
+    # N = 10, batch 4: three batches, the last of 2 samples. SGD with momentum, Nesterov,
+    # dampening, weight decay, clipping by norm and by value, all inside the core's loop.
+    X, Y = regression(n=10)
+    net = fb.MLP([3, 5, 4, 2], activation=["tanh", "sigmoid"], dtype="float64", seed=0)
+    net.biases[0][...] = 0.1                     # weight decay acts on every entry
+    weights, biases = ref.get_params(net)
+    history = fb.Trainer(net, fb.SGD(**sgd), batch_size=4, epochs=3, shuffle=False,
+                         progress=False, **clip).fit(X, Y)
+    opt = ref.RefSGD(**sgd)
+    for epoch in range(3):
+        w0 = [w.copy() for w in weights]
+        weights, biases, losses, norms = ref_epoch(weights, biases, X, Y, 4, opt,
+                                                   ["tanh", "sigmoid"], "mse", **clip)
+        mean_loss = sum(v * n for v, n in losses) / X.shape[0]
+        assert len(losses) == 3
+        assert history.train_loss[epoch] == pytest.approx(mean_loss, rel=1e-12)
+        np.testing.assert_allclose(history.grad_norms[epoch], norms.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(history.grad_norms_max[epoch], norms.max(axis=0), rtol=1e-12)
+        ratios = [np.linalg.norm(w - a) / np.linalg.norm(a) for w, a in zip(weights, w0)]
+        np.testing.assert_allclose(history.update_ratios[epoch], ratios, rtol=1e-10)
+    np.testing.assert_allclose(net.params, ref.flatten(
+        [p for pair in zip(weights, biases) for p in pair]), rtol=1e-11, atol=1e-14)
+
+
+def test_epoch_matches_torch():
+    torch = pytest.importorskip("torch")
+    X, y = classification(n=10)
+    net = fb.MLP([4, 6, 2], activation="relu", loss="cross_entropy", dtype="float64", seed=1)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(),
+                                torch.nn.Linear(6, 2)).double()
+    with torch.no_grad():
+        for layer, w, b in zip((model[0], model[2]), net.weights, net.biases):
+            layer.weight.copy_(torch.from_numpy(w.T.copy()))
+            layer.bias.copy_(torch.from_numpy(b.copy()))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True,
+                          weight_decay=1e-3)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    for _ in range(2):
+        for sl in batches(10, 4):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(Xt[sl]), yt[sl]).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+            opt.step()
+    fb.Trainer(net, fb.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=1e-3), batch_size=4,
+               epochs=2, shuffle=False, clip_norm=0.5, progress=False).fit(X, y)
+    for layer, w, b in zip((model[0], model[2]), net.weights, net.biases):
+        np.testing.assert_allclose(w, layer.weight.detach().numpy().T, rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(b, layer.bias.detach().numpy(), rtol=1e-10, atol=1e-13)
+
+
+def manual_epochs(net, opt, X, Y, batch_size, epochs, clip_norm=None, clip_value=None,
+                  noise=None):
+    """The Trainer's epoch written out with fastbp's public per-batch calls."""
+    norms = []
+    for _ in range(epochs):
+        epoch_norms = []
+        for sl in batches(X.shape[0], batch_size):
+            net.backward(X[sl], Y[sl])
+            epoch_norms.append(net.grad_norms())
+            if clip_norm is not None:
+                fb.clip_grad_norm(net, clip_norm)
+            if clip_value is not None:
+                fb.clip_grad_value(net, clip_value)
+            if noise is not None:
+                noise.apply(net)
+            opt.step(net)
+        norms.append(epoch_norms)
+    return np.array(norms)
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda: fb.SGD(0.05, momentum=0.9),
+    lambda: fb.Adam(0.01),
+    lambda: fb.RMSProp(0.01, momentum=0.5),
+])
+def test_gradient_noise_and_clipping_in_the_trainer_equal_the_manual_sequence(make_opt):
+    X, Y = regression(n=10)
+    net0 = fb.MLP([3, 6, 2], activation="tanh", dtype="float64", seed=2)
+    net = net0.copy()
+    noise = fb.GradientNoise(eta=0.05, gamma=0.55, seed=7)
+    history = fb.Trainer(net, make_opt(), batch_size=4, epochs=3, shuffle=False, clip_norm=1.0,
+                         clip_value=0.2, grad_noise=noise, progress=False).fit(X, Y)
+    assert noise.t == 9                          # 3 epochs x 3 batches
+    manual = net0.copy()
+    manual_noise = fb.GradientNoise(eta=0.05, gamma=0.55, seed=7)
+    norms = manual_epochs(manual, make_opt(), X, Y, 4, 3, clip_norm=1.0, clip_value=0.2,
+                          noise=manual_noise)
+    np.testing.assert_allclose(net.params, manual.params, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(history.grad_norms, norms.mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(history.grad_norms_max, norms.max(axis=1), rtol=1e-12)
+    # the noise really acted: without it the run ends elsewhere
+    quiet = net0.copy()
+    fb.Trainer(quiet, make_opt(), batch_size=4, epochs=3, shuffle=False, clip_norm=1.0,
+               clip_value=0.2, progress=False).fit(X, Y)
+    assert np.abs(quiet.params - net.params).max() > 1e-4
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Gradient magnitudes, update ratios, saturation and dead units
+# --------------------------------------------------------------------------------------------
+
+def test_update_ratios_against_saved_weights():
+    X, Y = regression(n=20)
+    net = fb.MLP([3, 8, 8, 2], activation="relu", dtype="float32", seed=0)
+    start = [w.astype(np.float64) for w in net.weights]
+    snaps = Snapshots()
+    history = fb.Trainer(net, fb.Adam(0.01), batch_size=8, epochs=4, seed=1, callbacks=[snaps],
+                         progress=False).fit(X, Y)
+    assert history.update_ratios.shape == (4, 3)
+    for epoch, params in enumerate(snaps.params):
+        probe = net.copy()
+        probe.params[...] = params
+        end = [w.astype(np.float64) for w in probe.weights]
+        expected = [np.linalg.norm(e - s) / np.linalg.norm(s) for e, s in zip(end, start)]
+        np.testing.assert_allclose(history.update_ratios[epoch], expected, rtol=1e-5)
+        start = end
+
+
+def test_dead_relu_units():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    Y = rng.normal(size=(40, 1))
+    net = fb.MLP([3, 5, 4, 1], activation="relu", dtype="float64", seed=0)
+    net.biases[0][...] = [-100, -100, 100, 100, 100]   # units 0 and 1 never fire
+    net.biases[1][...] = -100                          # the whole second layer is dead
+    history = fb.Trainer(net, fb.SGD(0.01), batch_size=8, epochs=3, seed=0,
+                         progress=False).fit(X, Y)
+    np.testing.assert_array_equal(history.dead[:, 0], 0.4)
+    np.testing.assert_array_equal(history.dead[:, 1], 1.0)     # no gradient: stays dead
+    assert np.isnan(history.dead[:, 2]).all()                   # identity output
+    assert np.isnan(history.saturation).all()                   # relu, identity: no bounds
+
+
+@pytest.mark.parametrize("activation, scale", [("sigmoid", 100.0), ("tanh", 100.0),
+                                               ("sigmoid", 0.3), ("tanh", 0.3)])
+def test_saturation_against_numpy(activation, scale):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 4))
+    y = (X[:, 0] > 0).astype(np.int64)
+    net = fb.MLP([4, 16, 2], activation=activation, loss="cross_entropy", dtype="float64",
+                 init=("normal", scale), seed=3)
+    weights, biases = ref.get_params(net)        # lr = 0: the statistics see these weights
+    history = fb.Trainer(net, fb.SGD(0.0), batch_size=16, epochs=2, seed=0,
+                         progress=False).fit(X, y)
+    hidden = ref.mlp_forward(X, weights, biases, activation, "softmax")[1][1]
+    if activation == "sigmoid":
+        expected = np.mean((hidden < 0.01) | (hidden > 0.99))
+    else:
+        expected = np.mean(np.abs(hidden) > 0.99)
+    np.testing.assert_allclose(history.saturation[:, 0], expected, atol=1e-12)
+    if scale > 1:
+        assert expected > 0.9
+    else:
+        assert expected < 0.1
+    assert np.isnan(history.dead[:, 0]).all()
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Non-finite loss or gradients
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_explosion_stops_training_and_keeps_the_last_finite_weights(dtype):
+    X, Y = regression(n=40, seed=4)
+    net = fb.MLP([3, 2], dtype=dtype, seed=0)     # linear: lr far above 2 / lambda_max
+    snaps = Snapshots()
+    trainer = fb.Trainer(net, fb.SGD(2.0), batch_size=4, epochs=200, seed=0, callbacks=[snaps],
+                         progress=False)
+    with pytest.warns(fb.NonFiniteWarning, match="NaN or infinite"):
+        history = trainer.fit(X, Y, validation=regression(n=10, seed=5))
+    assert history.stop_reason == "non_finite"
+    assert 0 < history.n_epochs < 200
+    assert history.stopped_epoch == history.n_epochs == len(snaps.params)
+    assert np.isfinite(net.params).all()
+    np.testing.assert_array_equal(net.params, snaps.params[-1])
+    assert np.isfinite(history.train_loss).all() and np.isfinite(history.val_loss).all()
+    assert history.train_loss[-1] > 10 * history.train_loss[0]      # it did explode
+
+
+def test_weights_overflowing_in_the_last_step_are_caught():
+    # One full batch: loss and gradient are finite, the step itself overflows float32.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(8, 2))
+    Y = 1e6 * rng.normal(size=(8, 1))
+    net = fb.MLP([2, 1], dtype="float32", seed=0)
+    start = np.array(net.params)
+    with pytest.warns(fb.NonFiniteWarning):
+        history = fb.Trainer(net, fb.SGD(1e36), batch_size=8, epochs=3,
+                             progress=False).fit(X, Y)
+    assert history.n_epochs == 0 and history.stopped_epoch == 0
+    assert history.stop_reason == "non_finite"
+    np.testing.assert_array_equal(net.params, start)
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Early stopping and the history
+# --------------------------------------------------------------------------------------------
+
+def ref_early_stopping(values, patience, min_delta, maximize=False):
+    """(best epoch, epoch training stops after or None), Keras/torch-style, by hand."""
+    best, best_epoch, wait = None, None, 0
+    for epoch, v in enumerate(values):
+        better = best is None or (v > best + min_delta if maximize else v < best - min_delta)
+        if better:
+            best, best_epoch, wait = v, epoch, 0
+        else:
+            wait += 1
+            if wait >= max(patience, 1):
+                return best_epoch, epoch
+    return best_epoch, None
+
+
+def overfitting_regression():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(24, 4))
+    Y = np.sin(2 * X[:, :1]) + 0.5 * rng.normal(size=(24, 1))
+    Xv = rng.normal(size=(64, 4))
+    Yv = np.sin(2 * Xv[:, :1]) + 0.5 * rng.normal(size=(64, 1))
+    return X, Y, Xv, Yv
+
+
+@pytest.mark.parametrize("min_delta", [0.0, 0.02])
+@pytest.mark.parametrize("restore_best", [True, False])
+def test_early_stopping_on_val_loss(min_delta, restore_best):
+    X, Y, Xv, Yv = overfitting_regression()
+    net = fb.MLP([4, 32, 1], activation="tanh", dtype="float64", seed=1)
+    snaps = Snapshots()
+    es = fb.EarlyStopping("val_loss", patience=4, min_delta=min_delta, restore_best=restore_best)
+    history = fb.Trainer(net, fb.SGD(0.003, momentum=0.9), batch_size=4, epochs=300, seed=0,
+                         early_stopping=es, callbacks=[snaps], progress=False).fit(
+        X, Y, validation=(Xv, Yv))
+    best, stop = ref_early_stopping(history.val_loss, 4, min_delta)
+    assert stop is not None and best > 0
+    assert history.best_epoch == es.best_epoch == best
+    assert history.stopped_epoch == stop == best + 4 == history.n_epochs - 1
+    assert history.stop_reason == "early_stopping"
+    expected = snaps.params[best] if restore_best else snaps.params[-1]
+    np.testing.assert_array_equal(net.params, expected)
+    # val_loss is the loss of the weights at the epoch's end
+    probe = net.copy()
+    probe.params[...] = snaps.params[best]
+    assert probe.evaluate(Xv, Yv)["loss"] == pytest.approx(history.val_loss[best], rel=1e-12)
+
+
+def test_min_delta_changes_the_stop():
+    X, Y, Xv, Yv = overfitting_regression()
+    stops = []
+    for min_delta in (0.0, 0.05):
+        net = fb.MLP([4, 32, 1], activation="tanh", dtype="float64", seed=1)
+        h = fb.Trainer(net, fb.SGD(0.003, momentum=0.9), batch_size=4, epochs=300, seed=0,
+                       early_stopping=fb.EarlyStopping(patience=4, min_delta=min_delta),
+                       progress=False).fit(X, Y, validation=(Xv, Yv))
+        assert (h.best_epoch, h.stopped_epoch) == ref_early_stopping(h.val_loss, 4, min_delta)
+        stops.append(h.stopped_epoch)
+    assert stops[1] < stops[0]
+
+
+def test_early_stopping_on_val_accuracy():
+    X, y = classification(n=24)
+    Xv, yv = classification(n=60, noise=0.0, seed=1)
+    net = fb.MLP([4, 32, 2], activation="tanh", loss="cross_entropy", dtype="float64", seed=1)
+    snaps = Snapshots()
+    history = fb.Trainer(net, fb.SGD(0.003, momentum=0.9), batch_size=4, epochs=300, seed=0,
+                         early_stopping=fb.EarlyStopping("val_accuracy", patience=4),
+                         callbacks=[snaps], progress=False).fit(X, y, validation=(Xv, yv))
+    best, stop = ref_early_stopping(history.val_accuracy, 4, 0.0, maximize=True)
+    assert stop is not None and best > 0
+    assert (history.best_epoch, history.stopped_epoch) == (best, stop)
+    np.testing.assert_array_equal(net.params, snaps.params[best])
+    assert net.evaluate(Xv, yv)["accuracy"] == history.val_accuracy[best]
+    assert all(v * 60 == round(v * 60) for v in history.val_accuracy)
+
+
+def test_patience_zero_stops_at_the_first_epoch_without_improvement():
+    X, Y, Xv, Yv = overfitting_regression()
+    net = fb.MLP([4, 32, 1], activation="tanh", dtype="float64", seed=1)
+    h = fb.Trainer(net, fb.SGD(0.003, momentum=0.9), batch_size=4, epochs=300, seed=0,
+                   early_stopping=fb.EarlyStopping(patience=0), progress=False).fit(
+        X, Y, validation=(Xv, Yv))
+    assert h.stopped_epoch == h.best_epoch + 1
+    assert all(np.diff(h.val_loss[:-1]) < 0) and h.val_loss[-1] >= h.val_loss[-2]
+
+
+@pytest.mark.parametrize("monitor", ["val_loss", "val_accuracy"])
+def test_monitoring_validation_metrics_needs_validation_data(monitor):
+    X, y = classification()
+    net = fb.MLP([4, 3, 2], loss="cross_entropy", seed=0)
+    for owner in (dict(early_stopping=fb.EarlyStopping(monitor)),
+                  dict(lr_schedule=fb.ReduceLROnPlateau(monitor))):
+        trainer = fb.Trainer(net, fb.SGD(0.1), epochs=2, progress=False, **owner)
+        with pytest.raises(ValueError, match="validation"):
+            trainer.fit(X, y)
+
+
+def test_accuracy_monitor_needs_a_classifier():
+    X, Y = regression()
+    net = fb.MLP([3, 2], seed=0)
+    trainer = fb.Trainer(net, fb.SGD(0.1), early_stopping=fb.EarlyStopping("train_accuracy"),
+                         progress=False)
+    with pytest.raises(ValueError, match="train_accuracy"):
+        trainer.fit(X, Y)
+
+
+def test_history_records_losses_accuracies_and_lr():
+    X, y = classification(n=30)
+    Xv, yv = classification(n=20, seed=2)
+    net = fb.MLP([4, 8, 2], activation="tanh", loss="cross_entropy", dtype="float64", seed=0)
+    snaps = Snapshots()
+    history = fb.Trainer(net, fb.SGD(0.05), batch_size=8, epochs=4, seed=0, callbacks=[snaps],
+                         progress=False).fit(X, y, validation=(Xv, yv))
+    assert history.n_epochs == len(history.val_loss) == len(history.val_accuracy) == 4
+    assert history.lr == [0.05] * 4
+    assert history.stopped_epoch is None and history.stop_reason is None
+    assert history.best_epoch == int(np.argmin(history.val_loss))
+    probe = net.copy()
+    for epoch, params in enumerate(snaps.params):
+        probe.params[...] = params
+        ev = probe.evaluate(Xv, yv)
+        assert history.val_loss[epoch] == pytest.approx(ev["loss"], rel=1e-12)
+        assert history.val_accuracy[epoch] == ev["accuracy"]
+        assert snaps.logs[epoch]["val_loss"] == history.val_loss[epoch]
+    # with lr = 0 the accuracy measured during the epoch is the accuracy of the fixed weights
+    h0 = fb.Trainer(net, fb.SGD(0.0), batch_size=7, epochs=1, seed=0,
+                    progress=False).fit(X, y)
+    assert h0.train_accuracy == [net.evaluate(X, y)["accuracy"]]
+    assert h0.val_loss == [] and h0.val_accuracy == []
+
+
+def test_history_json_round_trip(tmp_path):
+    X, y = classification(n=30)
+    Xv, yv = classification(n=20, seed=2)
+    net = fb.MLP([4, 8, 2], activation="sigmoid", loss="cross_entropy", seed=0)
+    history = fb.Trainer(net, fb.SGD(0.1, momentum=0.9), batch_size=8, epochs=30, seed=0,
+                         early_stopping=fb.EarlyStopping("val_accuracy", patience=2),
+                         lr_schedule=fb.StepLR(2, 0.5), progress=False).fit(
+        X, y, validation=(Xv, yv))
+    assert history.stop_reason == "early_stopping"
+    path = tmp_path / "history.json"
+    history.to_json(path)
+    for loaded in (fb.History.from_json(path), fb.History.from_json(history.to_json())):
+        for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr",
+                    "epoch_time", "activations"):
+            assert getattr(loaded, key) == getattr(history, key), key
+        for key in ("grad_norms", "grad_norms_max", "update_ratios", "saturation", "dead"):
+            np.testing.assert_array_equal(getattr(loaded, key), getattr(history, key))
+        assert (loaded.best_epoch, loaded.stopped_epoch, loaded.stop_reason) == (
+            history.best_epoch, history.stopped_epoch, history.stop_reason)
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Schedules in the Trainer (their semantics: test_schedules.py)
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("schedule, expected", [
+    (fb.StepLR(3, gamma=0.5), lambda e: 0.2 * 0.5 ** (e // 3)),
+    (fb.ExponentialLR(0.9), lambda e: 0.2 * 0.9**e),
+    (fb.CosineAnnealingLR(5, eta_min=0.01),
+     lambda e: 0.01 + 0.19 * (1 + math.cos(math.pi * min(e, 5) / 5)) / 2),
+    (lambda epoch, base_lr: base_lr / (1 + epoch), lambda e: 0.2 / (1 + e)),
+])
+def test_schedules_set_the_rate_of_each_epoch(schedule, expected):
+    X, Y = regression(n=12)
+    net = fb.MLP([3, 4, 2], activation="tanh", dtype="float64", seed=0)
+    opt = fb.SGD(0.2, momentum=0.5)
+    manual_net, manual_opt = net.copy(), fb.SGD(0.2, momentum=0.5)
+    history = fb.Trainer(net, opt, batch_size=5, epochs=8, shuffle=False, lr_schedule=schedule,
+                         progress=False).fit(X, Y)
+    for e in range(8):
+        assert history.lr[e] == pytest.approx(expected(e), rel=1e-14)
+    assert opt.lr == 0.2                         # the base rate is given back after fit
+    for e in range(8):                           # the rate really drove the steps
+        manual_opt.lr = history.lr[e]
+        manual_epochs(manual_net, manual_opt, X, Y, 5, 1)
+    np.testing.assert_allclose(net.params, manual_net.params, rtol=1e-12, atol=1e-15)
+
+
+def test_reduce_lr_on_plateau_in_the_trainer_matches_torch():
+    torch = pytest.importorskip("torch")
+    X, Y, Xv, Yv = overfitting_regression()
+    net = fb.MLP([4, 32, 1], activation="tanh", dtype="float64", seed=1)
+    sched = fb.ReduceLROnPlateau("val_loss", factor=0.5, patience=2, min_delta=1e-3, cooldown=1,
+                                 min_lr=1e-3)
+    history = fb.Trainer(net, fb.SGD(0.02, momentum=0.9), batch_size=4, epochs=25, seed=0,
+                         lr_schedule=sched, progress=False).fit(X, Y, validation=(Xv, Yv))
+    param = torch.zeros(1, requires_grad=True)
+    topt = torch.optim.SGD([param], lr=0.02)
+    tsched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        topt, mode="min", factor=0.5, patience=2, threshold=1e-3, threshold_mode="abs",
+        cooldown=1, min_lr=1e-3)
+    expected = []
+    for value in history.val_loss:
+        expected.append(topt.param_groups[0]["lr"])
+        tsched.step(value)
+    assert history.lr == expected
+    assert len(set(expected)) >= 3              # it did cut, more than once
+
+
+# --------------------------------------------------------------------------------------------
+# 7. Determinism
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_whole_run_is_reproducible_by_seed(dtype):
+    X, y = classification(n=60)
+    Xv, yv = classification(n=20, seed=1)
+
+    def run(seed):
+        net = fb.MLP([4, 16, 8, 2], activation="relu", loss="cross_entropy", dtype=dtype,
+                     seed=seed)
+        h = fb.Trainer(net, fb.Adam(0.01), batch_size=8, epochs=5, seed=seed, clip_norm=1.0,
+                       grad_noise=fb.GradientNoise(0.01, seed=seed), progress=False).fit(
+            X, y, validation=(Xv, yv))
+        return net, h
+
+    (a, ha), (b, hb), (c, hc) = run(11), run(11), run(12)
+    np.testing.assert_array_equal(a.params, b.params)
+    assert a.params.dtype == np.dtype(dtype)
+    d1, d2 = json.loads(ha.to_json()), json.loads(hb.to_json())   # NaN as null: comparable
+    d1.pop("epoch_time"), d2.pop("epoch_time")
+    assert d1 == d2
+    assert not np.array_equal(a.params, c.params)
+    assert ha.train_loss != hc.train_loss
+
+
+# --------------------------------------------------------------------------------------------
+# 8. Callbacks, progress, evaluate
+# --------------------------------------------------------------------------------------------
+
+def test_callbacks_hooks_and_stopping():
+    X, Y = regression(n=20)
+    net = fb.MLP([3, 4, 2], seed=0)
+    snaps = Snapshots()
+    seen = []
+
+    def stop_at_3(epoch, logs):
+        seen.append((epoch, logs["train_loss"]))
+        return epoch == 3
+
+    history = fb.Trainer(net, fb.SGD(0.01), batch_size=4, epochs=10, seed=0,
+                         callbacks=[snaps, stop_at_3], progress=False).fit(X, Y)
+    assert (snaps.begun, snaps.ended) == (1, 1)
+    assert len(snaps.params) == history.n_epochs == 4
+    assert [e for e, _ in seen] == [0, 1, 2, 3]
+    assert [v for _, v in seen] == history.train_loss
+    assert history.stopped_epoch == 3 and history.stop_reason == "callback"
+    assert set(snaps.logs[0]) >= {"train_loss", "val_loss", "lr", "grad_norms", "update_ratios"}
+    np.testing.assert_array_equal(net.params, snaps.params[-1])
+
+
+def test_callback_returning_none_or_false_does_not_stop():
+    X, Y = regression(n=20)
+    net = fb.MLP([3, 4, 2], seed=0)
+    history = fb.Trainer(net, fb.SGD(0.01), epochs=3, progress=False,
+                         callbacks=[lambda e, logs: None, lambda e, logs: False]).fit(X, Y)
+    assert history.n_epochs == 3 and history.stopped_epoch is None
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_no_output_without_a_terminal(capfd, progress):
+    X, Y = regression(n=20)
+    net = fb.MLP([3, 4, 2], seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fb.Trainer(net, fb.SGD(0.01), epochs=3, progress=progress).fit(X, Y)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_only_when_asked(monkeypatch):
+    pytest.importorskip("tqdm")
+    X, Y = regression(n=20)
+    for progress in (False, True):
+        terminal = FakeTerminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        fb.Trainer(fb.MLP([3, 4, 2], seed=0), fb.SGD(0.01), epochs=3,
+                   progress=progress).fit(X, Y)
+        monkeypatch.undo()
+        assert ("epoch" in terminal.getvalue()) == progress, terminal.getvalue()
+
+
+def test_evaluate_and_predict_equal_the_network():
+    X, y = classification(n=30)
+    net = fb.MLP([4, 8, 2], activation="tanh", loss="cross_entropy", dtype="float64", seed=0)
+    trainer = fb.Trainer(net, fb.SGD(0.1), epochs=2, seed=0, progress=False)
+    trainer.fit(X, y)
+    assert trainer.evaluate(X, y) == net.evaluate(X, y)
+    assert set(trainer.evaluate(X, y)) == {"loss", "accuracy"}
+    np.testing.assert_array_equal(trainer.predict(X), net.predict(X))
+    Xr, Yr = regression(n=10)
+    reg = fb.MLP([3, 2], seed=0)
+    assert set(fb.Trainer(reg, fb.SGD(0.1), progress=False).evaluate(Xr, Yr)) == {"loss"}
+
+
+def test_fit_twice_continues_from_the_trained_weights():
+    X, Y = regression(n=12)
+    net = fb.MLP([3, 4, 2], activation="tanh", dtype="float64", seed=0)
+    twice = net.copy()
+    fb.Trainer(net, fb.SGD(0.1), batch_size=4, epochs=4, shuffle=False,
+               progress=False).fit(X, Y)
+    trainer = fb.Trainer(twice, fb.SGD(0.1), batch_size=4, epochs=2, shuffle=False,
+                         progress=False)
+    trainer.fit(X, Y)
+    trainer.fit(X, Y)
+    np.testing.assert_array_equal(net.params, twice.params)
+
+
+# --------------------------------------------------------------------------------------------
+# 9. Bad inputs
+# --------------------------------------------------------------------------------------------
+
+def _net():
+    return fb.MLP([3, 4, 2], seed=0)
+
+
+@pytest.mark.parametrize("kwargs, error, name", [
+    (dict(net="net"), TypeError, "net"),
+    (dict(optimizer="sgd"), TypeError, "optimizer"),
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(batch_size=2.5), TypeError, "batch_size"),
+    (dict(epochs=0), ValueError, "epochs"),
+    (dict(epochs="10"), TypeError, "epochs"),
+    (dict(early_stopping="val_loss"), TypeError, "early_stopping"),
+    (dict(clip_norm=0), ValueError, "clip_norm"),
+    (dict(clip_norm=-1.0), ValueError, "clip_norm"),
+    (dict(clip_value=float("nan")), ValueError, "clip_value"),
+    (dict(grad_noise=0.01), TypeError, "grad_noise"),
+    (dict(lr_schedule=0.5), TypeError, "lr_schedule"),
+    (dict(seed=-1), ValueError, "seed"),
+    (dict(seed=1.5), TypeError, "seed"),
+    (dict(callbacks=[3]), TypeError, "callbacks"),
+])
+def test_trainer_rejects_bad_arguments(kwargs, error, name):
+    args = dict(net=_net(), optimizer=fb.SGD(0.1))
+    args.update(kwargs)
+    with pytest.raises(error, match=name):
+        fb.Trainer(**args)
+
+
+@pytest.mark.parametrize("kwargs, error, name", [
+    (dict(monitor="loss"), ValueError, "monitor"),
+    (dict(monitor=1), TypeError, "monitor"),
+    (dict(patience=-1), ValueError, "patience"),
+    (dict(patience=1.5), TypeError, "patience"),
+    (dict(min_delta=-0.1), ValueError, "min_delta"),
+])
+def test_early_stopping_rejects_bad_arguments(kwargs, error, name):
+    with pytest.raises(error, match=name):
+        fb.EarlyStopping(**kwargs)
+
+
+def test_fit_rejects_bad_data():
+    X, Y = regression(n=10)
+    trainer = fb.Trainer(_net(), fb.SGD(0.1), progress=False)
+    with pytest.raises(ValueError, match="X"):
+        trainer.fit(X[:, :2], Y)
+    with pytest.raises(ValueError, match="Y"):
+        trainer.fit(X, Y[:5])
+    with pytest.raises(TypeError, match="validation"):
+        trainer.fit(X, Y, validation=X)
+    with pytest.raises(ValueError, match="validation X"):
+        trainer.fit(X, Y, validation=(X[:, :2], Y))
+    with pytest.raises(ValueError, match="validation y"):
+        trainer.fit(X, Y, validation=(X, Y[:, :1]))
+
+
+def test_bad_rate_from_a_callable_schedule_is_named():
+    X, Y = regression(n=10)
+    trainer = fb.Trainer(_net(), fb.SGD(0.1), lr_schedule=lambda e, lr: -lr, progress=False)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        trainer.fit(X, Y)
+
+
+def test_optimizer_bound_to_another_network():
+    X, Y = regression(n=10)
+    opt = fb.SGD(0.1)
+    fb.Trainer(_net(), opt, progress=False, epochs=1).fit(X, Y)
+    with pytest.raises(ValueError, match="net"):
+        fb.Trainer(_net(), opt, progress=False, epochs=1).fit(X, Y)
