@@ -1,0 +1,171 @@
+"""fastbp.history.History: recording, shapes, best epoch, dict and JSON round trips."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from fastbp.history import History
+
+ACTIVATIONS = ["relu", "relu", "softmax"]
+
+
+def epoch_stats(i, val=True):
+    stats = {
+        "train_loss": 1.0 / (i + 1),
+        "lr": 0.1,
+        "time": 0.01,
+        "grad_norms": [1.0 + i, 2.0, 3.0],
+        "grad_norms_max": [2.0, 4.0, 6.0],
+        "update_ratios": [1e-3, 2e-3, 3e-3],
+        "saturation": [np.nan, np.nan, np.nan],
+        "dead": [0.0, 0.25, np.nan],
+        "train_accuracy": 0.5,
+    }
+    if val:
+        stats["val_loss"] = [0.9, 0.5, 0.7][i % 3]
+        stats["val_accuracy"] = 0.4
+    return stats
+
+
+def filled(n=3, val=True):
+    h = History(ACTIVATIONS)
+    for i in range(n):
+        h.record(epoch_stats(i, val))
+    return h
+
+
+def test_empty_history_has_zero_rows_of_the_right_width():
+    h = History(ACTIVATIONS)
+    assert len(h) == 0 and h.n_epochs == 0 and h.n_layers == 3
+    for name in ("grad_norms", "grad_norms_max", "update_ratios", "saturation", "dead"):
+        assert getattr(h, name).shape == (0, 3)
+    assert h.train_loss == [] and h.val_loss == []
+    assert h.best_epoch is None and h.stopped_epoch is None and h.stop_reason is None
+
+
+def test_record_appends_one_row_per_epoch():
+    h = filled(4)
+    assert len(h) == 4
+    assert h.grad_norms.shape == (4, 3) and h.grad_norms.dtype == np.float64
+    np.testing.assert_array_equal(h.grad_norms[:, 0], [1, 2, 3, 4])
+    assert h.train_loss == [1.0, 0.5, 1 / 3, 0.25]
+    assert h.lr == [0.1] * 4 and h.epoch_time == [0.01] * 4
+    assert np.isnan(h.saturation).all() and h.dead[2, 1] == 0.25
+
+
+def test_missing_optional_stats_are_nan_or_empty():
+    h = History(["tanh", "identity"])
+    h.record({"train_loss": 2.0})
+    assert h.val_loss == [] and h.train_accuracy == [] and h.val_accuracy == []
+    assert math.isnan(h.lr[0]) and math.isnan(h.epoch_time[0])
+    assert h.grad_norms.shape == (1, 2) and np.isnan(h.grad_norms).all()
+
+
+def test_optional_series_stay_aligned_with_epochs():
+    h = History(["identity"])
+    h.record({"train_loss": 1.0})
+    h.record({"train_loss": 1.0, "val_loss": 0.5})
+    h.record({"train_loss": 1.0, "val_loss": None})
+    assert len(h.val_loss) == 3
+    assert math.isnan(h.val_loss[0]) and h.val_loss[1] == 0.5 and math.isnan(h.val_loss[2])
+
+
+def test_best_epoch_is_lowest_validation_loss_else_training_loss():
+    assert filled(3).best_epoch == 1  # val losses 0.9, 0.5, 0.7
+    assert filled(3, val=False).best_epoch == 2  # train losses fall every epoch
+    h = History(["identity"])
+    h.record({"train_loss": float("nan")})
+    assert h.best_epoch is None
+
+
+def test_best_epoch_can_be_set_and_reset():
+    h = filled(3)
+    h.best_epoch = 0
+    assert h.best_epoch == 0
+    h.best_epoch = None
+    assert h.best_epoch == 1
+
+
+def test_record_rejects_bad_stats():
+    h = History(ACTIVATIONS)
+    with pytest.raises(ValueError, match="unknown keys \\['gradnorms'\\]"):
+        h.record({"train_loss": 1.0, "gradnorms": [1, 2, 3]})
+    with pytest.raises(ValueError, match="train_loss"):
+        h.record({"lr": 0.1})
+    with pytest.raises(ValueError, match=r"grad_norms must have shape \(3,\)"):
+        h.record({"train_loss": 1.0, "grad_norms": [1.0, 2.0]})
+    assert len(h) == 0  # a rejected epoch leaves nothing behind
+
+
+def test_constructor_rejects_bad_activations():
+    with pytest.raises(TypeError, match="activations"):
+        History("relu")
+    with pytest.raises(ValueError, match="activations"):
+        History([])
+
+
+def assert_same(a, b):
+    assert a.activations == b.activations and a.n_layers == b.n_layers
+    for name in ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr", "epoch_time"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))  # NaN == NaN here
+    for name in ("grad_norms", "grad_norms_max", "update_ratios", "saturation", "dead"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert (a.best_epoch, a.stopped_epoch, a.stop_reason) == (
+        b.best_epoch,
+        b.stopped_epoch,
+        b.stop_reason,
+    )
+
+
+def with_non_finite_values():
+    h = filled(3)
+    h.record({**epoch_stats(3), "train_loss": float("nan"), "grad_norms": [np.inf, -np.inf, 1.0]})
+    h.stopped_epoch, h.stop_reason = 3, "early_stopping"
+    return h
+
+
+def test_dict_round_trip():
+    h = with_non_finite_values()
+    assert_same(History.from_dict(h.to_dict()), h)
+
+
+def test_json_round_trip_keeps_nan_and_infinity():
+    h = with_non_finite_values()
+    text = h.to_json()
+    data = json.loads(text)  # strict JSON: no bare NaN / Infinity tokens
+    assert "NaN" not in text and data["train_loss"][3] is None
+    assert data["grad_norms"][3][:2] == ["Infinity", "-Infinity"]
+    back = History.from_json(text)
+    assert_same(back, h)
+    assert math.isnan(back.train_loss[3]) and back.grad_norms[3, 0] == np.inf
+
+
+def test_json_file_round_trip(tmp_path):
+    h = filled(2)
+    path = tmp_path / "history.json"
+    text = h.to_json(path)
+    assert path.read_text(encoding="utf-8") == text
+    assert_same(History.from_json(path), h)
+    assert_same(History.from_json(str(path)), h)
+
+
+def test_empty_history_round_trips():
+    back = History.from_json(History(ACTIVATIONS).to_json())
+    assert len(back) == 0 and back.grad_norms.shape == (0, 3)
+
+
+def test_from_dict_rejects_other_records_and_ragged_series():
+    with pytest.raises(ValueError, match="format"):
+        History.from_dict({"format": "something.else", "activations": ["relu"]})
+    data = filled(2).to_dict()
+    data["lr"] = [0.1]
+    with pytest.raises(ValueError, match="'lr'"):
+        History.from_dict(data)
+
+
+def test_repr_is_a_short_summary():
+    assert repr(filled(3)) == (
+        "History(epochs=3, n_layers=3, train_loss=0.3333, val_loss=0.7, best_epoch=1)"
+    )
+    assert repr(History(["identity"])) == "History(epochs=0, n_layers=1, best_epoch=None)"

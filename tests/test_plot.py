@@ -1,0 +1,158 @@
+"""fastbp.plot: figures render to PNG without a display and show what they claim."""
+
+import io
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+
+from fastbp import plot  # noqa: E402
+from fastbp.history import History  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def make_history(n_epochs=6, n_layers=4, val=True):
+    h = History(["sigmoid"] * (n_layers - 1) + ["softmax"])
+    for e in range(n_epochs):
+        stats = {
+            "train_loss": 1.0 / (e + 1),
+            "grad_norms": 10.0 ** np.arange(-n_layers + 1, 1) * (1 + 0.1 * e),
+        }
+        if val:
+            stats["val_loss"] = [1.2, 0.8, 0.6, 0.7, 0.9, 1.0][e % 6]
+        h.record(stats)
+    return h
+
+
+def png_bytes(fig):
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=40)
+    return buffer.getvalue()
+
+
+def test_importing_fastbp_plot_does_not_import_matplotlib():
+    code = "import sys, fastbp.plot; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_loss_curves_draws_both_losses_and_marks_the_best_epoch():
+    fig = plot.loss_curves(make_history())
+    assert isinstance(fig, Figure)
+    (ax,) = fig.axes
+    train, val, best = ax.get_lines()
+    np.testing.assert_allclose(train.get_ydata(), [1, 1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 6])
+    np.testing.assert_allclose(val.get_ydata(), [1.2, 0.8, 0.6, 0.7, 0.9, 1.0])
+    assert list(best.get_xdata()) == [2, 2]  # lowest validation loss
+    assert "best epoch (2)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert png_bytes(fig).startswith(PNG_MAGIC)
+
+
+def test_loss_curves_without_validation_marks_the_lowest_training_loss():
+    (ax,) = plot.loss_curves(make_history(val=False)).axes
+    lines = ax.get_lines()
+    assert len(lines) == 2 and list(lines[1].get_xdata()) == [5, 5]
+
+
+def test_loss_curves_draws_into_a_given_axes():
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert plot.loss_curves(make_history(), ax=ax) is fig
+    assert len(ax.get_lines()) == 3
+
+
+def test_heatmap_has_layers_as_rows_input_at_top_and_a_log_colorbar():
+    h = make_history(n_epochs=5, n_layers=4)
+    fig = plot.grad_norm_heatmap(h)
+    ax, colorbar_ax = fig.axes
+    (image,) = ax.get_images()
+    assert image.get_array().shape == (4, 5)
+    np.testing.assert_allclose(image.get_array()[0], h.grad_norms[:, 0])  # layer 0 on row 0
+    assert isinstance(image.norm, LogNorm)
+    bottom, top = ax.get_ylim()
+    assert top < bottom  # row 0 is drawn at the top
+    assert [t.get_text() for t in ax.get_yticklabels()][0] == "0 sigmoid"
+    assert colorbar_ax.get_ylabel() == "weight-gradient norm"
+    assert png_bytes(fig).startswith(PNG_MAGIC)
+
+
+def test_heatmap_masks_values_a_log_scale_cannot_show():
+    h = History(["relu", "softmax"])
+    for norms in ([1.0, 2.0], [0.0, np.nan], [np.inf, 1.0]):
+        h.record({"train_loss": 1.0, "grad_norms": norms})
+    fig = plot.grad_norm_heatmap(h)
+    mask = np.ma.getmaskarray(fig.axes[0].get_images()[0].get_array())
+    np.testing.assert_array_equal(mask, [[False, True, True], [False, True, False]])
+    assert png_bytes(fig).startswith(PNG_MAGIC)
+
+
+def test_grad_norm_lines_draws_one_line_per_layer_on_a_log_scale():
+    h = make_history(n_layers=5)
+    fig = plot.grad_norm_lines(h)
+    (ax,) = fig.axes
+    lines = ax.get_lines()
+    assert len(lines) == 5
+    np.testing.assert_allclose(lines[2].get_ydata(), h.grad_norms[:, 2])
+    assert ax.get_yscale() == "log"
+    assert png_bytes(fig).startswith(PNG_MAGIC)
+
+
+def test_lr_find_curve_uses_a_log_axis_and_marks_the_suggestion():
+    lrs = np.logspace(-6, 1, 50)
+    losses = np.r_[np.linspace(2.0, 0.5, 45), [0.7, 1.5, 4.0, 20.0, 100.0]]
+    fig = plot.lr_find_curve(SimpleNamespace(lrs=lrs, losses=losses, suggestion=1e-3))
+    (ax,) = fig.axes
+    curve, marker = ax.get_lines()
+    assert ax.get_xscale() == "log"
+    assert list(marker.get_xdata()) == [1e-3, 1e-3]
+    assert ax.get_ylim()[1] < 10  # the blow-up at the end does not flatten the curve
+    assert png_bytes(fig).startswith(PNG_MAGIC)
+
+
+def test_lr_find_curve_without_suggestion_and_bad_result():
+    result = SimpleNamespace(lrs=[1e-3, 1e-2], losses=[1.0, 0.9], suggestion=None)
+    assert len(plot.lr_find_curve(result).axes[0].get_lines()) == 1
+    with pytest.raises(ValueError, match="result.lrs and result.losses"):
+        plot.lr_find_curve(SimpleNamespace(lrs=[1e-3], losses=[1.0, 2.0], suggestion=None))
+
+
+def test_compare_grad_norms_has_one_log_panel_per_run():
+    runs = {"sigmoid": make_history(n_layers=4), "relu": make_history(n_layers=6)}
+    fig = plot.compare_grad_norms(runs)
+    assert [ax.get_title() for ax in fig.axes] == ["sigmoid", "relu"]
+    for ax, h in zip(fig.axes, runs.values()):
+        assert ax.get_yscale() == "log"
+        (line,) = ax.get_lines()
+        np.testing.assert_allclose(line.get_ydata(), h.grad_norms.mean(axis=0))
+    assert png_bytes(fig).startswith(PNG_MAGIC)
+
+
+def test_save_all_writes_three_pngs(tmp_path):
+    paths = plot.save_all(make_history(), tmp_path / "out", prefix="run_")
+    assert [p.name for p in paths] == ["run_loss.png", "run_grad_heatmap.png", "run_grad_norms.png"]
+    for path in paths:
+        assert path.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_bad_input_raises():
+    with pytest.raises(ValueError, match="no epochs"):
+        plot.loss_curves(History(["relu"]))
+    with pytest.raises(TypeError, match="history must be a fastbp History"):
+        plot.grad_norm_lines({"train_loss": [1.0]})
+    with pytest.raises(ValueError, match="at least one run"):
+        plot.compare_grad_norms({})
+
+
+def test_missing_matplotlib_gives_an_install_hint(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib...` fail
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r"pip install fastbp\[plot\]"):
+        plot.loss_curves(make_history())
