@@ -5,9 +5,10 @@ import warnings
 
 import numpy as np
 import pytest
-from fastbp.data import LeakWarning, Split, split
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+
+from fastbp.data import LeakWarning, Split, split
 
 
 def unique_rows(n, d=3, seed=0):

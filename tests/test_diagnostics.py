@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+
 from fastbp.diagnostics import (
     DEAD_SHARE,
     EXPLODING_RATIO,

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+
 from fastbp.history import History
 
 ACTIVATIONS = ["relu", "relu", "softmax"]

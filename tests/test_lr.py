@@ -3,9 +3,10 @@ curvature is known in closed form, and the sweep (lr_sweep)."""
 import math
 import warnings
 
-import fastbp as fb
 import numpy as np
 import pytest
+
+import fastbp as fb
 
 
 def scaled_regression(n=64, scales=(1.0, 2.0, 3.0), noise=0.1, seed=0):

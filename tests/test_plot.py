@@ -11,10 +11,11 @@ import pytest
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 
-from fastbp import plot  # noqa: E402
-from fastbp.history import History  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+from fastbp import plot  # noqa: E402
+from fastbp.history import History  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -2,11 +2,12 @@
 same metric sequences. (How the Trainer applies them: test_train.py.)"""
 import math
 
-import fastbp as fb
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import fastbp as fb
 
 
 class FakeHistory:

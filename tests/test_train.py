@@ -11,11 +11,12 @@ import math
 import sys
 import warnings
 
-import fastbp as fb
-import fastbp.train
 import numpy as np
 import pytest
 import reference as ref
+
+import fastbp as fb
+import fastbp.train
 
 
 def regression(n=10, d=3, k=2, seed=0):

@@ -50,3 +50,14 @@ def build_info() -> dict:
     info = dict(_core.build_info())
     info["version"] = __version__
     return info
+
+
+__all__ = [
+    "MLP", "SGD", "Adam", "AdamW", "RMSProp", "AdaGrad", "LineSearchSGD", "Optimizer",
+    "clip_grad_norm", "clip_grad_value", "GradientNoise",
+    "Trainer", "EarlyStopping", "Callback", "NonFiniteWarning", "History",
+    "StepLR", "ExponentialLR", "CosineAnnealingLR", "ReduceLROnPlateau", "LRSchedule",
+    "split", "Split", "LeakWarning", "diagnose", "GradientReport",
+    "lr_find", "lr_sweep", "LRFinderResult", "SweepResult", "datasets",
+    "set_num_threads", "get_num_threads", "build_info", "__version__",
+]

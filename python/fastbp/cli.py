@@ -30,7 +30,8 @@ def _gradient_table(fb: Any, make, X: np.ndarray, y: np.ndarray) -> str:
     gs, gr = sig.grad_norms(), relu.grad_norms()
     lines = [
         "One backward pass on the demo data: L2 norm of each layer's weight gradient",
-        f"{'layer':>5}  {'sigmoid + Xavier':>16}  {'vs last':>8}  {'ReLU + He':>10}  {'vs last':>8}",
+        f"{'layer':>5}  {'sigmoid + Xavier':>16}  {'vs last':>8}  "
+        f"{'ReLU + He':>10}  {'vs last':>8}",
     ]
     for layer in range(len(gs)):
         lines.append(f"{layer:>5}  {gs[layer]:>16.3e}  {gs[layer] / gs[-1]:>8.1e}  "
@@ -65,7 +66,8 @@ def demo(args: argparse.Namespace) -> int:
     print(f"fastbp demo: {X.shape[0]} samples, {d} features, {k} classes "
           f"(train {len(ytr)}, validation {len(yva)}, test {len(yte)})")
     print(f"network: {[d] + [args.width] * args.depth + [k]}, cross-entropy, "
-          f"batch {args.batch_size}, early stopping on validation loss (patience {args.patience})\n")
+          f"batch {args.batch_size}, early stopping on validation loss "
+          f"(patience {args.patience})\n")
     make = _net_factory(fb, d, k, args.depth, args.width, args.seed)
     print(_gradient_table(fb, make, Xtr[:256], ytr[:256]), "\n")
 

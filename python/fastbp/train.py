@@ -294,8 +294,8 @@ class Trainer:
                     warnings.warn(
                         f"training stopped at epoch {epoch}: the loss or a gradient became NaN or "
                         "infinite (exploding gradients?). The weights of the last finite epoch "
-                        "are kept and the optimizer state is reset. Try a smaller learning rate, gradient clipping (clip_norm) or "
-                        "another initialisation.",
+                        "are kept and the optimizer state is reset. Try a smaller learning "
+                        "rate, gradient clipping (clip_norm) or another initialisation.",
                         NonFiniteWarning,
                         stacklevel=2,
                     )

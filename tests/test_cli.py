@@ -1,0 +1,56 @@
+"""The command line: `fastbp demo` tells the vanishing-gradient story and writes its plots;
+`fastbp info` reports the build."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fastbp.cli import main
+
+
+def test_demo_prints_tables_and_writes_plots(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "demo"
+    assert main(["demo", "--epochs", "8", "--patience", "3", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    # the one-backward table: sigmoid's first layer gets orders of magnitude less gradient
+    assert "One backward pass" in text
+    ratio_line = next(line for line in text.splitlines() if line.startswith("first/last layer"))
+    sigmoid_ratio = float(ratio_line.split("sigmoid ")[1].split()[0])
+    assert sigmoid_ratio < 1e-2
+    for run in ("sigmoid, SGD", "sigmoid, momentum", "sigmoid, grad noise", "ReLU + He, SGD"):
+        assert run in text
+    assert "vanishing" in text and "Remedies to try" in text
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert "grad_norms_compare.png" in pngs and "lr_find.png" in pngs
+    assert len(pngs) == 10
+    for p in out.glob("*.png"):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_without_plots_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "none"
+    assert main(["demo", "--epochs", "3", "--no-plots", "--out", str(out)]) == 0
+    assert not out.exists()
+    assert "healthy" in capsys.readouterr().out
+
+
+def test_info_is_json_with_the_build(capsys):
+    assert main(["info"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert {"compiler", "openmp", "blas", "blas_core", "simd", "cuda"} <= set(info)
+
+
+def test_module_entry_point_runs():
+    done = subprocess.run([sys.executable, "-m", "fastbp", "info"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "blas_core" in done.stdout
+
+
+def test_unknown_command_exits_with_usage(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["no-such-command"])
+    assert exc.value.code == 2
