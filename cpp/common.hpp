@@ -22,8 +22,17 @@ Loss parse_loss(const std::string& name);
 int num_threads();
 void set_num_threads(int n);
 
+// Inside a parallel region everything runs on the calling thread: no nested teams.
+inline bool in_parallel() {
+#ifdef _OPENMP
+  return omp_in_parallel();
+#else
+  return false;
+#endif
+}
+
 // Elementwise passes below this many elements run on one thread: waking a team costs more.
-constexpr long kParallelMin = 1 << 15;
+constexpr long kParallelMin = 1 << 17;
 
 // f(i) for i in [0, n): a plain loop the compiler can vectorise, split over fastbp's threads
 // only when n is large enough to pay for waking them.
@@ -31,7 +40,7 @@ template <class F>
 inline void parallel_for(long n, F&& f) {
 #ifdef _OPENMP
   const int threads = num_threads();
-  if (n >= kParallelMin && threads > 1) {
+  if (n >= kParallelMin && threads > 1 && !in_parallel()) {
 #pragma omp parallel for simd num_threads(threads) schedule(static)
     for (long i = 0; i < n; ++i) f(i);
     return;
@@ -52,7 +61,7 @@ double sum_squares(const T* x, std::size_t n) {
   double s = 0;
 #ifdef _OPENMP
   const int threads = num_threads();
-  if (nn >= kParallelMin && threads > 1) {
+  if (nn >= kParallelMin && threads > 1 && !in_parallel()) {
 #pragma omp parallel for simd reduction(+ : s) num_threads(threads) schedule(static)
     for (long i = 0; i < nn; ++i) s += double(x[i]) * double(x[i]);
     return s;

@@ -86,7 +86,7 @@ void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, c
     return;
   }
   const int threads = num_threads();
-  if (threads == 1 || double(M) * N * K < kParallelMacs) {
+  if (threads == 1 || double(M) * N * K < kParallelMacs || in_parallel()) {
     blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }

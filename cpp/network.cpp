@@ -30,34 +30,105 @@ Network<T>::Network(std::vector<int> sizes, std::vector<Act> hidden, Act out, Lo
   grads_.assign(total, T(0));
   z_.resize(n_layers());
   a_.resize(n_layers());
+  dz_.resize(n_layers());
 }
 
 template <class T>
 void Network<T>::ensure_capacity(int n) {
   if (n <= capacity_) return;
-  int widest = 0;
   for (int l = 0; l < n_layers(); ++l) {
-    z_[l].resize(std::size_t(n) * sizes_[l + 1]);
-    a_[l].resize(std::size_t(n) * sizes_[l + 1]);
-    widest = std::max(widest, sizes_[l + 1]);
+    const std::size_t size = std::size_t(n) * sizes_[l + 1];
+    z_[l].resize(size);
+    a_[l].resize(size);
+    dz_[l].resize(size);
   }
-  for (auto& d : delta_) d.resize(std::size_t(n) * widest);
   capacity_ = n;
 }
 
-// Z_l = A_{l-1} W_l + b_l, A_l = f_l(Z_l): X is (n, n_in), Z_l and A_l are (n, n_l).
+// Rows [r0, r1) of every layer: Z_l = A_{l-1} W_l + b_l, A_l = f_l(Z_l), where X is (n, n_in)
+// and Z_l, A_l are (n, n_l). Rows are independent, so row ranges can run on different threads.
+template <class T>
+void Network<T>::forward_rows(const T* X, int r0, int r1) {
+  const int m = r1 - r0;
+  for (int l = 0; l < n_layers(); ++l) {
+    const int in = sizes_[l], out = sizes_[l + 1];
+    T* z = z_[l].data() + std::size_t(r0) * out;
+    const T* b = params_.data() + b_offset(l);
+    for (int i = 0; i < m; ++i) std::copy(b, b + out, z + std::size_t(i) * out);
+    gemm<T>(false, false, m, out, in, T(1), layer_input(X, l) + std::size_t(r0) * in, in,
+            params_.data() + w_off_[l], out, T(1), z, out);
+    output_forward(acts_[l], z, a_[l].data() + std::size_t(r0) * out, m, out);
+  }
+}
+
 template <class T>
 void Network<T>::forward_batch(const T* X, int n) {
   ensure_capacity(n);
-  for (int l = 0; l < n_layers(); ++l) {
+  forward_rows(X, 0, n);
+}
+
+template <class T>
+static Target<T> rows_from(Target<T> y, long first, int k) {
+  Target<T> t;
+  if (y.labels) t.labels = y.labels + first;
+  if (y.dense) t.dense = y.dense + first * k;
+  return t;
+}
+
+// Loss sums over rows [r0, r1); with a gradient, dZ of the output layer for those rows.
+template <class T>
+LossSums Network<T>::loss_rows(Target<T> y, int r0, int r1, T scale, bool gradient) {
+  const int L = n_layers(), k = n_out();
+  const std::size_t off = std::size_t(r0) * k;
+  return loss_forward_backward<T>(loss_, acts_[L - 1], z_[L - 1].data() + off,
+                                  a_[L - 1].data() + off, rows_from(y, r0, k), r1 - r0, k, scale,
+                                  gradient ? dz_[L - 1].data() + off : nullptr);
+}
+
+// Rows [r0, r1) of every layer's dZ, last to first: dZ_{l-1} = (dZ_l W_l^T) * f'(Z_{l-1}).
+// Like the forward pass, each row depends on that row alone.
+template <class T>
+void Network<T>::backprop_rows(int r0, int r1) {
+  const int m = r1 - r0;
+  for (int l = n_layers() - 1; l > 0; --l) {
     const int in = sizes_[l], out = sizes_[l + 1];
-    T* z = z_[l].data();
-    const T* b = params_.data() + b_offset(l);
-    for (int i = 0; i < n; ++i) std::copy(b, b + out, z + std::size_t(i) * out);
-    gemm<T>(false, false, n, out, in, T(1), layer_input(X, l), in, params_.data() + w_off_[l],
-            out, T(1), z, out);
-    output_forward(acts_[l], z, a_[l].data(), n, out);
+    const std::size_t off = std::size_t(r0) * in;
+    T* dprev = dz_[l - 1].data() + off;
+    gemm<T>(false, true, m, in, out, T(1), dz_[l].data() + std::size_t(r0) * out, out,
+            params_.data() + w_off_[l], out, T(0), dprev, in);
+    activation_backward(acts_[l - 1], z_[l - 1].data() + off, a_[l - 1].data() + off, dprev,
+                        std::size_t(m) * in);
   }
+}
+
+// Layer l's gradients over all n rows: gW_l = A_{l-1}^T dZ_l (n_in x n_out), gb_l = column sums
+// of dZ_l. Layers are independent of each other.
+template <class T>
+void Network<T>::layer_gradient(const T* X, int l, int n) {
+  const int in = sizes_[l], out = sizes_[l + 1];
+  const T* dz = dz_[l].data();
+  gemm<T>(true, false, in, out, n, T(1), layer_input(X, l), in, dz, out, T(0),
+          grads_.data() + w_off_[l], out);
+  T* gb = grads_.data() + b_offset(l);
+  std::fill(gb, gb + out, T(0));
+  for (int i = 0; i < n; ++i) {
+    const T* row = dz + std::size_t(i) * out;
+#pragma omp simd
+    for (int j = 0; j < out; ++j) gb[j] += row[j];
+  }
+}
+
+// Threads for a batch-parallel backward: each thread takes a slice of the rows through the
+// whole network, then the layers' gradients are shared out. One parallel region per batch
+// instead of one per product: this pays where every product is too small to split (deep,
+// narrow networks). Larger networks split each product instead (see gemm.cpp).
+template <class T>
+int Network<T>::row_threads(int n) const {
+  const int threads = std::min(num_threads(), n / kMinRowsPerThread);
+  if (threads < 2 || in_parallel()) return 1;
+  double widest = 0;
+  for (int l = 0; l < n_layers(); ++l) widest = std::max(widest, double(sizes_[l]) * sizes_[l + 1]);
+  return widest * n <= kRowParallelMacs ? threads : 1;
 }
 
 template <class T>
@@ -71,57 +142,51 @@ void Network<T>::forward(const T* X, long n, T* out) {
 }
 
 template <class T>
-static Target<T> rows_from(Target<T> y, long first, int k) {
-  Target<T> t;
-  if (y.labels) t.labels = y.labels + first;
-  if (y.dense) t.dense = y.dense + first * k;
-  return t;
-}
-
-template <class T>
 LossSums Network<T>::evaluate(const T* X, Target<T> y, long n) {
   LossSums total;
-  const int k = n_out(), L = n_layers();
+  const int k = n_out();
   for (long r = 0; r < n; r += kChunk) {
     const int m = int(std::min<long>(kChunk, n - r));
     forward_batch(X + r * n_in(), m);
-    const LossSums s = loss_forward_backward<T>(loss_, acts_[L - 1], z_[L - 1].data(),
-                                                a_[L - 1].data(), rows_from(y, r, k), m, k, T(0),
-                                                nullptr);
+    const LossSums s = loss_rows(rows_from(y, r, k), 0, m, T(0), false);
     total.loss += s.loss;
     total.correct += s.correct;
   }
   return total;
 }
 
-// dZ_L from the loss; then for each layer, last to first:
-//   gW_l = A_{l-1}^T dZ_l (n_in x n_out), gb_l = column sums of dZ_l,
-//   dA_{l-1} = dZ_l W_l^T (n x n_in), dZ_{l-1} = dA_{l-1} * f'(Z_{l-1}).
 template <class T>
 LossSums Network<T>::backward(const T* X, Target<T> y, int n) {
-  forward_batch(X, n);
-  const int L = n_layers();
-  T* dz = delta_[0].data();
-  T* dprev = delta_[1].data();
-  const LossSums s = loss_forward_backward<T>(loss_, acts_[L - 1], z_[L - 1].data(),
-                                              a_[L - 1].data(), y, n, n_out(), T(1) / T(n), dz);
-  for (int l = L - 1; l >= 0; --l) {
-    const int in = sizes_[l], out = sizes_[l + 1];
-    gemm<T>(true, false, in, out, n, T(1), layer_input(X, l), in, dz, out, T(0),
-            grads_.data() + w_off_[l], out);
-    T* gb = grads_.data() + b_offset(l);
-    std::fill(gb, gb + out, T(0));
-    for (int i = 0; i < n; ++i) {
-      const T* row = dz + std::size_t(i) * out;
-      for (int j = 0; j < out; ++j) gb[j] += row[j];
-    }
-    if (l > 0) {
-      gemm<T>(false, true, n, in, out, T(1), dz, out, params_.data() + w_off_[l], out, T(0), dprev,
-              in);
-      activation_backward(acts_[l - 1], z_[l - 1].data(), a_[l - 1].data(), dprev,
-                          std::size_t(n) * in);
-      std::swap(dz, dprev);
-    }
+  ensure_capacity(n);
+  const T scale = T(1) / T(n);
+  const int threads = row_threads(n);
+  if (threads == 1) {
+    forward_rows(X, 0, n);
+    const LossSums s = loss_rows(y, 0, n, scale, true);
+    backprop_rows(0, n);
+    for (int l = 0; l < n_layers(); ++l) layer_gradient(X, l, n);
+    return s;
+  }
+  partial_.assign(threads, LossSums());
+#pragma omp parallel num_threads(threads)
+  {
+#ifdef _OPENMP
+    const int t = omp_get_thread_num();
+#else
+    const int t = 0;
+#endif
+    const int r0 = int(long(n) * t / threads), r1 = int(long(n) * (t + 1) / threads);
+    forward_rows(X, r0, r1);
+    partial_[t] = loss_rows(y, r0, r1, scale, true);
+    backprop_rows(r0, r1);
+#pragma omp barrier
+#pragma omp for schedule(dynamic)
+    for (int l = 0; l < n_layers(); ++l) layer_gradient(X, l, n);
+  }
+  LossSums s;
+  for (const LossSums& p : partial_) {  // summed in thread order: deterministic
+    s.loss += p.loss;
+    s.correct += p.correct;
   }
   return s;
 }

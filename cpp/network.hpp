@@ -45,8 +45,15 @@ class Network {
 
  private:
   static constexpr int kChunk = 2048;  // rows per pass when no gradient is needed
+  static constexpr int kMinRowsPerThread = 8;
+  static constexpr double kRowParallelMacs = 1 << 20;  // largest product, batch-parallel path
   void ensure_capacity(int n);
   void forward_batch(const T* X, int n);  // fills z_[l], a_[l]
+  void forward_rows(const T* X, int r0, int r1);
+  LossSums loss_rows(Target<T> y, int r0, int r1, T scale, bool gradient);
+  void backprop_rows(int r0, int r1);
+  void layer_gradient(const T* X, int l, int n);
+  int row_threads(int n) const;
   const T* layer_input(const T* X, int l) const { return l == 0 ? X : a_[l - 1].data(); }
 
   std::vector<int> sizes_;
@@ -56,8 +63,8 @@ class Network {
   std::vector<T> params_, grads_;
   // Working memory, sized for the largest batch seen so far and reused across batches.
   int capacity_ = 0;
-  std::vector<std::vector<T>> z_, a_;
-  std::vector<T> delta_[2];
+  std::vector<std::vector<T>> z_, a_, dz_;  // per layer: pre-activation, activation, dLoss/dZ
+  std::vector<LossSums> partial_;           // per-thread loss sums of a batch-parallel backward
   std::mutex mutex_;
 };
 
