@@ -11,7 +11,8 @@
 namespace fastbp {
 
 template <class T>
-FASTBP_INLINE T sigmoid(T z) {  // exp(-z) may overflow to inf for very negative z: 1/inf = 0, no NaN
+FASTBP_INLINE T
+sigmoid(T z) {  // exp(-z) may overflow to inf for very negative z: 1/inf = 0, no NaN
   return T(1) / (T(1) + fast_exp(-z));
 }
 
@@ -66,8 +67,8 @@ void activation_forward(Act act, const T* z, T* a, std::size_t n) {
     case Act::silu:
       parallel_for(nn, [=](long i) { a[i] = z[i] * sigmoid(z[i]); });
       break;
-    case Act::softmax:
-      throw std::logic_error("softmax is applied row-wise by the loss, not elementwise");
+    case Act::softmax:  // row-wise, in losses.hpp; never thrown here (this may run in a team)
+      break;
   }
 }
 
@@ -105,8 +106,8 @@ void activation_backward(Act act, const T* z, const T* a, T* d, std::size_t n) {
         d[i] *= s * (T(1) + z[i] * (T(1) - s));
       });
       break;
-    case Act::softmax:
-      throw std::logic_error("softmax derivative is fused into the cross-entropy loss");
+    case Act::softmax:  // row-wise, in losses.hpp
+      break;
   }
 }
 

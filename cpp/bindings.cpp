@@ -20,8 +20,11 @@ using Labels = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
 
 template <class T>
 void check_inputs(const Network<T>& net, const Array<T>& X) {
-  require(X.ndim() == 2, "X must be 2-D (n_samples, n_features), got " + std::to_string(X.ndim()) + "-D");
-  require(X.shape(1) == net.n_in(), "X has " + std::to_string(X.shape(1)) + " features, the network expects " + std::to_string(net.n_in()));
+  require(X.ndim() == 2,
+          "X must be 2-D (n_samples, n_features), got " + std::to_string(X.ndim()) + "-D");
+  require(X.shape(1) == net.n_in(), "X has " + std::to_string(X.shape(1)) +
+                                        " features, the network expects " +
+                                        std::to_string(net.n_in()));
   require(X.shape(0) > 0, "X is empty: at least one sample is needed");
 }
 
@@ -40,7 +43,7 @@ HeldTarget<T> make_target(const Network<T>& net, const py::array& Y, long n) {
     require(net.loss() == Loss::cross_entropy, "integer labels Y are for cross_entropy only");
     h.labels = Labels::ensure(Y);
     require(h.labels.ndim() == 1 && h.labels.shape(0) == n, "Y must have one label per row of X");
-    const int32_t* p = h.labels.data();
+    const int32_t* p = h.labels.data();  // checked here too: the core must never index out of range
     for (long i = 0; i < n; ++i)
       require(p[i] >= 0 && p[i] < net.n_out(), "Y has a label out of range [0, n_out)");
     h.target.labels = p;
@@ -89,7 +92,8 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
   using Net = Network<T>;
   using Opt = OptimizerState<T>;
   py::class_<Net>(m, ("Network" + suffix).c_str())
-      .def(py::init([](std::vector<int> sizes, std::vector<std::string> hidden, std::string out, std::string loss) {
+      .def(py::init([](std::vector<int> sizes, std::vector<std::string> hidden, std::string out,
+                       std::string loss) {
              std::vector<Act> acts;
              for (auto& h : hidden) acts.push_back(parse_activation(h));
              return new Net(sizes, acts, parse_activation(out), parse_loss(loss));
@@ -98,112 +102,146 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
       .def_property_readonly("n_layers", &Net::n_layers)
       .def_property_readonly("sizes", &Net::sizes)
       .def_property_readonly("n_params", &Net::n_params)
-      .def_property_readonly("params", [](py::object self) {
-        Net& n = self.cast<Net&>();
-        return view<T>(self, n.params(), {py::ssize_t(n.n_params())});
-      })
-      .def_property_readonly("grads", [](py::object self) {
-        Net& n = self.cast<Net&>();
-        return view<T>(self, n.grads(), {py::ssize_t(n.n_params())});
-      })
-      .def("layer_views", [](py::object self, bool grads) {
-        // [(W_0, b_0), (W_1, b_1), ...] as views of the parameter (or gradient) buffer
-        Net& n = self.cast<Net&>();
-        T* base = grads ? n.grads() : n.params();
-        py::list out;
-        for (int l = 0; l < n.n_layers(); ++l) {
-          const auto& s = n.sizes();
-          out.append(py::make_tuple(view<T>(self, base + n.w_offset(l), {s[l], s[l + 1]}),
-                                    view<T>(self, base + n.b_offset(l), {s[l + 1]})));
-        }
-        return out;
-      }, py::arg("grads"))
-      .def("forward", [](Net& net, Array<T> X) {
-        check_inputs(net, X);
-        const long n = long(X.shape(0));
-        Array<T> out({py::ssize_t(n), py::ssize_t(net.n_out())});
-        T* o = out.mutable_data();
-        const T* x = X.data();
-        unlocked(net, [&] { net.forward(x, n, o); });
-        return out;
-      }, py::arg("X"))
-      .def("backward", [](Net& net, Array<T> X, py::array Y) {
+      .def_property_readonly("params",
+                             [](py::object self) {
+                               Net& n = self.cast<Net&>();
+                               return view<T>(self, n.params(), {py::ssize_t(n.n_params())});
+                             })
+      .def_property_readonly("grads",
+                             [](py::object self) {
+                               Net& n = self.cast<Net&>();
+                               return view<T>(self, n.grads(), {py::ssize_t(n.n_params())});
+                             })
+      .def(
+          "layer_views",
+          [](py::object self, bool grads) {
+            // [(W_0, b_0), (W_1, b_1), ...] as views of the parameter (or gradient) buffer
+            Net& n = self.cast<Net&>();
+            T* base = grads ? n.grads() : n.params();
+            py::list out;
+            for (int l = 0; l < n.n_layers(); ++l) {
+              const auto& s = n.sizes();
+              out.append(py::make_tuple(view<T>(self, base + n.w_offset(l), {s[l], s[l + 1]}),
+                                        view<T>(self, base + n.b_offset(l), {s[l + 1]})));
+            }
+            return out;
+          },
+          py::arg("grads"))
+      .def(
+          "forward",
+          [](Net& net, Array<T> X) {
+            check_inputs(net, X);
+            const long n = long(X.shape(0));
+            Array<T> out({py::ssize_t(n), py::ssize_t(net.n_out())});
+            T* o = out.mutable_data();
+            const T* x = X.data();
+            unlocked(net, [&] { net.forward(x, n, o); });
+            return out;
+          },
+          py::arg("X"))
+      .def(
+          "backward",
+          [](Net& net, Array<T> X, py::array Y) {
+            check_inputs(net, X);
+            const long n = long(X.shape(0));
+            require(n < (1L << 31), "X has too many rows for one batch");
+            HeldTarget<T> y = make_target(net, Y, n);
+            const T* x = X.data();
+            const LossSums s = unlocked(net, [&] { return net.backward(x, y.target, int(n)); });
+            return py::make_tuple(s.loss, s.correct);
+          },
+          py::arg("X"), py::arg("Y"),
+          "Fill the gradients of the batch-mean loss; (loss sum, correct)")
+      .def(
+          "evaluate",
+          [](Net& net, Array<T> X, py::array Y) {
+            check_inputs(net, X);
+            const long n = long(X.shape(0));
+            HeldTarget<T> y = make_target(net, Y, n);
+            const T* x = X.data();
+            const LossSums s = unlocked(net, [&] { return net.evaluate(x, y.target, n); });
+            return py::make_tuple(s.loss, s.correct);
+          },
+          py::arg("X"), py::arg("Y"), "(loss sum, correct) over the rows, without gradients")
+      .def(
+          "activation_stats",
+          [](Net& net, Array<T> X) {
+            check_inputs(net, X);
+            py::array_t<double> sat(net.n_layers()), dead(net.n_layers());
+            double* s = sat.mutable_data();
+            double* d = dead.mutable_data();
+            const T* x = X.data();
+            const long n = long(X.shape(0));
+            unlocked(net, [&] { net.activation_stats(x, n, s, d); });
+            return py::make_tuple(sat, dead);
+          },
+          py::arg("X"))
+      .def("weight_grad_norms",
+           [](Net& net) {
+             py::array_t<double> out(net.n_layers());
+             double* o = out.mutable_data();
+             unlocked(net, [&] { net.weight_grad_norms(o); });
+             return out;
+           })
+      .def(
+          "clip_grad_norm",
+          [](Net& net, double max_norm) {
+            return unlocked(net,
+                            [&] { return clip_grad_norm(net.grads(), net.n_params(), max_norm); });
+          },
+          py::arg("max_norm"))
+      .def(
+          "clip_grad_value",
+          [](Net& net, double value) {
+            unlocked(net, [&] { clip_grad_value(net.grads(), net.n_params(), value); });
+          },
+          py::arg("value"))
+      .def(
+          "add_gradient_noise",
+          [](Net& net, double eta, double gamma, uint64_t seed, int64_t t) {
+            unlocked(net,
+                     [&] { add_gradient_noise(net.grads(), net.n_params(), eta, gamma, seed, t); });
+          },
+          py::arg("eta"), py::arg("gamma"), py::arg("seed"), py::arg("t"));
+
+  py::class_<Opt>(m, ("OptimizerState" + suffix).c_str())
+      .def(py::init<std::size_t>(), py::arg("n_params"))
+      .def_property_readonly("steps", &Opt::steps)
+      .def(
+          "step",
+          [](Opt& opt, Net& net, const OptimConfig& c) {
+            require(opt.size() == net.n_params(), "the optimizer state belongs to another network");
+            unlocked(net, [&] { opt.step(c, net.params(), net.grads()); });
+          },
+          py::arg("net"), py::arg("config"));
+
+  m.def(
+      "line_search_step",
+      [](Net& net, const OptimConfig& c, Array<T> X, py::array Y) {
         check_inputs(net, X);
         const long n = long(X.shape(0));
         require(n < (1L << 31), "X has too many rows for one batch");
         HeldTarget<T> y = make_target(net, Y, n);
         const T* x = X.data();
-        const LossSums s = unlocked(net, [&] { return net.backward(x, y.target, int(n)); });
-        return py::make_tuple(s.loss, s.correct);
-      }, py::arg("X"), py::arg("Y"), "Fill the gradients of the batch-mean loss; (loss sum, correct)")
-      .def("evaluate", [](Net& net, Array<T> X, py::array Y) {
+        const auto [loss0, step] =
+            unlocked(net, [&] { return line_search_batch(net, c, x, y.target, int(n)); });
+        return py::make_tuple(loss0, step);
+      },
+      py::arg("net"), py::arg("config"), py::arg("X"), py::arg("Y"));
+
+  m.def(
+      "train_epoch",
+      [](Net& net, Opt& opt, const OptimConfig& c, Array<T> X, py::array Y, const EpochConfig& ec) {
         check_inputs(net, X);
         const long n = long(X.shape(0));
         HeldTarget<T> y = make_target(net, Y, n);
         const T* x = X.data();
-        const LossSums s = unlocked(net, [&] { return net.evaluate(x, y.target, n); });
-        return py::make_tuple(s.loss, s.correct);
-      }, py::arg("X"), py::arg("Y"), "(loss sum, correct) over the rows, without gradients")
-      .def("activation_stats", [](Net& net, Array<T> X) {
-        check_inputs(net, X);
-        py::array_t<double> sat(net.n_layers()), dead(net.n_layers());
-        double* s = sat.mutable_data();
-        double* d = dead.mutable_data();
-        const T* x = X.data();
-        const long n = long(X.shape(0));
-        unlocked(net, [&] { net.activation_stats(x, n, s, d); });
-        return py::make_tuple(sat, dead);
-      }, py::arg("X"))
-      .def("weight_grad_norms", [](Net& net) {
-        py::array_t<double> out(net.n_layers());
-        double* o = out.mutable_data();
-        unlocked(net, [&] {
-          net.weight_grad_sq(o);
-          for (int l = 0; l < net.n_layers(); ++l) o[l] = std::sqrt(o[l]);
-        });
-        return out;
-      })
-      .def("clip_grad_norm", [](Net& net, double max_norm) {
-        return unlocked(net, [&] { return clip_grad_norm(net.grads(), net.n_params(), max_norm); });
-      }, py::arg("max_norm"))
-      .def("clip_grad_value", [](Net& net, double value) {
-        unlocked(net, [&] { clip_grad_value(net.grads(), net.n_params(), value); });
-      }, py::arg("value"))
-      .def("add_gradient_noise", [](Net& net, double eta, double gamma, uint64_t seed, int64_t t) {
-        unlocked(net, [&] { add_gradient_noise(net.grads(), net.n_params(), eta, gamma, seed, t); });
-      }, py::arg("eta"), py::arg("gamma"), py::arg("seed"), py::arg("t"));
-
-  py::class_<Opt>(m, ("OptimizerState" + suffix).c_str())
-      .def(py::init<std::size_t>(), py::arg("n_params"))
-      .def_property_readonly("steps", &Opt::steps)
-      .def("step", [](Opt& opt, Net& net, const OptimConfig& c) {
-        require(opt.size() == net.n_params(), "the optimizer state belongs to another network");
-        unlocked(net, [&] { opt.step(c, net.params(), net.grads()); });
-      }, py::arg("net"), py::arg("config"));
-
-  m.def("line_search_step", [](Net& net, const OptimConfig& c, Array<T> X, py::array Y) {
-    check_inputs(net, X);
-    const long n = long(X.shape(0));
-    require(n < (1L << 31), "X has too many rows for one batch");
-    HeldTarget<T> y = make_target(net, Y, n);
-    const T* x = X.data();
-    double loss0 = 0, t = 0;
-    unlocked(net, [&] {
-      loss0 = net.backward(x, y.target, int(n)).loss / double(n);
-      std::vector<T> scratch;
-      if (std::isfinite(loss0)) t = line_search_step(net, c, x, y.target, int(n), loss0, scratch);
-    });
-    return py::make_tuple(loss0, t);
-  }, py::arg("net"), py::arg("config"), py::arg("X"), py::arg("Y"));
-
-  m.def("train_epoch", [](Net& net, Opt& opt, const OptimConfig& c, Array<T> X, py::array Y, const EpochConfig& ec) {
-    check_inputs(net, X);
-    const long n = long(X.shape(0));
-    HeldTarget<T> y = make_target(net, Y, n);
-    const T* x = X.data();
-    const EpochStats s = unlocked(net, [&] { return train_epoch(net, opt, c, x, n, y.target, ec); });
-    return stats_dict<T>(s);
-  }, py::arg("net"), py::arg("optimizer"), py::arg("config"), py::arg("X"), py::arg("Y"), py::arg("epoch_config"));
+        const EpochStats s =
+            unlocked(net, [&] { return train_epoch(net, opt, c, x, n, y.target, ec); });
+        return stats_dict<T>(s);
+      },
+      py::arg("net"), py::arg("optimizer"), py::arg("config"), py::arg("X"), py::arg("Y"),
+      py::arg("epoch_config"));
 }
 
 std::string simd_flags() {

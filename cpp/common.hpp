@@ -11,11 +11,21 @@
 
 namespace fastbp {
 
-enum class Act : int { identity, sigmoid, tanh, relu, leaky_relu, elu, softplus, gelu, silu, softmax };
+enum class Act : int {
+  identity,
+  sigmoid,
+  tanh,
+  relu,
+  leaky_relu,
+  elu,
+  softplus,
+  gelu,
+  silu,
+  softmax
+};
 enum class Loss : int { mse, cross_entropy, binary_cross_entropy };
 
 Act parse_activation(const std::string& name);
-const char* activation_name(Act a);
 Loss parse_loss(const std::string& name);
 
 // Threads of fastbp's parallel loops and products (BLAS runs single-threaded inside them).

@@ -20,15 +20,17 @@ FASTBP_INLINE float fast_exp(float x) {
   // Clamped so 2^n stays a normal float: results below e^-86 or above e^88.5 saturate,
   // far beyond where a sigmoid, tanh or softmax can tell the difference.
   x = x < -86.0f ? -86.0f : (x > 88.5f ? 88.5f : x);  // NaN passes through to the result
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  float n = std::floor(x * 1.44269504088896341f + 0.5f);
   const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;  // x - n ln2 in two parts
-  float p = 1.9875691500e-4f;                                    // Cephes expf minimax
+  float p = 1.9875691500e-4f;                                   // Cephes expf minimax
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
+  n = n < -126.0f ? -126.0f : (n > 128.0f ? 128.0f : n);  // a NaN x: defined int below, p stays NaN
+  if (n != n) n = 0.0f;
   const int32_t bits = (int32_t(n) + 126) << 23;  // 2^(n-1), times 2 below: n may reach 128
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);

@@ -103,7 +103,7 @@ void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, c
     if (by_rows) {  // rows [first, first+count) of C and of op(A)
       const T* a = ta ? A + first : A + std::size_t(first) * lda;
       blas(ta, tb, count, N, K, alpha, a, lda, B, ldb, beta, C + std::size_t(first) * ldc, ldc);
-    } else {        // columns [first, first+count) of C and of op(B)
+    } else {  // columns [first, first+count) of C and of op(B)
       const T* b = tb ? B + std::size_t(first) * ldb : B + first;
       blas(ta, tb, M, count, K, alpha, A, lda, b, ldb, beta, C + first, ldc);
     }

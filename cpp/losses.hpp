@@ -12,8 +12,8 @@ namespace fastbp {
 
 template <class T>
 struct Target {
-  const T* dense = nullptr;          // (n x k), or
-  const int32_t* labels = nullptr;   // (n,) class indices, cross-entropy only
+  const T* dense = nullptr;         // (n x k), or
+  const int32_t* labels = nullptr;  // (n,) class indices, cross-entropy only
 };
 
 // Row-wise softmax, shifted by the row maximum so exp never overflows.
@@ -115,8 +115,21 @@ LossSums loss_forward_backward(Loss loss, Act out, const T* Z, const T* A, Targe
       }
     }
   }
-  // mse with a non-identity output activation: chain through f'(z).
-  if (dZ && loss == Loss::mse) activation_backward(out, Z, A, dZ, std::size_t(n) * k);
+  // mse with a non-identity output activation: chain through f'(z). Softmax mixes a row's
+  // outputs: dz_j = a_j (d_j - sum_m a_m d_m).
+  if (dZ && loss == Loss::mse) {
+    if (out == Act::softmax) {
+      for (int i = 0; i < n; ++i) {
+        const T* a = A + std::size_t(i) * k;
+        T* d = dZ + std::size_t(i) * k;
+        T dot = 0;
+        for (int j = 0; j < k; ++j) dot += a[j] * d[j];
+        for (int j = 0; j < k; ++j) d[j] = a[j] * (d[j] - dot);
+      }
+    } else {
+      activation_backward(out, Z, A, dZ, std::size_t(n) * k);
+    }
+  }
   return s;
 }
 

@@ -19,7 +19,6 @@ Network<T>::Network(std::vector<int> sizes, std::vector<Act> hidden, Act out, Lo
           "cross_entropy needs the softmax output activation");
   require(loss != Loss::binary_cross_entropy || out == Act::sigmoid,
           "binary_cross_entropy needs the sigmoid output activation");
-  require(loss != Loss::mse || out != Act::softmax, "mse does not take a softmax output");
   acts_.push_back(out);
   std::size_t total = 0;
   for (int l = 0; l < n_layers(); ++l) {
@@ -171,11 +170,12 @@ LossSums Network<T>::backward(const T* X, Target<T> y, int n) {
 #pragma omp parallel num_threads(threads)
   {
 #ifdef _OPENMP
-    const int t = omp_get_thread_num();
+    // Split by the team OpenMP really started: it may grant fewer threads than asked for.
+    const int t = omp_get_thread_num(), team = omp_get_num_threads();
 #else
-    const int t = 0;
+    const int t = 0, team = 1;
 #endif
-    const int r0 = int(long(n) * t / threads), r1 = int(long(n) * (t + 1) / threads);
+    const int r0 = int(long(n) * t / team), r1 = int(long(n) * (t + 1) / team);
     forward_rows(X, r0, r1);
     partial_[t] = loss_rows(y, r0, r1, scale, true);
     backprop_rows(r0, r1);
@@ -192,8 +192,9 @@ LossSums Network<T>::backward(const T* X, Target<T> y, int n) {
 }
 
 template <class T>
-void Network<T>::weight_grad_sq(double* out) const {
-  for (int l = 0; l < n_layers(); ++l) out[l] = sum_squares(grads_.data() + w_off_[l], w_size(l));
+void Network<T>::weight_grad_norms(double* out) const {
+  for (int l = 0; l < n_layers(); ++l)
+    out[l] = std::sqrt(sum_squares(grads_.data() + w_off_[l], w_size(l)));
 }
 
 template <class T>
@@ -237,7 +238,7 @@ template class Network<float>;
 template class Network<double>;
 
 namespace {
-const char* const kActivationNames[] = {"identity", "sigmoid", "tanh", "relu",  "leaky_relu",
+const char* const kActivationNames[] = {"identity", "sigmoid",  "tanh", "relu", "leaky_relu",
                                         "elu",      "softplus", "gelu", "silu", "softmax"};
 std::atomic<int> g_threads{0};  // 0: not set, use the OpenMP default
 }  // namespace
@@ -247,8 +248,6 @@ Act parse_activation(const std::string& s) {
     if (s == kActivationNames[i]) return Act(i);
   throw std::invalid_argument("unknown activation '" + s + "'");
 }
-
-const char* activation_name(Act a) { return kActivationNames[int(a)]; }
 
 Loss parse_loss(const std::string& s) {
   if (s == "mse") return Loss::mse;

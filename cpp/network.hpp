@@ -19,7 +19,6 @@ class Network {
   int n_in() const { return sizes_.front(); }
   int n_out() const { return sizes_.back(); }
   const std::vector<int>& sizes() const { return sizes_; }
-  Act activation(int l) const { return acts_[l]; }
   Loss loss() const { return loss_; }
 
   T* params() { return params_.data(); }
@@ -38,8 +37,8 @@ class Network {
   // Per weight layer: share of saturated outputs (sigmoid/tanh) and of dead units (relu);
   // NaN where the measure does not apply.
   void activation_stats(const T* X, long n, double* saturation, double* dead);
-  // Per weight layer: the sum of squares of its weight gradient.
-  void weight_grad_sq(double* out) const;
+  // Per weight layer: the L2 norm of its weight gradient.
+  void weight_grad_norms(double* out) const;
 
   std::mutex& mutex() { return mutex_; }
 

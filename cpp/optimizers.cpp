@@ -26,8 +26,8 @@ void OptimizerState<T>::step(const OptimConfig& c, T* p, const T* g) {
         parallel_for(n, [=](long i) { p[i] -= lr * (g[i] + wd * p[i]); });
         break;
       }
+      const bool first = s_[0].empty();  // torch: the buffer starts as the first gradient
       T* buf = state(0).data();
-      const bool first = t_ == 1;  // torch: the buffer starts as the first gradient
       const bool nesterov = c.nesterov;
       parallel_for(n, [=](long i) {
         const T d = g[i] + wd * p[i];
@@ -88,7 +88,7 @@ void OptimizerState<T>::step(const OptimConfig& c, T* p, const T* g) {
       });
       break;
     }
-    case Optim::line_search:
+    case Optim::line_search:  // refused above
       break;
   }
 }
@@ -110,14 +110,14 @@ void clip_grad_value(T* g, std::size_t n, double value) {
 template <class T>
 void add_gradient_noise(T* g, std::size_t n, double eta, double gamma, uint64_t seed, int64_t t) {
   const double std_dev = std::sqrt(eta / std::pow(1.0 + double(t), gamma));
-  const CounterRng rng(seed, uint64_t(t));
+  const CounterRng rng(seed, Stream::gradient_noise, uint64_t(t));
   parallel_for(long(n), [=, &rng](long i) { g[i] += T(std_dev * rng.normal(uint64_t(i))); });
 }
 
-#define FASTBP_INSTANTIATE(T)                                                     \
-  template class OptimizerState<T>;                                               \
-  template double clip_grad_norm<T>(T*, std::size_t, double);                     \
-  template void clip_grad_value<T>(T*, std::size_t, double);                      \
+#define FASTBP_INSTANTIATE(T)                                 \
+  template class OptimizerState<T>;                           \
+  template double clip_grad_norm<T>(T*, std::size_t, double); \
+  template void clip_grad_value<T>(T*, std::size_t, double);  \
   template void add_gradient_noise<T>(T*, std::size_t, double, double, uint64_t, int64_t);
 FASTBP_INSTANTIATE(float)
 FASTBP_INSTANTIATE(double)

@@ -16,11 +16,11 @@ struct OptimConfig {
   double lr = 0.01;
   double momentum = 0, dampening = 0, weight_decay = 0;
   bool nesterov = false;
-  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;     // Adam, AdamW
-  double alpha = 0.99;                                // RMSProp
-  bool centered = false;                              // RMSProp
-  double lr_decay = 0;                                // AdaGrad
-  double c1 = 1e-4, shrink = 0.5;                     // line search (Armijo)
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // Adam, AdamW
+  double alpha = 0.99;                            // RMSProp
+  bool centered = false;                          // RMSProp
+  double lr_decay = 0;                            // AdaGrad
+  double c1 = 1e-4, shrink = 0.5;                 // line search (Armijo)
   int max_iter = 20;
 };
 

@@ -13,9 +13,14 @@ inline uint64_t mix64(uint64_t x) {  // splitmix64 finaliser: a bijection with g
   return x ^ (x >> 31);
 }
 
+// Independent streams for each use of randomness, so the same user seed given to shuffling and
+// to gradient noise does not draw the same bits.
+enum class Stream : uint64_t { shuffle = 1, gradient_noise = 2 };
+
 struct CounterRng {
   uint64_t key;
-  CounterRng(uint64_t seed, uint64_t stream) : key(mix64(mix64(seed) ^ (stream * 0xD1B54A32D192ED03ull))) {}
+  CounterRng(uint64_t seed, Stream purpose, uint64_t stream)
+      : key(mix64(mix64(seed ^ (uint64_t(purpose) << 56)) ^ (stream * 0xD1B54A32D192ED03ull))) {}
   uint64_t bits(uint64_t counter) const { return mix64(key ^ mix64(counter)); }
   // Uniform in (0, 1]: never 0, so log() below is finite.
   double uniform(uint64_t counter) const { return double((bits(counter) >> 11) + 1) * 0x1.0p-53; }

@@ -26,6 +26,15 @@ double line_search_step(Network<T>& net, const OptimConfig& oc, const T* X, Targ
 }
 
 template <class T>
+std::pair<double, double> line_search_batch(Network<T>& net, const OptimConfig& oc, const T* X,
+                                            Target<T> y, int n) {
+  const double loss0 = net.backward(X, y, n).loss / double(n);
+  std::vector<T> scratch;
+  const double step = std::isfinite(loss0) ? line_search_step(net, oc, X, y, n, loss0, scratch) : 0;
+  return {loss0, step};
+}
+
+template <class T>
 EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfig& oc, const T* X,
                        long N, Target<T> y, const EpochConfig& ec) {
   require(N > 0, "the training set is empty");
@@ -38,15 +47,17 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
   std::vector<long> order(N);
   std::iota(order.begin(), order.end(), 0L);
   if (ec.shuffle) {  // Fisher-Yates on the counter-based stream (seed, epoch)
-    const CounterRng rng(ec.seed, uint64_t(ec.epoch));
-    for (long i = N - 1; i > 0; --i) std::swap(order[i], order[rng.below(uint64_t(i), uint64_t(i + 1))]);
+    const CounterRng rng(ec.seed, Stream::shuffle, uint64_t(ec.epoch));
+    for (long i = N - 1; i > 0; --i)
+      std::swap(order[i], order[rng.below(uint64_t(i), uint64_t(i + 1))]);
   }
 
   // Working memory for the whole epoch: one mini-batch of inputs and targets, the parameters at
   // the epoch's start (for the update ratios) and, for line search, a scratch copy.
-  std::vector<T> xb(std::size_t(bs) * d), yb(y.dense ? std::size_t(bs) * k : 0), p_start(net.params(), net.params() + np), scratch;
+  std::vector<T> xb(std::size_t(bs) * d), yb(y.dense ? std::size_t(bs) * k : 0),
+      p_start(net.params(), net.params() + np), scratch;
   std::vector<int32_t> lb(y.labels ? bs : 0);
-  std::vector<double> sq(L);
+  std::vector<double> norms(L);
 
   EpochStats s;
   s.grad_norm_mean.assign(L, 0.0);
@@ -58,7 +69,8 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
     for (int i = 0; i < n; ++i) {
       const long r = order[first + i];
       std::copy(X + r * d, X + (r + 1) * d, xb.data() + std::size_t(i) * d);
-      if (y.dense) std::copy(y.dense + r * k, y.dense + (r + 1) * k, yb.data() + std::size_t(i) * k);
+      if (y.dense)
+        std::copy(y.dense + r * k, y.dense + (r + 1) * k, yb.data() + std::size_t(i) * k);
       if (y.labels) lb[i] = y.labels[r];
     }
     Target<T> yt;
@@ -66,17 +78,16 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
     yt.labels = y.labels ? lb.data() : nullptr;
 
     const LossSums ls = net.backward(xb.data(), yt, n);
-    net.weight_grad_sq(sq.data());
+    net.weight_grad_norms(norms.data());
     bool finite = std::isfinite(ls.loss);
-    for (int l = 0; l < L; ++l) finite = finite && std::isfinite(sq[l]);
+    for (int l = 0; l < L; ++l) finite = finite && std::isfinite(norms[l]);
     if (!finite) {
       s.finite = false;
       break;
     }
     for (int l = 0; l < L; ++l) {
-      const double norm = std::sqrt(sq[l]);
-      s.grad_norm_mean[l] += norm;
-      s.grad_norm_max[l] = std::max(s.grad_norm_max[l], norm);
+      s.grad_norm_mean[l] += norms[l];
+      s.grad_norm_max[l] = std::max(s.grad_norm_max[l], norms[l]);
     }
     loss_sum += ls.loss;
     correct += ls.correct;
@@ -85,7 +96,8 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
 
     if (ec.clip_norm > 0) clip_grad_norm(net.grads(), np, ec.clip_norm);
     if (ec.clip_value > 0) clip_grad_value(net.grads(), np, ec.clip_value);
-    if (ec.noise) add_gradient_noise(net.grads(), np, ec.noise_eta, ec.noise_gamma, ec.noise_seed, s.noise_t++);
+    if (ec.noise)
+      add_gradient_noise(net.grads(), np, ec.noise_eta, ec.noise_gamma, ec.noise_seed, s.noise_t++);
     if (oc.kind == Optim::line_search) {
       step_sum += line_search_step(net, oc, xb.data(), yt, n, ls.loss / n, scratch);
     } else {
@@ -114,11 +126,13 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
   return s;
 }
 
-#define FASTBP_INSTANTIATE(T)                                                                  \
-  template EpochStats train_epoch<T>(Network<T>&, OptimizerState<T>&, const OptimConfig&,      \
-                                     const T*, long, Target<T>, const EpochConfig&);           \
+#define FASTBP_INSTANTIATE(T)                                                                    \
+  template EpochStats train_epoch<T>(Network<T>&, OptimizerState<T>&, const OptimConfig&,        \
+                                     const T*, long, Target<T>, const EpochConfig&);             \
   template double line_search_step<T>(Network<T>&, const OptimConfig&, const T*, Target<T>, int, \
-                                      double, std::vector<T>&);
+                                      double, std::vector<T>&);                                  \
+  template std::pair<double, double> line_search_batch<T>(Network<T>&, const OptimConfig&,       \
+                                                          const T*, Target<T>, int);
 FASTBP_INSTANTIATE(float)
 FASTBP_INSTANTIATE(double)
 

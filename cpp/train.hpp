@@ -1,6 +1,7 @@
 // The epoch loop: shuffle, gather each mini-batch, forward, backward, statistics, clip, noise,
 // step. One call per epoch; the caller's data set is read in place.
 #pragma once
+#include <utility>
 #include <vector>
 
 #include "network.hpp"
@@ -11,14 +12,14 @@ namespace fastbp {
 struct EpochConfig {
   int batch_size = 32;
   bool shuffle = true;
-  uint64_t seed = 0;     // shuffling stream: the permutation is a function of (seed, epoch)
+  uint64_t seed = 0;  // shuffling stream: the permutation is a function of (seed, epoch)
   int64_t epoch = 0;
-  double clip_norm = 0;  // 0: no clipping by norm
-  double clip_value = 0; // 0: no clipping by value
+  double clip_norm = 0;   // 0: no clipping by norm
+  double clip_value = 0;  // 0: no clipping by value
   bool noise = false;
   double noise_eta = 0.01, noise_gamma = 0.55;
   uint64_t noise_seed = 0;
-  int64_t noise_t = 0;   // step count of the noise schedule at the epoch's start
+  int64_t noise_t = 0;  // step count of the noise schedule at the epoch's start
 };
 
 struct EpochStats {
@@ -27,9 +28,9 @@ struct EpochStats {
   long samples = 0, batches = 0;
   std::vector<double> grad_norm_mean, grad_norm_max;  // per weight layer, before clipping
   std::vector<double> update_ratio;  // per weight layer: ||W_end - W_start|| / ||W_start||
-  int64_t noise_t = 0;  // noise step count at the epoch's end
-  bool finite = true;   // false: a batch gave a non-finite loss or gradient; stopped before its step
-  double mean_step = 0; // mean step size taken (the line search's accepted steps, else lr)
+  int64_t noise_t = 0;               // noise step count at the epoch's end
+  bool finite = true;  // false: a batch gave a non-finite loss or gradient; stopped before its step
+  double mean_step = 0;  // mean step size taken (the line search's accepted steps, else lr)
 };
 
 // X is (N, n_in), y has N rows. opt and oc are the optimizer's state and hyperparameters.
@@ -44,5 +45,11 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
 template <class T>
 double line_search_step(Network<T>& net, const OptimConfig& oc, const T* X, Target<T> y, int n,
                         double loss0, std::vector<T>& p0);
+
+// One LineSearchSGD step by hand: the batch's gradient, then the search along it.
+// Returns (loss before the step, step taken).
+template <class T>
+std::pair<double, double> line_search_batch(Network<T>& net, const OptimConfig& oc, const T* X,
+                                            Target<T> y, int n);
 
 }  // namespace fastbp

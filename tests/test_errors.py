@@ -70,7 +70,7 @@ def test_bad_dtype(fb, dtype):
 
 @pytest.mark.parametrize("loss,out", [("cross_entropy", "sigmoid"), ("cross_entropy", "identity"),
                                       ("binary_cross_entropy", "softmax"),
-                                      ("binary_cross_entropy", "tanh"), ("mse", "softmax"),
+                                      ("binary_cross_entropy", "tanh"),
                                       ("mse", "foo"), ("cross_entropy", "foo")])
 def test_output_activation_incompatible_with_loss(fb, loss, out):
     with pytest.raises(BAD, match=named("output_activation")):
@@ -85,7 +85,7 @@ def test_accepted_constructions(fb):
     fb.MLP([3, 2], loss="cross_entropy", output_activation="softmax")
     fb.MLP([3, 2], loss="binary_cross_entropy", output_activation="sigmoid")
     for act in ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu",
-                "silu"):
+                "silu", "softmax"):
         fb.MLP([3, 2], loss="mse", output_activation=act)
     fb.MLP([3, 2], dtype=np.float64)
     fb.MLP([3, 2], dtype=np.dtype("float32"))
@@ -346,3 +346,22 @@ def test_other_bad_arguments(fb, nets):
         fb.MLP([3, 2], seed="a")
     with pytest.raises(BAD):
         fb.set_num_threads(0)
+
+
+def test_more_bad_arguments_are_named(fb):
+    net = fb.MLP([3, 2], seed=0)
+    with pytest.raises(BAD, match=named("seed")):
+        fb.Trainer(net, fb.SGD(0.1), seed=2**64)
+    with pytest.raises(BAD, match=named("batch_size")):
+        fb.Trainer(net, fb.SGD(0.1), batch_size=2**40)
+    with pytest.raises(BAD, match=named("max_norm")):
+        fb.clip_grad_norm(net, 2**2000)
+    with pytest.raises(TypeError, match="base class"):
+        fb.Optimizer(0.1)
+    noise = fb.GradientNoise()
+    with pytest.raises(BAD, match=named("t")):
+        noise.t = -1
+    with pytest.raises(TypeError, match=named("init")):
+        fb.MLP([3, 2], init=5)
+    with pytest.raises(TypeError, match=named("history")):
+        fb.diagnose(None)

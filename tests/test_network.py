@@ -800,3 +800,19 @@ def test_batch_of_one(fb):
     assert value == pytest.approx(rv, rel=1e-12)
     np.testing.assert_allclose(ref.flatten(net.grad_weights + net.grad_biases),
                                ref.flatten(rW + rb), rtol=1e-10, atol=1e-14)
+
+
+def test_gradient_check_mse_with_softmax_output(fb):
+    # DESIGN: mse accepts any output activation, softmax too (its Jacobian mixes a row)
+    rng = np.random.default_rng(8)
+    sizes = [4, 5, 3]
+    X, Ws, bs = smooth_point(sizes, "tanh", "softmax", rng)
+    Y = rng.uniform(0, 1, (X.shape[0], 3))
+    net = build(fb, sizes, "tanh", "mse", "softmax", params=(Ws, bs))
+    out = net.forward(X)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-12)
+    loss = net.backward(X, Y)
+    assert loss == pytest.approx(0.5 * np.sum((out - Y) ** 2) / X.shape[0], rel=1e-12)
+    gW, gb = ref.get_grads(net)
+    fW, fb_ = finite_difference(net, X, Y)
+    assert rel_err(ref.flatten(gW + gb), ref.flatten(fW + fb_)) < 1e-6

@@ -204,3 +204,27 @@ def test_gradient_noise_independent_of_thread_count(fb, restore_threads):
         noise.apply(net)
         out.append(net.grads.copy())
     assert out[0].tobytes() == out[1].tobytes()
+
+
+def test_batch_parallel_backward_with_fewer_threads_than_asked():
+    # OpenMP may start fewer threads than requested (OMP_THREAD_LIMIT, OMP_DYNAMIC): the rows
+    # must then be split over the team it started, or some rows are never computed.
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import numpy as np, fastbp as fb
+        fb.set_num_threads(2)
+        rng = np.random.default_rng(0)
+        net = fb.MLP([4, 8, 3], activation="tanh", loss="cross_entropy", dtype="float64", seed=0)
+        X = rng.normal(size=(64, 4)); y = rng.integers(0, 3, 64)
+        print(net.backward(X, y) - net.compute_loss(X, y))
+    """)
+    import os
+
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert abs(float(done.stdout)) < 1e-12

@@ -413,7 +413,7 @@ def test_early_stopping_on_val_accuracy():
     assert (history.best_epoch, history.stopped_epoch) == (best, stop)
     np.testing.assert_array_equal(net.params, snaps.params[best])
     assert net.evaluate(Xv, yv)["accuracy"] == history.val_accuracy[best]
-    assert all(v * 60 == round(v * 60) for v in history.val_accuracy)
+    assert all(abs(v * 60 - round(v * 60)) < 1e-9 for v in history.val_accuracy)
 
 
 def test_patience_zero_stops_at_the_first_epoch_without_improvement():

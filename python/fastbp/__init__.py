@@ -34,7 +34,8 @@ __version__ = "0.1.0"
 
 
 def set_num_threads(n: int) -> None:
-    """Set the threads used by fastbp's own loops and by its BLAS."""
+    """Set the threads of fastbp's parallel loops and matrix products (its BLAS calls run
+    single-threaded inside them, so there is one thread pool)."""
     from .validation import check_scalar
 
     _core.set_num_threads(check_scalar(n, "n", min_value=1, integer=True))

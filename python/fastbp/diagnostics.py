@@ -254,6 +254,8 @@ def diagnose(
     [0, 1, 2, 3, 4]
     >>> print(report)                          # doctest: +SKIP
     """
+    if not isinstance(history, History):
+        raise TypeError(f"history must be a fastbp.History, got {type(history).__name__}")
     if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
         raise ValueError(f"window must be a positive int; got {window!r}")
     grad = np.asarray(history.grad_norms, dtype=np.float64)

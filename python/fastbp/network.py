@@ -60,7 +60,7 @@ def _check_output(output_activation: Any, loss: str) -> str:
     if output_activation is None:
         return DEFAULT_OUTPUT[loss]
     if loss == "mse":
-        return check_choice(output_activation, "output_activation", ACTIVATIONS)
+        return check_choice(output_activation, "output_activation", ACTIVATIONS + ("softmax",))
     if output_activation != DEFAULT_OUTPUT[loss]:
         raise ValueError(
             f"output_activation for loss={loss!r} must be None or "
@@ -72,6 +72,8 @@ def _check_output(output_activation: Any, loss: str) -> str:
 def _check_init(init: Any) -> Any:
     if isinstance(init, str):
         return check_choice(init, "init", INITS)
+    if not isinstance(init, (str, tuple)):
+        raise TypeError(f"init must be a str or a (kind, scale) tuple, got {init!r}")
     if isinstance(init, tuple) and len(init) == 2 and init[0] in ("normal", "uniform"):
         check_scalar(init[1], f"init[1] ({init[0]} scale)", min_value=0, min_inclusive=False)
         return (init[0], float(init[1]))
@@ -120,7 +122,7 @@ class MLP:
     output_activation : str or None
         None picks identity for mse, softmax for cross_entropy, sigmoid for
         binary_cross_entropy (the last two are fused into their loss); mse accepts any
-        activation.
+        activation, softmax included.
     init : str or tuple, default="auto"
         "auto" (He normal before ReLU-family layers, Xavier uniform otherwise),
         "xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "lecun_normal",
@@ -163,10 +165,14 @@ class MLP:
         self.init = _check_init(init)
         self.dtype = check_dtype(dtype)
         self.seed = check_seed(seed)
+        self._make_core()
+        self.reset_parameters()
+
+    def _make_core(self) -> None:
+        """A fresh core network of this structure (zero parameters) and the views into it."""
         core_cls = _core.Network32 if self.dtype == np.float32 else _core.Network64
         self._net = core_cls(self.layer_sizes, self.activations, self.output_activation, self.loss)
         self._bind_views()
-        self.reset_parameters()
 
     def _bind_views(self) -> None:
         layers = self._net.layer_views(False)
@@ -284,12 +290,10 @@ class MLP:
 
     def copy(self) -> MLP:
         """An independent network with the same structure and parameters."""
-        clone = object.__new__(MLP)
+        clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
-        clone._net = type(self._net)(
-            self.layer_sizes, self.activations, self.output_activation, self.loss
-        )
-        clone._bind_views()
+        clone.layer_sizes, clone.activations = list(self.layer_sizes), list(self.activations)
+        clone._make_core()
         clone.params[...] = self.params
         clone.grads[...] = self.grads
         return clone
@@ -304,7 +308,5 @@ class MLP:
     def __setstate__(self, state: dict[str, Any]) -> None:
         params = state.pop("params")
         self.__dict__.update(state)
-        core_cls = _core.Network32 if self.dtype == np.float32 else _core.Network64
-        self._net = core_cls(self.layer_sizes, self.activations, self.output_activation, self.loss)
-        self._bind_views()
+        self._make_core()
         self.params[...] = params

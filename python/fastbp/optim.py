@@ -3,6 +3,7 @@ in the core over the flat parameter buffer. Also gradient clipping and annealed 
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -34,9 +35,12 @@ class Optimizer:
     _kind: Any = None
 
     def __init__(self, lr: float) -> None:
+        if self._kind is None:
+            raise TypeError("Optimizer is a base class: use SGD, Adam, AdamW, RMSProp, AdaGrad "
+                            "or LineSearchSGD")
         self.lr = lr
         self._state = None
-        self._owner: int | None = None
+        self._owner: weakref.ref | None = None
 
     @property
     def lr(self) -> float:
@@ -63,8 +67,8 @@ class Optimizer:
         if self._state is None:
             cls = _core.OptimizerState32 if net.dtype == np.float32 else _core.OptimizerState64
             self._state = cls(net.n_params)
-            self._owner = id(net._net)
-        elif self._owner != id(net._net):
+            self._owner = weakref.ref(net._net)
+        elif self._owner() is not net._net:
             raise ValueError(
                 "net: this optimizer already holds the state of another network; "
                 "call opt.reset() or create a new optimizer"
@@ -296,6 +300,15 @@ class GradientNoise:
         self.seed = check_seed(seed)
         self._stream = resolve_seed(self.seed)
         self.t = 0
+
+    @property
+    def t(self) -> int:
+        """Steps taken so far: the next noise has variance eta / (1 + t) ** gamma."""
+        return self._t
+
+    @t.setter
+    def t(self, value: int) -> None:
+        self._t = check_scalar(value, "t", min_value=0, integer=True)
 
     def variance(self, t: int | None = None) -> float:
         """The noise variance at step ``t`` (default: the next step)."""

@@ -178,7 +178,8 @@ class Trainer:
             raise TypeError("lr_schedule must be an LRSchedule, a callable or None")
         self.net = net
         self.optimizer = optimizer
-        self.batch_size = check_scalar(batch_size, "batch_size", min_value=1, integer=True)
+        self.batch_size = check_scalar(batch_size, "batch_size", min_value=1,
+                                       max_value=2**31 - 1, integer=True)
         self.epochs = check_scalar(epochs, "epochs", min_value=1, integer=True)
         self.early_stopping = early_stopping
         self.clip_norm = _optional(clip_norm, "clip_norm", min_value=0, min_inclusive=False)

@@ -50,7 +50,11 @@ def check_scalar(
     if isinstance(value, bool) or not isinstance(value, kinds):
         kind = "an integer" if integer else "a real number"
         raise TypeError(f"{name} must be {kind}, got {type(value).__name__} {value!r}")
-    if not integer and not math.isfinite(value):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite:
         raise ValueError(f"{name} must be finite, got {value!r}")
     if min_value is not None:
         below = value < min_value if min_inclusive else value <= min_value
@@ -65,10 +69,14 @@ def check_scalar(
     return int(value) if integer else float(value)
 
 
+MAX_SEED = 2**64 - 1
+
+
 def check_seed(seed: Any, name: str = "seed") -> int | None:
+    """None, or an integer seed in [0, 2**64)."""
     if seed is None:
         return None
-    return check_scalar(seed, name, min_value=0, integer=True)
+    return check_scalar(seed, name, min_value=0, max_value=MAX_SEED, integer=True)
 
 
 def resolve_seed(seed: int | None) -> int:
