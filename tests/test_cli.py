@@ -54,3 +54,34 @@ def test_unknown_command_exits_with_usage(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["no-such-command"])
     assert exc.value.code == 2
+
+
+def test_train_on_a_csv_file(tmp_path, capsys):
+    import numpy as np
+
+    from fastbp.datasets import blobs
+
+    X, y = blobs(n_samples=300, seed=0)
+    path = tmp_path / "data.csv"
+    header = ",".join([f"x{i}" for i in range(X.shape[1])] + ["label"])
+    np.savetxt(path, np.column_stack([X, y]), delimiter=",", header=header, comments="")
+    out = tmp_path / "run"
+    assert main(["train", str(path), "--hidden", "16", "--epochs", "30", "--lr", "0.01",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    accuracy = float(text.split("test: ")[1].split("accuracy ")[1].split()[0])
+    assert accuracy > 0.8
+    assert (out / "history.json").exists()
+
+
+def test_train_regression_on_npz(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.01 * rng.normal(size=200)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    assert main(["train", str(tmp_path / "d.npz"), "--hidden", "", "--optimizer", "sgd",
+                 "--lr", "0.05", "--epochs", "100"]) == 0
+    text = capsys.readouterr().out
+    assert float(text.split("test: loss ")[1].split()[0]) < 0.01

@@ -1,4 +1,5 @@
-"""Command line: ``fastbp demo`` (the vanishing-gradient story on an embedded data set) and
+"""Command line: ``fastbp demo`` (the vanishing-gradient story on an embedded data set),
+``fastbp train`` (train on your own CSV or NPZ file, with its gradients diagnosed) and
 ``fastbp info`` (how the core was built)."""
 
 from __future__ import annotations
@@ -148,6 +149,70 @@ def _plots(fb: Any, histories: dict, make, X: np.ndarray, y: np.ndarray,
     return list(figures)
 
 
+OPTIMIZERS = {"sgd": "SGD", "momentum": "SGD", "adam": "Adam", "adamw": "AdamW",
+              "rmsprop": "RMSProp", "adagrad": "AdaGrad", "linesearch": "LineSearchSGD"}
+
+
+def _load_table(path: str, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """X and y from a CSV (header row; ``target`` names the label column, default the last)
+    or an NPZ file (arrays ``X`` and ``y``)."""
+    if path.endswith(".npz"):
+        with np.load(path) as data:
+            if "X" not in data or "y" not in data:
+                raise SystemExit(f"fastbp train: {path} must hold arrays named 'X' and 'y'")
+            return np.asarray(data["X"]), np.asarray(data["y"])
+    with open(path) as f:
+        header = f.readline().strip().split(",")
+    table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    column = len(header) - 1 if target is None else (
+        header.index(target) if target in header else int(target))
+    return np.delete(table, column, axis=1), table[:, column]
+
+
+def train(args: argparse.Namespace) -> int:
+    import fastbp as fb
+
+    X, y = _load_table(args.data, args.target)
+    classify = args.loss == "cross_entropy" or (
+        args.loss == "auto" and np.all(y == np.round(y)) and len(np.unique(y)) <= 100)
+    if classify:
+        classes, y = np.unique(y, return_inverse=True)
+        n_out, loss = len(classes), "cross_entropy"
+    else:
+        y, n_out, loss = y.reshape(len(y), -1), (y.reshape(len(y), -1)).shape[1], "mse"
+    if args.standardize:
+        X = (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+    sp = fb.split(X, y, val=args.val, test=args.test, stratify=classify or None, seed=args.seed)
+    hidden = [int(h) for h in args.hidden.split(",") if h]
+    net = fb.MLP([X.shape[1], *hidden, n_out], activation=args.activation, loss=loss,
+                 init=args.init, seed=args.seed)
+    opt_cls = getattr(fb, OPTIMIZERS[args.optimizer])
+    opt = opt_cls(args.lr, momentum=0.9) if args.optimizer == "momentum" else opt_cls(args.lr)
+    trainer = fb.Trainer(net, opt, batch_size=args.batch_size, epochs=args.epochs,
+                         early_stopping=fb.EarlyStopping("val_loss", patience=args.patience),
+                         clip_norm=args.clip_norm, seed=args.seed)
+    history = trainer.fit(*sp.train, validation=sp.val)
+    print(f"{net}\n{history.n_epochs} epochs, best epoch {history.best_epoch}, "
+          f"best validation loss {min(history.val_loss):.5g}")
+    print(fb.diagnose(history))
+    if len(sp.test[1]):
+        test = trainer.evaluate(*sp.test)
+        print("test:", ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        history.to_json(os.path.join(args.out, "history.json"))
+        try:
+            from fastbp import plot
+
+            plot.loss_curves(history).savefig(os.path.join(args.out, "loss.png"), dpi=110)
+            plot.grad_norm_heatmap(history).savefig(os.path.join(args.out, "grad_norms.png"),
+                                                    dpi=110)
+        except ImportError:
+            pass
+        print(f"history and plots written to {args.out}/")
+    return 0
+
+
 def info(args: argparse.Namespace) -> int:
     import fastbp as fb
 
@@ -169,6 +234,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-plots", action="store_true", help="print the tables only")
     p.set_defaults(func=demo)
+    p = sub.add_parser("train", help="train on a CSV or NPZ file and diagnose the gradients")
+    p.add_argument("data", help="CSV with a header row, or NPZ with arrays X and y")
+    p.add_argument("--target", default=None, help="label column (name or index; default last)")
+    p.add_argument("--loss", default="auto", choices=["auto", "cross_entropy", "mse"])
+    p.add_argument("--hidden", default="64,64", help="hidden layer widths, comma-separated")
+    p.add_argument("--activation", default="relu")
+    p.add_argument("--init", default="auto")
+    p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS))
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--patience", type=int, default=20)
+    p.add_argument("--clip-norm", type=float, default=None)
+    p.add_argument("--val", type=float, default=0.15)
+    p.add_argument("--test", type=float, default=0.15)
+    p.add_argument("--no-standardize", dest="standardize", action="store_false")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="folder for history.json and plots")
+    p.set_defaults(func=train)
     p = sub.add_parser("info", help="how fastbp was built (compiler, OpenMP, BLAS, SIMD)")
     p.set_defaults(func=info)
     args = parser.parse_args(argv)
