@@ -60,6 +60,10 @@ inline void parallel_for(long n, F&& f) {
   for (long i = 0; i < n; ++i) f(i);
 }
 
+inline void require(bool ok, const char* what) {  // no std::string built on the hot path
+  if (!ok) throw std::invalid_argument(what);
+}
+
 inline void require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument(what);
 }

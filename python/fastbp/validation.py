@@ -95,6 +95,13 @@ def _as_numeric(a: Any, name: str) -> np.ndarray:
     return arr
 
 
+def _all_finite(arr: np.ndarray) -> bool:
+    """np.isfinite(arr).all() in slices: no temporary the size of the data set."""
+    flat = arr.reshape(-1)
+    step = 1 << 20
+    return all(np.isfinite(flat[i : i + step]).all() for i in range(0, flat.size, step))
+
+
 def check_X(X: Any, n_features: int, dtype: np.dtype, name: str = "X") -> np.ndarray:
     """Return X as a C-contiguous (n_samples, n_features) array of ``dtype``.
 
@@ -114,7 +121,7 @@ def check_X(X: Any, n_features: int, dtype: np.dtype, name: str = "X") -> np.nda
             f"{name} has {arr.shape[1]} features per sample, the network expects {n_features}"
         )
     arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
+    if not _all_finite(arr):
         raise ValueError(f"{name} contains NaN or infinite values")
     return arr
 
@@ -145,7 +152,7 @@ def check_Y(Y: Any, n_samples: int, n_out: int, loss: str, dtype: np.dtype, name
             f"{name} must have shape ({n_samples}, {n_out}) for loss={loss!r}, got {arr.shape}"
         )
     arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
+    if not _all_finite(arr):
         raise ValueError(f"{name} contains NaN or infinite values")
     if loss == "binary_cross_entropy" and (arr.min() < 0 or arr.max() > 1):
         raise ValueError(f"{name} must lie in [0, 1] for binary_cross_entropy")

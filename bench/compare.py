@@ -1,0 +1,873 @@
+#!/usr/bin/env python
+"""fastbp against scikit-learn and PyTorch: the same network, data, batch size, optimizer and
+dtype (float32), trained for a few epochs by each library (issue #4).
+
+    python bench/compare.py                       # all four configurations, all installed peers
+    python bench/compare.py --config wide --epochs 2 --peers fastbp,torch
+    python bench/compare.py --quick               # smoke test: fewer samples, one epoch
+    python bench/compare.py --memory --scaling --json results.json
+
+On machines that set OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE globally, run it as
+``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/compare.py``.
+
+Every measurement (one library on one configuration) runs in its own subprocess, so that the
+thread pools of the libraries (OpenMP, fastbp's OpenBLAS, numpy's OpenBLAS, torch's intra-op
+pool) never compete, and peak memory is that of one library. Each library trains one warm-up
+epoch, then ``--epochs`` timed epochs (fewer for a slow peer, so that one measurement stays
+within ``--run-budget`` seconds); the table gives the median seconds per epoch.
+
+Columns: s/epoch (median); GFLOP/s = 6 x multiply-adds per sample x samples / s (forward 2,
+backward 4: the input gradient of the first layer is counted although nobody computes it);
+%GEMM = that rate as a share of this machine's float32 GEMM rate (best of a few 2048-cube
+numpy matmuls on the same number of threads); "fastbp x" = peer s/epoch / fastbp s/epoch (above
+1: fastbp is faster); loss = mean training loss over (up to) 10,000 training rows after
+training, computed the same way for every library (a check that all of them learn the same task);
+"other CPUs" = how many CPUs other processes (and the hypervisor's steal) kept busy on average
+while the run was timed, from /proc/stat: above 0.1 (marked "!") the timing is suspect.
+
+Per library:
+  fastbp   fastbp.Trainer(...).fit: one core call per epoch (shuffle, gather, forward, backward,
+           step in C++), plus its per-epoch Python work (statistics on 512 rows); the time per
+           epoch is the wall time between the trainer's epoch-end callbacks. The core-call time
+           (history.epoch_time) is kept in the JSON as "core_s".
+  sklearn  MLPClassifier / MLPRegressor, alpha=0, max_iter=1 + warm_start=True: each fit() is
+           one epoch (checked: n_iter_ == 1 and t_ grows by n_samples). Note: sklearn builds a new
+           optimizer at every fit(), so momentum / Adam moments restart each epoch (the work per
+           epoch is the same).
+  torch    eager CPU, nn.Sequential, the fastest plain loop: preloaded tensors, one randperm
+           gather per epoch, slicing, zero_grad(set_to_none=True), loss.backward(), opt.step().
+           The mse configuration uses nn.MSELoss (mean over the batch of sum_k e^2, i.e. twice
+           fastbp's 1/2 sum_k e^2 for one output) with half the learning rate: the same updates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+
+RESULT_TAG = "@@RESULT@@"
+# The environment as the user gave it. Workers get exactly this: importing a library can change
+# os.environ for the rest of the process and its children (fastbp sets OMP_WAIT_POLICY=PASSIVE
+# when unset, sklearn sets KMP_* variables), which would silently change how the *other*
+# libraries' OpenMP runtimes behave in later workers. The parent process imports none of them.
+CLEAN_ENV = dict(os.environ)
+WATCHED_ENV = ("OMP_", "GOMP_", "KMP_", "OPENBLAS_", "MKL_")
+
+# name: layers, hidden activation, batch, samples, optimizer, loss (exactly as issue #4 lists)
+CONFIGS: dict[str, dict[str, Any]] = {
+    "deep-narrow": dict(layers=[64] + [64] * 20 + [10], activation="sigmoid", batch=32,
+                        samples=10_000, optimizer=("sgd", dict(lr=0.01, momentum=0.9)),
+                        loss="cross_entropy"),
+    "mnist-like": dict(layers=[784, 256, 128, 10], activation="relu", batch=128, samples=60_000,
+                       optimizer=("adam", dict(lr=1e-3)), loss="cross_entropy"),
+    "wide": dict(layers=[1024, 2048, 2048, 10], activation="relu", batch=512, samples=20_000,
+                 optimizer=("adam", dict(lr=1e-3)), loss="cross_entropy"),
+    "tiny-online": dict(layers=[2, 16, 16, 1], activation="tanh", batch=1, samples=5_000,
+                        optimizer=("sgd", dict(lr=0.01, momentum=0.0)), loss="mse"),
+}
+PEERS = ("fastbp", "sklearn", "torch")
+PEER_MODULE = {"fastbp": "fastbp", "sklearn": "sklearn", "torch": "torch"}
+SKLEARN_ACT = {"sigmoid": "logistic", "relu": "relu", "tanh": "tanh"}
+LOSS_ROWS = 10_000  # rows on which the final training loss is computed
+
+
+# --------------------------------------------------------------------------------- helpers
+def macs_per_sample(layers: list[int]) -> int:
+    return sum(a * b for a, b in zip(layers[:-1], layers[1:]))
+
+
+def gflops(layers: list[int], samples: int, seconds: float) -> float:
+    return 6.0 * macs_per_sample(layers) * samples / seconds / 1e9
+
+
+def quick_samples(cfg: dict[str, Any]) -> int:
+    return max(cfg["samples"] // 10, 4 * cfg["batch"], 256)
+
+
+def make_data(cfg: dict[str, Any], samples: int, seed: int = 1234) -> tuple[np.ndarray, np.ndarray]:
+    """Standard-normal float32 inputs; targets from a fixed random teacher network
+    (n_in -> 32 tanh -> n_out): argmax labels (int32) for classification, the (standardised)
+    teacher output (float32, shape (n,) for one output) for regression."""
+    n_in, n_out = cfg["layers"][0], cfg["layers"][-1]
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((samples, n_in), dtype=np.float32)
+    W1 = (rng.standard_normal((n_in, 32)) / np.sqrt(n_in)).astype(np.float32)
+    W2 = (rng.standard_normal((32, n_out)) / np.sqrt(32)).astype(np.float32)
+    b2 = (0.1 * rng.standard_normal(n_out)).astype(np.float32)
+    out = np.empty((samples, n_out), np.float32)
+    for i in range(0, samples, 8192):  # chunks: no large float64 temporaries
+        out[i:i + 8192] = np.tanh(2.0 * (X[i:i + 8192] @ W1)) @ W2 + b2
+    if cfg["loss"] == "cross_entropy":
+        return X, out.argmax(axis=1).astype(np.int32)
+    y = (out - out.mean(0)) / out.std(0)
+    return X, (y[:, 0] if n_out == 1 else y).astype(np.float32)
+
+
+def init_weights(cfg: dict[str, Any], seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Initial (W, b) per layer, as fastbp's init="auto" draws them: He normal for relu,
+    Glorot uniform otherwise (the output layer uses the scheme of the hidden activation too);
+    shared by fastbp and torch so that both start from the same network."""
+    rng = np.random.default_rng(seed)
+    layers = cfg["layers"]
+    out = []
+    for n_in, n_out in zip(layers[:-1], layers[1:]):
+        if cfg["activation"] == "relu":
+            W = rng.normal(0.0, np.sqrt(2.0 / n_in), (n_in, n_out))
+        else:
+            lim = np.sqrt(6.0 / (n_in + n_out))
+            W = rng.uniform(-lim, lim, (n_in, n_out))
+        out.append((W.astype(np.float32), np.zeros(n_out, np.float32)))
+    return out
+
+
+def train_loss(cfg: dict[str, Any], outputs: np.ndarray,
+               y: np.ndarray) -> tuple[float, float | None]:
+    """(mean loss, accuracy or None) from a library's outputs: probabilities for
+    classification, predictions for regression."""
+    if cfg["loss"] == "cross_entropy":
+        p = np.clip(outputs.astype(np.float64), 1e-12, 1.0)
+        loss = float(-np.mean(np.log(p[np.arange(len(y)), y])))
+        return loss, float(np.mean(outputs.argmax(1) == y))
+    e = outputs.reshape(len(y), -1).astype(np.float64) - y.reshape(len(y), -1)
+    return float(0.5 * np.mean(np.sum(e * e, axis=1))), None
+
+
+def n_timed_epochs(warmup_s: float, epochs: int, budget: float) -> int:
+    """Timed epochs after a warm-up epoch that took warmup_s: ``epochs``, fewer when that
+    would exceed the budget, at least 1."""
+    return max(1, min(epochs, int(budget / max(warmup_s, 1e-9))))
+
+
+def vm_status(key: str) -> int | None:
+    """VmRSS / VmHWM of this process in bytes (Linux), else None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss() -> int:
+    hwm = vm_status("VmHWM")
+    if hwm is not None:
+        return hwm
+    import resource
+
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+class Interference:
+    """CPU time that other processes (and the hypervisor: steal) took while a measurement ran,
+    from /proc/stat: the machine's busy time minus this process's own CPU time. On a shared
+    machine this flags timings that others disturbed (Linux only; zeros elsewhere)."""
+
+    def __init__(self) -> None:
+        self.foreign = self.steal = 0.0
+        self.wall = 0.0
+
+    @staticmethod
+    def _snap() -> tuple[float, float, float, float]:
+        import resource
+
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        try:
+            with open("/proc/stat") as f:
+                v = [int(x) for x in f.readline().split()[1:]]
+            hz = os.sysconf("SC_CLK_TCK")
+            busy = (v[0] + v[1] + v[2] + v[5] + v[6]) / hz
+            steal = (v[7] if len(v) > 7 else 0) / hz
+        except (OSError, ValueError, IndexError):
+            busy = steal = float("nan")
+        return time.perf_counter(), busy, steal, ru.ru_utime + ru.ru_stime
+
+    def __enter__(self) -> Interference:
+        self._start = self._snap()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        end = self._snap()
+        self.wall += end[0] - self._start[0]
+        self.foreign += max(0.0, (end[1] - self._start[1]) - (end[3] - self._start[3]))
+        self.steal += end[2] - self._start[2]
+
+    def result(self) -> dict[str, float]:
+        w = max(self.wall, 1e-9)
+        # average number of CPUs busy with other work during the measurement
+        return dict(foreign_cpus=self.foreign / w, steal_cpus=self.steal / w,
+                    foreign_s=self.foreign + self.steal)
+
+
+def limit_numpy_blas(threads: int) -> None:
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads, user_api="blas")
+    except ImportError:
+        pass
+
+
+# --------------------------------------------------------------------------------- fastbp
+def fastbp_trainer_cls() -> Any:
+    import fastbp as fb
+
+    if hasattr(fb, "Trainer"):
+        return fb.Trainer
+    from fastbp.train import Trainer
+
+    return Trainer
+
+
+def fastbp_net(cfg: dict[str, Any], threads: int) -> tuple[Any, Any]:
+    import fastbp as fb
+
+    fb.set_num_threads(threads)
+    net = fb.MLP(cfg["layers"], activation=cfg["activation"], loss=cfg["loss"], dtype="float32",
+                 seed=0)
+    for (W, b), w, bb in zip(init_weights(cfg), net.weights, net.biases):
+        w[...] = W
+        bb[...] = b
+    kind, hp = cfg["optimizer"]
+    opt = fb.SGD(hp["lr"], momentum=hp["momentum"]) if kind == "sgd" else fb.Adam(hp["lr"])
+    return net, opt
+
+
+def run_fastbp(cfg, X, y, threads, epochs, budget):
+    from fastbp.train import Callback
+
+    Trainer = fastbp_trainer_cls()
+    net, opt = fastbp_net(cfg, threads)
+
+    def trainer(n_epochs, seed, callbacks=()):
+        return Trainer(net, opt, batch_size=cfg["batch"], epochs=n_epochs, shuffle=True,
+                       seed=seed, callbacks=callbacks, progress=False)
+
+    t0 = time.perf_counter()
+    trainer(1, 0).fit(X, y)
+    warmup = time.perf_counter() - t0
+    n = n_timed_epochs(warmup, epochs, budget)
+
+    class Clock(Callback):
+        def __init__(self):
+            self.stamps = []
+
+        def on_train_begin(self, trainer):
+            self.stamps.append(time.perf_counter())
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            self.stamps.append(time.perf_counter())
+
+    clock = Clock()
+    with Interference() as noise:
+        hist = trainer(n, 1, [clock]).fit(X, y)
+    times = list(np.diff(clock.stamps))
+    rows = min(len(X), LOSS_ROWS)
+    loss, acc = train_loss(cfg, net.forward(X[:rows]), y[:rows])
+    return dict(times=times, core_s=list(map(float, hist.epoch_time)), warmup_s=warmup,
+                loss=loss, accuracy=acc, core_train_loss=float(hist.train_loss[-1]),
+                **noise.result())
+
+
+# --------------------------------------------------------------------------------- sklearn
+def sklearn_model(cfg: dict[str, Any]) -> Any:
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+    kind, hp = cfg["optimizer"]
+    kw = dict(hidden_layer_sizes=tuple(cfg["layers"][1:-1]),
+              activation=SKLEARN_ACT[cfg["activation"]], solver=kind, batch_size=cfg["batch"],
+              learning_rate_init=hp["lr"], alpha=0.0, max_iter=1, shuffle=True, random_state=0,
+              tol=0.0, n_iter_no_change=10**9, warm_start=True, early_stopping=False)
+    if kind == "sgd":
+        kw.update(momentum=hp["momentum"], nesterovs_momentum=False, learning_rate="constant")
+    else:
+        kw.update(beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    cls = MLPClassifier if cfg["loss"] == "cross_entropy" else MLPRegressor
+    return cls(**kw)
+
+
+def run_sklearn(cfg, X, y, threads, epochs, budget):
+    from sklearn.exceptions import ConvergenceWarning
+
+    limit_numpy_blas(threads)
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    model = sklearn_model(cfg)
+    t0 = time.perf_counter()
+    model.fit(X, y)
+    warmup = time.perf_counter() - t0
+    n = n_timed_epochs(warmup, epochs, budget)
+    times = []
+    noise = Interference()
+    for _ in range(n):
+        t_before = model.t_
+        t0 = time.perf_counter()
+        with noise:
+            model.fit(X, y)
+        times.append(time.perf_counter() - t0)
+        if model.n_iter_ != 1 or model.t_ - t_before != len(X):
+            raise RuntimeError(f"sklearn fit() did not run exactly one epoch "
+                               f"(n_iter_={model.n_iter_}, t_ grew by {model.t_ - t_before})")
+    rows = min(len(X), LOSS_ROWS)
+    Xr = X[:rows]
+    out = model.predict_proba(Xr) if cfg["loss"] == "cross_entropy" else model.predict(Xr)
+    loss, acc = train_loss(cfg, out, y[:rows])
+    return dict(times=times, warmup_s=warmup, loss=loss, accuracy=acc,
+                dtype=str(model.coefs_[0].dtype), one_epoch_per_fit=True, **noise.result())
+
+
+# --------------------------------------------------------------------------------- torch
+def torch_model(cfg: dict[str, Any], threads: int) -> tuple[Any, Any, Any]:
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    act = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}[cfg["activation"]]
+    mods: list[Any] = []
+    init = init_weights(cfg)
+    for i, (W, b) in enumerate(init):
+        lin = nn.Linear(W.shape[0], W.shape[1])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(W.T.copy()))
+            lin.bias.copy_(torch.from_numpy(b))
+        mods.append(lin)
+        if i < len(init) - 1:
+            mods.append(act())
+    model = nn.Sequential(*mods)
+    kind, hp = cfg["optimizer"]
+    if cfg["loss"] == "cross_entropy":
+        loss_fn, lr = nn.CrossEntropyLoss(), hp["lr"]
+    else:
+        loss_fn, lr = nn.MSELoss(), hp["lr"] / 2  # MSELoss = 2 x (1/2 sum_k e^2) for one output
+    if kind == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=hp["momentum"])
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+    return model, opt, loss_fn
+
+
+def run_torch(cfg, X, y, threads, epochs, budget):
+    import torch
+
+    model, opt, loss_fn = torch_model(cfg, threads)
+    Xt = torch.from_numpy(X)
+    yt = torch.from_numpy(y.astype(np.int64)) if cfg["loss"] == "cross_entropy" \
+        else torch.from_numpy(y.reshape(len(y), -1))
+    N, bs = len(X), cfg["batch"]
+
+    def epoch():
+        perm = torch.randperm(N)
+        Xs, ys = Xt[perm], yt[perm]
+        for i in range(0, N, bs):
+            xb, yb = Xs[i:i + bs], ys[i:i + bs]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            opt.step()
+
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    epoch()
+    warmup = time.perf_counter() - t0
+    n = n_timed_epochs(warmup, epochs, budget)
+    times = []
+    noise = Interference()
+    for _ in range(n):
+        t0 = time.perf_counter()
+        with noise:
+            epoch()
+        times.append(time.perf_counter() - t0)
+    rows = min(N, LOSS_ROWS)
+    with torch.inference_mode():
+        out = model(Xt[:rows])
+        if cfg["loss"] == "cross_entropy":
+            out = torch.softmax(out, dim=1)
+    loss, acc = train_loss(cfg, out.numpy(), y[:rows])
+    return dict(times=times, warmup_s=warmup, loss=loss, accuracy=acc,
+                torch_threads=torch.get_num_threads(), **noise.result())
+
+
+RUNNERS = {"fastbp": run_fastbp, "sklearn": run_sklearn, "torch": run_torch}
+
+
+# --------------------------------------------------------------------------------- memory
+def memory_run(cfg: dict[str, Any], peer: str, X, y, threads: int) -> dict[str, Any]:
+    """Peak RSS growth over one fresh epoch of training (network, optimizer and working
+    memory all created inside the measured window; the data set is already loaded)."""
+    import gc
+
+    if peer == "torch":
+        import torch  # noqa: F401  (import before the baseline)
+    elif peer == "sklearn":
+        import sklearn.neural_network  # noqa: F401
+    else:
+        import fastbp  # noqa: F401
+        fastbp_trainer_cls()
+    gc.collect()
+    base = vm_status("VmRSS")
+    exact = reset_peak_rss()
+    if not exact:
+        base = peak_rss()
+    t0 = time.perf_counter()
+    if peer == "fastbp":
+        net, opt = fastbp_net(cfg, threads)
+        fastbp_trainer_cls()(net, opt, batch_size=cfg["batch"], epochs=1, shuffle=True, seed=0,
+                             progress=False).fit(X, y)
+    elif peer == "sklearn":
+        from sklearn.exceptions import ConvergenceWarning
+
+        limit_numpy_blas(threads)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sklearn_model(cfg).fit(X, y)
+    else:
+        import torch
+
+        model, opt, loss_fn = torch_model(cfg, threads)
+        Xt = torch.from_numpy(X)
+        yt = torch.from_numpy(y.astype(np.int64)) if cfg["loss"] == "cross_entropy" \
+            else torch.from_numpy(y.reshape(len(y), -1))
+        perm = torch.randperm(len(X))
+        Xs, ys = Xt[perm], yt[perm]
+        for i in range(0, len(X), cfg["batch"]):
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(Xs[i:i + cfg["batch"]]), ys[i:i + cfg["batch"]]).backward()
+            opt.step()
+    seconds = time.perf_counter() - t0
+    peak = peak_rss()
+    n_params = sum(a * b + b for a, b in zip(cfg["layers"][:-1], cfg["layers"][1:]))
+    return dict(peak_growth_bytes=int(peak - base), exact_window=exact, seconds=seconds,
+                data_bytes=int(X.nbytes + y.nbytes), param_bytes=4 * n_params)
+
+
+# --------------------------------------------------------------------------------- scaling
+def forward_run(peer: str, threads: int, samples: int, reps: int) -> dict[str, Any]:
+    """Inference on `samples` rows with the mnist-like network: fastbp net.forward vs torch
+    under inference_mode (both return probabilities)."""
+    cfg = CONFIGS["mnist-like"]
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((samples, cfg["layers"][0]), dtype=np.float32)
+    if peer == "fastbp":
+        net, _ = fastbp_net(cfg, threads)
+        fn = lambda: net.forward(X)  # noqa: E731
+    else:
+        import torch
+
+        model, _, _ = torch_model(cfg, threads)
+        model.eval()
+        Xt = torch.from_numpy(X)
+
+        def fn():
+            with torch.inference_mode():
+                return torch.softmax(model(Xt), dim=1).numpy()
+    fn()
+    times = []
+    noise = Interference()
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        with noise:
+            fn()
+        times.append(time.perf_counter() - t0)
+    return dict(times=times, samples=samples, **noise.result())
+
+
+# --------------------------------------------------------------------------------- worker
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    threads = spec["threads"]
+    if spec["kind"] == "info":
+        import fastbp
+
+        src = os.path.dirname(os.path.abspath(fastbp.__file__))
+        rev = subprocess.run(["git", "-C", src, "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10)
+        return dict(build=fastbp.build_info(),
+                    commit=rev.stdout.strip() if rev.returncode == 0 else None,
+                    env={k: v for k, v in sorted(os.environ.items()) if k.startswith(WATCHED_ENV)})
+    limit_numpy_blas(1)  # data generation must not start numpy's BLAS thread pool
+    if spec["kind"] == "gemm":
+        limit_numpy_blas(threads)
+        a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+        b = np.random.default_rng(1).standard_normal((2048, 2048), dtype=np.float32)
+        a @ b
+        best = float("inf")
+        for _ in range(spec.get("reps", 5)):
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0)
+        return dict(seconds=best, gflops=2 * 2048**3 / best / 1e9)
+    if spec["kind"] == "forward":
+        return forward_run(spec["peer"], threads, spec["samples"], spec.get("reps", 5))
+    cfg = CONFIGS[spec["config"]]
+    X, y = make_data(cfg, spec["samples"])
+    if spec["kind"] == "memory":
+        return memory_run(cfg, spec["peer"], X, y, threads)
+    return RUNNERS[spec["peer"]](cfg, X, y, threads, spec["epochs"], spec["budget"])
+
+
+def run_worker(spec: dict[str, Any], timeout: float = 1800) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter; returns its result or {"error": ...}."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(spec)]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=CLEAN_ENV)
+    except subprocess.TimeoutExpired:
+        return dict(error=f"timed out after {timeout:.0f} s")
+    for line in p.stdout.splitlines():
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG):])
+    tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
+    return dict(error=" | ".join(tail) or f"exit status {p.returncode}")
+
+
+# --------------------------------------------------------------------------------- report
+NOISY = 0.1  # other processes busy on this many CPUs on average: the timing is suspect
+
+
+def fmt_noise(r: dict[str, Any]) -> str:
+    """Average CPUs that other processes (+ steal) used while the run was timed; '!' when
+    that may have distorted it."""
+    if "foreign_cpus" not in r:
+        return "-"
+    other = r["foreign_cpus"] + r.get("steal_cpus", 0.0)
+    # /proc/stat counts in 10 ms ticks: short runs need a few ticks before they count as noisy
+    return f"{other:.2f}" + ("!" if other > NOISY and r.get("foreign_s", 1.0) > 0.05 else "")
+
+
+def fmt_s(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s:.3f}" if s >= 0.1 else f"{s * 1e3:.2f}ms"
+
+
+def print_table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    line = "  ".join(h.ljust(w) if i < 2 else h.rjust(w)
+                     for i, (h, w) in enumerate(zip(header, widths)))
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        print("  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w)
+                        for i, (c, w) in enumerate(zip(r, widths))))
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    info: dict[str, Any] = dict(python=platform.python_version(), platform=platform.platform(),
+                                cpu_count=os.cpu_count(), threads=threads, processor=None)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["processor"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        info["processor"] = platform.processor()
+    from importlib import metadata
+
+    for mod, dist in (("numpy", "numpy"), ("sklearn", "scikit-learn"), ("torch", "torch"),
+                      ("fastbp", "fastbp")):
+        if importlib.util.find_spec(mod) is not None:  # no import: see CLEAN_ENV
+            try:
+                info[mod] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                info[mod] = "unknown"
+    if "fastbp" in info:
+        r = run_worker(dict(kind="info", threads=threads))
+        if "build" in r:
+            info["fastbp_build"] = r["build"]
+            info["fastbp_commit"] = r.get("commit")
+            info["fastbp_env_after_import"] = r.get("env")
+    try:
+        info["loadavg"] = os.getloadavg()
+    except OSError:
+        pass
+    info["env"] = {k: v for k, v in sorted(CLEAN_ENV.items()) if k.startswith(WATCHED_ENV)}
+    return info
+
+
+def compare(args: argparse.Namespace, peers: list[str], gemm: float | None) -> list[dict]:
+    results = []
+    for name in args.config:
+        cfg = CONFIGS[name]
+        samples = quick_samples(cfg) if args.quick else cfg["samples"]
+        for peer in peers:
+            spec = dict(kind="train", config=name, peer=peer, threads=args.threads,
+                        samples=samples, epochs=args.epochs, budget=args.run_budget)
+            t0 = time.perf_counter()
+            r = run_worker(spec)
+            r.update(config=name, peer=peer, samples=samples, batch=cfg["batch"])
+            if "times" in r:
+                r["s_per_epoch"] = statistics.median(r["times"])
+                r["gflops"] = gflops(cfg["layers"], samples, r["s_per_epoch"])
+                r["gemm_share"] = r["gflops"] / gemm if gemm else None
+                r["epochs_timed"] = len(r["times"])
+            print(f"  {name:12s} {peer:8s} "
+                  + (f"{fmt_s(r.get('s_per_epoch'))} s/epoch x {r.get('epochs_timed')}"
+                     if "times" in r else f"FAILED: {r['error']}")
+                  + f"  ({time.perf_counter() - t0:.0f} s; other CPUs {fmt_noise(r)})",
+                  file=sys.stderr, flush=True)
+            results.append(r)
+    return results
+
+
+def report_compare(results: list[dict], peers: list[str]) -> None:
+    by = {(r["config"], r["peer"]): r for r in results}
+    rows = []
+    for name in dict.fromkeys(r["config"] for r in results):
+        fb = by.get((name, "fastbp"), {}).get("s_per_epoch")
+        for peer in peers:
+            r = by.get((name, peer))
+            if r is None:
+                continue
+            if "s_per_epoch" not in r:
+                rows.append([name, peer, "-", "FAILED", "-", "-", "-", "-", "-",
+                             r.get("error", "")[:60]])
+                continue
+            s = r["s_per_epoch"]
+            if peer == "fastbp":
+                ratio = "1.00"
+            else:
+                ratio = f"{s / fb:.2f}" if fb else "-"
+            acc = r.get("accuracy")
+            rows.append([name, peer, str(r["epochs_timed"]), fmt_s(s), f"{r['gflops']:.2f}",
+                         f"{100 * r['gemm_share']:.1f}%" if r.get("gemm_share") else "-",
+                         ratio, f"{r['loss']:.4f}", "-" if acc is None else f"{acc:.3f}",
+                         fmt_noise(r)])
+    print_table(rows, ["config", "library", "epochs", "s/epoch", "GFLOP/s", "%GEMM",
+                       "fastbp x", "loss", "acc", "other CPUs"])
+    if any(fmt_noise(r).endswith("!") for r in results):
+        print(f"! other processes kept more than {NOISY} CPUs busy during that run: rerun it on "
+              "a quiet machine")
+    print()
+    summary = []
+    for name in dict.fromkeys(r["config"] for r in results):
+        fb = by.get((name, "fastbp"), {}).get("s_per_epoch")
+        others = [(by[(name, p)]["s_per_epoch"], p) for p in peers
+                  if p != "fastbp" and "s_per_epoch" in by.get((name, p), {})]
+        if fb and others:
+            best_s, best_p = min(others)
+            summary.append([name, best_p, fmt_s(best_s), fmt_s(fb), f"{best_s / fb:.2f}"])
+    if summary:
+        print("fastbp vs best peer (ratio = best peer s/epoch / fastbp s/epoch; >1: fastbp faster)")
+        print_table(summary, ["config", "best peer", "peer s/epoch", "fastbp s/epoch", "ratio"])
+
+
+def memory(args: argparse.Namespace, peers: list[str]) -> list[dict]:
+    out = []
+    for name in args.config:
+        cfg = CONFIGS[name]
+        samples = quick_samples(cfg) if args.quick else cfg["samples"]
+        for peer in peers:
+            r = run_worker(dict(kind="memory", config=name, peer=peer, threads=args.threads,
+                                samples=samples))
+            r.update(config=name, peer=peer)
+            out.append(r)
+            print(f"  memory {name:12s} {peer:8s} "
+                  + (f"{r['peak_growth_bytes'] / 2**20:.1f} MiB" if "peak_growth_bytes" in r
+                     else f"FAILED: {r['error']}"), file=sys.stderr, flush=True)
+    rows = []
+    for r in out:
+        if "peak_growth_bytes" not in r:
+            rows.append([r["config"], r["peer"], "FAILED", "-", "-", "-"])
+            continue
+        rows.append([r["config"], r["peer"], f"{r['peak_growth_bytes'] / 2**20:.1f}",
+                     f"{r['param_bytes'] / 2**20:.1f}", f"{r['data_bytes'] / 2**20:.1f}",
+                     "VmHWM reset" if r["exact_window"] else "ru_maxrss (upper bound)"])
+    print("Peak RSS growth during one fresh epoch of fit (network + optimizer + working memory;"
+          " the data set is loaded before)")
+    print_table(rows, ["config", "library", "peak growth MiB", "params MiB", "data MiB",
+                       "method"])
+    return out
+
+
+def scaling(args: argparse.Namespace, peers: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    quick = args.quick
+    # 1. threads: wide configuration, 1 vs 2 threads (vs --threads when that is larger)
+    wide = CONFIGS["wide"]
+    samples = quick_samples(wide) if quick else wide["samples"]
+    tlist = sorted({1, max(2, args.threads)})
+    thread_rows, out["threads"] = [], []
+    for peer in [p for p in ("fastbp", "torch") if p in peers]:
+        base = None
+        for t in tlist:
+            r = run_worker(dict(kind="train", config="wide", peer=peer, threads=t, samples=samples,
+                                epochs=args.scaling_epochs, budget=args.run_budget))
+            r.update(peer=peer, threads=t)
+            if "times" in r:
+                r["s_per_epoch"] = statistics.median(r["times"])
+                r["gflops"] = gflops(wide["layers"], samples, r["s_per_epoch"])
+                base = base or r["s_per_epoch"]
+                thread_rows.append([peer, str(t), fmt_s(r["s_per_epoch"]), f"{r['gflops']:.1f}",
+                                    f"{base / r['s_per_epoch']:.2f}", fmt_noise(r)])
+            else:
+                thread_rows.append([peer, str(t), "FAILED", "-", "-", "-"])
+            out["threads"].append(r)
+            print(f"  scaling threads {peer} {t}: {fmt_s(r.get('s_per_epoch'))}", file=sys.stderr,
+                  flush=True)
+    gemm1 = run_worker(dict(kind="gemm", threads=1, reps=3)).get("gflops")
+    out["gemm_gflops_1_thread"] = gemm1
+    print(f"Thread scaling, wide ({samples} samples)"
+          + (f"; GEMM peak at 1 thread {gemm1:.1f} GFLOP/s" if gemm1 else ""))
+    print_table(thread_rows, ["library", "threads", "s/epoch", "GFLOP/s", "speedup", "other CPUs"])
+    print()
+
+    # 2. time per epoch vs samples (mnist-like, fastbp): is it linear?
+    mn = CONFIGS["mnist-like"]
+    full = quick_samples(mn) if quick else mn["samples"]
+    sizes = [full // 8, full // 4, full // 2, full]
+    rows, out["samples"] = [], []
+    for n in sizes:
+        r = run_worker(dict(kind="train", config="mnist-like", peer="fastbp", threads=args.threads,
+                            samples=n, epochs=args.scaling_epochs, budget=args.run_budget))
+        r.update(samples=n)
+        if "times" in r:
+            r["s_per_epoch"] = statistics.median(r["times"])
+            rows.append([str(n), fmt_s(r["s_per_epoch"]),
+                         f"{r['s_per_epoch'] / n * 1e6:.2f}",
+                         f"{gflops(mn['layers'], n, r['s_per_epoch']):.1f}", fmt_noise(r)])
+        else:
+            rows.append([str(n), "FAILED", "-", "-", "-"])
+        out["samples"].append(r)
+        print(f"  scaling samples {n}: {fmt_s(r.get('s_per_epoch'))}", file=sys.stderr, flush=True)
+    print(f"Time per epoch vs samples, fastbp, mnist-like, {args.threads} threads "
+          "(linear: constant us/sample)")
+    print_table(rows, ["samples", "s/epoch", "us/sample", "GFLOP/s", "other CPUs"])
+    print()
+
+    # 3. forward (inference) on 100,000 rows, mnist-like network, fastbp vs torch
+    n = 10_000 if quick else 100_000
+    rows, out["forward"] = [], []
+    macs = macs_per_sample(mn["layers"])
+    fb_s = None
+    for peer in [p for p in ("fastbp", "torch") if p in peers]:
+        r = run_worker(dict(kind="forward", peer=peer, threads=args.threads, samples=n, reps=5))
+        r.update(peer=peer)
+        if "times" in r:
+            s = min(r["times"])
+            r["best_s"] = s
+            fb_s = s if peer == "fastbp" else fb_s
+            rows.append([peer, fmt_s(s), f"{2 * macs * n / s / 1e9:.1f}",
+                         f"{s / fb_s:.2f}" if fb_s else "-", fmt_noise(r)])
+        else:
+            rows.append([peer, "FAILED", "-", "-", "-"])
+        out["forward"].append(r)
+    print(f"Forward on {n} rows, mnist-like network ({args.threads} threads; best of 5; "
+          "torch under inference_mode; GFLOP/s = 2 x MACs)")
+    print_table(rows, ["library", "seconds", "GFLOP/s", "vs fastbp", "other CPUs"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", action="append", choices=list(CONFIGS),
+                   help="configuration to run (repeatable; default: all)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="timed epochs per library after one warm-up epoch "
+                        "(default 3; 1 with --quick)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for every library (default: os.cpu_count())")
+    p.add_argument("--quick", action="store_true", help="fewer samples, one epoch: a smoke test")
+    p.add_argument("--peers", default=",".join(PEERS),
+                   help="comma-separated libraries among fastbp,sklearn,torch (default: all)")
+    p.add_argument("--run-budget", type=float, default=40.0,
+                   help="seconds one library may spend on the timed epochs of one configuration; "
+                        "a slower peer times fewer epochs (at least 1)")
+    p.add_argument("--memory", action="store_true", help="also measure peak RSS growth during fit")
+    p.add_argument("--scaling", action="store_true",
+                   help="also measure thread scaling (wide), epoch time vs samples (mnist-like) "
+                        "and forward on 100,000 rows vs torch inference")
+    p.add_argument("--scaling-epochs", type=int, default=2, help="timed epochs per scaling run")
+    p.add_argument("--no-compare", action="store_true",
+                   help="skip the main comparison (with --memory / --scaling)")
+    p.add_argument("--json", metavar="PATH", help="write all results to PATH")
+    p.add_argument("--_worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args._worker:
+        result = worker(json.loads(args._worker))
+        print(RESULT_TAG + json.dumps(result), flush=True)
+        return 0
+
+    args.config = args.config or list(CONFIGS)
+    args.threads = args.threads or os.cpu_count() or 1
+    args.epochs = args.epochs or (1 if args.quick else 3)
+    if args.quick:
+        args.scaling_epochs = 1
+    peers = [s.strip() for s in args.peers.split(",") if s.strip()]
+    bad = [s for s in peers if s not in PEERS]
+    if bad:
+        p.error(f"unknown peers {bad}; choose among {list(PEERS)}")
+    missing = [s for s in peers if importlib.util.find_spec(PEER_MODULE[s]) is None]
+    for s in missing:
+        print(f"note: {s} is not installed; skipped", file=sys.stderr)
+    peers = [s for s in peers if s not in missing]
+    if not peers:
+        p.error("none of the requested libraries is installed")
+
+    info = machine_info(args.threads)
+    gemm_r = run_worker(dict(kind="gemm", threads=args.threads, reps=5))
+    gemm = gemm_r.get("gflops")
+    print(f"machine: {info.get('processor')}, {info['cpu_count']} CPUs; threads {args.threads}; "
+          f"float32 GEMM (2048^3, numpy, best of 5): "
+          + (f"{gemm:.1f} GFLOP/s" if gemm else f"FAILED ({gemm_r.get('error')})"))
+    print("versions: " + ", ".join(f"{m} {info[m]}" for m in ("numpy", "sklearn", "torch", "fastbp")
+                                   if m in info)
+          + (f" ({info['fastbp_commit']})" if "fastbp_commit" in info else ""))
+    print(f"environment: {info['env'] or 'no OMP_/GOMP_/KMP_/OPENBLAS_/MKL_ variables'}")
+    after = info.get("fastbp_env_after_import")
+    if after is not None and after != info["env"]:
+        print(f"note: importing fastbp changes its own process's environment to {after} "
+              "(each library runs in its own process here, with the environment above)")
+    load = info.get("loadavg", (0.0,))[0]
+    if load > 0.5:
+        print(f"warning: load average {load:.2f} before starting: other processes compete for "
+              "the CPUs and distort the timings", file=sys.stderr)
+    print()
+
+    out: dict[str, Any] = dict(machine=info, gemm=gemm_r, quick=args.quick, threads=args.threads,
+                               epochs=args.epochs, run_budget=args.run_budget,
+                               configs={n: CONFIGS[n] for n in args.config}, peers=peers)
+    if not args.no_compare:
+        results = compare(args, peers, gemm)
+        report_compare(results, peers)
+        out["results"] = results
+        print()
+    if args.memory:
+        out["memory"] = memory(args, peers)
+        print()
+    if args.scaling:
+        out["scaling"] = scaling(args, peers)
+    try:
+        out["loadavg_end"] = os.getloadavg()
+    except OSError:
+        pass
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1, default=str)
+        print(f"\nresults written to {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
