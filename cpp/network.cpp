@@ -100,34 +100,38 @@ void Network<T>::backprop_rows(int r0, int r1) {
   }
 }
 
-// Layer l's gradients over all n rows: gW_l = A_{l-1}^T dZ_l (n_in x n_out), gb_l = column sums
-// of dZ_l. Layers are independent of each other.
+// Part `part` of `parts` of layer l's gradients over all n rows: rows [i0, i1) of
+// gW_l = A_{l-1}^T dZ_l (n_in x n_out) and entries [j0, j1) of gb_l = column sums of dZ_l.
+// The parts are disjoint, so threads can fill them at once.
 template <class T>
-void Network<T>::layer_gradient(const T* X, int l, int n) {
+void Network<T>::layer_gradient(const T* X, int l, int n, int part, int parts) {
   const int in = sizes_[l], out = sizes_[l + 1];
+  const int i0 = int(long(in) * part / parts), i1 = int(long(in) * (part + 1) / parts);
+  const int j0 = int(long(out) * part / parts), j1 = int(long(out) * (part + 1) / parts);
   const T* dz = dz_[l].data();
-  gemm<T>(true, false, in, out, n, T(1), layer_input(X, l), in, dz, out, T(0),
-          grads_.data() + w_off_[l], out);
+  if (i1 > i0)
+    gemm<T>(true, false, i1 - i0, out, n, T(1), layer_input(X, l) + i0, in, dz, out, T(0),
+            grads_.data() + w_off_[l] + std::size_t(i0) * out, out);
   T* gb = grads_.data() + b_offset(l);
-  std::fill(gb, gb + out, T(0));
+  std::fill(gb + j0, gb + j1, T(0));
   for (int i = 0; i < n; ++i) {
     const T* row = dz + std::size_t(i) * out;
 #pragma omp simd
-    for (int j = 0; j < out; ++j) gb[j] += row[j];
+    for (int j = j0; j < j1; ++j) gb[j] += row[j];
   }
 }
 
 // Threads for a batch-parallel backward: each thread takes a slice of the rows through the
-// whole network, then the layers' gradients are shared out. One parallel region per batch
-// instead of one per product: this pays where every product is too small to split (deep,
-// narrow networks). Larger networks split each product instead (see gemm.cpp).
+// whole forward and backward chain (rows are independent), then a slice of every layer's
+// gradient. One parallel region per batch, not one per product: waking a sleeping thread
+// costs 40-90 us here, so the batch must carry enough work to pay for it.
 template <class T>
 int Network<T>::row_threads(int n) const {
   const int threads = std::min(num_threads(), n / kMinRowsPerThread);
   if (threads < 2 || in_parallel()) return 1;
-  double widest = 0;
-  for (int l = 0; l < n_layers(); ++l) widest = std::max(widest, double(sizes_[l]) * sizes_[l + 1]);
-  return widest * n <= kRowParallelMacs ? threads : 1;
+  double macs = 0;  // forward, input gradient and weight gradient: about 3x the forward
+  for (int l = 0; l < n_layers(); ++l) macs += 3.0 * n * sizes_[l] * sizes_[l + 1];
+  return macs >= kBatchParallelMacs ? threads : 1;
 }
 
 template <class T>
@@ -163,7 +167,7 @@ LossSums Network<T>::backward(const T* X, Target<T> y, int n) {
     forward_rows(X, 0, n);
     const LossSums s = loss_rows(y, 0, n, scale, true);
     backprop_rows(0, n);
-    for (int l = 0; l < n_layers(); ++l) layer_gradient(X, l, n);
+    for (int l = 0; l < n_layers(); ++l) layer_gradient(X, l, n, 0, 1);
     return s;
   }
   partial_.assign(threads, LossSums());
@@ -180,8 +184,7 @@ LossSums Network<T>::backward(const T* X, Target<T> y, int n) {
     partial_[t] = loss_rows(y, r0, r1, scale, true);
     backprop_rows(r0, r1);
 #pragma omp barrier
-#pragma omp for schedule(dynamic)
-    for (int l = 0; l < n_layers(); ++l) layer_gradient(X, l, n);
+    for (int l = 0; l < n_layers(); ++l) layer_gradient(X, l, n, t, team);
   }
   LossSums s;
   for (const LossSums& p : partial_) {  // summed in thread order: deterministic
