@@ -1,6 +1,8 @@
 #include "network.hpp"
 
 #include <atomic>
+#include <cstdlib>
+#include <string>
 #include <cmath>
 #include <limits>
 
@@ -131,7 +133,13 @@ int Network<T>::row_threads(int n) const {
   if (threads < 2 || in_parallel()) return 1;
   double macs = 0;  // forward, input gradient and weight gradient: about 3x the forward
   for (int l = 0; l < n_layers(); ++l) macs += 3.0 * n * sizes_[l] * sizes_[l + 1];
-  return macs >= kBatchParallelMacs ? threads : 1;
+  // With spinning threads (the user chose OMP_WAIT_POLICY=active) a region costs ~1 us, not
+  // ~60 us, and much smaller batches gain from a second thread.
+  static const bool spinning = [] {
+    const char* policy = std::getenv("OMP_WAIT_POLICY");
+    return policy && (std::string(policy) == "active" || std::string(policy) == "ACTIVE");
+  }();
+  return macs >= (spinning ? kBatchParallelMacsSpinning : kBatchParallelMacs) ? threads : 1;
 }
 
 template <class T>

@@ -46,6 +46,7 @@ class Network {
   static constexpr int kChunk = 2048;  // rows per pass when no gradient is needed
   static constexpr int kMinRowsPerThread = 8;
   static constexpr double kBatchParallelMacs = 1 << 24;  // least work for a parallel backward
+  static constexpr double kBatchParallelMacsSpinning = 1 << 21;
   void ensure_capacity(int n);
   void forward_batch(const T* X, int n);  // fills z_[l], a_[l]
   void forward_rows(const T* X, int r0, int r1);
