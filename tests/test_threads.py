@@ -228,3 +228,16 @@ def test_batch_parallel_backward_with_fewer_threads_than_asked():
                           env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert abs(float(done.stdout)) < 1e-12
+
+
+def test_import_leaves_the_environment_as_it_was():
+    # the sleeping-threads policy is set only while the core's OpenMP runtime starts
+    import subprocess
+    import sys
+
+    code = "import os, fastbp; print('OMP_WAIT_POLICY' in os.environ)"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
