@@ -231,17 +231,21 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
 
   m.def(
       "train_epoch",
-      [](Net& net, Opt& opt, const OptimConfig& c, Array<T> X, py::array Y, const EpochConfig& ec) {
+      [](Net& net, Opt& opt, const OptimConfig& c, Array<T> X, py::array Y,
+         py::array_t<T, py::array::c_style> start, const EpochConfig& ec) {
         check_inputs(net, X);
         const long n = long(X.shape(0));
         HeldTarget<T> y = make_target(net, Y, n);
+        require(start.ndim() == 1 && std::size_t(start.shape(0)) == net.n_params(),
+                "start_params must be a contiguous (n_params,) array of the network's dtype");
         const T* x = X.data();
+        T* p0 = start.mutable_data();
         const EpochStats s =
-            unlocked(net, [&] { return train_epoch(net, opt, c, x, n, y.target, ec); });
+            unlocked(net, [&] { return train_epoch(net, opt, c, x, n, y.target, ec, p0); });
         return stats_dict<T>(s);
       },
       py::arg("net"), py::arg("optimizer"), py::arg("config"), py::arg("X"), py::arg("Y"),
-      py::arg("epoch_config"));
+      py::arg("start_params"), py::arg("epoch_config"));
 }
 
 std::string simd_flags() {

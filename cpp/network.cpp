@@ -1,10 +1,10 @@
 #include "network.hpp"
 
 #include <atomic>
-#include <cstdlib>
-#include <string>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <string>
 
 #include "gemm.hpp"
 

@@ -36,7 +36,7 @@ std::pair<double, double> line_search_batch(Network<T>& net, const OptimConfig& 
 
 template <class T>
 EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfig& oc, const T* X,
-                       long N, Target<T> y, const EpochConfig& ec) {
+                       long N, Target<T> y, const EpochConfig& ec, T* p_start) {
   require(N > 0, "the training set is empty");
   require(ec.batch_size > 0, "batch_size must be positive");
   require(opt.size() == net.n_params(), "the optimizer state belongs to another network");
@@ -52,10 +52,10 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
       std::swap(order[i], order[rng.below(uint64_t(i), uint64_t(i + 1))]);
   }
 
-  // Working memory for the whole epoch: one mini-batch of inputs and targets, the parameters at
-  // the epoch's start (for the update ratios) and, for line search, a scratch copy.
-  std::vector<T> xb(std::size_t(bs) * d), yb(y.dense ? std::size_t(bs) * k : 0),
-      p_start(net.params(), net.params() + np), scratch;
+  // Working memory for the whole epoch: one mini-batch of inputs and targets and, for line
+  // search, a scratch copy of the parameters.
+  std::copy(net.params(), net.params() + np, p_start);
+  std::vector<T> xb(std::size_t(bs) * d), yb(y.dense ? std::size_t(bs) * k : 0), scratch;
   std::vector<int32_t> lb(y.labels ? bs : 0);
   std::vector<double> norms(L);
 
@@ -115,7 +115,7 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
   s.update_ratio.resize(L);
   for (int l = 0; l < L; ++l) {
     const T* w = net.params() + net.w_offset(l);
-    const T* w0 = p_start.data() + net.w_offset(l);
+    const T* w0 = p_start + net.w_offset(l);
     double diff = 0, base = 0;
     for (std::size_t i = 0, m = net.w_size(l); i < m; ++i) {
       diff += double(w[i] - w0[i]) * double(w[i] - w0[i]);
@@ -128,7 +128,7 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
 
 #define FASTBP_INSTANTIATE(T)                                                                    \
   template EpochStats train_epoch<T>(Network<T>&, OptimizerState<T>&, const OptimConfig&,        \
-                                     const T*, long, Target<T>, const EpochConfig&);             \
+                                     const T*, long, Target<T>, const EpochConfig&, T*);         \
   template double line_search_step<T>(Network<T>&, const OptimConfig&, const T*, Target<T>, int, \
                                       double, std::vector<T>&);                                  \
   template std::pair<double, double> line_search_batch<T>(Network<T>&, const OptimConfig&,       \

@@ -34,9 +34,11 @@ struct EpochStats {
 };
 
 // X is (N, n_in), y has N rows. opt and oc are the optimizer's state and hyperparameters.
+// p_start (n_params entries, the caller's) receives the parameters at the epoch's start: the
+// update ratios are measured against it, and the caller can restore it if the epoch diverged.
 template <class T>
 EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfig& oc, const T* X,
-                       long N, Target<T> y, const EpochConfig& ec);
+                       long N, Target<T> y, const EpochConfig& ec, T* p_start);
 
 // Armijo backtracking along -g on one batch, whose gradient net already holds:
 // the first t in lr, lr*shrink, lr*shrink^2, ... (max_iter tries) with

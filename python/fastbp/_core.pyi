@@ -90,6 +90,7 @@ def train_epoch(
     config: OptimConfig,
     X: npt.NDArray[Any],
     Y: npt.NDArray[Any],
+    start_params: npt.NDArray[Any],
     epoch_config: EpochConfig,
 ) -> dict[str, Any]: ...
 def line_search_step(

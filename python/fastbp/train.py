@@ -273,16 +273,16 @@ class Trainer:
         if isinstance(self.lr_schedule, LRSchedule):
             self.lr_schedule.reset()
         best_params = None
+        start_params = np.empty_like(net.params)  # the core writes each epoch's start into it
         bar = self._progress_bar()
         for cb in self.callbacks:
             cb.on_train_begin(self)
         try:
             for epoch in range(self.epochs):
                 self.optimizer.lr = self._epoch_lr(epoch, base_lr, history)
-                start_params = np.array(net.params)
                 t0 = time.perf_counter()
                 stats = _core.train_epoch(net._net, state, self.optimizer.config(), X, Y,
-                                          self._epoch_config(seed, epoch))
+                                          start_params, self._epoch_config(seed, epoch))
                 if self.grad_noise is not None:
                     self.grad_noise.t = stats["noise_t"]
                 logs = self._epoch_logs(stats, X_sample, Xv, Yv, time.perf_counter() - t0)
