@@ -70,6 +70,7 @@ py::dict stats_dict(const EpochStats& s) {
   d["noise_t"] = s.noise_t;
   d["finite"] = s.finite;
   d["mean_step"] = s.mean_step;
+  d["threads"] = s.threads;
   return d;
 }
 

@@ -44,20 +44,30 @@ inline bool in_parallel() {
 // Elementwise passes below this many elements run on one thread: waking a team costs more.
 constexpr long kParallelMin = 1 << 17;
 
-// f(i) for i in [0, n): a plain loop the compiler can vectorise, split over fastbp's threads
-// only when n is large enough to pay for waking them.
+// f(begin, end) over contiguous ranges covering [0, n): one range per thread of fastbp's
+// team when n is large enough to pay for waking them, else one range on the calling thread.
 template <class F>
-inline void parallel_for(long n, F&& f) {
+inline void parallel_ranges(std::size_t n, F&& f) {
 #ifdef _OPENMP
-  const int threads = num_threads();
-  if (n >= kParallelMin && threads > 1 && !in_parallel()) {
-#pragma omp parallel for simd num_threads(threads) schedule(static)
-    for (long i = 0; i < n; ++i) f(i);
+  if (n >= std::size_t(kParallelMin) && num_threads() > 1 && !in_parallel()) {
+#pragma omp parallel num_threads(num_threads())
+    {
+      const std::size_t t = std::size_t(omp_get_thread_num()), team = omp_get_num_threads();
+      f(n * t / team, n * (t + 1) / team);
+    }
     return;
   }
 #endif
+  f(std::size_t(0), n);
+}
+
+// f(i) for i in [0, n): a plain loop the compiler can vectorise, split as parallel_ranges does.
+template <class F>
+inline void parallel_for(long n, F&& f) {
+  parallel_ranges(std::size_t(n), [&](std::size_t begin, std::size_t end) {
 #pragma omp simd
-  for (long i = 0; i < n; ++i) f(i);
+    for (std::size_t i = begin; i < end; ++i) f(long(i));
+  });
 }
 
 inline void require(bool ok, const char* what) {  // no std::string built on the hot path
@@ -74,9 +84,8 @@ double sum_squares(const T* x, std::size_t n) {
   const long nn = long(n);
   double s = 0;
 #ifdef _OPENMP
-  const int threads = num_threads();
-  if (nn >= kParallelMin && threads > 1 && !in_parallel()) {
-#pragma omp parallel for simd reduction(+ : s) num_threads(threads) schedule(static)
+  if (nn >= kParallelMin && num_threads() > 1 && !in_parallel()) {
+#pragma omp parallel for simd reduction(+ : s) num_threads(num_threads()) schedule(static)
     for (long i = 0; i < nn; ++i) s += double(x[i]) * double(x[i]);
     return s;
   }

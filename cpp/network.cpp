@@ -108,8 +108,8 @@ void Network<T>::backprop_rows(int r0, int r1) {
 template <class T>
 void Network<T>::layer_gradient(const T* X, int l, int n, int part, int parts) {
   const int in = sizes_[l], out = sizes_[l + 1];
-  const int i0 = int(long(in) * part / parts), i1 = int(long(in) * (part + 1) / parts);
-  const int j0 = int(long(out) * part / parts), j1 = int(long(out) * (part + 1) / parts);
+  const int i0 = share(in, part, parts), i1 = share(in, part + 1, parts);
+  const int j0 = share(out, part, parts), j1 = share(out, part + 1, parts);
   const T* dz = dz_[l].data();
   if (i1 > i0)
     gemm<T>(true, false, i1 - i0, out, n, T(1), layer_input(X, l) + i0, in, dz, out, T(0),
@@ -123,22 +123,39 @@ void Network<T>::layer_gradient(const T* X, int l, int n, int part, int parts) {
   }
 }
 
-// Threads for a batch-parallel backward: each thread takes a slice of the rows through the
-// whole forward and backward chain (rows are independent), then a slice of every layer's
-// gradient. One parallel region per batch, not one per product: waking a sleeping thread
-// costs 40-90 us here, so the batch must carry enough work to pay for it.
 template <class T>
-int Network<T>::row_threads(int n) const {
+LossSums Network<T>::rows_pass(const T* X, Target<T> y, int n, int r0, int r1) {
+  forward_rows(X, r0, r1);
+  const LossSums s = loss_rows(y, r0, r1, T(1) / T(n), true);
+  backprop_rows(r0, r1);
+  return s;
+}
+
+template <class T>
+void Network<T>::gradient_part(const T* X, int n, int part, int parts, double* sq) {
+  const int L = n_layers();
+  if (sq) sq[L] = 0;
+  for (int l = 0; l < L; ++l) {
+    layer_gradient(X, l, n, part, parts);
+    if (!sq) continue;
+    const int in = sizes_[l], out = sizes_[l + 1];
+    const int i0 = share(in, part, parts), i1 = share(in, part + 1, parts);
+    const int j0 = share(out, part, parts), j1 = share(out, part + 1, parts);
+    sq[l] =
+        sum_squares(grads_.data() + w_off_[l] + std::size_t(i0) * out, std::size_t(i1 - i0) * out);
+    sq[L] += sq[l] + sum_squares(grads_.data() + b_offset(l) + j0, std::size_t(j1 - j0));
+  }
+}
+
+// Threads for a batch-parallel backward: each thread takes a slice of the rows through the
+// whole forward and backward chain (rows are independent), then a part of every layer's
+// gradient. The batch must carry enough work to pay for meeting twice.
+template <class T>
+int Network<T>::batch_threads(int n, bool spinning) const {
   const int threads = std::min(num_threads(), n / kMinRowsPerThread);
   if (threads < 2 || in_parallel()) return 1;
   double macs = 0;  // forward, input gradient and weight gradient: about 3x the forward
   for (int l = 0; l < n_layers(); ++l) macs += 3.0 * n * sizes_[l] * sizes_[l + 1];
-  // With spinning threads (the user chose OMP_WAIT_POLICY=active) a region costs ~1 us, not
-  // ~60 us, and much smaller batches gain from a second thread.
-  static const bool spinning = [] {
-    const char* policy = std::getenv("OMP_WAIT_POLICY");
-    return policy && (std::string(policy) == "active" || std::string(policy) == "ACTIVE");
-  }();
   return macs >= (spinning ? kBatchParallelMacsSpinning : kBatchParallelMacs) ? threads : 1;
 }
 
@@ -166,16 +183,22 @@ LossSums Network<T>::evaluate(const T* X, Target<T> y, long n) {
   return total;
 }
 
+// With the user's OMP_WAIT_POLICY=active, libgomp's threads spin between regions.
+static bool omp_threads_spin() {
+  static const bool spinning = [] {
+    const char* policy = std::getenv("OMP_WAIT_POLICY");
+    return policy && (std::string(policy) == "active" || std::string(policy) == "ACTIVE");
+  }();
+  return spinning;
+}
+
 template <class T>
 LossSums Network<T>::backward(const T* X, Target<T> y, int n) {
   ensure_capacity(n);
-  const T scale = T(1) / T(n);
-  const int threads = row_threads(n);
+  const int threads = batch_threads(n, omp_threads_spin());
   if (threads == 1) {
-    forward_rows(X, 0, n);
-    const LossSums s = loss_rows(y, 0, n, scale, true);
-    backprop_rows(0, n);
-    for (int l = 0; l < n_layers(); ++l) layer_gradient(X, l, n, 0, 1);
+    const LossSums s = rows_pass(X, y, n, 0, n);
+    gradient_part(X, n, 0, 1, nullptr);
     return s;
   }
   partial_.assign(threads, LossSums());
@@ -187,12 +210,9 @@ LossSums Network<T>::backward(const T* X, Target<T> y, int n) {
 #else
     const int t = 0, team = 1;
 #endif
-    const int r0 = int(long(n) * t / team), r1 = int(long(n) * (t + 1) / team);
-    forward_rows(X, r0, r1);
-    partial_[t] = loss_rows(y, r0, r1, scale, true);
-    backprop_rows(r0, r1);
+    partial_[t] = rows_pass(X, y, n, share(n, t, team), share(n, t + 1, team));
 #pragma omp barrier
-    for (int l = 0; l < n_layers(); ++l) layer_gradient(X, l, n, t, team);
+    gradient_part(X, n, t, team, nullptr);
   }
   LossSums s;
   for (const LossSums& p : partial_) {  // summed in thread order: deterministic

@@ -40,6 +40,39 @@ class Network {
   // Per weight layer: the L2 norm of its weight gradient.
   void weight_grad_norms(double* out) const;
 
+  // A batch-parallel backward in pieces, for a caller that runs its own team (the epoch loop):
+  // reserve(n) once; each thread runs rows_pass() on its rows [r0, r1) of the n; after all have,
+  // each runs gradient_part() on its part. Part p of P of layer l is the weight-gradient rows
+  // share(n_in_l, p, P) and the bias entries share(n_out_l, p, P): disjoint, so a thread can
+  // transform and apply its part (for_each_part_range) without waiting for the others.
+  void reserve(int n) { ensure_capacity(n); }
+  LossSums rows_pass(const T* X, Target<T> y, int n, int r0, int r1);
+  // sq (n_layers + 1 entries, may be null) receives per layer the sum of squares of the part's
+  // weight-gradient entries, and last that of all the part's entries.
+  void gradient_part(const T* X, int n, int part, int parts, double* sq);
+  template <class F>
+  void for_each_part_range(int part, int parts, F&& f) const {
+    std::size_t begin = 0, end = 0;  // adjacent ranges are merged: one part of one is [0, n)
+    auto add = [&](std::size_t b, std::size_t e) {
+      if (b != end) {
+        if (end > begin) f(begin, end);
+        begin = b;
+      }
+      end = e;
+    };
+    for (int l = 0; l < n_layers(); ++l) {
+      add(w_offset(l) + std::size_t(share(sizes_[l], part, parts)) * sizes_[l + 1],
+          w_offset(l) + std::size_t(share(sizes_[l], part + 1, parts)) * sizes_[l + 1]);
+      add(b_offset(l) + share(sizes_[l + 1], part, parts),
+          b_offset(l) + share(sizes_[l + 1], part + 1, parts));
+    }
+    if (end > begin) f(begin, end);
+  }
+  // Threads worth using for a batch of n rows: a team costs ~1 us to meet with spinning threads
+  // (fastbp's epoch loop, or OMP_WAIT_POLICY=active), ~60 us with sleeping ones.
+  int batch_threads(int n, bool spinning) const;
+  static int share(int size, int part, int parts) { return int(long(size) * part / parts); }
+
   std::mutex& mutex() { return mutex_; }
 
  private:
@@ -53,7 +86,6 @@ class Network {
   LossSums loss_rows(Target<T> y, int r0, int r1, T scale, bool gradient);
   void backprop_rows(int r0, int r1);
   void layer_gradient(const T* X, int l, int n, int part, int parts);
-  int row_threads(int n) const;
   const T* layer_input(const T* X, int l) const { return l == 0 ? X : a_[l - 1].data(); }
 
   std::vector<int> sizes_;

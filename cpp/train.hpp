@@ -31,6 +31,7 @@ struct EpochStats {
   int64_t noise_t = 0;               // noise step count at the epoch's end
   bool finite = true;  // false: a batch gave a non-finite loss or gradient; stopped before its step
   double mean_step = 0;  // mean step size taken (the line search's accepted steps, else lr)
+  int threads = 1;       // threads that shared each batch
 };
 
 // X is (N, n_in), y has N rows. opt and oc are the optimizer's state and hyperparameters.

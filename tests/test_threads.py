@@ -206,6 +206,82 @@ def test_gradient_noise_independent_of_thread_count(fb, restore_threads):
     assert out[0].tobytes() == out[1].tobytes()
 
 
+# The epoch loop runs one team of threads for the whole epoch: each thread takes a slice of
+# every batch's rows, then a part of every layer's gradient, and clips, perturbs and updates
+# that part itself. It must give what the per-batch calls give on one thread.
+TEAM_SIZES = (16, 128, 96, 3)  # 3 * 64 rows * (16*128 + 128*96 + 96*3) MACs: above the team cut
+
+
+def _team_epochs(fb, monkeypatch, threads, make_opt, epochs=3, **fit):
+    import fastbp.train
+
+    used = []
+    real = fastbp.train._core.train_epoch
+
+    def recording(*args):
+        stats = real(*args)
+        used.append(stats["threads"])
+        return stats
+
+    fb.set_num_threads(threads)
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, TEAM_SIZES[0]))            # 64-row batches, the last of 44
+    Y = np.tanh(X[:, :3] @ rng.normal(size=(3, 3)))
+    net = fb.MLP(list(TEAM_SIZES), activation="tanh", dtype="float64", seed=5)
+    start = net.copy()
+    with monkeypatch.context() as patch:
+        patch.setattr(fastbp.train._core, "train_epoch", recording)
+        fit = {"shuffle": True, **fit}
+        history = fb.Trainer(net, make_opt(), batch_size=64, epochs=epochs, seed=1,
+                             progress=False, **fit).fit(X, Y)
+    return start, net, history, used, X, Y
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda fb: fb.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    lambda fb: fb.Adam(0.01),
+    lambda fb: fb.AdamW(0.01, weight_decay=0.1),
+    lambda fb: fb.RMSProp(0.005, momentum=0.5, centered=True),
+    lambda fb: fb.AdaGrad(0.05),
+])
+@pytest.mark.parametrize("fit", [{}, dict(clip_norm=0.5, clip_value=0.02)])
+def test_team_epoch_equals_one_thread(fb, restore_threads, monkeypatch, make_opt, fit):
+    one = _team_epochs(fb, monkeypatch, 1, lambda: make_opt(fb), **fit)
+    two = _team_epochs(fb, monkeypatch, 2, lambda: make_opt(fb), **fit)
+    assert one[3] == [1, 1, 1] and two[3] == [2, 2, 2]   # the team really ran
+    np.testing.assert_allclose(two[1].params, one[1].params, rtol=1e-11, atol=1e-14)
+    for key in ("train_loss", "grad_norms", "grad_norms_max", "update_ratios"):
+        np.testing.assert_allclose(getattr(two[2], key), getattr(one[2], key), rtol=1e-11)
+    assert np.abs(two[1].params - two[0].params).max() > 1e-3   # it did train
+
+
+def test_team_epoch_with_noise_equals_the_manual_sequence(fb, restore_threads, monkeypatch):
+    noise = fb.GradientNoise(eta=0.05, seed=9)
+    start, net, history, used, X, Y = _team_epochs(
+        fb, monkeypatch, 2, lambda: fb.SGD(0.05, momentum=0.9), epochs=2, grad_noise=noise,
+        shuffle=False, clip_norm=1.0)
+    assert used == [2, 2] and noise.t == 10
+    fb.set_num_threads(1)
+    manual, opt, manual_noise = start.copy(), fb.SGD(0.05, momentum=0.9), fb.GradientNoise(
+        eta=0.05, seed=9)
+    for _ in range(2):
+        for i in range(0, 300, 64):
+            manual.backward(X[i:i + 64], Y[i:i + 64])
+            fb.clip_grad_norm(manual, 1.0)
+            manual_noise.apply(manual)
+            opt.step(manual)
+    np.testing.assert_allclose(net.params, manual.params, rtol=1e-11, atol=1e-14)
+
+
+def test_team_epoch_stops_before_a_non_finite_step(fb, restore_threads, monkeypatch):
+    # a learning rate far too large: the team must stop together and keep finite weights
+    with pytest.warns(fb.NonFiniteWarning):
+        start, net, history, used, X, Y = _team_epochs(
+            fb, monkeypatch, 2, lambda: fb.SGD(50.0, momentum=0.9), epochs=50)
+    assert set(used) == {2} and history.stop_reason == "non_finite"
+    assert np.isfinite(net.params).all()
+
+
 def test_batch_parallel_backward_with_fewer_threads_than_asked():
     # OpenMP may start fewer threads than requested (OMP_THREAD_LIMIT, OMP_DYNAMIC): the rows
     # must then be split over the team it started, or some rows are never computed.
@@ -220,6 +296,17 @@ def test_batch_parallel_backward_with_fewer_threads_than_asked():
         net = fb.MLP([4, 8, 3], activation="tanh", loss="cross_entropy", dtype="float64", seed=0)
         X = rng.normal(size=(64, 4)); y = rng.integers(0, 3, 64)
         print(net.backward(X, y) - net.compute_loss(X, y))
+        # the epoch loop's team, too: one thread must then do every batch alone
+        net = fb.MLP([16, 128, 96, 3], activation="tanh", dtype="float64", seed=5)
+        X = rng.normal(size=(300, 16)); Y = np.tanh(X[:, :3])
+        ref = net.copy()
+        h = fb.Trainer(net, fb.Adam(0.01), batch_size=64, epochs=2, shuffle=False,
+                       progress=False).fit(X, Y)
+        opt = fb.Adam(0.01)
+        for _ in range(2):
+            for i in range(0, 300, 64):
+                ref.backward(X[i:i + 64], Y[i:i + 64]); opt.step(ref)
+        print(np.abs(net.params - ref.params).max())
     """)
     import os
 
@@ -227,7 +314,9 @@ def test_batch_parallel_backward_with_fewer_threads_than_asked():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert abs(float(done.stdout)) < 1e-12
+    first, second = done.stdout.split()
+    assert abs(float(first)) < 1e-12
+    assert float(second) < 1e-12
 
 
 def test_import_leaves_the_environment_as_it_was():
