@@ -104,22 +104,27 @@ void Network<T>::backprop_rows(int r0, int r1) {
 
 // Part `part` of `parts` of layer l's gradients over all n rows: rows [i0, i1) of
 // gW_l = A_{l-1}^T dZ_l (n_in x n_out) and entries [j0, j1) of gb_l = column sums of dZ_l.
-// The parts are disjoint, so threads can fill them at once.
+// The parts are disjoint, so threads can fill them at once. With sq, sq[0] and sq[1] receive
+// the sums of squares of the part's weight and bias entries.
 template <class T>
-void Network<T>::layer_gradient(const T* X, int l, int n, int part, int parts) {
+void Network<T>::layer_gradient(const T* X, int l, int n, int part, int parts, double* sq) {
   const int in = sizes_[l], out = sizes_[l + 1];
   const int i0 = share(in, part, parts), i1 = share(in, part + 1, parts);
   const int j0 = share(out, part, parts), j1 = share(out, part + 1, parts);
   const T* dz = dz_[l].data();
+  T* gw = grads_.data() + w_off_[l] + std::size_t(i0) * out;
   if (i1 > i0)
-    gemm<T>(true, false, i1 - i0, out, n, T(1), layer_input(X, l) + i0, in, dz, out, T(0),
-            grads_.data() + w_off_[l] + std::size_t(i0) * out, out);
+    gemm<T>(true, false, i1 - i0, out, n, T(1), layer_input(X, l) + i0, in, dz, out, T(0), gw, out);
   T* gb = grads_.data() + b_offset(l);
   std::fill(gb + j0, gb + j1, T(0));
   for (int i = 0; i < n; ++i) {
     const T* row = dz + std::size_t(i) * out;
 #pragma omp simd
     for (int j = j0; j < j1; ++j) gb[j] += row[j];
+  }
+  if (sq) {
+    sq[0] = sum_squares(gw, std::size_t(i1 - i0) * out);
+    sq[1] = sum_squares(gb + j0, std::size_t(j1 - j0));
   }
 }
 
@@ -134,16 +139,13 @@ LossSums Network<T>::rows_pass(const T* X, Target<T> y, int n, int r0, int r1) {
 template <class T>
 void Network<T>::gradient_part(const T* X, int n, int part, int parts, double* sq) {
   const int L = n_layers();
+  double layer_sq[2];
   if (sq) sq[L] = 0;
   for (int l = 0; l < L; ++l) {
-    layer_gradient(X, l, n, part, parts);
+    layer_gradient(X, l, n, part, parts, sq ? layer_sq : nullptr);
     if (!sq) continue;
-    const int in = sizes_[l], out = sizes_[l + 1];
-    const int i0 = share(in, part, parts), i1 = share(in, part + 1, parts);
-    const int j0 = share(out, part, parts), j1 = share(out, part + 1, parts);
-    sq[l] =
-        sum_squares(grads_.data() + w_off_[l] + std::size_t(i0) * out, std::size_t(i1 - i0) * out);
-    sq[L] += sq[l] + sum_squares(grads_.data() + b_offset(l) + j0, std::size_t(j1 - j0));
+    sq[l] = layer_sq[0];
+    sq[L] += layer_sq[0] + layer_sq[1];
   }
 }
 

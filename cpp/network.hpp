@@ -78,14 +78,16 @@ class Network {
  private:
   static constexpr int kChunk = 2048;  // rows per pass when no gradient is needed
   static constexpr int kMinRowsPerThread = 8;
-  static constexpr double kBatchParallelMacs = 1 << 24;  // least work for a parallel backward
+  // Least work (multiply-adds) for a batch to be split: sleeping OpenMP threads take ~60 us to
+  // wake; spinning ones (the epoch loop's barrier, or OMP_WAIT_POLICY=active) ~1 us.
+  static constexpr double kBatchParallelMacs = 1 << 24;
   static constexpr double kBatchParallelMacsSpinning = 1 << 21;
   void ensure_capacity(int n);
   void forward_batch(const T* X, int n);  // fills z_[l], a_[l]
   void forward_rows(const T* X, int r0, int r1);
   LossSums loss_rows(Target<T> y, int r0, int r1, T scale, bool gradient);
   void backprop_rows(int r0, int r1);
-  void layer_gradient(const T* X, int l, int n, int part, int parts);
+  void layer_gradient(const T* X, int l, int n, int part, int parts, double* sq);
   const T* layer_input(const T* X, int l) const { return l == 0 ? X : a_[l - 1].data(); }
 
   std::vector<int> sizes_;
