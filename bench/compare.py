@@ -525,6 +525,25 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     return RUNNERS[spec["peer"]](cfg, X, y, threads, spec["epochs"], spec["budget"])
 
 
+class BusyProcesses:
+    """n processes that loop on the CPU for as long as the block runs (--busy)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.procs: list[subprocess.Popen] = []
+
+    def __enter__(self) -> BusyProcesses:
+        cmd = [sys.executable, "-c", "while True: pass"]
+        self.procs = [subprocess.Popen(cmd, env=CLEAN_ENV) for _ in range(self.n)]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for proc in self.procs:
+            proc.kill()
+        for proc in self.procs:
+            proc.wait()
+
+
 def run_worker(spec: dict[str, Any], timeout: float = 1800) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter; returns its result or {"error": ...}."""
     cmd = [sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(spec)]
@@ -800,6 +819,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scaling-epochs", type=int, default=2, help="timed epochs per scaling run")
     p.add_argument("--no-compare", action="store_true",
                    help="skip the main comparison (with --memory / --scaling)")
+    p.add_argument("--busy", type=int, default=0, metavar="N",
+                   help="run N busy-looping processes beside every measurement (after the GEMM "
+                        "peak): how each library copes with a machine it does not have to itself")
     p.add_argument("--json", metavar="PATH", help="write all results to PATH")
     p.add_argument("--_worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -846,18 +868,22 @@ def main(argv: list[str] | None = None) -> int:
     print()
 
     out: dict[str, Any] = dict(machine=info, gemm=gemm_r, quick=args.quick, threads=args.threads,
-                               epochs=args.epochs, run_budget=args.run_budget,
+                               epochs=args.epochs, run_budget=args.run_budget, busy=args.busy,
                                configs={n: CONFIGS[n] for n in args.config}, peers=peers)
-    if not args.no_compare:
-        results = compare(args, peers, gemm)
-        report_compare(results, peers)
-        out["results"] = results
-        print()
-    if args.memory:
-        out["memory"] = memory(args, peers)
-        print()
-    if args.scaling:
-        out["scaling"] = scaling(args, peers)
+    if args.busy:
+        print(f"busy: {args.busy} busy-looping processes run beside every measurement (their CPU "
+              "shows as 'other CPUs')\n")
+    with BusyProcesses(args.busy):
+        if not args.no_compare:
+            results = compare(args, peers, gemm)
+            report_compare(results, peers)
+            out["results"] = results
+            print()
+        if args.memory:
+            out["memory"] = memory(args, peers)
+            print()
+        if args.scaling:
+            out["scaling"] = scaling(args, peers)
     try:
         out["loadavg_end"] = os.getloadavg()
     except OSError:
