@@ -127,12 +127,16 @@ def _as_targets(Y, loss, n_out):
     return Y
 
 
-def loss_value(loss, Z, Y, output_activation=None):
-    """Batch-mean loss from the output pre-activations ``Z`` (logits)."""
+def _loss_inputs(loss, Z, Y, output_activation):
+    """Z as float64, the output activation, Y as a (n, k) array, and n."""
     Z = np.asarray(Z, dtype=np.float64)
     out_act = output_activation or DEFAULT_OUTPUT[loss]
-    Y = _as_targets(Y, loss, Z.shape[1])
-    n = Z.shape[0]
+    return Z, out_act, _as_targets(Y, loss, Z.shape[1]), Z.shape[0]
+
+
+def loss_value(loss, Z, Y, output_activation=None):
+    """Batch-mean loss from the output pre-activations ``Z`` (logits)."""
+    Z, out_act, Y, n = _loss_inputs(loss, Z, Y, output_activation)
     if loss == "mse":
         out = activation(out_act, Z)
         return float(0.5 * np.sum(np.square(out - Y)) / n)
@@ -149,10 +153,7 @@ def loss_value(loss, Z, Y, output_activation=None):
 
 def loss_grad_logits(loss, Z, Y, output_activation=None):
     """d(batch-mean loss)/dZ for the output pre-activations."""
-    Z = np.asarray(Z, dtype=np.float64)
-    out_act = output_activation or DEFAULT_OUTPUT[loss]
-    Y = _as_targets(Y, loss, Z.shape[1])
-    n = Z.shape[0]
+    Z, out_act, Y, n = _loss_inputs(loss, Z, Y, output_activation)
     if loss == "mse":
         out = activation(out_act, Z)
         return (out - Y) * activation_derivative(out_act, Z) / n
