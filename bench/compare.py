@@ -66,15 +66,38 @@ WATCHED_ENV = ("OMP_", "GOMP_", "KMP_", "OPENBLAS_", "MKL_")
 
 # name: layers, hidden activation, batch, samples, optimizer, loss (exactly as issue #4 lists)
 CONFIGS: dict[str, dict[str, Any]] = {
-    "deep-narrow": dict(layers=[64] + [64] * 20 + [10], activation="sigmoid", batch=32,
-                        samples=10_000, optimizer=("sgd", dict(lr=0.01, momentum=0.9)),
-                        loss="cross_entropy"),
-    "mnist-like": dict(layers=[784, 256, 128, 10], activation="relu", batch=128, samples=60_000,
-                       optimizer=("adam", dict(lr=1e-3)), loss="cross_entropy"),
-    "wide": dict(layers=[1024, 2048, 2048, 10], activation="relu", batch=512, samples=20_000,
-                 optimizer=("adam", dict(lr=1e-3)), loss="cross_entropy"),
-    "tiny-online": dict(layers=[2, 16, 16, 1], activation="tanh", batch=1, samples=5_000,
-                        optimizer=("sgd", dict(lr=0.01, momentum=0.0)), loss="mse"),
+    "deep-narrow": dict(
+        layers=[64] + [64] * 20 + [10],
+        activation="sigmoid",
+        batch=32,
+        samples=10_000,
+        optimizer=("sgd", dict(lr=0.01, momentum=0.9)),
+        loss="cross_entropy",
+    ),
+    "mnist-like": dict(
+        layers=[784, 256, 128, 10],
+        activation="relu",
+        batch=128,
+        samples=60_000,
+        optimizer=("adam", dict(lr=1e-3)),
+        loss="cross_entropy",
+    ),
+    "wide": dict(
+        layers=[1024, 2048, 2048, 10],
+        activation="relu",
+        batch=512,
+        samples=20_000,
+        optimizer=("adam", dict(lr=1e-3)),
+        loss="cross_entropy",
+    ),
+    "tiny-online": dict(
+        layers=[2, 16, 16, 1],
+        activation="tanh",
+        batch=1,
+        samples=5_000,
+        optimizer=("sgd", dict(lr=0.01, momentum=0.0)),
+        loss="mse",
+    ),
 }
 PEERS = ("fastbp", "sklearn", "torch")
 PEER_MODULE = {"fastbp": "fastbp", "sklearn": "sklearn", "torch": "torch"}
@@ -107,7 +130,7 @@ def make_data(cfg: dict[str, Any], samples: int, seed: int = 1234) -> tuple[np.n
     b2 = (0.1 * rng.standard_normal(n_out)).astype(np.float32)
     out = np.empty((samples, n_out), np.float32)
     for i in range(0, samples, 8192):  # chunks: no large float64 temporaries
-        out[i:i + 8192] = np.tanh(2.0 * (X[i:i + 8192] @ W1)) @ W2 + b2
+        out[i : i + 8192] = np.tanh(2.0 * (X[i : i + 8192] @ W1)) @ W2 + b2
     if cfg["loss"] == "cross_entropy":
         return X, out.argmax(axis=1).astype(np.int32)
     y = (out - out.mean(0)) / out.std(0)
@@ -131,8 +154,9 @@ def init_weights(cfg: dict[str, Any], seed: int = 0) -> list[tuple[np.ndarray, n
     return out
 
 
-def train_loss(cfg: dict[str, Any], outputs: np.ndarray,
-               y: np.ndarray) -> tuple[float, float | None]:
+def train_loss(
+    cfg: dict[str, Any], outputs: np.ndarray, y: np.ndarray
+) -> tuple[float, float | None]:
     """(mean loss, accuracy or None) from a library's outputs: probabilities for
     classification, predictions for regression."""
     if cfg["loss"] == "cross_entropy":
@@ -218,8 +242,11 @@ class Interference:
     def result(self) -> dict[str, float]:
         w = max(self.wall, 1e-9)
         # average number of CPUs busy with other work during the measurement
-        return dict(foreign_cpus=self.foreign / w, steal_cpus=self.steal / w,
-                    foreign_s=self.foreign + self.steal)
+        return dict(
+            foreign_cpus=self.foreign / w,
+            steal_cpus=self.steal / w,
+            foreign_s=self.foreign + self.steal,
+        )
 
 
 def limit_numpy_blas(threads: int) -> None:
@@ -246,8 +273,9 @@ def fastbp_net(cfg: dict[str, Any], threads: int) -> tuple[Any, Any]:
     import fastbp as fb
 
     fb.set_num_threads(threads)
-    net = fb.MLP(cfg["layers"], activation=cfg["activation"], loss=cfg["loss"], dtype="float32",
-                 seed=0)
+    net = fb.MLP(
+        cfg["layers"], activation=cfg["activation"], loss=cfg["loss"], dtype="float32", seed=0
+    )
     for (W, b), w, bb in zip(init_weights(cfg), net.weights, net.biases):
         w[...] = W
         bb[...] = b
@@ -263,8 +291,16 @@ def run_fastbp(cfg, X, y, threads, epochs, budget):
     net, opt = fastbp_net(cfg, threads)
 
     def trainer(n_epochs, seed, callbacks=()):
-        return Trainer(net, opt, batch_size=cfg["batch"], epochs=n_epochs, shuffle=True,
-                       seed=seed, callbacks=callbacks, progress=False)
+        return Trainer(
+            net,
+            opt,
+            batch_size=cfg["batch"],
+            epochs=n_epochs,
+            shuffle=True,
+            seed=seed,
+            callbacks=callbacks,
+            progress=False,
+        )
 
     t0 = time.perf_counter()
     trainer(1, 0).fit(X, y)
@@ -287,9 +323,15 @@ def run_fastbp(cfg, X, y, threads, epochs, budget):
     times = list(np.diff(clock.stamps))
     rows = min(len(X), LOSS_ROWS)
     loss, acc = train_loss(cfg, net.forward(X[:rows]), y[:rows])
-    return dict(times=times, core_s=list(map(float, hist.epoch_time)), warmup_s=warmup,
-                loss=loss, accuracy=acc, core_train_loss=float(hist.train_loss[-1]),
-                **noise.result())
+    return dict(
+        times=times,
+        core_s=list(map(float, hist.epoch_time)),
+        warmup_s=warmup,
+        loss=loss,
+        accuracy=acc,
+        core_train_loss=float(hist.train_loss[-1]),
+        **noise.result(),
+    )
 
 
 # --------------------------------------------------------------------------------- sklearn
@@ -297,10 +339,21 @@ def sklearn_model(cfg: dict[str, Any]) -> Any:
     from sklearn.neural_network import MLPClassifier, MLPRegressor
 
     kind, hp = cfg["optimizer"]
-    kw = dict(hidden_layer_sizes=tuple(cfg["layers"][1:-1]),
-              activation=SKLEARN_ACT[cfg["activation"]], solver=kind, batch_size=cfg["batch"],
-              learning_rate_init=hp["lr"], alpha=0.0, max_iter=1, shuffle=True, random_state=0,
-              tol=0.0, n_iter_no_change=10**9, warm_start=True, early_stopping=False)
+    kw = dict(
+        hidden_layer_sizes=tuple(cfg["layers"][1:-1]),
+        activation=SKLEARN_ACT[cfg["activation"]],
+        solver=kind,
+        batch_size=cfg["batch"],
+        learning_rate_init=hp["lr"],
+        alpha=0.0,
+        max_iter=1,
+        shuffle=True,
+        random_state=0,
+        tol=0.0,
+        n_iter_no_change=10**9,
+        warm_start=True,
+        early_stopping=False,
+    )
     if kind == "sgd":
         kw.update(momentum=hp["momentum"], nesterovs_momentum=False, learning_rate="constant")
     else:
@@ -328,14 +381,23 @@ def run_sklearn(cfg, X, y, threads, epochs, budget):
             model.fit(X, y)
         times.append(time.perf_counter() - t0)
         if model.n_iter_ != 1 or model.t_ - t_before != len(X):
-            raise RuntimeError(f"sklearn fit() did not run exactly one epoch "
-                               f"(n_iter_={model.n_iter_}, t_ grew by {model.t_ - t_before})")
+            raise RuntimeError(
+                f"sklearn fit() did not run exactly one epoch "
+                f"(n_iter_={model.n_iter_}, t_ grew by {model.t_ - t_before})"
+            )
     rows = min(len(X), LOSS_ROWS)
     Xr = X[:rows]
     out = model.predict_proba(Xr) if cfg["loss"] == "cross_entropy" else model.predict(Xr)
     loss, acc = train_loss(cfg, out, y[:rows])
-    return dict(times=times, warmup_s=warmup, loss=loss, accuracy=acc,
-                dtype=str(model.coefs_[0].dtype), one_epoch_per_fit=True, **noise.result())
+    return dict(
+        times=times,
+        warmup_s=warmup,
+        loss=loss,
+        accuracy=acc,
+        dtype=str(model.coefs_[0].dtype),
+        one_epoch_per_fit=True,
+        **noise.result(),
+    )
 
 
 # --------------------------------------------------------------------------------- torch
@@ -373,15 +435,18 @@ def run_torch(cfg, X, y, threads, epochs, budget):
 
     model, opt, loss_fn = torch_model(cfg, threads)
     Xt = torch.from_numpy(X)
-    yt = torch.from_numpy(y.astype(np.int64)) if cfg["loss"] == "cross_entropy" \
+    yt = (
+        torch.from_numpy(y.astype(np.int64))
+        if cfg["loss"] == "cross_entropy"
         else torch.from_numpy(y.reshape(len(y), -1))
+    )
     N, bs = len(X), cfg["batch"]
 
     def epoch():
         perm = torch.randperm(N)
         Xs, ys = Xt[perm], yt[perm]
         for i in range(0, N, bs):
-            xb, yb = Xs[i:i + bs], ys[i:i + bs]
+            xb, yb = Xs[i : i + bs], ys[i : i + bs]
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model(xb), yb)
             loss.backward()
@@ -405,8 +470,14 @@ def run_torch(cfg, X, y, threads, epochs, budget):
         if cfg["loss"] == "cross_entropy":
             out = torch.softmax(out, dim=1)
     loss, acc = train_loss(cfg, out.numpy(), y[:rows])
-    return dict(times=times, warmup_s=warmup, loss=loss, accuracy=acc,
-                torch_threads=torch.get_num_threads(), **noise.result())
+    return dict(
+        times=times,
+        warmup_s=warmup,
+        loss=loss,
+        accuracy=acc,
+        torch_threads=torch.get_num_threads(),
+        **noise.result(),
+    )
 
 
 RUNNERS = {"fastbp": run_fastbp, "sklearn": run_sklearn, "torch": run_torch}
@@ -424,6 +495,7 @@ def memory_run(cfg: dict[str, Any], peer: str, X, y, threads: int) -> dict[str, 
         import sklearn.neural_network  # noqa: F401
     else:
         import fastbp  # noqa: F401
+
         fastbp_trainer_cls()
     gc.collect()
     base = vm_status("VmRSS")
@@ -433,8 +505,9 @@ def memory_run(cfg: dict[str, Any], peer: str, X, y, threads: int) -> dict[str, 
     t0 = time.perf_counter()
     if peer == "fastbp":
         net, opt = fastbp_net(cfg, threads)
-        fastbp_trainer_cls()(net, opt, batch_size=cfg["batch"], epochs=1, shuffle=True, seed=0,
-                             progress=False).fit(X, y)
+        fastbp_trainer_cls()(
+            net, opt, batch_size=cfg["batch"], epochs=1, shuffle=True, seed=0, progress=False
+        ).fit(X, y)
     elif peer == "sklearn":
         from sklearn.exceptions import ConvergenceWarning
 
@@ -446,19 +519,27 @@ def memory_run(cfg: dict[str, Any], peer: str, X, y, threads: int) -> dict[str, 
 
         model, opt, loss_fn = torch_model(cfg, threads)
         Xt = torch.from_numpy(X)
-        yt = torch.from_numpy(y.astype(np.int64)) if cfg["loss"] == "cross_entropy" \
+        yt = (
+            torch.from_numpy(y.astype(np.int64))
+            if cfg["loss"] == "cross_entropy"
             else torch.from_numpy(y.reshape(len(y), -1))
+        )
         perm = torch.randperm(len(X))
         Xs, ys = Xt[perm], yt[perm]
         for i in range(0, len(X), cfg["batch"]):
             opt.zero_grad(set_to_none=True)
-            loss_fn(model(Xs[i:i + cfg["batch"]]), ys[i:i + cfg["batch"]]).backward()
+            loss_fn(model(Xs[i : i + cfg["batch"]]), ys[i : i + cfg["batch"]]).backward()
             opt.step()
     seconds = time.perf_counter() - t0
     peak = peak_rss()
     n_params = sum(a * b + b for a, b in zip(cfg["layers"][:-1], cfg["layers"][1:]))
-    return dict(peak_growth_bytes=int(peak - base), exact_window=exact, seconds=seconds,
-                data_bytes=int(X.nbytes + y.nbytes), param_bytes=4 * n_params)
+    return dict(
+        peak_growth_bytes=int(peak - base),
+        exact_window=exact,
+        seconds=seconds,
+        data_bytes=int(X.nbytes + y.nbytes),
+        param_bytes=4 * n_params,
+    )
 
 
 # --------------------------------------------------------------------------------- scaling
@@ -481,6 +562,7 @@ def forward_run(peer: str, threads: int, samples: int, reps: int) -> dict[str, A
         def fn():
             with torch.inference_mode():
                 return torch.softmax(model(Xt), dim=1).numpy()
+
     fn()
     times = []
     noise = Interference()
@@ -499,11 +581,17 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         import fastbp
 
         src = os.path.dirname(os.path.abspath(fastbp.__file__))
-        rev = subprocess.run(["git", "-C", src, "describe", "--always", "--dirty"],
-                             capture_output=True, text=True, timeout=10)
-        return dict(build=fastbp.build_info(),
-                    commit=rev.stdout.strip() if rev.returncode == 0 else None,
-                    env={k: v for k, v in sorted(os.environ.items()) if k.startswith(WATCHED_ENV)})
+        rev = subprocess.run(
+            ["git", "-C", src, "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return dict(
+            build=fastbp.build_info(),
+            commit=rev.stdout.strip() if rev.returncode == 0 else None,
+            env={k: v for k, v in sorted(os.environ.items()) if k.startswith(WATCHED_ENV)},
+        )
     limit_numpy_blas(1)  # data generation must not start numpy's BLAS thread pool
     if spec["kind"] == "gemm":
         limit_numpy_blas(threads)
@@ -553,7 +641,7 @@ def run_worker(spec: dict[str, Any], timeout: float = 1800) -> dict[str, Any]:
         return dict(error=f"timed out after {timeout:.0f} s")
     for line in p.stdout.splitlines():
         if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])
+            return json.loads(line[len(RESULT_TAG) :])
     tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
     return dict(error=" | ".join(tail) or f"exit status {p.returncode}")
 
@@ -580,18 +668,28 @@ def fmt_s(s: float | None) -> str:
 
 def print_table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    line = "  ".join(h.ljust(w) if i < 2 else h.rjust(w)
-                     for i, (h, w) in enumerate(zip(header, widths)))
+    line = "  ".join(
+        h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths))
+    )
     print(line)
     print("-" * len(line))
     for r in rows:
-        print("  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w)
-                        for i, (c, w) in enumerate(zip(r, widths))))
+        print(
+            "  ".join(
+                str(c).ljust(w) if i < 2 else str(c).rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths))
+            )
+        )
 
 
 def machine_info(threads: int) -> dict[str, Any]:
-    info: dict[str, Any] = dict(python=platform.python_version(), platform=platform.platform(),
-                                cpu_count=os.cpu_count(), threads=threads, processor=None)
+    info: dict[str, Any] = dict(
+        python=platform.python_version(),
+        platform=platform.platform(),
+        cpu_count=os.cpu_count(),
+        threads=threads,
+        processor=None,
+    )
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -602,8 +700,12 @@ def machine_info(threads: int) -> dict[str, Any]:
         info["processor"] = platform.processor()
     from importlib import metadata
 
-    for mod, dist in (("numpy", "numpy"), ("sklearn", "scikit-learn"), ("torch", "torch"),
-                      ("fastbp", "fastbp")):
+    for mod, dist in (
+        ("numpy", "numpy"),
+        ("sklearn", "scikit-learn"),
+        ("torch", "torch"),
+        ("fastbp", "fastbp"),
+    ):
         if importlib.util.find_spec(mod) is not None:  # no import: see CLEAN_ENV
             try:
                 info[mod] = metadata.version(dist)
@@ -629,8 +731,15 @@ def compare(args: argparse.Namespace, peers: list[str], gemm: float | None) -> l
         cfg = CONFIGS[name]
         samples = quick_samples(cfg) if args.quick else cfg["samples"]
         for peer in peers:
-            spec = dict(kind="train", config=name, peer=peer, threads=args.threads,
-                        samples=samples, epochs=args.epochs, budget=args.run_budget)
+            spec = dict(
+                kind="train",
+                config=name,
+                peer=peer,
+                threads=args.threads,
+                samples=samples,
+                epochs=args.epochs,
+                budget=args.run_budget,
+            )
             t0 = time.perf_counter()
             r = run_worker(spec)
             r.update(config=name, peer=peer, samples=samples, batch=cfg["batch"])
@@ -639,11 +748,17 @@ def compare(args: argparse.Namespace, peers: list[str], gemm: float | None) -> l
                 r["gflops"] = gflops(cfg["layers"], samples, r["s_per_epoch"])
                 r["gemm_share"] = r["gflops"] / gemm if gemm else None
                 r["epochs_timed"] = len(r["times"])
-            print(f"  {name:12s} {peer:8s} "
-                  + (f"{fmt_s(r.get('s_per_epoch'))} s/epoch x {r.get('epochs_timed')}"
-                     if "times" in r else f"FAILED: {r['error']}")
-                  + f"  ({time.perf_counter() - t0:.0f} s; other CPUs {fmt_noise(r)})",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  {name:12s} {peer:8s} "
+                + (
+                    f"{fmt_s(r.get('s_per_epoch'))} s/epoch x {r.get('epochs_timed')}"
+                    if "times" in r
+                    else f"FAILED: {r['error']}"
+                )
+                + f"  ({time.perf_counter() - t0:.0f} s; other CPUs {fmt_noise(r)})",
+                file=sys.stderr,
+                flush=True,
+            )
             results.append(r)
     return results
 
@@ -658,8 +773,9 @@ def report_compare(results: list[dict], peers: list[str]) -> None:
             if r is None:
                 continue
             if "s_per_epoch" not in r:
-                rows.append([name, peer, "-", "FAILED", "-", "-", "-", "-", "-",
-                             r.get("error", "")[:60]])
+                rows.append(
+                    [name, peer, "-", "FAILED", "-", "-", "-", "-", "-", r.get("error", "")[:60]]
+                )
                 continue
             s = r["s_per_epoch"]
             if peer == "fastbp":
@@ -667,21 +783,49 @@ def report_compare(results: list[dict], peers: list[str]) -> None:
             else:
                 ratio = f"{s / fb:.2f}" if fb else "-"
             acc = r.get("accuracy")
-            rows.append([name, peer, str(r["epochs_timed"]), fmt_s(s), f"{r['gflops']:.2f}",
-                         f"{100 * r['gemm_share']:.1f}%" if r.get("gemm_share") else "-",
-                         ratio, f"{r['loss']:.4f}", "-" if acc is None else f"{acc:.3f}",
-                         fmt_noise(r)])
-    print_table(rows, ["config", "library", "epochs", "s/epoch", "GFLOP/s", "%GEMM",
-                       "fastbp x", "loss", "acc", "other CPUs"])
+            rows.append(
+                [
+                    name,
+                    peer,
+                    str(r["epochs_timed"]),
+                    fmt_s(s),
+                    f"{r['gflops']:.2f}",
+                    f"{100 * r['gemm_share']:.1f}%" if r.get("gemm_share") else "-",
+                    ratio,
+                    f"{r['loss']:.4f}",
+                    "-" if acc is None else f"{acc:.3f}",
+                    fmt_noise(r),
+                ]
+            )
+    print_table(
+        rows,
+        [
+            "config",
+            "library",
+            "epochs",
+            "s/epoch",
+            "GFLOP/s",
+            "%GEMM",
+            "fastbp x",
+            "loss",
+            "acc",
+            "other CPUs",
+        ],
+    )
     if any(fmt_noise(r).endswith("!") for r in results):
-        print(f"! other processes kept more than {NOISY} CPUs busy during that run: rerun it on "
-              "a quiet machine")
+        print(
+            f"! other processes kept more than {NOISY} CPUs busy during that run: rerun it on "
+            "a quiet machine"
+        )
     print()
     summary = []
     for name in dict.fromkeys(r["config"] for r in results):
         fb = by.get((name, "fastbp"), {}).get("s_per_epoch")
-        others = [(by[(name, p)]["s_per_epoch"], p) for p in peers
-                  if p != "fastbp" and "s_per_epoch" in by.get((name, p), {})]
+        others = [
+            (by[(name, p)]["s_per_epoch"], p)
+            for p in peers
+            if p != "fastbp" and "s_per_epoch" in by.get((name, p), {})
+        ]
         if fb and others:
             best_s, best_p = min(others)
             summary.append([name, best_p, fmt_s(best_s), fmt_s(fb), f"{best_s / fb:.2f}"])
@@ -696,25 +840,41 @@ def memory(args: argparse.Namespace, peers: list[str]) -> list[dict]:
         cfg = CONFIGS[name]
         samples = quick_samples(cfg) if args.quick else cfg["samples"]
         for peer in peers:
-            r = run_worker(dict(kind="memory", config=name, peer=peer, threads=args.threads,
-                                samples=samples))
+            r = run_worker(
+                dict(kind="memory", config=name, peer=peer, threads=args.threads, samples=samples)
+            )
             r.update(config=name, peer=peer)
             out.append(r)
-            print(f"  memory {name:12s} {peer:8s} "
-                  + (f"{r['peak_growth_bytes'] / 2**20:.1f} MiB" if "peak_growth_bytes" in r
-                     else f"FAILED: {r['error']}"), file=sys.stderr, flush=True)
+            print(
+                f"  memory {name:12s} {peer:8s} "
+                + (
+                    f"{r['peak_growth_bytes'] / 2**20:.1f} MiB"
+                    if "peak_growth_bytes" in r
+                    else f"FAILED: {r['error']}"
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
     rows = []
     for r in out:
         if "peak_growth_bytes" not in r:
             rows.append([r["config"], r["peer"], "FAILED", "-", "-", "-"])
             continue
-        rows.append([r["config"], r["peer"], f"{r['peak_growth_bytes'] / 2**20:.1f}",
-                     f"{r['param_bytes'] / 2**20:.1f}", f"{r['data_bytes'] / 2**20:.1f}",
-                     "VmHWM reset" if r["exact_window"] else "ru_maxrss (upper bound)"])
-    print("Peak RSS growth during one fresh epoch of fit (network + optimizer + working memory;"
-          " the data set is loaded before)")
-    print_table(rows, ["config", "library", "peak growth MiB", "params MiB", "data MiB",
-                       "method"])
+        rows.append(
+            [
+                r["config"],
+                r["peer"],
+                f"{r['peak_growth_bytes'] / 2**20:.1f}",
+                f"{r['param_bytes'] / 2**20:.1f}",
+                f"{r['data_bytes'] / 2**20:.1f}",
+                "VmHWM reset" if r["exact_window"] else "ru_maxrss (upper bound)",
+            ]
+        )
+    print(
+        "Peak RSS growth during one fresh epoch of fit (network + optimizer + working memory;"
+        " the data set is loaded before)"
+    )
+    print_table(rows, ["config", "library", "peak growth MiB", "params MiB", "data MiB", "method"])
     return out
 
 
@@ -729,24 +889,46 @@ def scaling(args: argparse.Namespace, peers: list[str]) -> dict[str, Any]:
     for peer in [p for p in ("fastbp", "torch") if p in peers]:
         base = None
         for t in tlist:
-            r = run_worker(dict(kind="train", config="wide", peer=peer, threads=t, samples=samples,
-                                epochs=args.scaling_epochs, budget=args.run_budget))
+            r = run_worker(
+                dict(
+                    kind="train",
+                    config="wide",
+                    peer=peer,
+                    threads=t,
+                    samples=samples,
+                    epochs=args.scaling_epochs,
+                    budget=args.run_budget,
+                )
+            )
             r.update(peer=peer, threads=t)
             if "times" in r:
                 r["s_per_epoch"] = statistics.median(r["times"])
                 r["gflops"] = gflops(wide["layers"], samples, r["s_per_epoch"])
                 base = base or r["s_per_epoch"]
-                thread_rows.append([peer, str(t), fmt_s(r["s_per_epoch"]), f"{r['gflops']:.1f}",
-                                    f"{base / r['s_per_epoch']:.2f}", fmt_noise(r)])
+                thread_rows.append(
+                    [
+                        peer,
+                        str(t),
+                        fmt_s(r["s_per_epoch"]),
+                        f"{r['gflops']:.1f}",
+                        f"{base / r['s_per_epoch']:.2f}",
+                        fmt_noise(r),
+                    ]
+                )
             else:
                 thread_rows.append([peer, str(t), "FAILED", "-", "-", "-"])
             out["threads"].append(r)
-            print(f"  scaling threads {peer} {t}: {fmt_s(r.get('s_per_epoch'))}", file=sys.stderr,
-                  flush=True)
+            print(
+                f"  scaling threads {peer} {t}: {fmt_s(r.get('s_per_epoch'))}",
+                file=sys.stderr,
+                flush=True,
+            )
     gemm1 = run_worker(dict(kind="gemm", threads=1, reps=3)).get("gflops")
     out["gemm_gflops_1_thread"] = gemm1
-    print(f"Thread scaling, wide ({samples} samples)"
-          + (f"; GEMM peak at 1 thread {gemm1:.1f} GFLOP/s" if gemm1 else ""))
+    print(
+        f"Thread scaling, wide ({samples} samples)"
+        + (f"; GEMM peak at 1 thread {gemm1:.1f} GFLOP/s" if gemm1 else "")
+    )
     print_table(thread_rows, ["library", "threads", "s/epoch", "GFLOP/s", "speedup", "other CPUs"])
     print()
 
@@ -756,20 +938,37 @@ def scaling(args: argparse.Namespace, peers: list[str]) -> dict[str, Any]:
     sizes = [full // 8, full // 4, full // 2, full]
     rows, out["samples"] = [], []
     for n in sizes:
-        r = run_worker(dict(kind="train", config="mnist-like", peer="fastbp", threads=args.threads,
-                            samples=n, epochs=args.scaling_epochs, budget=args.run_budget))
+        r = run_worker(
+            dict(
+                kind="train",
+                config="mnist-like",
+                peer="fastbp",
+                threads=args.threads,
+                samples=n,
+                epochs=args.scaling_epochs,
+                budget=args.run_budget,
+            )
+        )
         r.update(samples=n)
         if "times" in r:
             r["s_per_epoch"] = statistics.median(r["times"])
-            rows.append([str(n), fmt_s(r["s_per_epoch"]),
-                         f"{r['s_per_epoch'] / n * 1e6:.2f}",
-                         f"{gflops(mn['layers'], n, r['s_per_epoch']):.1f}", fmt_noise(r)])
+            rows.append(
+                [
+                    str(n),
+                    fmt_s(r["s_per_epoch"]),
+                    f"{r['s_per_epoch'] / n * 1e6:.2f}",
+                    f"{gflops(mn['layers'], n, r['s_per_epoch']):.1f}",
+                    fmt_noise(r),
+                ]
+            )
         else:
             rows.append([str(n), "FAILED", "-", "-", "-"])
         out["samples"].append(r)
         print(f"  scaling samples {n}: {fmt_s(r.get('s_per_epoch'))}", file=sys.stderr, flush=True)
-    print(f"Time per epoch vs samples, fastbp, mnist-like, {args.threads} threads "
-          "(linear: constant us/sample)")
+    print(
+        f"Time per epoch vs samples, fastbp, mnist-like, {args.threads} threads "
+        "(linear: constant us/sample)"
+    )
     print_table(rows, ["samples", "s/epoch", "us/sample", "GFLOP/s", "other CPUs"])
     print()
 
@@ -785,43 +984,82 @@ def scaling(args: argparse.Namespace, peers: list[str]) -> dict[str, Any]:
             s = min(r["times"])
             r["best_s"] = s
             fb_s = s if peer == "fastbp" else fb_s
-            rows.append([peer, fmt_s(s), f"{2 * macs * n / s / 1e9:.1f}",
-                         f"{s / fb_s:.2f}" if fb_s else "-", fmt_noise(r)])
+            rows.append(
+                [
+                    peer,
+                    fmt_s(s),
+                    f"{2 * macs * n / s / 1e9:.1f}",
+                    f"{s / fb_s:.2f}" if fb_s else "-",
+                    fmt_noise(r),
+                ]
+            )
         else:
             rows.append([peer, "FAILED", "-", "-", "-"])
         out["forward"].append(r)
-    print(f"Forward on {n} rows, mnist-like network ({args.threads} threads; best of 5; "
-          "torch under inference_mode; GFLOP/s = 2 x MACs)")
+    print(
+        f"Forward on {n} rows, mnist-like network ({args.threads} threads; best of 5; "
+        "torch under inference_mode; GFLOP/s = 2 x MACs)"
+    )
     print_table(rows, ["library", "seconds", "GFLOP/s", "vs fastbp", "other CPUs"])
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", action="append", choices=list(CONFIGS),
-                   help="configuration to run (repeatable; default: all)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="timed epochs per library after one warm-up epoch "
-                        "(default 3; 1 with --quick)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads for every library (default: os.cpu_count())")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--config",
+        action="append",
+        choices=list(CONFIGS),
+        help="configuration to run (repeatable; default: all)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="timed epochs per library after one warm-up epoch (default 3; 1 with --quick)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for every library (default: os.cpu_count())",
+    )
     p.add_argument("--quick", action="store_true", help="fewer samples, one epoch: a smoke test")
-    p.add_argument("--peers", default=",".join(PEERS),
-                   help="comma-separated libraries among fastbp,sklearn,torch (default: all)")
-    p.add_argument("--run-budget", type=float, default=40.0,
-                   help="seconds one library may spend on the timed epochs of one configuration; "
-                        "a slower peer times fewer epochs (at least 1)")
+    p.add_argument(
+        "--peers",
+        default=",".join(PEERS),
+        help="comma-separated libraries among fastbp,sklearn,torch (default: all)",
+    )
+    p.add_argument(
+        "--run-budget",
+        type=float,
+        default=40.0,
+        help="seconds one library may spend on the timed epochs of one configuration; "
+        "a slower peer times fewer epochs (at least 1)",
+    )
     p.add_argument("--memory", action="store_true", help="also measure peak RSS growth during fit")
-    p.add_argument("--scaling", action="store_true",
-                   help="also measure thread scaling (wide), epoch time vs samples (mnist-like) "
-                        "and forward on 100,000 rows vs torch inference")
+    p.add_argument(
+        "--scaling",
+        action="store_true",
+        help="also measure thread scaling (wide), epoch time vs samples (mnist-like) "
+        "and forward on 100,000 rows vs torch inference",
+    )
     p.add_argument("--scaling-epochs", type=int, default=2, help="timed epochs per scaling run")
-    p.add_argument("--no-compare", action="store_true",
-                   help="skip the main comparison (with --memory / --scaling)")
-    p.add_argument("--busy", type=int, default=0, metavar="N",
-                   help="run N busy-looping processes beside every measurement (after the GEMM "
-                        "peak): how each library copes with a machine it does not have to itself")
+    p.add_argument(
+        "--no-compare",
+        action="store_true",
+        help="skip the main comparison (with --memory / --scaling)",
+    )
+    p.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N busy-looping processes beside every measurement (after the GEMM "
+        "peak): how each library copes with a machine it does not have to itself",
+    )
     p.add_argument("--json", metavar="PATH", help="write all results to PATH")
     p.add_argument("--_worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -850,29 +1088,48 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info(args.threads)
     gemm_r = run_worker(dict(kind="gemm", threads=args.threads, reps=5))
     gemm = gemm_r.get("gflops")
-    print(f"machine: {info.get('processor')}, {info['cpu_count']} CPUs; threads {args.threads}; "
-          f"float32 GEMM (2048^3, numpy, best of 5): "
-          + (f"{gemm:.1f} GFLOP/s" if gemm else f"FAILED ({gemm_r.get('error')})"))
-    print("versions: " + ", ".join(f"{m} {info[m]}" for m in ("numpy", "sklearn", "torch", "fastbp")
-                                   if m in info)
-          + (f" ({info['fastbp_commit']})" if "fastbp_commit" in info else ""))
+    print(
+        f"machine: {info.get('processor')}, {info['cpu_count']} CPUs; threads {args.threads}; "
+        f"float32 GEMM (2048^3, numpy, best of 5): "
+        + (f"{gemm:.1f} GFLOP/s" if gemm else f"FAILED ({gemm_r.get('error')})")
+    )
+    print(
+        "versions: "
+        + ", ".join(f"{m} {info[m]}" for m in ("numpy", "sklearn", "torch", "fastbp") if m in info)
+        + (f" ({info['fastbp_commit']})" if "fastbp_commit" in info else "")
+    )
     print(f"environment: {info['env'] or 'no OMP_/GOMP_/KMP_/OPENBLAS_/MKL_ variables'}")
     after = info.get("fastbp_env_after_import")
     if after is not None and after != info["env"]:
-        print(f"note: importing fastbp changes its own process's environment to {after} "
-              "(each library runs in its own process here, with the environment above)")
+        print(
+            f"note: importing fastbp changes its own process's environment to {after} "
+            "(each library runs in its own process here, with the environment above)"
+        )
     load = info.get("loadavg", (0.0,))[0]
     if load > 0.5:
-        print(f"warning: load average {load:.2f} before starting: other processes compete for "
-              "the CPUs and distort the timings", file=sys.stderr)
+        print(
+            f"warning: load average {load:.2f} before starting: other processes compete for "
+            "the CPUs and distort the timings",
+            file=sys.stderr,
+        )
     print()
 
-    out: dict[str, Any] = dict(machine=info, gemm=gemm_r, quick=args.quick, threads=args.threads,
-                               epochs=args.epochs, run_budget=args.run_budget, busy=args.busy,
-                               configs={n: CONFIGS[n] for n in args.config}, peers=peers)
+    out: dict[str, Any] = dict(
+        machine=info,
+        gemm=gemm_r,
+        quick=args.quick,
+        threads=args.threads,
+        epochs=args.epochs,
+        run_budget=args.run_budget,
+        busy=args.busy,
+        configs={n: CONFIGS[n] for n in args.config},
+        peers=peers,
+    )
     if args.busy:
-        print(f"busy: {args.busy} busy-looping processes run beside every measurement (their CPU "
-              "shows as 'other CPUs')\n")
+        print(
+            f"busy: {args.busy} busy-looping processes run beside every measurement (their CPU "
+            "shows as 'other CPUs')\n"
+        )
     with BusyProcesses(args.busy):
         if not args.no_compare:
             results = compare(args, peers, gemm)

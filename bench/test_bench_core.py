@@ -47,8 +47,9 @@ class Case:
         self.net = fb.MLP(layers, activation=act, loss=loss, dtype="float32", seed=0)
 
     def info(self, benchmark, rows: int) -> None:
-        benchmark.extra_info.update(layers=self.layers, batch=self.batch, rows=rows,
-                                    threads=fb.get_num_threads())
+        benchmark.extra_info.update(
+            layers=self.layers, batch=self.batch, rows=rows, threads=fb.get_num_threads()
+        )
 
 
 @pytest.fixture(scope="module", params=list(SIZES))
@@ -86,8 +87,15 @@ def test_step(benchmark, case, optimizer):
 @pytest.mark.benchmark(group="epoch")
 def test_epoch(benchmark, case):
     net = case.net.copy()
-    trainer = _trainer_cls()(net, fb.SGD(1e-3, momentum=0.9), batch_size=case.batch, epochs=1,
-                             shuffle=True, seed=0, progress=False)
+    trainer = _trainer_cls()(
+        net,
+        fb.SGD(1e-3, momentum=0.9),
+        batch_size=case.batch,
+        epochs=1,
+        shuffle=True,
+        seed=0,
+        progress=False,
+    )
     case.info(benchmark, len(case.X))
     history = benchmark.pedantic(trainer.fit, args=(case.X, case.y), rounds=5, warmup_rounds=1)
     assert np.isfinite(history.train_loss[-1])

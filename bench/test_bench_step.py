@@ -27,8 +27,10 @@ class NumpyMLP:
 
     def __init__(self, sizes):
         rng = np.random.default_rng(0)
-        self.W = [rng.normal(0, np.sqrt(1 / a), (a, b)).astype(np.float32)
-                  for a, b in zip(sizes, sizes[1:])]
+        self.W = [
+            rng.normal(0, np.sqrt(1 / a), (a, b)).astype(np.float32)
+            for a, b in zip(sizes, sizes[1:])
+        ]
         self.b = [np.zeros(b, np.float32) for b in sizes[1:]]
 
     def step(self, X, y):

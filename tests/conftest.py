@@ -1,4 +1,5 @@
 """Shared fixtures for the core tests (network, optimizers, threads, errors)."""
+
 import os
 import sys
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:          # make `import reference` work whatever the import mode
+if _HERE not in sys.path:  # make `import reference` work whatever the import mode
     sys.path.insert(0, _HERE)
 
 
@@ -14,6 +15,7 @@ if _HERE not in sys.path:          # make `import reference` work whatever the i
 def fb():
     """The package under test. A failed import is an error here, never a skip."""
     import fastbp
+
     return fastbp
 
 

@@ -7,17 +7,26 @@ implementation that shares none of its code.
 Conventions follow the contract: row-major, ``x @ W + b`` with ``W`` of shape (n_in, n_out); losses
 are per-sample sums over the outputs, averaged over the batch.
 """
+
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
-ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu",
-               "silu")
+ACTIVATIONS = (
+    "identity",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "elu",
+    "softplus",
+    "gelu",
+    "silu",
+)
 LOSSES = ("mse", "cross_entropy", "binary_cross_entropy")
-DEFAULT_OUTPUT = {"mse": "identity", "cross_entropy": "softmax",
-                  "binary_cross_entropy": "sigmoid"}
+DEFAULT_OUTPUT = {"mse": "identity", "cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
 # activations with a kink at 0 (finite differences must keep away from it)
 KINKED = ("relu", "leaky_relu", "elu")
 LEAKY_SLOPE = 0.01
@@ -190,8 +199,9 @@ def mlp_output(X, weights, biases, activations="relu", output_activation="identi
     return mlp_forward(X, weights, biases, activations, output_activation)[1][-1]
 
 
-def mlp_loss_and_grads(X, Y, weights, biases, activations="relu", loss="mse",
-                       output_activation=None):
+def mlp_loss_and_grads(
+    X, Y, weights, biases, activations="relu", loss="mse", output_activation=None
+):
     """Batch-mean loss and its gradients (lists like weights / biases), by backprop in float64."""
     out_act = output_activation or DEFAULT_OUTPUT[loss]
     hidden = _hidden_list(activations, len(weights))
@@ -204,8 +214,9 @@ def mlp_loss_and_grads(X, Y, weights, biases, activations="relu", loss="mse",
         gW[li] = outs[li].T @ delta
         gb[li] = delta.sum(axis=0)
         if li > 0:
-            delta = (delta @ np.asarray(weights[li], np.float64).T) * \
-                activation_derivative(hidden[li - 1], zs[li - 1])
+            delta = (delta @ np.asarray(weights[li], np.float64).T) * activation_derivative(
+                hidden[li - 1], zs[li - 1]
+            )
     return value, gW, gb
 
 
@@ -233,6 +244,7 @@ def flatten(arrays):
 # Each works in place on one flat float64 parameter vector; `step(params, grad)`.
 # --------------------------------------------------------------------------------------------
 
+
 class RefSGD:
     def __init__(self, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
         self.lr, self.momentum, self.dampening = lr, momentum, dampening
@@ -245,7 +257,7 @@ class RefSGD:
             g = g + self.weight_decay * params
         if self.momentum != 0:
             if self.buf is None:
-                self.buf = g.copy()            # torch: first step b_1 = g_1
+                self.buf = g.copy()  # torch: first step b_1 = g_1
             else:
                 self.buf = self.momentum * self.buf + (1.0 - self.dampening) * g
             if self.nesterov:
@@ -257,8 +269,7 @@ class RefSGD:
 
 
 class RefAdam:
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 decoupled=False):
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False):
         self.lr, self.betas, self.eps = lr, betas, eps
         self.weight_decay, self.decoupled = weight_decay, decoupled
         self.t = 0
@@ -273,13 +284,13 @@ class RefAdam:
             self.v = np.zeros_like(g)
         self.t += 1
         if self.decoupled:
-            params *= (1.0 - self.lr * self.weight_decay)     # AdamW
+            params *= 1.0 - self.lr * self.weight_decay  # AdamW
         elif self.weight_decay != 0:
-            g = g + self.weight_decay * params                # Adam (L2)
+            g = g + self.weight_decay * params  # Adam (L2)
         self.m = b1 * self.m + (1.0 - b1) * g
         self.v = b2 * self.v + (1.0 - b2) * g * g
-        m_hat = self.m / (1.0 - b1 ** self.t)
-        v_hat = self.v / (1.0 - b2 ** self.t)
+        m_hat = self.m / (1.0 - b1**self.t)
+        v_hat = self.v / (1.0 - b2**self.t)
         params -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
         return params
 
@@ -290,8 +301,9 @@ class RefAdamW(RefAdam):
 
 
 class RefRMSProp:
-    def __init__(self, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, centered=False,
-                 weight_decay=0.0):
+    def __init__(
+        self, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, centered=False, weight_decay=0.0
+    ):
         self.lr, self.alpha, self.eps = lr, alpha, eps
         self.momentum, self.centered, self.weight_decay = momentum, centered, weight_decay
         self.v = None
@@ -304,7 +316,7 @@ class RefRMSProp:
         if self.v is None:
             self.v = np.zeros_like(g)
             self.g_ave = np.zeros_like(g)
-            self.buf = np.zeros_like(g)        # torch: RMSprop's buffer starts at zero
+            self.buf = np.zeros_like(g)  # torch: RMSprop's buffer starts at zero
         if self.weight_decay != 0:
             g = g + self.weight_decay * params
         self.v = a * self.v + (1.0 - a) * g * g
@@ -329,7 +341,7 @@ class RefAdaGrad:
     def step(self, params, grad):
         g = np.array(grad, dtype=np.float64)
         if self.sum is None:
-            self.sum = np.zeros_like(g)        # initial_accumulator_value = 0
+            self.sum = np.zeros_like(g)  # initial_accumulator_value = 0
         self.t += 1
         clr = self.lr / (1.0 + (self.t - 1) * self.lr_decay)
         if self.weight_decay != 0:
@@ -358,6 +370,7 @@ def clip_grad_value(grads, value):
 # the contract's `weights` / `biases` / `grad_weights` / `grad_biases` lists of views.
 # --------------------------------------------------------------------------------------------
 
+
 def load_params(net, weights, biases):
     for view, W in zip(net.weights, weights):
         view[...] = W
@@ -366,10 +379,14 @@ def load_params(net, weights, biases):
 
 
 def get_params(net):
-    return ([np.array(w, dtype=np.float64) for w in net.weights],
-            [np.array(b, dtype=np.float64) for b in net.biases])
+    return (
+        [np.array(w, dtype=np.float64) for w in net.weights],
+        [np.array(b, dtype=np.float64) for b in net.biases],
+    )
 
 
 def get_grads(net):
-    return ([np.array(w, dtype=np.float64) for w in net.grad_weights],
-            [np.array(b, dtype=np.float64) for b in net.grad_biases])
+    return (
+        [np.array(w, dtype=np.float64) for w in net.grad_weights],
+        [np.array(b, dtype=np.float64) for b in net.grad_biases],
+    )

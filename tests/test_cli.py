@@ -44,8 +44,9 @@ def test_info_is_json_with_the_build(capsys):
 
 
 def test_module_entry_point_runs():
-    done = subprocess.run([sys.executable, "-m", "fastbp", "info"], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "fastbp", "info"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "blas_core" in done.stdout
 
@@ -66,8 +67,23 @@ def test_train_on_a_csv_file(tmp_path, capsys):
     header = ",".join([f"x{i}" for i in range(X.shape[1])] + ["label"])
     np.savetxt(path, np.column_stack([X, y]), delimiter=",", header=header, comments="")
     out = tmp_path / "run"
-    assert main(["train", str(path), "--hidden", "16", "--epochs", "30", "--lr", "0.01",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(path),
+                "--hidden",
+                "16",
+                "--epochs",
+                "30",
+                "--lr",
+                "0.01",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     accuracy = float(text.split("test: ")[1].split("accuracy ")[1].split()[0])
     assert accuracy > 0.8
@@ -81,7 +97,22 @@ def test_train_regression_on_npz(tmp_path, capsys):
     X = rng.normal(size=(200, 3))
     y = X @ np.array([1.0, -2.0, 0.5]) + 0.01 * rng.normal(size=200)
     np.savez(tmp_path / "d.npz", X=X, y=y)
-    assert main(["train", str(tmp_path / "d.npz"), "--hidden", "", "--optimizer", "sgd",
-                 "--lr", "0.05", "--epochs", "100"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(tmp_path / "d.npz"),
+                "--hidden",
+                "",
+                "--optimizer",
+                "sgd",
+                "--lr",
+                "0.05",
+                "--epochs",
+                "100",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert float(text.split("test: loss ")[1].split()[0]) < 0.01

@@ -1,4 +1,5 @@
 """Bad inputs raise ValueError / TypeError naming the argument; nothing crashes the process."""
+
 import subprocess
 import sys
 import textwrap
@@ -32,17 +33,22 @@ def X():
 # construction
 # ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("sizes", [[], [3], [3, 0], [3, -2], [0, 3], [3, 4, 0, 2], [3, 2.5],
-                                   [3, "4"], [3, None], "34", 5],
-                         ids=repr)
+
+@pytest.mark.parametrize(
+    "sizes",
+    [[], [3], [3, 0], [3, -2], [0, 3], [3, 4, 0, 2], [3, 2.5], [3, "4"], [3, None], "34", 5],
+    ids=repr,
+)
 def test_bad_layer_sizes(fb, sizes):
     with pytest.raises(BAD, match=named("layer_sizes")):
         fb.MLP(sizes)
 
 
-@pytest.mark.parametrize("activation", ["foo", "", "RELU_", "softmax", 3,
-                                        ["tanh"], ["tanh", "relu", "relu"], ["tanh", "nope"]],
-                         ids=repr)
+@pytest.mark.parametrize(
+    "activation",
+    ["foo", "", "RELU_", "softmax", 3, ["tanh"], ["tanh", "relu", "relu"], ["tanh", "nope"]],
+    ids=repr,
+)
 def test_bad_activation(fb, activation):
     with pytest.raises(BAD, match=named("activation")):
         fb.MLP([3, 4, 4, 2], activation=activation)
@@ -54,9 +60,20 @@ def test_bad_loss(fb, loss):
         fb.MLP([3, 2], loss=loss)
 
 
-@pytest.mark.parametrize("init", ["glorot", "", ("normal",), ("normal", -1.0), ("uniform", -1.0),
-                                  ("uniform", float("nan")), ("laplace", 1.0), 3],
-                         ids=repr)
+@pytest.mark.parametrize(
+    "init",
+    [
+        "glorot",
+        "",
+        ("normal",),
+        ("normal", -1.0),
+        ("uniform", -1.0),
+        ("uniform", float("nan")),
+        ("laplace", 1.0),
+        3,
+    ],
+    ids=repr,
+)
 def test_bad_init(fb, init):
     with pytest.raises(BAD, match=named("init")):
         fb.MLP([3, 2], init=init)
@@ -68,10 +85,17 @@ def test_bad_dtype(fb, dtype):
         fb.MLP([3, 2], dtype=dtype)
 
 
-@pytest.mark.parametrize("loss,out", [("cross_entropy", "sigmoid"), ("cross_entropy", "identity"),
-                                      ("binary_cross_entropy", "softmax"),
-                                      ("binary_cross_entropy", "tanh"),
-                                      ("mse", "foo"), ("cross_entropy", "foo")])
+@pytest.mark.parametrize(
+    "loss,out",
+    [
+        ("cross_entropy", "sigmoid"),
+        ("cross_entropy", "identity"),
+        ("binary_cross_entropy", "softmax"),
+        ("binary_cross_entropy", "tanh"),
+        ("mse", "foo"),
+        ("cross_entropy", "foo"),
+    ],
+)
 def test_output_activation_incompatible_with_loss(fb, loss, out):
     with pytest.raises(BAD, match=named("output_activation")):
         fb.MLP([3, 2], loss=loss, output_activation=out)
@@ -84,8 +108,18 @@ def test_accepted_constructions(fb):
     fb.MLP([np.int64(3), np.int32(2)])
     fb.MLP([3, 2], loss="cross_entropy", output_activation="softmax")
     fb.MLP([3, 2], loss="binary_cross_entropy", output_activation="sigmoid")
-    for act in ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu",
-                "silu", "softmax"):
+    for act in (
+        "identity",
+        "sigmoid",
+        "tanh",
+        "relu",
+        "leaky_relu",
+        "elu",
+        "softplus",
+        "gelu",
+        "silu",
+        "softmax",
+    ):
         fb.MLP([3, 2], loss="mse", output_activation=act)
     fb.MLP([3, 2], dtype=np.float64)
     fb.MLP([3, 2], dtype=np.dtype("float32"))
@@ -97,14 +131,16 @@ def test_accepted_constructions(fb):
 # forward / backward inputs
 # ----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("method", ["forward", "backward", "compute_loss"])
-@pytest.mark.parametrize("case", ["1d", "3d", "features", "strings", "empty", "nan", "inf",
-                                  "object", "scalar"])
+@pytest.mark.parametrize(
+    "case", ["1d", "3d", "features", "strings", "empty", "nan", "inf", "object", "scalar"]
+)
 def test_bad_X(nets, method, case):
     net = nets["mse"]
     good = np.random.default_rng(0).normal(size=(5, 3))
     bad = {
-        "1d": good[0, :2],              # 1-D that cannot be one sample of 3 features
+        "1d": good[0, :2],  # 1-D that cannot be one sample of 3 features
         "3d": good.reshape(5, 3, 1),
         "features": np.ones((5, 4)),
         "strings": np.array([["a", "b", "c"]] * 5),
@@ -121,28 +157,32 @@ def test_bad_X(nets, method, case):
 
 
 @pytest.mark.parametrize("method", ["backward", "compute_loss"])
-@pytest.mark.parametrize("loss,Y", [
-    ("mse", np.zeros((4, 2))),                       # wrong number of rows
-    ("mse", np.zeros((5, 3))),                       # wrong number of outputs
-    ("mse", np.zeros(5)),                            # 1-D with n_out = 2
-    ("mse", np.zeros((5, 2, 1))),                    # 3-D
-    ("mse", np.full((5, 2), np.nan)),
-    ("mse", np.full((5, 2), np.inf)),
-    ("mse", np.array([["a", "b"]] * 5)),
-    ("bce", np.zeros((5, 3))),
-    ("bce", np.full((5, 2), 2.0)),                   # outside [0, 1]
-    ("bce", np.full((5, 2), -0.5)),
-    ("bce", np.array([[np.nan, 0.0]] * 5)),
-    ("ce", np.array([0, 1, 2, 3, 0])),               # label == n_out
-    ("ce", np.array([0, 1, -1, 2, 0])),              # negative
-    ("ce", np.array([0, 1, 2, 1, 10**12])),          # huge
-    ("ce", np.array([0.0, 1.0, 0.5, 1.0, 2.0])),     # non-integer floats
-    ("ce", np.array([0.0, 1.0, np.nan, 1.0, 2.0])),
-    ("ce", np.array([0, 1, 2, 1])),                  # wrong length
-    ("ce", np.zeros((5, 2))),                        # probability rows of the wrong width
-    ("ce", np.full((5, 3), np.nan)),
-    ("ce", np.array(["0", "1", "2", "1", "0"])),
-], ids=lambda v: v if isinstance(v, str) else f"shape{np.shape(v)}")
+@pytest.mark.parametrize(
+    "loss,Y",
+    [
+        ("mse", np.zeros((4, 2))),  # wrong number of rows
+        ("mse", np.zeros((5, 3))),  # wrong number of outputs
+        ("mse", np.zeros(5)),  # 1-D with n_out = 2
+        ("mse", np.zeros((5, 2, 1))),  # 3-D
+        ("mse", np.full((5, 2), np.nan)),
+        ("mse", np.full((5, 2), np.inf)),
+        ("mse", np.array([["a", "b"]] * 5)),
+        ("bce", np.zeros((5, 3))),
+        ("bce", np.full((5, 2), 2.0)),  # outside [0, 1]
+        ("bce", np.full((5, 2), -0.5)),
+        ("bce", np.array([[np.nan, 0.0]] * 5)),
+        ("ce", np.array([0, 1, 2, 3, 0])),  # label == n_out
+        ("ce", np.array([0, 1, -1, 2, 0])),  # negative
+        ("ce", np.array([0, 1, 2, 1, 10**12])),  # huge
+        ("ce", np.array([0.0, 1.0, 0.5, 1.0, 2.0])),  # non-integer floats
+        ("ce", np.array([0.0, 1.0, np.nan, 1.0, 2.0])),
+        ("ce", np.array([0, 1, 2, 1])),  # wrong length
+        ("ce", np.zeros((5, 2))),  # probability rows of the wrong width
+        ("ce", np.full((5, 3), np.nan)),
+        ("ce", np.array(["0", "1", "2", "1", "0"])),
+    ],
+    ids=lambda v: v if isinstance(v, str) else f"shape{np.shape(v)}",
+)
 def test_bad_Y(nets, method, loss, Y):
     net = nets[loss]
     X = np.random.default_rng(0).normal(size=(5, 3))
@@ -187,8 +227,19 @@ def test_bad_lr(fb, name, lr):
 
 
 @pytest.mark.parametrize("name", ["Adam", "AdamW"])
-@pytest.mark.parametrize("betas", [(1.0, 0.999), (0.9, 1.0), (-0.1, 0.9), (0.9, -0.5),
-                                   (0.9, float("nan")), (0.9,), (0.9, 0.99, 0.9), 0.9])
+@pytest.mark.parametrize(
+    "betas",
+    [
+        (1.0, 0.999),
+        (0.9, 1.0),
+        (-0.1, 0.9),
+        (0.9, -0.5),
+        (0.9, float("nan")),
+        (0.9,),
+        (0.9, 0.99, 0.9),
+        0.9,
+    ],
+)
 def test_bad_betas(fb, name, betas):
     with pytest.raises(BAD, match=named("betas")):
         getattr(fb, name)(lr=1e-3, betas=betas)
@@ -205,7 +256,7 @@ def test_nesterov_needs_momentum_and_zero_dampening(fb):
         fb.SGD(lr=0.1, nesterov=True)
     with pytest.raises(BAD, match=r"(?i)nesterov"):
         fb.SGD(lr=0.1, momentum=0.9, dampening=0.5, nesterov=True)
-    fb.SGD(lr=0.1, momentum=0.9, nesterov=True)          # valid
+    fb.SGD(lr=0.1, momentum=0.9, nesterov=True)  # valid
 
 
 @pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSProp", "AdaGrad"])
@@ -262,6 +313,7 @@ def test_line_search_step_validates_inputs(fb, nets, X):
 # the interpreter survives the worst inputs
 # ----------------------------------------------------------------------------------------------
 
+
 def test_worst_inputs_never_crash_the_interpreter():
     script = textwrap.dedent("""
         import numpy as np
@@ -314,13 +366,24 @@ def test_worst_inputs_never_crash_the_interpreter():
         c.backward(np.ones((2, 5)), np.zeros((2, 2)))
         print("SURVIVED", outcomes)
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, f"rc={proc.returncode}\nstdout={proc.stdout}\nstderr={proc.stderr}"
     assert "SURVIVED" in proc.stdout, proc.stderr
     # inputs that must be rejected rather than half-accepted
-    for label in ("overflowing sizes", "huge label", "wrong features", "empty", "nan",
-                  "zero features", "none X", "ragged", "int64 min label", "uint64 max label"):
+    for label in (
+        "overflowing sizes",
+        "huge label",
+        "wrong features",
+        "empty",
+        "nan",
+        "zero features",
+        "none X",
+        "ragged",
+        "int64 min label",
+        "uint64 max label",
+    ):
         assert f"('{label}', 'ok')" not in proc.stdout, label
 
 

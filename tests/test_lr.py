@@ -1,5 +1,6 @@
 """Learning-rate tools: line search in the Trainer, the range test (lr_find) on a quadratic whose
 curvature is known in closed form, and the sweep (lr_sweep)."""
+
 import math
 import warnings
 
@@ -30,14 +31,13 @@ def test_the_hessian_is_what_the_closed_form_says():
 
 def test_lr_find_on_a_quadratic():
     X, y = scaled_regression()
-    limit = 2 / 9.0                      # gradient descent on the quadratic diverges above 2/lambda
+    limit = 2 / 9.0  # gradient descent on the quadratic diverges above 2/lambda
     net = fb.MLP([3, 1], loss="mse", dtype="float64", seed=0)
     before = np.array(net.params)
-    r = fb.lr_find(net, X, y, start_lr=1e-4, end_lr=10.0, num_steps=100, batch_size=len(X),
-                   seed=0)
-    np.testing.assert_array_equal(net.params, before)          # the net is left untouched
+    r = fb.lr_find(net, X, y, start_lr=1e-4, end_lr=10.0, num_steps=100, batch_size=len(X), seed=0)
+    np.testing.assert_array_equal(net.params, before)  # the net is left untouched
     assert len(r.lrs) == len(r.losses) == len(r.raw_losses) < 100
-    np.testing.assert_allclose(r.lrs, np.geomspace(1e-4, 10.0, 100)[:len(r.lrs)], rtol=1e-12)
+    np.testing.assert_allclose(r.lrs, np.geomspace(1e-4, 10.0, 100)[: len(r.lrs)], rtol=1e-12)
     # full batch: below 2/lambda every step lowers the loss; the test stops once it blows up
     below = r.lrs[:-1] < limit
     assert (np.diff(r.raw_losses)[below] <= 1e-12).all()
@@ -93,12 +93,13 @@ def test_line_search_in_the_trainer_never_raises_a_full_batch_loss():
     X = rng.normal(size=(50, 4))
     y = (X[:, 0] * X[:, 1] > 0).astype(np.int64)
     net = fb.MLP([4, 16, 2], activation="tanh", loss="cross_entropy", dtype="float64", seed=0)
-    h = fb.Trainer(net, fb.LineSearchSGD(lr=10.0), batch_size=64, epochs=30, seed=0,
-                   progress=False).fit(X, y)
+    h = fb.Trainer(
+        net, fb.LineSearchSGD(lr=10.0), batch_size=64, epochs=30, seed=0, progress=False
+    ).fit(X, y)
     assert (np.diff(h.train_loss) <= 0).all()
     assert h.train_loss[-1] < 0.8 * h.train_loss[0]
-    assert all(0 < step <= 10.0 for step in h.lr)          # the accepted step, per epoch
-    assert any(step < 10.0 for step in h.lr)                # it did backtrack
+    assert all(0 < step <= 10.0 for step in h.lr)  # the accepted step, per epoch
+    assert any(step < 10.0 for step in h.lr)  # it did backtrack
 
 
 def test_line_search_in_the_trainer_equals_the_manual_steps():
@@ -107,13 +108,19 @@ def test_line_search_in_the_trainer_equals_the_manual_steps():
     Y = rng.normal(size=(10, 2))
     net = fb.MLP([3, 6, 2], activation="tanh", dtype="float64", seed=0)
     manual = net.copy()
-    h = fb.Trainer(net, fb.LineSearchSGD(lr=4.0, shrink=0.5), batch_size=4, epochs=2,
-                   shuffle=False, progress=False).fit(X, Y)
+    h = fb.Trainer(
+        net,
+        fb.LineSearchSGD(lr=4.0, shrink=0.5),
+        batch_size=4,
+        epochs=2,
+        shuffle=False,
+        progress=False,
+    ).fit(X, Y)
     opt = fb.LineSearchSGD(lr=4.0, shrink=0.5)
     for epoch in range(2):
         steps = []
         for first in range(0, 10, 4):
-            opt.step(manual, X[first:first + 4], Y[first:first + 4])
+            opt.step(manual, X[first : first + 4], Y[first : first + 4])
             steps.append(opt.last_step)
         assert h.lr[epoch] == pytest.approx(np.mean(steps), rel=1e-12)
     np.testing.assert_allclose(net.params, manual.params, rtol=1e-12, atol=1e-15)
@@ -132,18 +139,25 @@ def test_lr_sweep_picks_a_sensible_rate_and_is_the_same_in_threads():
     before = np.array(net.params)
     lrs = (1e-4, 1e-2, 1e-1, 1e3)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", fb.NonFiniteWarning)   # 1e3 diverges, on purpose
+        warnings.simplefilter("ignore", fb.NonFiniteWarning)  # 1e3 diverges, on purpose
         one = fb.lr_sweep(net, X, y, val, lrs=lrs, epochs=15, batch_size=16, patience=3, seed=5)
-        two = fb.lr_sweep(net, X, y, val, lrs=lrs, epochs=15, batch_size=16, patience=3, seed=5,
-                          n_jobs=2)
+        two = fb.lr_sweep(
+            net, X, y, val, lrs=lrs, epochs=15, batch_size=16, patience=3, seed=5, n_jobs=2
+        )
     np.testing.assert_array_equal(net.params, before)
     assert [r["lr"] for r in one.rows] == list(lrs)
     assert one.best_lr not in (1e-4, 1e3)
     best = min(one.rows, key=lambda r: r["best_val_loss"])
     assert best["lr"] == one.best_lr
     assert one.rows[-1]["best_val_loss"] > best["best_val_loss"]
-    assert set(one.rows[0]) == {"lr", "epochs", "best_epoch", "best_val_loss", "val_accuracy",
-                                "stop_reason"}
+    assert set(one.rows[0]) == {
+        "lr",
+        "epochs",
+        "best_epoch",
+        "best_val_loss",
+        "val_accuracy",
+        "stop_reason",
+    }
     for r in one.rows:
         h = one.histories[r["lr"]]
         assert r["epochs"] == h.n_epochs
@@ -159,11 +173,27 @@ def test_lr_sweep_picks_a_sensible_rate_and_is_the_same_in_threads():
 def test_lr_sweep_candidates_match_a_trainer_run():
     (X, y), val = easy_problem(seed=1)
     net = fb.MLP([4, 8, 2], activation="tanh", loss="cross_entropy", seed=0)
-    sweep = fb.lr_sweep(net, X, y, val, lrs=[0.05], epochs=6, batch_size=16, patience=10,
-                        optimizer=fb.SGD(1.0, momentum=0.9), seed=2)
-    alone = fb.Trainer(net.copy(), fb.SGD(0.05, momentum=0.9), batch_size=16, epochs=6, seed=2,
-                       early_stopping=fb.EarlyStopping(patience=10), progress=False).fit(
-        X, y, validation=val)
+    sweep = fb.lr_sweep(
+        net,
+        X,
+        y,
+        val,
+        lrs=[0.05],
+        epochs=6,
+        batch_size=16,
+        patience=10,
+        optimizer=fb.SGD(1.0, momentum=0.9),
+        seed=2,
+    )
+    alone = fb.Trainer(
+        net.copy(),
+        fb.SGD(0.05, momentum=0.9),
+        batch_size=16,
+        epochs=6,
+        seed=2,
+        early_stopping=fb.EarlyStopping(patience=10),
+        progress=False,
+    ).fit(X, y, validation=val)
     assert sweep.histories[0.05].val_loss == alone.val_loss
 
 
@@ -171,26 +201,30 @@ def test_lr_sweep_candidates_match_a_trainer_run():
 # Bad inputs
 # --------------------------------------------------------------------------------------------
 
+
 def _data():
     rng = np.random.default_rng(0)
     return rng.normal(size=(20, 3)), rng.normal(size=(20, 1))
 
 
-@pytest.mark.parametrize("kwargs, error, name", [
-    (dict(net="net"), TypeError, "net"),
-    (dict(start_lr=0.0), ValueError, "start_lr"),
-    (dict(start_lr=1.0, end_lr=0.5), ValueError, "end_lr"),
-    (dict(num_steps=1), ValueError, "num_steps"),
-    (dict(num_steps=10.0), TypeError, "num_steps"),
-    (dict(batch_size=0), ValueError, "batch_size"),
-    (dict(smoothing=0.0), ValueError, "smoothing"),
-    (dict(smoothing=1.5), ValueError, "smoothing"),
-    (dict(diverge_factor=1.0), ValueError, "diverge_factor"),
-    (dict(optimizer="sgd"), TypeError, "optimizer"),
-    (dict(optimizer=fb.LineSearchSGD()), TypeError, "optimizer"),
-    (dict(seed=-1), ValueError, "seed"),
-    (dict(X=np.zeros((20, 2))), ValueError, "X"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        (dict(net="net"), TypeError, "net"),
+        (dict(start_lr=0.0), ValueError, "start_lr"),
+        (dict(start_lr=1.0, end_lr=0.5), ValueError, "end_lr"),
+        (dict(num_steps=1), ValueError, "num_steps"),
+        (dict(num_steps=10.0), TypeError, "num_steps"),
+        (dict(batch_size=0), ValueError, "batch_size"),
+        (dict(smoothing=0.0), ValueError, "smoothing"),
+        (dict(smoothing=1.5), ValueError, "smoothing"),
+        (dict(diverge_factor=1.0), ValueError, "diverge_factor"),
+        (dict(optimizer="sgd"), TypeError, "optimizer"),
+        (dict(optimizer=fb.LineSearchSGD()), TypeError, "optimizer"),
+        (dict(seed=-1), ValueError, "seed"),
+        (dict(X=np.zeros((20, 2))), ValueError, "X"),
+    ],
+)
 def test_lr_find_rejects_bad_arguments(kwargs, error, name):
     X, y = _data()
     args = dict(net=fb.MLP([3, 1], seed=0), X=X, y=y)
@@ -199,21 +233,24 @@ def test_lr_find_rejects_bad_arguments(kwargs, error, name):
         fb.lr_find(**args)
 
 
-@pytest.mark.parametrize("kwargs, error, name", [
-    (dict(net=None), TypeError, "net"),
-    (dict(lrs=[]), ValueError, "lrs"),
-    (dict(lrs=0.1), TypeError, "lrs"),
-    (dict(lrs=[0.1, -0.1]), ValueError, "lrs"),
-    (dict(lrs=["0.1"]), TypeError, "lrs"),
-    (dict(n_jobs=0), ValueError, "n_jobs"),
-    (dict(validation=None), TypeError, "validation"),
-    (dict(validation=(np.zeros((5, 2)), np.zeros((5, 1)))), ValueError, "validation X"),
-    (dict(epochs=0), ValueError, "epochs"),
-    (dict(batch_size=0), ValueError, "batch_size"),
-    (dict(patience=-1), ValueError, "patience"),
-    (dict(optimizer="adam"), TypeError, "optimizer"),
-    (dict(seed="0"), TypeError, "seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        (dict(net=None), TypeError, "net"),
+        (dict(lrs=[]), ValueError, "lrs"),
+        (dict(lrs=0.1), TypeError, "lrs"),
+        (dict(lrs=[0.1, -0.1]), ValueError, "lrs"),
+        (dict(lrs=["0.1"]), TypeError, "lrs"),
+        (dict(n_jobs=0), ValueError, "n_jobs"),
+        (dict(validation=None), TypeError, "validation"),
+        (dict(validation=(np.zeros((5, 2)), np.zeros((5, 1)))), ValueError, "validation X"),
+        (dict(epochs=0), ValueError, "epochs"),
+        (dict(batch_size=0), ValueError, "batch_size"),
+        (dict(patience=-1), ValueError, "patience"),
+        (dict(optimizer="adam"), TypeError, "optimizer"),
+        (dict(seed="0"), TypeError, "seed"),
+    ],
+)
 def test_lr_sweep_rejects_bad_arguments(kwargs, error, name):
     X, y = _data()
     args = dict(net=fb.MLP([3, 1], seed=0), X=X, y=y, validation=(X, y))

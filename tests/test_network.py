@@ -3,6 +3,7 @@
 The reference (tests/reference.py) is a float64 NumPy implementation written from the contract;
 it is itself checked against torch autograd (when torch is installed) and finite differences.
 """
+
 import math
 
 import numpy as np
@@ -19,6 +20,7 @@ LOSSES = ref.LOSSES
 # helpers
 # ----------------------------------------------------------------------------------------------
 
+
 def make_targets(rng, n, n_out, loss, kind="default"):
     if loss == "cross_entropy":
         if kind == "rows":
@@ -34,7 +36,7 @@ def make_targets(rng, n, n_out, loss, kind="default"):
 
 def smooth_point(sizes, hidden, out_act, rng, n=6, margin=1e-2):
     """Draw (X, params) whose pre-activations keep `margin` away from the kinks at 0."""
-    acts = (list(hidden) if not isinstance(hidden, str) else [hidden] * (len(sizes) - 2))
+    acts = list(hidden) if not isinstance(hidden, str) else [hidden] * (len(sizes) - 2)
     acts = acts + [out_act]
     for _ in range(200):
         X = rng.normal(size=(n, sizes[0]))
@@ -45,10 +47,26 @@ def smooth_point(sizes, hidden, out_act, rng, n=6, margin=1e-2):
     raise AssertionError("could not find a smooth point")  # pragma: no cover
 
 
-def build(fb, sizes, activation="tanh", loss="mse", output_activation=None, dtype="float64",
-          seed=0, params=None, init="auto"):
-    net = fb.MLP(sizes, activation=activation, loss=loss, output_activation=output_activation,
-                 init=init, dtype=dtype, seed=seed)
+def build(
+    fb,
+    sizes,
+    activation="tanh",
+    loss="mse",
+    output_activation=None,
+    dtype="float64",
+    seed=0,
+    params=None,
+    init="auto",
+):
+    net = fb.MLP(
+        sizes,
+        activation=activation,
+        loss=loss,
+        output_activation=output_activation,
+        init=init,
+        dtype=dtype,
+        seed=seed,
+    )
     if params is not None:
         ref.load_params(net, *params)
     return net
@@ -79,9 +97,11 @@ def finite_difference(net, X, Y, eps=1e-6):
 
 
 # (hidden activation, loss, output activation) combinations
-COMBOS = ([(h, loss, None) for h in ACTS for loss in LOSSES]
-          + [("tanh", "mse", o) for o in ACTS if o != "identity"]
-          + [("relu", "mse", o) for o in ("sigmoid", "softplus", "gelu")])
+COMBOS = (
+    [(h, loss, None) for h in ACTS for loss in LOSSES]
+    + [("tanh", "mse", o) for o in ACTS if o != "identity"]
+    + [("relu", "mse", o) for o in ("sigmoid", "softplus", "gelu")]
+)
 
 
 def combo_id(c):
@@ -109,14 +129,15 @@ TORCH_ACT = {
 def test_reference_activation_matches_torch(name):
     torch = pytest.importorskip("torch")
     import torch.nn.functional as F
+
     x = np.concatenate([np.linspace(-30, -0.01, 101), np.linspace(0.01, 30, 101)])
     t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
     y = TORCH_ACT[name](t, F)
     (d,) = torch.autograd.grad(y.sum(), t)
-    np.testing.assert_allclose(ref.activation(name, x), y.detach().numpy(), rtol=1e-13,
-                               atol=1e-15)
-    np.testing.assert_allclose(ref.activation_derivative(name, x), d.numpy(), rtol=1e-12,
-                               atol=1e-15)
+    np.testing.assert_allclose(ref.activation(name, x), y.detach().numpy(), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(
+        ref.activation_derivative(name, x), d.numpy(), rtol=1e-12, atol=1e-15
+    )
 
 
 def test_reference_relu_derivative_at_zero_is_zero():
@@ -127,6 +148,7 @@ def test_reference_relu_derivative_at_zero_is_zero():
 def test_reference_backprop_matches_torch_autograd(combo):
     torch = pytest.importorskip("torch")
     import torch.nn.functional as F
+
     hidden, loss, out = combo
     out_act = out or ref.DEFAULT_OUTPUT[loss]
     rng = np.random.default_rng(7)
@@ -159,6 +181,7 @@ def test_reference_backprop_matches_torch_autograd(combo):
 # ----------------------------------------------------------------------------------------------
 # gradients: finite differences and the reference
 # ----------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("combo", COMBOS, ids=combo_id)
 def test_gradient_check_finite_differences(fb, combo):
@@ -241,8 +264,11 @@ def test_backward_matches_reference_large_odd_shapes(fb, hidden, dtype):
             assert value == pytest.approx(rv, rel=1e-11)
             np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
             np.testing.assert_allclose(
-                net.forward(X), ref.mlp_output(X, Ws, bs, hidden, ref.DEFAULT_OUTPUT[loss]),
-                rtol=1e-11, atol=1e-13)
+                net.forward(X),
+                ref.mlp_output(X, Ws, bs, hidden, ref.DEFAULT_OUTPUT[loss]),
+                rtol=1e-11,
+                atol=1e-13,
+            )
         else:
             assert value == pytest.approx(rv, rel=1e-4)
             np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * np.abs(want).max())
@@ -268,7 +294,7 @@ def test_leaky_relu_and_relu_slopes_match_reference_on_negative_inputs(fb):
     sizes = [4, 16, 2]
     for act in ("relu", "leaky_relu", "elu"):
         Ws, bs = ref.random_params(sizes, rng)
-        bs[0] -= 1.0                    # push most hidden units negative
+        bs[0] -= 1.0  # push most hidden units negative
         X = rng.normal(size=(12, 4))
         Y = rng.normal(size=(12, 2))
         net = build(fb, sizes, act, "mse", params=(Ws, bs))
@@ -294,6 +320,7 @@ def test_relu_derivative_is_zero_at_exactly_zero(fb):
 # forward, loss, predict
 # ----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("combo", COMBOS, ids=combo_id)
 def test_forward_matches_reference(fb, combo):
     hidden, loss, out = combo
@@ -307,8 +334,9 @@ def test_forward_matches_reference(fb, combo):
     out_ = net.forward(X)
     assert out_.shape == (7, 3)
     assert out_.dtype == np.float64
-    np.testing.assert_allclose(out_, ref.mlp_output(X, Ws, bs, hidden, out_act),
-                               rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        out_, ref.mlp_output(X, Ws, bs, hidden, out_act), rtol=1e-12, atol=1e-14
+    )
 
 
 @pytest.mark.parametrize("loss", LOSSES)
@@ -361,19 +389,24 @@ def test_softmax_outputs_are_probabilities(fb):
     np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-12)
 
 
-@settings(max_examples=40, deadline=None, database=None,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_property_forward_backward_random_shapes(fb, data):
     depth = data.draw(st.integers(1, 4), label="weight layers")
-    sizes = data.draw(st.lists(st.integers(1, 7), min_size=depth + 1, max_size=depth + 1),
-                      label="layer sizes")
+    sizes = data.draw(
+        st.lists(st.integers(1, 7), min_size=depth + 1, max_size=depth + 1), label="layer sizes"
+    )
     loss = data.draw(st.sampled_from(LOSSES), label="loss")
     if loss == "cross_entropy" and sizes[-1] < 2:
         sizes[-1] = 2
-    hidden = data.draw(st.lists(st.sampled_from(["tanh", "sigmoid", "softplus", "gelu", "silu",
-                                                 "identity"]),
-                                min_size=depth - 1, max_size=depth - 1), label="activations")
+    hidden = data.draw(
+        st.lists(
+            st.sampled_from(["tanh", "sigmoid", "softplus", "gelu", "silu", "identity"]),
+            min_size=depth - 1,
+            max_size=depth - 1,
+        ),
+        label="activations",
+    )
     n = data.draw(st.integers(1, 9), label="batch")
     seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
     rng = np.random.default_rng(seed)
@@ -382,22 +415,32 @@ def test_property_forward_backward_random_shapes(fb, data):
     Y = make_targets(rng, n, sizes[-1], loss)
     net = build(fb, sizes, hidden if depth > 1 else "tanh", loss, params=(Ws, bs))
     out_act = ref.DEFAULT_OUTPUT[loss]
-    np.testing.assert_allclose(net.forward(X), ref.mlp_output(X, Ws, bs, hidden, out_act),
-                               rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(
+        net.forward(X), ref.mlp_output(X, Ws, bs, hidden, out_act), rtol=1e-11, atol=1e-13
+    )
     value = net.backward(X, Y)
     rv, rW, rb = ref.mlp_loss_and_grads(X, Y, Ws, bs, hidden, loss)
     assert value == pytest.approx(rv, rel=1e-11, abs=1e-14)
-    np.testing.assert_allclose(ref.flatten(net.grad_weights + net.grad_biases),
-                               ref.flatten(rW + rb), rtol=1e-9, atol=1e-13)
+    np.testing.assert_allclose(
+        ref.flatten(net.grad_weights + net.grad_biases), ref.flatten(rW + rb), rtol=1e-9, atol=1e-13
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # float32 vs float64, input dtypes and layouts
 # ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("hidden,loss", [("tanh", "cross_entropy"), ("relu", "mse"),
-                                         ("gelu", "binary_cross_entropy"), ("elu", "mse"),
-                                         ("silu", "cross_entropy")])
+
+@pytest.mark.parametrize(
+    "hidden,loss",
+    [
+        ("tanh", "cross_entropy"),
+        ("relu", "mse"),
+        ("gelu", "binary_cross_entropy"),
+        ("elu", "mse"),
+        ("silu", "cross_entropy"),
+    ],
+)
 def test_float32_agrees_with_float64(fb, hidden, loss):
     rng = np.random.default_rng(13)
     sizes = [6, 10, 8, 3]
@@ -464,13 +507,14 @@ def test_float64_input_on_float32_network_and_vice_versa(fb):
 # numerical stability and target forms
 # ----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_cross_entropy_extreme_logits_are_finite(fb, dtype):
     net = build(fb, [2, 3], loss="cross_entropy", dtype=dtype)
     net.weights[0][...] = [[1e4, -1e4, 0.0], [0.0, 0.0, 0.0]]
     net.biases[0][...] = 0.0
     X = np.array([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
-    y = np.array([1, 0, 0])             # worst, best, worst case labels
+    y = np.array([1, 0, 0])  # worst, best, worst case labels
     P = net.forward(X)
     assert np.all(np.isfinite(P))
     value = net.backward(X, y)
@@ -489,8 +533,12 @@ def test_binary_cross_entropy_extreme_logits_are_finite(fb, dtype):
     net.weights[0][...] = [[1e4, -1e4]]
     net.biases[0][...] = 0.0
     X = np.array([[1.0], [1.0]])
-    Y = np.array([[0.0, 1.0],           # both wrong: loss 1e4 each
-                  [1.0, 0.0]])          # both right: loss ~0
+    Y = np.array(
+        [
+            [0.0, 1.0],  # both wrong: loss 1e4 each
+            [1.0, 0.0],
+        ]
+    )  # both right: loss ~0
     out = net.forward(X)
     assert np.all(np.isfinite(out)) and np.all((out >= 0) & (out <= 1))
     value = net.backward(X, Y)
@@ -520,8 +568,12 @@ def test_probability_rows_equal_int_labels_for_one_hot(fb, dtype):
     ga = net.grads.copy()
     b = net.backward(X, ref.one_hot(y, 5))
     assert a == pytest.approx(b, rel=1e-6 if dtype == "float32" else 1e-14)
-    np.testing.assert_allclose(net.grads, ga, rtol=1e-5 if dtype == "float32" else 1e-13,
-                               atol=1e-7 if dtype == "float32" else 1e-16)
+    np.testing.assert_allclose(
+        net.grads,
+        ga,
+        rtol=1e-5 if dtype == "float32" else 1e-13,
+        atol=1e-7 if dtype == "float32" else 1e-16,
+    )
     assert net.compute_loss(X, ref.one_hot(y, 5).astype(np.float32)) == pytest.approx(a, rel=1e-5)
 
 
@@ -539,6 +591,7 @@ def test_integer_labels_accept_other_integer_dtypes(fb):
 # initialisation
 # ----------------------------------------------------------------------------------------------
 
+
 def _first_weights(fb, init, sizes=(300, 500), activation="tanh"):
     net = fb.MLP(list(sizes), activation=activation, init=init, dtype="float64", seed=123)
     return net, np.array(net.weights[0])
@@ -549,8 +602,11 @@ def _first_weights(fb, init, sizes=(300, 500), activation="tanh"):
 def test_uniform_init_limits(fb, scheme, sizes):
     net, W = _first_weights(fb, scheme, sizes)
     fan_in, fan_out = sizes
-    limit = math.sqrt(6.0 / (fan_in + fan_out)) if scheme == "xavier_uniform" \
+    limit = (
+        math.sqrt(6.0 / (fan_in + fan_out))
+        if scheme == "xavier_uniform"
         else math.sqrt(6.0 / fan_in)
+    )
     assert np.abs(W).max() <= limit
     assert np.abs(W).max() > 0.99 * limit
     assert W.std() == pytest.approx(limit / math.sqrt(3.0), rel=0.02)
@@ -563,9 +619,11 @@ def test_uniform_init_limits(fb, scheme, sizes):
 def test_normal_init_std(fb, scheme, sizes):
     net, W = _first_weights(fb, scheme, sizes)
     fan_in, fan_out = sizes
-    std = {"xavier_normal": math.sqrt(2.0 / (fan_in + fan_out)),
-           "he_normal": math.sqrt(2.0 / fan_in),
-           "lecun_normal": math.sqrt(1.0 / fan_in)}[scheme]
+    std = {
+        "xavier_normal": math.sqrt(2.0 / (fan_in + fan_out)),
+        "he_normal": math.sqrt(2.0 / fan_in),
+        "lecun_normal": math.sqrt(1.0 / fan_in),
+    }[scheme]
     assert W.std() == pytest.approx(std, rel=0.02)
     assert abs(W.mean()) < 5 * std / math.sqrt(W.size)
 
@@ -573,9 +631,9 @@ def test_normal_init_std(fb, scheme, sizes):
 def test_orthogonal_init(fb):
     _, W = _first_weights(fb, "orthogonal", (64, 64))
     np.testing.assert_allclose(W.T @ W, np.eye(64), atol=1e-10)
-    _, W = _first_weights(fb, "orthogonal", (80, 30))      # tall: orthonormal columns
+    _, W = _first_weights(fb, "orthogonal", (80, 30))  # tall: orthonormal columns
     np.testing.assert_allclose(W.T @ W, np.eye(30), atol=1e-10)
-    _, W = _first_weights(fb, "orthogonal", (30, 80))      # wide: orthonormal rows
+    _, W = _first_weights(fb, "orthogonal", (30, 80))  # wide: orthonormal rows
     np.testing.assert_allclose(W @ W.T, np.eye(30), atol=1e-10)
     net = fb.MLP([20, 20, 20], activation="tanh", init="orthogonal", dtype="float32", seed=1)
     for w in net.weights:
@@ -594,7 +652,7 @@ def test_explicit_normal_and_uniform_init(fb):
 def test_auto_init(fb):
     net = fb.MLP([400, 300, 10], activation="relu", dtype="float64", seed=0)
     W = np.array(net.weights[0])
-    assert W.std() == pytest.approx(math.sqrt(2.0 / 400), rel=0.03)          # he_normal
+    assert W.std() == pytest.approx(math.sqrt(2.0 / 400), rel=0.03)  # he_normal
     net = fb.MLP([400, 300, 10], activation="tanh", dtype="float64", seed=0)
     W = np.array(net.weights[0])
     limit = math.sqrt(6.0 / 700)
@@ -624,14 +682,19 @@ def test_determinism_same_seed_same_bits(fb, dtype):
 # views, norms, copy
 # ----------------------------------------------------------------------------------------------
 
+
 def test_weights_and_grads_are_writable_views(fb):
     net = build(fb, [4, 5, 3], "tanh", "mse", seed=0)
     assert net.params.ndim == 1 and net.grads.ndim == 1
     assert net.params.size == net.grads.size == net.n_params == 4 * 5 + 5 + 5 * 3 + 3
     shapes = [(4, 5), (5, 3)]
     for li in range(2):
-        for view, flat in ((net.weights[li], net.params), (net.biases[li], net.params),
-                           (net.grad_weights[li], net.grads), (net.grad_biases[li], net.grads)):
+        for view, flat in (
+            (net.weights[li], net.params),
+            (net.biases[li], net.params),
+            (net.grad_weights[li], net.grads),
+            (net.grad_biases[li], net.grads),
+        ):
             assert view.flags.writeable
             assert np.shares_memory(view, flat)
         assert net.weights[li].shape == shapes[li] and net.grad_weights[li].shape == shapes[li]
@@ -713,8 +776,9 @@ def test_copy_is_independent(fb):
 
 
 def test_attributes(fb):
-    net = fb.MLP([4, 6, 5, 3], activation=["tanh", "relu"], loss="cross_entropy",
-                 dtype="float64", seed=0)
+    net = fb.MLP(
+        [4, 6, 5, 3], activation=["tanh", "relu"], loss="cross_entropy", dtype="float64", seed=0
+    )
     assert list(net.layer_sizes) == [4, 6, 5, 3]
     assert list(net.activations) == ["tanh", "relu"]
     assert net.output_activation == "softmax"
@@ -730,6 +794,7 @@ def test_attributes(fb):
 # memory ownership and unusual-but-valid inputs
 # ----------------------------------------------------------------------------------------------
 
+
 def test_forward_returns_fresh_array_not_a_workspace_view(fb):
     rng = np.random.default_rng(0)
     net = build(fb, [3, 5, 2], "tanh", "mse", seed=0)
@@ -741,7 +806,7 @@ def test_forward_returns_fresh_array_not_a_workspace_view(fb):
     np.testing.assert_array_equal(o1, keep)
     assert not np.shares_memory(o1, o2)
     assert not np.shares_memory(o1, net.params) and not np.shares_memory(o1, net.grads)
-    o1[...] = 123.0                       # writing the result must not disturb the network
+    o1[...] = 123.0  # writing the result must not disturb the network
     np.testing.assert_array_equal(net.forward(X2), o2)
 
 
@@ -784,8 +849,7 @@ def test_binary_cross_entropy_1d_targets_single_output(fb):
     assert net.backward(X, y.reshape(-1, 1)) == a
     np.testing.assert_array_equal(net.grads, g)
     Ws, bs = ref.get_params(net)
-    assert a == pytest.approx(ref.mlp_loss(X, y, Ws, bs, "tanh", "binary_cross_entropy"),
-                              rel=1e-12)
+    assert a == pytest.approx(ref.mlp_loss(X, y, Ws, bs, "tanh", "binary_cross_entropy"), rel=1e-12)
 
 
 def test_batch_of_one(fb):
@@ -798,8 +862,12 @@ def test_batch_of_one(fb):
     value = net.backward(X, y)
     rv, rW, rb = ref.mlp_loss_and_grads(X, y, Ws, bs, "silu", "cross_entropy")
     assert value == pytest.approx(rv, rel=1e-12)
-    np.testing.assert_allclose(ref.flatten(net.grad_weights + net.grad_biases),
-                               ref.flatten(rW + rb), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(
+        ref.flatten(net.grad_weights + net.grad_biases),
+        ref.flatten(rW + rb),
+        rtol=1e-10,
+        atol=1e-14,
+    )
 
 
 def test_gradient_check_mse_with_softmax_output(fb):

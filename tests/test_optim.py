@@ -3,19 +3,35 @@
 Each optimizer is compared step by step with the NumPy transcription of torch's pseudo-code
 (tests/reference.py) and with torch.optim itself, fed the very same gradients.
 """
+
 import math
 
 import numpy as np
 import pytest
 import reference as ref
 
-FB_TO_TORCH = {"SGD": "SGD", "Adam": "Adam", "AdamW": "AdamW", "RMSProp": "RMSprop",
-               "AdaGrad": "Adagrad"}
-FB_TO_REF = {"SGD": ref.RefSGD, "Adam": ref.RefAdam, "AdamW": ref.RefAdamW,
-             "RMSProp": ref.RefRMSProp, "AdaGrad": ref.RefAdaGrad}
+FB_TO_TORCH = {
+    "SGD": "SGD",
+    "Adam": "Adam",
+    "AdamW": "AdamW",
+    "RMSProp": "RMSprop",
+    "AdaGrad": "Adagrad",
+}
+FB_TO_REF = {
+    "SGD": ref.RefSGD,
+    "Adam": ref.RefAdam,
+    "AdamW": ref.RefAdamW,
+    "RMSProp": ref.RefRMSProp,
+    "AdaGrad": ref.RefAdaGrad,
+}
 # defaults from the contract / torch, for building the reference with the same arguments
-DEFAULTS = {"SGD": {}, "Adam": dict(lr=1e-3), "AdamW": dict(lr=1e-3), "RMSProp": dict(lr=1e-2),
-            "AdaGrad": dict(lr=1e-2)}
+DEFAULTS = {
+    "SGD": {},
+    "Adam": dict(lr=1e-3),
+    "AdamW": dict(lr=1e-3),
+    "RMSProp": dict(lr=1e-2),
+    "AdaGrad": dict(lr=1e-2),
+}
 
 CASES = [
     ("SGD", dict(lr=0.1)),
@@ -84,6 +100,7 @@ def make_torch_opt(torch, name, kw, param):
 # the reference itself against torch (no fastbp needed)
 # ----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_reference_optimizer_matches_torch(case):
     torch = pytest.importorskip("torch")
@@ -104,6 +121,7 @@ def test_reference_optimizer_matches_torch(case):
 # ----------------------------------------------------------------------------------------------
 # fastbp against the reference and against torch
 # ----------------------------------------------------------------------------------------------
+
 
 def run_fastbp(fb, name, kw, dtype="float64", steps=N_STEPS, lr_change=None):
     """Returns initial params, the gradient fed at each step and the params after each step."""
@@ -149,12 +167,12 @@ def test_optimizer_matches_torch(fb, case):
     for t, (g, got) in enumerate(zip(grads, params)):
         p.grad = torch.tensor(g)
         topt.step()
-        np.testing.assert_allclose(got, p.detach().numpy(), rtol=1e-10, atol=1e-13,
-                                   err_msg=f"step {t}")
+        np.testing.assert_allclose(
+            got, p.detach().numpy(), rtol=1e-10, atol=1e-13, err_msg=f"step {t}"
+        )
 
 
-@pytest.mark.parametrize("case", [CASES[3], CASES[8], CASES[12], CASES[18], CASES[21]],
-                         ids=case_id)
+@pytest.mark.parametrize("case", [CASES[3], CASES[8], CASES[12], CASES[18], CASES[21]], ids=case_id)
 def test_optimizer_float32_close_to_float64_reference(fb, case):
     name, kw = case
     p0, grads, params = run_fastbp(fb, name, kw, dtype="float32")
@@ -174,10 +192,15 @@ def test_step_uses_current_gradient_buffer(fb):
     np.testing.assert_allclose(net.params, before - 0.25 * g, rtol=1e-15, atol=1e-16)
 
 
-@pytest.mark.parametrize("name,kw", [("SGD", dict(lr=0.1, momentum=0.9)),
-                                     ("Adam", dict(lr=0.01)),
-                                     ("AdaGrad", dict(lr=0.1, lr_decay=0.05)),
-                                     ("RMSProp", dict(lr=0.01, momentum=0.5))])
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("SGD", dict(lr=0.1, momentum=0.9)),
+        ("Adam", dict(lr=0.01)),
+        ("AdaGrad", dict(lr=0.1, lr_decay=0.05)),
+        ("RMSProp", dict(lr=0.01, momentum=0.5)),
+    ],
+)
 def test_lr_change_mid_run(fb, name, kw):
     new_lr = kw["lr"] * 0.1
     p0, grads, params = run_fastbp(fb, name, kw, lr_change=(12, new_lr))
@@ -207,8 +230,7 @@ def test_lr_change_matches_torch(fb):
         np.testing.assert_allclose(got, p.detach().numpy(), rtol=1e-10, atol=1e-13)
 
 
-@pytest.mark.parametrize("name,kw", [("SGD", dict(lr=0.1, momentum=0.9)),
-                                     ("Adam", dict(lr=0.01))])
+@pytest.mark.parametrize("name,kw", [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(lr=0.01))])
 def test_reset_clears_state(fb, name, kw):
     net, X, y = make_problem(fb)
     opt = make_fb_opt(fb, name, kw)
@@ -216,7 +238,7 @@ def test_reset_clears_state(fb, name, kw):
         net.backward(*batch(X, y, t))
         opt.step(net)
     opt.reset()
-    ropt = make_ref_opt(name, kw)         # fresh state: momentum buffer / bias correction anew
+    ropt = make_ref_opt(name, kw)  # fresh state: momentum buffer / bias correction anew
     p = net.params.copy()
     for t in range(5, 10):
         net.backward(*batch(X, y, t))
@@ -244,6 +266,7 @@ def test_default_arguments(fb):
 # clipping
 # ----------------------------------------------------------------------------------------------
 
+
 def _torch_grads(torch, net):
     ts = []
     for a in list(net.grad_weights) + list(net.grad_biases):
@@ -260,8 +283,12 @@ def test_clip_grad_norm_matches_torch(fb, factor, dtype):
     net, X, y = make_problem(fb, dtype)
     net.backward(X, y)
     net.grads[...] *= 3.0
-    total = math.sqrt(sum(np.sum(np.asarray(g, np.float64) ** 2)
-                          for g in list(net.grad_weights) + list(net.grad_biases)))
+    total = math.sqrt(
+        sum(
+            np.sum(np.asarray(g, np.float64) ** 2)
+            for g in list(net.grad_weights) + list(net.grad_biases)
+        )
+    )
     max_norm = factor * total
     ts = _torch_grads(torch, net)
     before = net.grads.copy()
@@ -272,14 +299,15 @@ def test_clip_grad_norm_matches_torch(fb, factor, dtype):
     assert got_total == pytest.approx(expected_total, rel=tol)
     assert got_total == pytest.approx(total, rel=tol)
     for a, t in zip(list(net.grad_weights) + list(net.grad_biases), ts):
-        np.testing.assert_allclose(np.asarray(a, np.float64), t.grad.numpy(), rtol=tol,
-                                   atol=tol * 1e-3)
+        np.testing.assert_allclose(
+            np.asarray(a, np.float64), t.grad.numpy(), rtol=tol, atol=tol * 1e-3
+        )
     # the same through the NumPy transcription
     mine = [before.astype(np.float64)]
     assert ref.clip_grad_norm(mine, max_norm) == pytest.approx(total, rel=1e-12)
     np.testing.assert_allclose(net.grads.astype(np.float64), mine[0], rtol=tol, atol=tol * 1e-3)
     if factor > 1:
-        np.testing.assert_array_equal(net.grads, before)    # no clipping: untouched
+        np.testing.assert_array_equal(net.grads, before)  # no clipping: untouched
     else:
         new_total = math.sqrt(float(np.sum(net.grads.astype(np.float64) ** 2)))
         assert new_total == pytest.approx(max_norm, rel=1e-5)
@@ -305,11 +333,13 @@ def test_clip_grad_value_matches_torch(fb, dtype):
     expected = np.clip(g, -value, value)
     ret = fb.clip_grad_value(net, value)
     assert ret is None or isinstance(ret, float)
-    np.testing.assert_allclose(net.grads.astype(np.float64), expected,
-                               rtol=0 if dtype == "float64" else 1e-7, atol=0)
+    np.testing.assert_allclose(
+        net.grads.astype(np.float64), expected, rtol=0 if dtype == "float64" else 1e-7, atol=0
+    )
     for a, t in zip(list(net.grad_weights) + list(net.grad_biases), ts):
-        np.testing.assert_allclose(np.asarray(a, np.float64), t.grad.numpy(),
-                                   rtol=0 if dtype == "float64" else 1e-7)
+        np.testing.assert_allclose(
+            np.asarray(a, np.float64), t.grad.numpy(), rtol=0 if dtype == "float64" else 1e-7
+        )
     assert np.abs(net.grads).max() <= np.float32(value) * (1 + 1e-7)
 
 
@@ -317,8 +347,9 @@ def test_clip_grad_value_matches_torch(fb, dtype):
 # gradient noise
 # ----------------------------------------------------------------------------------------------
 
+
 def _big_net(fb, dtype="float64"):
-    return fb.MLP([300, 200, 50], activation="tanh", dtype=dtype, seed=0)   # 70,250 entries
+    return fb.MLP([300, 200, 50], activation="tanh", dtype=dtype, seed=0)  # 70,250 entries
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -360,8 +391,11 @@ def test_gradient_noise_defaults_and_seed(fb):
     a, b, c = _big_net(fb), _big_net(fb), _big_net(fb)
     for n in (a, b, c):
         n.grads[...] = 0.0
-    na, nb, nc = (fb.GradientNoise(eta=0.1, seed=7), fb.GradientNoise(eta=0.1, seed=7),
-                  fb.GradientNoise(eta=0.1, seed=8))
+    na, nb, nc = (
+        fb.GradientNoise(eta=0.1, seed=7),
+        fb.GradientNoise(eta=0.1, seed=7),
+        fb.GradientNoise(eta=0.1, seed=8),
+    )
     for _ in range(2):
         na.apply(a)
         nb.apply(b)
@@ -382,6 +416,7 @@ def test_gradient_noise_defaults_and_seed(fb):
 # ----------------------------------------------------------------------------------------------
 # line search
 # ----------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_line_search_never_increases_full_batch_loss(fb, dtype):
@@ -416,6 +451,7 @@ def test_line_search_never_increases_full_batch_loss(fb, dtype):
 # degenerate but valid cases
 # ----------------------------------------------------------------------------------------------
 
+
 def test_clip_grad_norm_of_zero_gradients(fb):
     net = fb.MLP([3, 4, 2], dtype="float64", seed=0)
     net.grads[...] = 0.0
@@ -434,7 +470,7 @@ def test_line_search_at_a_stationary_point(fb):
     net = fb.MLP([1, 1], loss="mse", dtype="float64", seed=0)
     net.weights[0][...] = 0.0
     net.biases[0][...] = 0.5
-    X, Y = np.zeros((4, 1)), np.full((4, 1), 0.5)          # zero loss, zero gradient
+    X, Y = np.zeros((4, 1)), np.full((4, 1), 0.5)  # zero loss, zero gradient
     opt = fb.LineSearchSGD()
     loss = opt.step(net, X, Y)
     assert loss == 0.0
@@ -458,12 +494,14 @@ def test_adaptive_optimizers_with_zero_gradients_stay_finite(fb, name):
 # large flat buffers (past the core's parallel threshold), with two threads
 # ----------------------------------------------------------------------------------------------
 
-BIG_CASES = [("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
-             ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.2)),
-             ("Adam", dict(lr=0.01, weight_decay=0.01)),
-             ("AdamW", dict(lr=0.01, weight_decay=0.1)),
-             ("RMSProp", dict(lr=0.002, momentum=0.5, centered=True, weight_decay=0.01)),
-             ("AdaGrad", dict(lr=0.05, lr_decay=0.01, weight_decay=0.01))]
+BIG_CASES = [
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.2)),
+    ("Adam", dict(lr=0.01, weight_decay=0.01)),
+    ("AdamW", dict(lr=0.01, weight_decay=0.1)),
+    ("RMSProp", dict(lr=0.002, momentum=0.5, centered=True, weight_decay=0.01)),
+    ("AdaGrad", dict(lr=0.05, lr_decay=0.01, weight_decay=0.01)),
+]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -488,7 +526,7 @@ def test_optimizer_large_buffer_two_threads(fb, restore_threads, case, dtype):
         ropt.step(p, g)
         np.testing.assert_allclose(net.params, p, err_msg=f"step {t}", **tol)
         if dtype == "float32":
-            p[...] = net.params         # follow the float32 trajectory step by step
+            p[...] = net.params  # follow the float32 trajectory step by step
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -500,11 +538,14 @@ def test_norms_and_clipping_large_buffer_two_threads(fb, restore_threads, dtype)
     g = net.grads.astype(np.float64)
     rtol = 1e-12 if dtype == "float64" else 1e-5
     np.testing.assert_allclose(
-        net.grad_norms(), [np.linalg.norm(np.asarray(w, np.float64)) for w in net.grad_weights],
-        rtol=rtol)
+        net.grad_norms(),
+        [np.linalg.norm(np.asarray(w, np.float64)) for w in net.grad_weights],
+        rtol=rtol,
+    )
     total = np.linalg.norm(g)
     assert fb.clip_grad_norm(net, 0.3 * total) == pytest.approx(total, rel=rtol)
-    np.testing.assert_allclose(net.grads, g * (0.3 * total / (total + 1e-6)), rtol=rtol,
-                               atol=1e-6 * np.abs(g).max())
+    np.testing.assert_allclose(
+        net.grads, g * (0.3 * total / (total + 1e-6)), rtol=rtol, atol=1e-6 * np.abs(g).max()
+    )
     fb.clip_grad_value(net, 1e-4)
     assert np.abs(net.grads).max() <= np.float32(1e-4) * (1 + 1e-7)

@@ -1,5 +1,6 @@
 """Learning-rate schedules: closed forms, a hand simulation, and torch.optim.lr_scheduler fed the
 same metric sequences. (How the Trainer applies them: test_train.py.)"""
+
 import math
 
 import numpy as np
@@ -61,7 +62,7 @@ def test_cosine_annealing_lr():
     closed = [0.001 + 0.099 * (1 + math.cos(math.pi * e / 8)) / 2 for e in range(9)]
     np.testing.assert_allclose(got[:9], closed, rtol=1e-14)
     assert got[0] == 0.1 and got[4] == pytest.approx(0.0505, rel=1e-14)
-    assert got[8:] == [pytest.approx(0.001, rel=1e-14)] * 4   # held at eta_min after T_max
+    assert got[8:] == [pytest.approx(0.001, rel=1e-14)] * 4  # held at eta_min after T_max
     expected = torch_rates(lambda s, o: s.CosineAnnealingLR(o, T_max=8, eta_min=0.001), 0.1, 9)
     np.testing.assert_allclose(got[:9], expected, rtol=1e-12)
 
@@ -72,27 +73,31 @@ def test_reduce_lr_on_plateau_by_hand():
     metrics = [1.0, 0.97, 0.99, 0.96, 0.99, 0.98, 0.97, 0.96, 0.90, 0.9, 0.9]
     sched = fb.ReduceLROnPlateau(factor=0.5, patience=2, min_delta=0.05, cooldown=1)
     #                         e0   e1   e2   e3   e4   e5   e6   e7   e8    e9    e10
-    assert rates(sched, 1.0, metrics) == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25,
-                                          0.25]
+    assert rates(sched, 1.0, metrics) == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25]
     sched = fb.ReduceLROnPlateau(factor=0.5, patience=2, min_delta=0.05, cooldown=0)
-    assert rates(sched, 1.0, metrics) == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25,
-                                          0.25]
+    assert rates(sched, 1.0, metrics) == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.25]
     sched = fb.ReduceLROnPlateau(factor=0.5, patience=2, min_delta=0.0, cooldown=0)
-    assert rates(sched, 1.0, metrics) == [1.0] * 7 + [0.5] * 4   # 0.97 and 0.96 now count
+    assert rates(sched, 1.0, metrics) == [1.0] * 7 + [0.5] * 4  # 0.97 and 0.96 now count
 
 
 def test_reduce_lr_on_plateau_min_lr_eps_and_accuracy():
     metrics = [0.5] * 12
-    got = rates(fb.ReduceLROnPlateau("val_accuracy", factor=0.1, patience=0, min_lr=0.02),
-                1.0, metrics, monitor="val_accuracy")
+    got = rates(
+        fb.ReduceLROnPlateau("val_accuracy", factor=0.1, patience=0, min_lr=0.02),
+        1.0,
+        metrics,
+        monitor="val_accuracy",
+    )
     assert got == [1.0, 1.0, 0.1, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02]
     # a cut smaller than eps is skipped, as in torch; so is a "cut" up to a larger min_lr
     assert rates(fb.ReduceLROnPlateau(factor=0.5, patience=0), 1e-8, metrics) == [1e-8] * 12
     assert rates(fb.ReduceLROnPlateau(patience=0, min_lr=0.5), 0.1, metrics) == [0.1] * 12
     # rising accuracy is an improvement, rising loss is not
     rising = [0.1 * e for e in range(6)]
-    assert rates(fb.ReduceLROnPlateau("val_accuracy", patience=0), 1.0, rising,
-                 monitor="val_accuracy") == [1.0] * 6
+    assert (
+        rates(fb.ReduceLROnPlateau("val_accuracy", patience=0), 1.0, rising, monitor="val_accuracy")
+        == [1.0] * 6
+    )
     assert rates(fb.ReduceLROnPlateau("val_loss", patience=0), 1.0, rising)[-1] < 1e-3
 
 
@@ -100,12 +105,12 @@ def test_reduce_lr_on_plateau_reset_and_repeated_calls():
     sched = fb.ReduceLROnPlateau(factor=0.5, patience=1)
     metrics = [1.0, 1.0, 1.0, 1.0, 1.0]
     first = rates(sched, 1.0, metrics)
-    assert rates(sched, 1.0, metrics) == first      # reset() forgets the previous run
+    assert rates(sched, 1.0, metrics) == first  # reset() forgets the previous run
     history = FakeHistory()
     history.val_loss = metrics
     sched.reset()
     once = sched.lr(5, 1.0, history)
-    assert sched.lr(5, 1.0, history) == once         # a metric value is consumed once
+    assert sched.lr(5, 1.0, history) == once  # a metric value is consumed once
     assert once == first[-1] * 0.5
 
 
@@ -119,41 +124,60 @@ def test_reduce_lr_on_plateau_reset_and_repeated_calls():
     min_lr=st.sampled_from([0.0, 1e-3, 0.05]),
     accuracy=st.booleans(),
 )
-def test_reduce_lr_on_plateau_matches_torch(steps, patience, cooldown, factor, min_delta,
-                                             min_lr, accuracy):
+def test_reduce_lr_on_plateau_matches_torch(
+    steps, patience, cooldown, factor, min_delta, min_lr, accuracy
+):
     pytest.importorskip("torch")
     # a random walk with ties and small moves, so that min_delta matters
     metrics = list(np.cumsum(np.array(steps) * 0.1) + 5.0)
     monitor = "val_accuracy" if accuracy else "val_loss"
-    sched = fb.ReduceLROnPlateau(monitor, factor=factor, patience=patience, min_delta=min_delta,
-                                 cooldown=cooldown, min_lr=min_lr)
+    sched = fb.ReduceLROnPlateau(
+        monitor,
+        factor=factor,
+        patience=patience,
+        min_delta=min_delta,
+        cooldown=cooldown,
+        min_lr=min_lr,
+    )
     got = rates(sched, 0.1, metrics, monitor=monitor)
     expected = torch_rates(
-        lambda s, o: s.ReduceLROnPlateau(o, mode="max" if accuracy else "min", factor=factor,
-                                         patience=patience, threshold=min_delta,
-                                         threshold_mode="abs", cooldown=cooldown,
-                                         min_lr=min_lr),
-        0.1, len(metrics), metrics)
+        lambda s, o: s.ReduceLROnPlateau(
+            o,
+            mode="max" if accuracy else "min",
+            factor=factor,
+            patience=patience,
+            threshold=min_delta,
+            threshold_mode="abs",
+            cooldown=cooldown,
+            min_lr=min_lr,
+        ),
+        0.1,
+        len(metrics),
+        metrics,
+    )
     assert got == expected
 
 
-@pytest.mark.parametrize("make, error, name", [
-    (lambda: fb.StepLR(0), ValueError, "step_size"),
-    (lambda: fb.StepLR(1.5), TypeError, "step_size"),
-    (lambda: fb.StepLR(2, gamma=0), ValueError, "gamma"),
-    (lambda: fb.ExponentialLR(-0.5), ValueError, "gamma"),
-    (lambda: fb.ExponentialLR("0.5"), TypeError, "gamma"),
-    (lambda: fb.CosineAnnealingLR(0), ValueError, "T_max"),
-    (lambda: fb.CosineAnnealingLR(5, eta_min=-1e-3), ValueError, "eta_min"),
-    (lambda: fb.ReduceLROnPlateau("accuracy"), ValueError, "monitor"),
-    (lambda: fb.ReduceLROnPlateau(factor=1.0), ValueError, "factor"),
-    (lambda: fb.ReduceLROnPlateau(factor=0.0), ValueError, "factor"),
-    (lambda: fb.ReduceLROnPlateau(patience=-1), ValueError, "patience"),
-    (lambda: fb.ReduceLROnPlateau(min_delta=-0.1), ValueError, "min_delta"),
-    (lambda: fb.ReduceLROnPlateau(cooldown=0.5), TypeError, "cooldown"),
-    (lambda: fb.ReduceLROnPlateau(min_lr=-1.0), ValueError, "min_lr"),
-    (lambda: fb.ReduceLROnPlateau(eps=float("inf")), ValueError, "eps"),
-])
+@pytest.mark.parametrize(
+    "make, error, name",
+    [
+        (lambda: fb.StepLR(0), ValueError, "step_size"),
+        (lambda: fb.StepLR(1.5), TypeError, "step_size"),
+        (lambda: fb.StepLR(2, gamma=0), ValueError, "gamma"),
+        (lambda: fb.ExponentialLR(-0.5), ValueError, "gamma"),
+        (lambda: fb.ExponentialLR("0.5"), TypeError, "gamma"),
+        (lambda: fb.CosineAnnealingLR(0), ValueError, "T_max"),
+        (lambda: fb.CosineAnnealingLR(5, eta_min=-1e-3), ValueError, "eta_min"),
+        (lambda: fb.ReduceLROnPlateau("accuracy"), ValueError, "monitor"),
+        (lambda: fb.ReduceLROnPlateau(factor=1.0), ValueError, "factor"),
+        (lambda: fb.ReduceLROnPlateau(factor=0.0), ValueError, "factor"),
+        (lambda: fb.ReduceLROnPlateau(patience=-1), ValueError, "patience"),
+        (lambda: fb.ReduceLROnPlateau(min_delta=-0.1), ValueError, "min_delta"),
+        (lambda: fb.ReduceLROnPlateau(cooldown=0.5), TypeError, "cooldown"),
+        (lambda: fb.ReduceLROnPlateau(min_lr=-1.0), ValueError, "min_lr"),
+        (lambda: fb.ReduceLROnPlateau(eps=float("inf")), ValueError, "eps"),
+    ],
+)
 def test_schedules_reject_bad_arguments(make, error, name):
     with pytest.raises(error, match=name):
         make()

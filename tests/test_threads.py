@@ -1,4 +1,5 @@
 """Thread count control, thread-count independence, concurrent networks, GIL release."""
+
 import threading
 import time
 
@@ -136,7 +137,7 @@ def test_gil_released_during_backward(fb, restore_threads):
     between the call's start and end. Robust to slow machines: the batch grows until one call
     takes >= 0.3 s, and the assertion only asks for a loose share of the call's duration.
     """
-    fb.set_num_threads(1)                 # leave a core for the main thread
+    fb.set_num_threads(1)  # leave a core for the main thread
     rng = np.random.default_rng(0)
     net = fb.MLP([64, 512, 512, 10], activation="tanh", loss="cross_entropy", seed=0)
     n = 256
@@ -225,48 +226,62 @@ def _team_epochs(fb, monkeypatch, threads, make_opt, epochs=3, **fit):
 
     fb.set_num_threads(threads)
     rng = np.random.default_rng(3)
-    X = rng.normal(size=(300, TEAM_SIZES[0]))            # 64-row batches, the last of 44
+    X = rng.normal(size=(300, TEAM_SIZES[0]))  # 64-row batches, the last of 44
     Y = np.tanh(X[:, :3] @ rng.normal(size=(3, 3)))
     net = fb.MLP(list(TEAM_SIZES), activation="tanh", dtype="float64", seed=5)
     start = net.copy()
     with monkeypatch.context() as patch:
         patch.setattr(fastbp.train._core, "train_epoch", recording)
         fit = {"shuffle": True, **fit}
-        history = fb.Trainer(net, make_opt(), batch_size=64, epochs=epochs, seed=1,
-                             progress=False, **fit).fit(X, Y)
+        history = fb.Trainer(
+            net, make_opt(), batch_size=64, epochs=epochs, seed=1, progress=False, **fit
+        ).fit(X, Y)
     return start, net, history, used, X, Y
 
 
-@pytest.mark.parametrize("make_opt", [
-    lambda fb: fb.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
-    lambda fb: fb.Adam(0.01),
-    lambda fb: fb.AdamW(0.01, weight_decay=0.1),
-    lambda fb: fb.RMSProp(0.005, momentum=0.5, centered=True),
-    lambda fb: fb.AdaGrad(0.05),
-])
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda fb: fb.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+        lambda fb: fb.Adam(0.01),
+        lambda fb: fb.AdamW(0.01, weight_decay=0.1),
+        lambda fb: fb.RMSProp(0.005, momentum=0.5, centered=True),
+        lambda fb: fb.AdaGrad(0.05),
+    ],
+)
 @pytest.mark.parametrize("fit", [{}, dict(clip_norm=0.5, clip_value=0.02)])
 def test_team_epoch_equals_one_thread(fb, restore_threads, monkeypatch, make_opt, fit):
     one = _team_epochs(fb, monkeypatch, 1, lambda: make_opt(fb), **fit)
     two = _team_epochs(fb, monkeypatch, 2, lambda: make_opt(fb), **fit)
-    assert one[3] == [1, 1, 1] and two[3] == [2, 2, 2]   # the team really ran
+    assert one[3] == [1, 1, 1] and two[3] == [2, 2, 2]  # the team really ran
     np.testing.assert_allclose(two[1].params, one[1].params, rtol=1e-11, atol=1e-14)
     for key in ("train_loss", "grad_norms", "grad_norms_max", "update_ratios"):
         np.testing.assert_allclose(getattr(two[2], key), getattr(one[2], key), rtol=1e-11)
-    assert np.abs(two[1].params - two[0].params).max() > 1e-3   # it did train
+    assert np.abs(two[1].params - two[0].params).max() > 1e-3  # it did train
 
 
 def test_team_epoch_with_noise_equals_the_manual_sequence(fb, restore_threads, monkeypatch):
     noise = fb.GradientNoise(eta=0.05, seed=9)
     start, net, history, used, X, Y = _team_epochs(
-        fb, monkeypatch, 2, lambda: fb.SGD(0.05, momentum=0.9), epochs=2, grad_noise=noise,
-        shuffle=False, clip_norm=1.0)
+        fb,
+        monkeypatch,
+        2,
+        lambda: fb.SGD(0.05, momentum=0.9),
+        epochs=2,
+        grad_noise=noise,
+        shuffle=False,
+        clip_norm=1.0,
+    )
     assert used == [2, 2] and noise.t == 10
     fb.set_num_threads(1)
-    manual, opt, manual_noise = start.copy(), fb.SGD(0.05, momentum=0.9), fb.GradientNoise(
-        eta=0.05, seed=9)
+    manual, opt, manual_noise = (
+        start.copy(),
+        fb.SGD(0.05, momentum=0.9),
+        fb.GradientNoise(eta=0.05, seed=9),
+    )
     for _ in range(2):
         for i in range(0, 300, 64):
-            manual.backward(X[i:i + 64], Y[i:i + 64])
+            manual.backward(X[i : i + 64], Y[i : i + 64])
             fb.clip_grad_norm(manual, 1.0)
             manual_noise.apply(manual)
             opt.step(manual)
@@ -277,7 +292,8 @@ def test_team_epoch_stops_before_a_non_finite_step(fb, restore_threads, monkeypa
     # a learning rate far too large: the team must stop together and keep finite weights
     with pytest.warns(fb.NonFiniteWarning):
         start, net, history, used, X, Y = _team_epochs(
-            fb, monkeypatch, 2, lambda: fb.SGD(50.0, momentum=0.9), epochs=50)
+            fb, monkeypatch, 2, lambda: fb.SGD(50.0, momentum=0.9), epochs=50
+        )
     assert set(used) == {2} and history.stop_reason == "non_finite"
     assert np.isfinite(net.params).all()
 
@@ -311,8 +327,9 @@ def test_batch_parallel_backward_with_fewer_threads_than_asked():
     import os
 
     env = dict(os.environ, OMP_THREAD_LIMIT="1")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     first, second = done.stdout.split()
     assert abs(float(first)) < 1e-12
@@ -326,7 +343,8 @@ def test_import_leaves_the_environment_as_it_was():
 
     code = "import os, fastbp; print('OMP_WAIT_POLICY' in os.environ)"
     env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"

@@ -5,6 +5,7 @@ torch's SGD, torch's clipping) for what can be recomputed without fastbp, and th
 written out batch by batch with fastbp's public per-batch calls (backward, clip, noise, step)
 for what only the core can compute (the counter-based gradient noise).
 """
+
 import io
 import json
 import math
@@ -59,6 +60,7 @@ def batches(n, batch_size):
 # 1. The epoch runs in C++
 # --------------------------------------------------------------------------------------------
 
+
 def test_one_core_call_per_epoch_and_no_per_batch_python(monkeypatch):
     calls = []
     real = fastbp.train._core.train_epoch
@@ -75,9 +77,10 @@ def test_one_core_call_per_epoch_and_no_per_batch_python(monkeypatch):
     monkeypatch.setattr(fb.SGD, "step", forbidden)
     X, Y = regression(n=50)
     net = fb.MLP([3, 8, 2], activation="tanh", seed=0)
-    history = fb.Trainer(net, fb.SGD(0.05), batch_size=4, epochs=6, seed=0,
-                         progress=False).fit(X, Y, validation=regression(n=20, seed=1))
-    assert calls == list(range(6))          # 13 batches an epoch, one call
+    history = fb.Trainer(net, fb.SGD(0.05), batch_size=4, epochs=6, seed=0, progress=False).fit(
+        X, Y, validation=regression(n=20, seed=1)
+    )
+    assert calls == list(range(6))  # 13 batches an epoch, one call
     assert history.n_epochs == 6
 
 
@@ -91,8 +94,9 @@ def test_last_partial_batch_is_used_and_shuffling_visits_every_sample(dtype):
     first_two = net.evaluate(X[:8], Y[:8])["loss"]
     assert not math.isclose(full, first_two, rel_tol=1e-3)
     for shuffle in (False, True):
-        h = fb.Trainer(net, fb.SGD(0.0), batch_size=4, epochs=2, shuffle=shuffle, seed=3,
-                       progress=False).fit(X, Y)
+        h = fb.Trainer(
+            net, fb.SGD(0.0), batch_size=4, epochs=2, shuffle=shuffle, seed=3, progress=False
+        ).fit(X, Y)
         np.testing.assert_allclose(h.train_loss, full, rtol=1e-5 if dtype == "float32" else 1e-12)
 
 
@@ -102,8 +106,9 @@ def test_shuffling_is_deterministic_by_seed_and_changes_the_order():
 
     def run(seed, shuffle=True):
         net = net0.copy()
-        fb.Trainer(net, fb.SGD(0.1), batch_size=4, epochs=3, shuffle=shuffle, seed=seed,
-                   progress=False).fit(X, Y)
+        fb.Trainer(
+            net, fb.SGD(0.1), batch_size=4, epochs=3, shuffle=shuffle, seed=seed, progress=False
+        ).fit(X, Y)
         return np.array(net.params)
 
     np.testing.assert_array_equal(run(5), run(5))
@@ -111,8 +116,9 @@ def test_shuffling_is_deterministic_by_seed_and_changes_the_order():
     assert not np.array_equal(run(5), run(5, shuffle=False))
 
 
-def ref_epoch(weights, biases, X, Y, batch_size, opt, activation, loss, clip_norm=None,
-              clip_value=None):
+def ref_epoch(
+    weights, biases, X, Y, batch_size, opt, activation, loss, clip_norm=None, clip_value=None
+):
     """One epoch in float64 NumPy, in data order: per batch backprop, clip, torch's step.
     Returns the per-batch losses and per-layer weight-gradient norms (before clipping)."""
     sizes = [w.size for pair in zip(weights, biases) for w in pair]
@@ -134,28 +140,33 @@ def ref_epoch(weights, biases, X, Y, batch_size, opt, activation, loss, clip_nor
     return weights, biases, losses, np.array(norms)
 
 
-@pytest.mark.parametrize("sgd, clip", [
-    (dict(lr=0.1), {}),
-    (dict(lr=0.05, momentum=0.9), {}),
-    (dict(lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.01), {}),
-    (dict(lr=0.05, momentum=0.9, dampening=0.2), dict(clip_norm=0.3)),
-    (dict(lr=0.1), dict(clip_value=0.05)),
-    (dict(lr=0.1, weight_decay=0.1), dict(clip_norm=0.5, clip_value=0.02)),
-])
+@pytest.mark.parametrize(
+    "sgd, clip",
+    [
+        (dict(lr=0.1), {}),
+        (dict(lr=0.05, momentum=0.9), {}),
+        (dict(lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.01), {}),
+        (dict(lr=0.05, momentum=0.9, dampening=0.2), dict(clip_norm=0.3)),
+        (dict(lr=0.1), dict(clip_value=0.05)),
+        (dict(lr=0.1, weight_decay=0.1), dict(clip_norm=0.5, clip_value=0.02)),
+    ],
+)
 def test_epochs_match_the_numpy_reference(sgd, clip):
     # N = 10, batch 4: three batches, the last of 2 samples. SGD with momentum, Nesterov,
     # dampening, weight decay, clipping by norm and by value, all inside the core's loop.
     X, Y = regression(n=10)
     net = fb.MLP([3, 5, 4, 2], activation=["tanh", "sigmoid"], dtype="float64", seed=0)
-    net.biases[0][...] = 0.1                     # weight decay acts on every entry
+    net.biases[0][...] = 0.1  # weight decay acts on every entry
     weights, biases = ref.get_params(net)
-    history = fb.Trainer(net, fb.SGD(**sgd), batch_size=4, epochs=3, shuffle=False,
-                         progress=False, **clip).fit(X, Y)
+    history = fb.Trainer(
+        net, fb.SGD(**sgd), batch_size=4, epochs=3, shuffle=False, progress=False, **clip
+    ).fit(X, Y)
     opt = ref.RefSGD(**sgd)
     for epoch in range(3):
         w0 = [w.copy() for w in weights]
-        weights, biases, losses, norms = ref_epoch(weights, biases, X, Y, 4, opt,
-                                                   ["tanh", "sigmoid"], "mse", **clip)
+        weights, biases, losses, norms = ref_epoch(
+            weights, biases, X, Y, 4, opt, ["tanh", "sigmoid"], "mse", **clip
+        )
         mean_loss = sum(v * n for v, n in losses) / X.shape[0]
         assert len(losses) == 3
         assert history.train_loss[epoch] == pytest.approx(mean_loss, rel=1e-12)
@@ -163,22 +174,28 @@ def test_epochs_match_the_numpy_reference(sgd, clip):
         np.testing.assert_allclose(history.grad_norms_max[epoch], norms.max(axis=0), rtol=1e-12)
         ratios = [np.linalg.norm(w - a) / np.linalg.norm(a) for w, a in zip(weights, w0)]
         np.testing.assert_allclose(history.update_ratios[epoch], ratios, rtol=1e-10)
-    np.testing.assert_allclose(net.params, ref.flatten(
-        [p for pair in zip(weights, biases) for p in pair]), rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(
+        net.params,
+        ref.flatten([p for pair in zip(weights, biases) for p in pair]),
+        rtol=1e-11,
+        atol=1e-14,
+    )
 
 
 def test_epoch_matches_torch():
     torch = pytest.importorskip("torch")
     X, y = classification(n=10)
     net = fb.MLP([4, 6, 2], activation="relu", loss="cross_entropy", dtype="float64", seed=1)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(),
-                                torch.nn.Linear(6, 2)).double()
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 2)
+    ).double()
     with torch.no_grad():
         for layer, w, b in zip((model[0], model[2]), net.weights, net.biases):
             layer.weight.copy_(torch.from_numpy(w.T.copy()))
             layer.bias.copy_(torch.from_numpy(b.copy()))
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True,
-                          weight_decay=1e-3)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3
+    )
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     for _ in range(2):
         for sl in batches(10, 4):
@@ -186,15 +203,21 @@ def test_epoch_matches_torch():
             torch.nn.functional.cross_entropy(model(Xt[sl]), yt[sl]).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
             opt.step()
-    fb.Trainer(net, fb.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=1e-3), batch_size=4,
-               epochs=2, shuffle=False, clip_norm=0.5, progress=False).fit(X, y)
+    fb.Trainer(
+        net,
+        fb.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+        batch_size=4,
+        epochs=2,
+        shuffle=False,
+        clip_norm=0.5,
+        progress=False,
+    ).fit(X, y)
     for layer, w, b in zip((model[0], model[2]), net.weights, net.biases):
         np.testing.assert_allclose(w, layer.weight.detach().numpy().T, rtol=1e-10, atol=1e-13)
         np.testing.assert_allclose(b, layer.bias.detach().numpy(), rtol=1e-10, atol=1e-13)
 
 
-def manual_epochs(net, opt, X, Y, batch_size, epochs, clip_norm=None, clip_value=None,
-                  noise=None):
+def manual_epochs(net, opt, X, Y, batch_size, epochs, clip_norm=None, clip_value=None, noise=None):
     """The Trainer's epoch written out with fastbp's public per-batch calls."""
     norms = []
     for _ in range(epochs):
@@ -213,30 +236,51 @@ def manual_epochs(net, opt, X, Y, batch_size, epochs, clip_norm=None, clip_value
     return np.array(norms)
 
 
-@pytest.mark.parametrize("make_opt", [
-    lambda: fb.SGD(0.05, momentum=0.9),
-    lambda: fb.Adam(0.01),
-    lambda: fb.RMSProp(0.01, momentum=0.5),
-])
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda: fb.SGD(0.05, momentum=0.9),
+        lambda: fb.Adam(0.01),
+        lambda: fb.RMSProp(0.01, momentum=0.5),
+    ],
+)
 def test_gradient_noise_and_clipping_in_the_trainer_equal_the_manual_sequence(make_opt):
     X, Y = regression(n=10)
     net0 = fb.MLP([3, 6, 2], activation="tanh", dtype="float64", seed=2)
     net = net0.copy()
     noise = fb.GradientNoise(eta=0.05, gamma=0.55, seed=7)
-    history = fb.Trainer(net, make_opt(), batch_size=4, epochs=3, shuffle=False, clip_norm=1.0,
-                         clip_value=0.2, grad_noise=noise, progress=False).fit(X, Y)
-    assert noise.t == 9                          # 3 epochs x 3 batches
+    history = fb.Trainer(
+        net,
+        make_opt(),
+        batch_size=4,
+        epochs=3,
+        shuffle=False,
+        clip_norm=1.0,
+        clip_value=0.2,
+        grad_noise=noise,
+        progress=False,
+    ).fit(X, Y)
+    assert noise.t == 9  # 3 epochs x 3 batches
     manual = net0.copy()
     manual_noise = fb.GradientNoise(eta=0.05, gamma=0.55, seed=7)
-    norms = manual_epochs(manual, make_opt(), X, Y, 4, 3, clip_norm=1.0, clip_value=0.2,
-                          noise=manual_noise)
+    norms = manual_epochs(
+        manual, make_opt(), X, Y, 4, 3, clip_norm=1.0, clip_value=0.2, noise=manual_noise
+    )
     np.testing.assert_allclose(net.params, manual.params, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(history.grad_norms, norms.mean(axis=1), rtol=1e-12)
     np.testing.assert_allclose(history.grad_norms_max, norms.max(axis=1), rtol=1e-12)
     # the noise really acted: without it the run ends elsewhere
     quiet = net0.copy()
-    fb.Trainer(quiet, make_opt(), batch_size=4, epochs=3, shuffle=False, clip_norm=1.0,
-               clip_value=0.2, progress=False).fit(X, Y)
+    fb.Trainer(
+        quiet,
+        make_opt(),
+        batch_size=4,
+        epochs=3,
+        shuffle=False,
+        clip_norm=1.0,
+        clip_value=0.2,
+        progress=False,
+    ).fit(X, Y)
     assert np.abs(quiet.params - net.params).max() > 1e-4
 
 
@@ -244,13 +288,15 @@ def test_gradient_noise_and_clipping_in_the_trainer_equal_the_manual_sequence(ma
 # 2. Gradient magnitudes, update ratios, saturation and dead units
 # --------------------------------------------------------------------------------------------
 
+
 def test_update_ratios_against_saved_weights():
     X, Y = regression(n=20)
     net = fb.MLP([3, 8, 8, 2], activation="relu", dtype="float32", seed=0)
     start = [w.astype(np.float64) for w in net.weights]
     snaps = Snapshots()
-    history = fb.Trainer(net, fb.Adam(0.01), batch_size=8, epochs=4, seed=1, callbacks=[snaps],
-                         progress=False).fit(X, Y)
+    history = fb.Trainer(
+        net, fb.Adam(0.01), batch_size=8, epochs=4, seed=1, callbacks=[snaps], progress=False
+    ).fit(X, Y)
     assert history.update_ratios.shape == (4, 3)
     for epoch, params in enumerate(snaps.params):
         probe = net.copy()
@@ -266,27 +312,36 @@ def test_dead_relu_units():
     X = rng.normal(size=(40, 3))
     Y = rng.normal(size=(40, 1))
     net = fb.MLP([3, 5, 4, 1], activation="relu", dtype="float64", seed=0)
-    net.biases[0][...] = [-100, -100, 100, 100, 100]   # units 0 and 1 never fire
-    net.biases[1][...] = -100                          # the whole second layer is dead
-    history = fb.Trainer(net, fb.SGD(0.01), batch_size=8, epochs=3, seed=0,
-                         progress=False).fit(X, Y)
+    net.biases[0][...] = [-100, -100, 100, 100, 100]  # units 0 and 1 never fire
+    net.biases[1][...] = -100  # the whole second layer is dead
+    history = fb.Trainer(net, fb.SGD(0.01), batch_size=8, epochs=3, seed=0, progress=False).fit(
+        X, Y
+    )
     np.testing.assert_array_equal(history.dead[:, 0], 0.4)
-    np.testing.assert_array_equal(history.dead[:, 1], 1.0)     # no gradient: stays dead
-    assert np.isnan(history.dead[:, 2]).all()                   # identity output
-    assert np.isnan(history.saturation).all()                   # relu, identity: no bounds
+    np.testing.assert_array_equal(history.dead[:, 1], 1.0)  # no gradient: stays dead
+    assert np.isnan(history.dead[:, 2]).all()  # identity output
+    assert np.isnan(history.saturation).all()  # relu, identity: no bounds
 
 
-@pytest.mark.parametrize("activation, scale", [("sigmoid", 100.0), ("tanh", 100.0),
-                                               ("sigmoid", 0.3), ("tanh", 0.3)])
+@pytest.mark.parametrize(
+    "activation, scale", [("sigmoid", 100.0), ("tanh", 100.0), ("sigmoid", 0.3), ("tanh", 0.3)]
+)
 def test_saturation_against_numpy(activation, scale):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(60, 4))
     y = (X[:, 0] > 0).astype(np.int64)
-    net = fb.MLP([4, 16, 2], activation=activation, loss="cross_entropy", dtype="float64",
-                 init=("normal", scale), seed=3)
-    weights, biases = ref.get_params(net)        # lr = 0: the statistics see these weights
-    history = fb.Trainer(net, fb.SGD(0.0), batch_size=16, epochs=2, seed=0,
-                         progress=False).fit(X, y)
+    net = fb.MLP(
+        [4, 16, 2],
+        activation=activation,
+        loss="cross_entropy",
+        dtype="float64",
+        init=("normal", scale),
+        seed=3,
+    )
+    weights, biases = ref.get_params(net)  # lr = 0: the statistics see these weights
+    history = fb.Trainer(net, fb.SGD(0.0), batch_size=16, epochs=2, seed=0, progress=False).fit(
+        X, y
+    )
     hidden = ref.mlp_forward(X, weights, biases, activation, "softmax")[1][1]
     if activation == "sigmoid":
         expected = np.mean((hidden < 0.01) | (hidden > 0.99))
@@ -304,13 +359,15 @@ def test_saturation_against_numpy(activation, scale):
 # 3. Non-finite loss or gradients
 # --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_explosion_stops_training_and_keeps_the_last_finite_weights(dtype):
     X, Y = regression(n=40, seed=4)
-    net = fb.MLP([3, 2], dtype=dtype, seed=0)     # linear: lr far above 2 / lambda_max
+    net = fb.MLP([3, 2], dtype=dtype, seed=0)  # linear: lr far above 2 / lambda_max
     snaps = Snapshots()
-    trainer = fb.Trainer(net, fb.SGD(2.0), batch_size=4, epochs=200, seed=0, callbacks=[snaps],
-                         progress=False)
+    trainer = fb.Trainer(
+        net, fb.SGD(2.0), batch_size=4, epochs=200, seed=0, callbacks=[snaps], progress=False
+    )
     with pytest.warns(fb.NonFiniteWarning, match="NaN or infinite"):
         history = trainer.fit(X, Y, validation=regression(n=10, seed=5))
     assert history.stop_reason == "non_finite"
@@ -319,7 +376,7 @@ def test_explosion_stops_training_and_keeps_the_last_finite_weights(dtype):
     assert np.isfinite(net.params).all()
     np.testing.assert_array_equal(net.params, snaps.params[-1])
     assert np.isfinite(history.train_loss).all() and np.isfinite(history.val_loss).all()
-    assert history.train_loss[-1] > 10 * history.train_loss[0]      # it did explode
+    assert history.train_loss[-1] > 10 * history.train_loss[0]  # it did explode
 
 
 def test_weights_overflowing_in_the_last_step_are_caught():
@@ -330,8 +387,7 @@ def test_weights_overflowing_in_the_last_step_are_caught():
     net = fb.MLP([2, 1], dtype="float32", seed=0)
     start = np.array(net.params)
     with pytest.warns(fb.NonFiniteWarning):
-        history = fb.Trainer(net, fb.SGD(1e36), batch_size=8, epochs=3,
-                             progress=False).fit(X, Y)
+        history = fb.Trainer(net, fb.SGD(1e36), batch_size=8, epochs=3, progress=False).fit(X, Y)
     assert history.n_epochs == 0 and history.stopped_epoch == 0
     assert history.stop_reason == "non_finite"
     np.testing.assert_array_equal(net.params, start)
@@ -340,6 +396,7 @@ def test_weights_overflowing_in_the_last_step_are_caught():
 # --------------------------------------------------------------------------------------------
 # 4. Early stopping and the history
 # --------------------------------------------------------------------------------------------
+
 
 def ref_early_stopping(values, patience, min_delta, maximize=False):
     """(best epoch, epoch training stops after or None), Keras/torch-style, by hand."""
@@ -371,9 +428,16 @@ def test_early_stopping_on_val_loss(min_delta, restore_best):
     net = fb.MLP([4, 32, 1], activation="tanh", dtype="float64", seed=1)
     snaps = Snapshots()
     es = fb.EarlyStopping("val_loss", patience=4, min_delta=min_delta, restore_best=restore_best)
-    history = fb.Trainer(net, fb.SGD(0.003, momentum=0.9), batch_size=4, epochs=300, seed=0,
-                         early_stopping=es, callbacks=[snaps], progress=False).fit(
-        X, Y, validation=(Xv, Yv))
+    history = fb.Trainer(
+        net,
+        fb.SGD(0.003, momentum=0.9),
+        batch_size=4,
+        epochs=300,
+        seed=0,
+        early_stopping=es,
+        callbacks=[snaps],
+        progress=False,
+    ).fit(X, Y, validation=(Xv, Yv))
     best, stop = ref_early_stopping(history.val_loss, 4, min_delta)
     assert stop is not None and best > 0
     assert history.best_epoch == es.best_epoch == best
@@ -392,9 +456,15 @@ def test_min_delta_changes_the_stop():
     stops = []
     for min_delta in (0.0, 0.05):
         net = fb.MLP([4, 32, 1], activation="tanh", dtype="float64", seed=1)
-        h = fb.Trainer(net, fb.SGD(0.003, momentum=0.9), batch_size=4, epochs=300, seed=0,
-                       early_stopping=fb.EarlyStopping(patience=4, min_delta=min_delta),
-                       progress=False).fit(X, Y, validation=(Xv, Yv))
+        h = fb.Trainer(
+            net,
+            fb.SGD(0.003, momentum=0.9),
+            batch_size=4,
+            epochs=300,
+            seed=0,
+            early_stopping=fb.EarlyStopping(patience=4, min_delta=min_delta),
+            progress=False,
+        ).fit(X, Y, validation=(Xv, Yv))
         assert (h.best_epoch, h.stopped_epoch) == ref_early_stopping(h.val_loss, 4, min_delta)
         stops.append(h.stopped_epoch)
     assert stops[1] < stops[0]
@@ -405,9 +475,16 @@ def test_early_stopping_on_val_accuracy():
     Xv, yv = classification(n=60, noise=0.0, seed=1)
     net = fb.MLP([4, 32, 2], activation="tanh", loss="cross_entropy", dtype="float64", seed=1)
     snaps = Snapshots()
-    history = fb.Trainer(net, fb.SGD(0.003, momentum=0.9), batch_size=4, epochs=300, seed=0,
-                         early_stopping=fb.EarlyStopping("val_accuracy", patience=4),
-                         callbacks=[snaps], progress=False).fit(X, y, validation=(Xv, yv))
+    history = fb.Trainer(
+        net,
+        fb.SGD(0.003, momentum=0.9),
+        batch_size=4,
+        epochs=300,
+        seed=0,
+        early_stopping=fb.EarlyStopping("val_accuracy", patience=4),
+        callbacks=[snaps],
+        progress=False,
+    ).fit(X, y, validation=(Xv, yv))
     best, stop = ref_early_stopping(history.val_accuracy, 4, 0.0, maximize=True)
     assert stop is not None and best > 0
     assert (history.best_epoch, history.stopped_epoch) == (best, stop)
@@ -419,9 +496,15 @@ def test_early_stopping_on_val_accuracy():
 def test_patience_zero_stops_at_the_first_epoch_without_improvement():
     X, Y, Xv, Yv = overfitting_regression()
     net = fb.MLP([4, 32, 1], activation="tanh", dtype="float64", seed=1)
-    h = fb.Trainer(net, fb.SGD(0.003, momentum=0.9), batch_size=4, epochs=300, seed=0,
-                   early_stopping=fb.EarlyStopping(patience=0), progress=False).fit(
-        X, Y, validation=(Xv, Yv))
+    h = fb.Trainer(
+        net,
+        fb.SGD(0.003, momentum=0.9),
+        batch_size=4,
+        epochs=300,
+        seed=0,
+        early_stopping=fb.EarlyStopping(patience=0),
+        progress=False,
+    ).fit(X, Y, validation=(Xv, Yv))
     assert h.stopped_epoch == h.best_epoch + 1
     assert all(np.diff(h.val_loss[:-1]) < 0) and h.val_loss[-1] >= h.val_loss[-2]
 
@@ -430,8 +513,10 @@ def test_patience_zero_stops_at_the_first_epoch_without_improvement():
 def test_monitoring_validation_metrics_needs_validation_data(monitor):
     X, y = classification()
     net = fb.MLP([4, 3, 2], loss="cross_entropy", seed=0)
-    for owner in (dict(early_stopping=fb.EarlyStopping(monitor)),
-                  dict(lr_schedule=fb.ReduceLROnPlateau(monitor))):
+    for owner in (
+        dict(early_stopping=fb.EarlyStopping(monitor)),
+        dict(lr_schedule=fb.ReduceLROnPlateau(monitor)),
+    ):
         trainer = fb.Trainer(net, fb.SGD(0.1), epochs=2, progress=False, **owner)
         with pytest.raises(ValueError, match="validation"):
             trainer.fit(X, y)
@@ -440,8 +525,9 @@ def test_monitoring_validation_metrics_needs_validation_data(monitor):
 def test_accuracy_monitor_needs_a_classifier():
     X, Y = regression()
     net = fb.MLP([3, 2], seed=0)
-    trainer = fb.Trainer(net, fb.SGD(0.1), early_stopping=fb.EarlyStopping("train_accuracy"),
-                         progress=False)
+    trainer = fb.Trainer(
+        net, fb.SGD(0.1), early_stopping=fb.EarlyStopping("train_accuracy"), progress=False
+    )
     with pytest.raises(ValueError, match="train_accuracy"):
         trainer.fit(X, Y)
 
@@ -451,8 +537,9 @@ def test_history_records_losses_accuracies_and_lr():
     Xv, yv = classification(n=20, seed=2)
     net = fb.MLP([4, 8, 2], activation="tanh", loss="cross_entropy", dtype="float64", seed=0)
     snaps = Snapshots()
-    history = fb.Trainer(net, fb.SGD(0.05), batch_size=8, epochs=4, seed=0, callbacks=[snaps],
-                         progress=False).fit(X, y, validation=(Xv, yv))
+    history = fb.Trainer(
+        net, fb.SGD(0.05), batch_size=8, epochs=4, seed=0, callbacks=[snaps], progress=False
+    ).fit(X, y, validation=(Xv, yv))
     assert history.n_epochs == len(history.val_loss) == len(history.val_accuracy) == 4
     assert history.lr == [0.05] * 4
     assert history.stopped_epoch is None and history.stop_reason is None
@@ -465,8 +552,7 @@ def test_history_records_losses_accuracies_and_lr():
         assert history.val_accuracy[epoch] == ev["accuracy"]
         assert snaps.logs[epoch]["val_loss"] == history.val_loss[epoch]
     # with lr = 0 the accuracy measured during the epoch is the accuracy of the fixed weights
-    h0 = fb.Trainer(net, fb.SGD(0.0), batch_size=7, epochs=1, seed=0,
-                    progress=False).fit(X, y)
+    h0 = fb.Trainer(net, fb.SGD(0.0), batch_size=7, epochs=1, seed=0, progress=False).fit(X, y)
     assert h0.train_accuracy == [net.evaluate(X, y)["accuracy"]]
     assert h0.val_loss == [] and h0.val_accuracy == []
 
@@ -475,45 +561,68 @@ def test_history_json_round_trip(tmp_path):
     X, y = classification(n=30)
     Xv, yv = classification(n=20, seed=2)
     net = fb.MLP([4, 8, 2], activation="sigmoid", loss="cross_entropy", seed=0)
-    history = fb.Trainer(net, fb.SGD(0.1, momentum=0.9), batch_size=8, epochs=30, seed=0,
-                         early_stopping=fb.EarlyStopping("val_accuracy", patience=2),
-                         lr_schedule=fb.StepLR(2, 0.5), progress=False).fit(
-        X, y, validation=(Xv, yv))
+    history = fb.Trainer(
+        net,
+        fb.SGD(0.1, momentum=0.9),
+        batch_size=8,
+        epochs=30,
+        seed=0,
+        early_stopping=fb.EarlyStopping("val_accuracy", patience=2),
+        lr_schedule=fb.StepLR(2, 0.5),
+        progress=False,
+    ).fit(X, y, validation=(Xv, yv))
     assert history.stop_reason == "early_stopping"
     path = tmp_path / "history.json"
     history.to_json(path)
     for loaded in (fb.History.from_json(path), fb.History.from_json(history.to_json())):
-        for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr",
-                    "epoch_time", "activations"):
+        for key in (
+            "train_loss",
+            "val_loss",
+            "train_accuracy",
+            "val_accuracy",
+            "lr",
+            "epoch_time",
+            "activations",
+        ):
             assert getattr(loaded, key) == getattr(history, key), key
         for key in ("grad_norms", "grad_norms_max", "update_ratios", "saturation", "dead"):
             np.testing.assert_array_equal(getattr(loaded, key), getattr(history, key))
         assert (loaded.best_epoch, loaded.stopped_epoch, loaded.stop_reason) == (
-            history.best_epoch, history.stopped_epoch, history.stop_reason)
+            history.best_epoch,
+            history.stopped_epoch,
+            history.stop_reason,
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # 5. Schedules in the Trainer (their semantics: test_schedules.py)
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("schedule, expected", [
-    (fb.StepLR(3, gamma=0.5), lambda e: 0.2 * 0.5 ** (e // 3)),
-    (fb.ExponentialLR(0.9), lambda e: 0.2 * 0.9**e),
-    (fb.CosineAnnealingLR(5, eta_min=0.01),
-     lambda e: 0.01 + 0.19 * (1 + math.cos(math.pi * min(e, 5) / 5)) / 2),
-    (lambda epoch, base_lr: base_lr / (1 + epoch), lambda e: 0.2 / (1 + e)),
-])
+
+@pytest.mark.parametrize(
+    "schedule, expected",
+    [
+        (fb.StepLR(3, gamma=0.5), lambda e: 0.2 * 0.5 ** (e // 3)),
+        (fb.ExponentialLR(0.9), lambda e: 0.2 * 0.9**e),
+        (
+            fb.CosineAnnealingLR(5, eta_min=0.01),
+            lambda e: 0.01 + 0.19 * (1 + math.cos(math.pi * min(e, 5) / 5)) / 2,
+        ),
+        (lambda epoch, base_lr: base_lr / (1 + epoch), lambda e: 0.2 / (1 + e)),
+    ],
+)
 def test_schedules_set_the_rate_of_each_epoch(schedule, expected):
     X, Y = regression(n=12)
     net = fb.MLP([3, 4, 2], activation="tanh", dtype="float64", seed=0)
     opt = fb.SGD(0.2, momentum=0.5)
     manual_net, manual_opt = net.copy(), fb.SGD(0.2, momentum=0.5)
-    history = fb.Trainer(net, opt, batch_size=5, epochs=8, shuffle=False, lr_schedule=schedule,
-                         progress=False).fit(X, Y)
+    history = fb.Trainer(
+        net, opt, batch_size=5, epochs=8, shuffle=False, lr_schedule=schedule, progress=False
+    ).fit(X, Y)
     for e in range(8):
         assert history.lr[e] == pytest.approx(expected(e), rel=1e-14)
-    assert opt.lr == 0.2                         # the base rate is given back after fit
-    for e in range(8):                           # the rate really drove the steps
+    assert opt.lr == 0.2  # the base rate is given back after fit
+    for e in range(8):  # the rate really drove the steps
         manual_opt.lr = history.lr[e]
         manual_epochs(manual_net, manual_opt, X, Y, 5, 1)
     np.testing.assert_allclose(net.params, manual_net.params, rtol=1e-12, atol=1e-15)
@@ -523,26 +632,42 @@ def test_reduce_lr_on_plateau_in_the_trainer_matches_torch():
     torch = pytest.importorskip("torch")
     X, Y, Xv, Yv = overfitting_regression()
     net = fb.MLP([4, 32, 1], activation="tanh", dtype="float64", seed=1)
-    sched = fb.ReduceLROnPlateau("val_loss", factor=0.5, patience=2, min_delta=1e-3, cooldown=1,
-                                 min_lr=1e-3)
-    history = fb.Trainer(net, fb.SGD(0.02, momentum=0.9), batch_size=4, epochs=25, seed=0,
-                         lr_schedule=sched, progress=False).fit(X, Y, validation=(Xv, Yv))
+    sched = fb.ReduceLROnPlateau(
+        "val_loss", factor=0.5, patience=2, min_delta=1e-3, cooldown=1, min_lr=1e-3
+    )
+    history = fb.Trainer(
+        net,
+        fb.SGD(0.02, momentum=0.9),
+        batch_size=4,
+        epochs=25,
+        seed=0,
+        lr_schedule=sched,
+        progress=False,
+    ).fit(X, Y, validation=(Xv, Yv))
     param = torch.zeros(1, requires_grad=True)
     topt = torch.optim.SGD([param], lr=0.02)
     tsched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        topt, mode="min", factor=0.5, patience=2, threshold=1e-3, threshold_mode="abs",
-        cooldown=1, min_lr=1e-3)
+        topt,
+        mode="min",
+        factor=0.5,
+        patience=2,
+        threshold=1e-3,
+        threshold_mode="abs",
+        cooldown=1,
+        min_lr=1e-3,
+    )
     expected = []
     for value in history.val_loss:
         expected.append(topt.param_groups[0]["lr"])
         tsched.step(value)
     assert history.lr == expected
-    assert len(set(expected)) >= 3              # it did cut, more than once
+    assert len(set(expected)) >= 3  # it did cut, more than once
 
 
 # --------------------------------------------------------------------------------------------
 # 7. Determinism
 # --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_whole_run_is_reproducible_by_seed(dtype):
@@ -550,17 +675,23 @@ def test_a_whole_run_is_reproducible_by_seed(dtype):
     Xv, yv = classification(n=20, seed=1)
 
     def run(seed):
-        net = fb.MLP([4, 16, 8, 2], activation="relu", loss="cross_entropy", dtype=dtype,
-                     seed=seed)
-        h = fb.Trainer(net, fb.Adam(0.01), batch_size=8, epochs=5, seed=seed, clip_norm=1.0,
-                       grad_noise=fb.GradientNoise(0.01, seed=seed), progress=False).fit(
-            X, y, validation=(Xv, yv))
+        net = fb.MLP([4, 16, 8, 2], activation="relu", loss="cross_entropy", dtype=dtype, seed=seed)
+        h = fb.Trainer(
+            net,
+            fb.Adam(0.01),
+            batch_size=8,
+            epochs=5,
+            seed=seed,
+            clip_norm=1.0,
+            grad_noise=fb.GradientNoise(0.01, seed=seed),
+            progress=False,
+        ).fit(X, y, validation=(Xv, yv))
         return net, h
 
     (a, ha), (b, hb), (c, hc) = run(11), run(11), run(12)
     np.testing.assert_array_equal(a.params, b.params)
     assert a.params.dtype == np.dtype(dtype)
-    d1, d2 = json.loads(ha.to_json()), json.loads(hb.to_json())   # NaN as null: comparable
+    d1, d2 = json.loads(ha.to_json()), json.loads(hb.to_json())  # NaN as null: comparable
     d1.pop("epoch_time"), d2.pop("epoch_time")
     assert d1 == d2
     assert not np.array_equal(a.params, c.params)
@@ -570,6 +701,7 @@ def test_a_whole_run_is_reproducible_by_seed(dtype):
 # --------------------------------------------------------------------------------------------
 # 8. Callbacks, progress, evaluate
 # --------------------------------------------------------------------------------------------
+
 
 def test_callbacks_hooks_and_stopping():
     X, Y = regression(n=20)
@@ -581,8 +713,15 @@ def test_callbacks_hooks_and_stopping():
         seen.append((epoch, logs["train_loss"]))
         return epoch == 3
 
-    history = fb.Trainer(net, fb.SGD(0.01), batch_size=4, epochs=10, seed=0,
-                         callbacks=[snaps, stop_at_3], progress=False).fit(X, Y)
+    history = fb.Trainer(
+        net,
+        fb.SGD(0.01),
+        batch_size=4,
+        epochs=10,
+        seed=0,
+        callbacks=[snaps, stop_at_3],
+        progress=False,
+    ).fit(X, Y)
     assert (snaps.begun, snaps.ended) == (1, 1)
     assert len(snaps.params) == history.n_epochs == 4
     assert [e for e, _ in seen] == [0, 1, 2, 3]
@@ -595,8 +734,13 @@ def test_callbacks_hooks_and_stopping():
 def test_callback_returning_none_or_false_does_not_stop():
     X, Y = regression(n=20)
     net = fb.MLP([3, 4, 2], seed=0)
-    history = fb.Trainer(net, fb.SGD(0.01), epochs=3, progress=False,
-                         callbacks=[lambda e, logs: None, lambda e, logs: False]).fit(X, Y)
+    history = fb.Trainer(
+        net,
+        fb.SGD(0.01),
+        epochs=3,
+        progress=False,
+        callbacks=[lambda e, logs: None, lambda e, logs: False],
+    ).fit(X, Y)
     assert history.n_epochs == 3 and history.stopped_epoch is None
 
 
@@ -622,8 +766,7 @@ def test_progress_bar_only_when_asked(monkeypatch):
     for progress in (False, True):
         terminal = FakeTerminal()
         monkeypatch.setattr(sys, "stderr", terminal)
-        fb.Trainer(fb.MLP([3, 4, 2], seed=0), fb.SGD(0.01), epochs=3,
-                   progress=progress).fit(X, Y)
+        fb.Trainer(fb.MLP([3, 4, 2], seed=0), fb.SGD(0.01), epochs=3, progress=progress).fit(X, Y)
         monkeypatch.undo()
         assert ("epoch" in terminal.getvalue()) == progress, terminal.getvalue()
 
@@ -645,10 +788,8 @@ def test_fit_twice_continues_from_the_trained_weights():
     X, Y = regression(n=12)
     net = fb.MLP([3, 4, 2], activation="tanh", dtype="float64", seed=0)
     twice = net.copy()
-    fb.Trainer(net, fb.SGD(0.1), batch_size=4, epochs=4, shuffle=False,
-               progress=False).fit(X, Y)
-    trainer = fb.Trainer(twice, fb.SGD(0.1), batch_size=4, epochs=2, shuffle=False,
-                         progress=False)
+    fb.Trainer(net, fb.SGD(0.1), batch_size=4, epochs=4, shuffle=False, progress=False).fit(X, Y)
+    trainer = fb.Trainer(twice, fb.SGD(0.1), batch_size=4, epochs=2, shuffle=False, progress=False)
     trainer.fit(X, Y)
     trainer.fit(X, Y)
     np.testing.assert_array_equal(net.params, twice.params)
@@ -658,27 +799,31 @@ def test_fit_twice_continues_from_the_trained_weights():
 # 9. Bad inputs
 # --------------------------------------------------------------------------------------------
 
+
 def _net():
     return fb.MLP([3, 4, 2], seed=0)
 
 
-@pytest.mark.parametrize("kwargs, error, name", [
-    (dict(net="net"), TypeError, "net"),
-    (dict(optimizer="sgd"), TypeError, "optimizer"),
-    (dict(batch_size=0), ValueError, "batch_size"),
-    (dict(batch_size=2.5), TypeError, "batch_size"),
-    (dict(epochs=0), ValueError, "epochs"),
-    (dict(epochs="10"), TypeError, "epochs"),
-    (dict(early_stopping="val_loss"), TypeError, "early_stopping"),
-    (dict(clip_norm=0), ValueError, "clip_norm"),
-    (dict(clip_norm=-1.0), ValueError, "clip_norm"),
-    (dict(clip_value=float("nan")), ValueError, "clip_value"),
-    (dict(grad_noise=0.01), TypeError, "grad_noise"),
-    (dict(lr_schedule=0.5), TypeError, "lr_schedule"),
-    (dict(seed=-1), ValueError, "seed"),
-    (dict(seed=1.5), TypeError, "seed"),
-    (dict(callbacks=[3]), TypeError, "callbacks"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        (dict(net="net"), TypeError, "net"),
+        (dict(optimizer="sgd"), TypeError, "optimizer"),
+        (dict(batch_size=0), ValueError, "batch_size"),
+        (dict(batch_size=2.5), TypeError, "batch_size"),
+        (dict(epochs=0), ValueError, "epochs"),
+        (dict(epochs="10"), TypeError, "epochs"),
+        (dict(early_stopping="val_loss"), TypeError, "early_stopping"),
+        (dict(clip_norm=0), ValueError, "clip_norm"),
+        (dict(clip_norm=-1.0), ValueError, "clip_norm"),
+        (dict(clip_value=float("nan")), ValueError, "clip_value"),
+        (dict(grad_noise=0.01), TypeError, "grad_noise"),
+        (dict(lr_schedule=0.5), TypeError, "lr_schedule"),
+        (dict(seed=-1), ValueError, "seed"),
+        (dict(seed=1.5), TypeError, "seed"),
+        (dict(callbacks=[3]), TypeError, "callbacks"),
+    ],
+)
 def test_trainer_rejects_bad_arguments(kwargs, error, name):
     args = dict(net=_net(), optimizer=fb.SGD(0.1))
     args.update(kwargs)
@@ -686,13 +831,16 @@ def test_trainer_rejects_bad_arguments(kwargs, error, name):
         fb.Trainer(**args)
 
 
-@pytest.mark.parametrize("kwargs, error, name", [
-    (dict(monitor="loss"), ValueError, "monitor"),
-    (dict(monitor=1), TypeError, "monitor"),
-    (dict(patience=-1), ValueError, "patience"),
-    (dict(patience=1.5), TypeError, "patience"),
-    (dict(min_delta=-0.1), ValueError, "min_delta"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        (dict(monitor="loss"), ValueError, "monitor"),
+        (dict(monitor=1), TypeError, "monitor"),
+        (dict(patience=-1), ValueError, "patience"),
+        (dict(patience=1.5), TypeError, "patience"),
+        (dict(min_delta=-0.1), ValueError, "min_delta"),
+    ],
+)
 def test_early_stopping_rejects_bad_arguments(kwargs, error, name):
     with pytest.raises(error, match=name):
         fb.EarlyStopping(**kwargs)

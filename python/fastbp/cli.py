@@ -17,8 +17,14 @@ import numpy as np
 
 def _net_factory(fb: Any, d: int, k: int, depth: int, width: int, seed: int):
     def make(activation: str, init: str):
-        return fb.MLP([d] + [width] * depth + [k], activation=activation, init=init,
-                      loss="cross_entropy", seed=seed)
+        return fb.MLP(
+            [d] + [width] * depth + [k],
+            activation=activation,
+            init=init,
+            loss="cross_entropy",
+            seed=seed,
+        )
+
     return make
 
 
@@ -35,10 +41,14 @@ def _gradient_table(fb: Any, make, X: np.ndarray, y: np.ndarray) -> str:
         f"{'ReLU + He':>10}  {'vs last':>8}",
     ]
     for layer in range(len(gs)):
-        lines.append(f"{layer:>5}  {gs[layer]:>16.3e}  {gs[layer] / gs[-1]:>8.1e}  "
-                     f"{gr[layer]:>10.3e}  {gr[layer] / gr[-1]:>8.1e}")
-    lines.append(f"first/last layer: sigmoid {gs[0] / gs[-1]:.1e} (vanishing), "
-                 f"ReLU + He {gr[0] / gr[-1]:.2f}")
+        lines.append(
+            f"{layer:>5}  {gs[layer]:>16.3e}  {gs[layer] / gs[-1]:>8.1e}  "
+            f"{gr[layer]:>10.3e}  {gr[layer] / gr[-1]:>8.1e}"
+        )
+    lines.append(
+        f"first/last layer: sigmoid {gs[0] / gs[-1]:.1e} (vanishing), "
+        f"ReLU + He {gr[0] / gr[-1]:.2f}"
+    )
     return "\n".join(lines)
 
 
@@ -46,10 +56,15 @@ def _runs(fb: Any, lr: float) -> dict[str, dict[str, Any]]:
     return {
         "sigmoid, SGD": dict(act="sigmoid", init="xavier_uniform", opt=fb.SGD(lr), noise=None),
         # momentum 0.9 multiplies the effective step by 10: a tenth of the rate keeps it comparable
-        "sigmoid, momentum": dict(act="sigmoid", init="xavier_uniform",
-                                  opt=fb.SGD(lr / 10, momentum=0.9), noise=None),
-        "sigmoid, grad noise": dict(act="sigmoid", init="xavier_uniform", opt=fb.SGD(lr),
-                                    noise=fb.GradientNoise(eta=0.01, gamma=0.55, seed=0)),
+        "sigmoid, momentum": dict(
+            act="sigmoid", init="xavier_uniform", opt=fb.SGD(lr / 10, momentum=0.9), noise=None
+        ),
+        "sigmoid, grad noise": dict(
+            act="sigmoid",
+            init="xavier_uniform",
+            opt=fb.SGD(lr),
+            noise=fb.GradientNoise(eta=0.01, gamma=0.55, seed=0),
+        ),
         # ReLU passes gradients through undamped: the sigmoid nets' rate would blow it up
         "ReLU + He, SGD": dict(act="relu", init="he_normal", opt=fb.SGD(lr / 5), noise=None),
     }
@@ -64,31 +79,43 @@ def demo(args: argparse.Namespace) -> int:
     sp = fb.split(X, y, val=0.15, test=0.15, stratify=True, seed=args.seed)
     (Xtr, ytr), (Xva, yva), (Xte, yte) = sp.train, sp.val, sp.test
     d, k = X.shape[1], int(y.max()) + 1
-    print(f"fastbp demo: {X.shape[0]} samples, {d} features, {k} classes "
-          f"(train {len(ytr)}, validation {len(yva)}, test {len(yte)})")
-    print(f"network: {[d] + [args.width] * args.depth + [k]}, cross-entropy, "
-          f"batch {args.batch_size}, early stopping on validation loss "
-          f"(patience {args.patience})\n")
+    print(
+        f"fastbp demo: {X.shape[0]} samples, {d} features, {k} classes "
+        f"(train {len(ytr)}, validation {len(yva)}, test {len(yte)})"
+    )
+    print(
+        f"network: {[d] + [args.width] * args.depth + [k]}, cross-entropy, "
+        f"batch {args.batch_size}, early stopping on validation loss "
+        f"(patience {args.patience})\n"
+    )
     make = _net_factory(fb, d, k, args.depth, args.width, args.seed)
     print(_gradient_table(fb, make, Xtr[:256], ytr[:256]), "\n")
 
     histories, rows = {}, []
     for name, cfg in _runs(fb, args.lr).items():
         net = make(cfg["act"], cfg["init"])
-        trainer = fb.Trainer(net, cfg["opt"], batch_size=args.batch_size, epochs=args.epochs,
-                             early_stopping=fb.EarlyStopping("val_loss", patience=args.patience),
-                             grad_noise=cfg["noise"], seed=args.seed, progress=False)
+        trainer = fb.Trainer(
+            net,
+            cfg["opt"],
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            early_stopping=fb.EarlyStopping("val_loss", patience=args.patience),
+            grad_noise=cfg["noise"],
+            seed=args.seed,
+            progress=False,
+        )
         h = trainer.fit(Xtr, ytr, validation=(Xva, yva))
         test = trainer.evaluate(Xte, yte)  # the only look at the test set
         report = fb.diagnose(h)
         g = h.grad_norms
         ratio = float(np.median(g[: max(1, len(g) // 4), 0] / g[: max(1, len(g) // 4), -1]))
         histories[name] = h
-        rows.append((name, h.n_epochs, min(h.val_loss), test["accuracy"], ratio,
-                     _verdict(report)))
+        rows.append((name, h.n_epochs, min(h.val_loss), test["accuracy"], ratio, _verdict(report)))
     print("Training with early stopping (best weights restored, test set used once at the end):")
-    head = (f"{'run':<20} {'epochs':>6} {'best val loss':>13} {'test acc':>8} "
-            f"{'first/last grad':>15}  verdict")
+    head = (
+        f"{'run':<20} {'epochs':>6} {'best val loss':>13} {'test acc':>8} "
+        f"{'first/last grad':>15}  verdict"
+    )
     print(head)
     print("-" * len(head))
     for name, epochs, vloss, acc, ratio, verdict in rows:
@@ -124,8 +151,9 @@ def _ranges(idx: Sequence[int]) -> str:
     return ",".join(spans)
 
 
-def _plots(fb: Any, histories: dict, make, X: np.ndarray, y: np.ndarray,
-           args: argparse.Namespace) -> list[str]:
+def _plots(
+    fb: Any, histories: dict, make, X: np.ndarray, y: np.ndarray, args: argparse.Namespace
+) -> list[str]:
     try:
         from fastbp import plot
     except ImportError:
@@ -141,16 +169,24 @@ def _plots(fb: Any, histories: dict, make, X: np.ndarray, y: np.ndarray,
         figures[f"run{i}_loss.png"] = plot.loss_curves(h)
         figures[f"run{i}_loss.png"].suptitle(name)
         figures[f"run{i}_grad_heatmap.png"] = plot.grad_norm_heatmap(h)
-    finder = fb.lr_find(make("relu", "he_normal"), X, y, start_lr=1e-5, end_lr=10.0,
-                        num_steps=100, seed=args.seed)
+    finder = fb.lr_find(
+        make("relu", "he_normal"), X, y, start_lr=1e-5, end_lr=10.0, num_steps=100, seed=args.seed
+    )
     figures["lr_find.png"] = plot.lr_find_curve(finder)
     for fname, fig in figures.items():
         fig.savefig(os.path.join(args.out, fname), dpi=110, bbox_inches="tight")
     return list(figures)
 
 
-OPTIMIZERS = {"sgd": "SGD", "momentum": "SGD", "adam": "Adam", "adamw": "AdamW",
-              "rmsprop": "RMSProp", "adagrad": "AdaGrad", "linesearch": "LineSearchSGD"}
+OPTIMIZERS = {
+    "sgd": "SGD",
+    "momentum": "SGD",
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "rmsprop": "RMSProp",
+    "adagrad": "AdaGrad",
+    "linesearch": "LineSearchSGD",
+}
 
 
 def _load_table(path: str, target: str) -> tuple[np.ndarray, np.ndarray]:
@@ -164,8 +200,11 @@ def _load_table(path: str, target: str) -> tuple[np.ndarray, np.ndarray]:
     with open(path) as f:
         header = f.readline().strip().split(",")
     table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
-    column = len(header) - 1 if target is None else (
-        header.index(target) if target in header else int(target))
+    column = (
+        len(header) - 1
+        if target is None
+        else (header.index(target) if target in header else int(target))
+    )
     return np.delete(table, column, axis=1), table[:, column]
 
 
@@ -174,7 +213,8 @@ def train(args: argparse.Namespace) -> int:
 
     X, y = _load_table(args.data, args.target)
     classify = args.loss == "cross_entropy" or (
-        args.loss == "auto" and np.all(y == np.round(y)) and len(np.unique(y)) <= 100)
+        args.loss == "auto" and np.all(y == np.round(y)) and len(np.unique(y)) <= 100
+    )
     if classify:
         classes, y = np.unique(y, return_inverse=True)
         n_out, loss = len(classes), "cross_entropy"
@@ -184,16 +224,29 @@ def train(args: argparse.Namespace) -> int:
         X = (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
     sp = fb.split(X, y, val=args.val, test=args.test, stratify=classify or None, seed=args.seed)
     hidden = [int(h) for h in args.hidden.split(",") if h]
-    net = fb.MLP([X.shape[1], *hidden, n_out], activation=args.activation, loss=loss,
-                 init=args.init, seed=args.seed)
+    net = fb.MLP(
+        [X.shape[1], *hidden, n_out],
+        activation=args.activation,
+        loss=loss,
+        init=args.init,
+        seed=args.seed,
+    )
     opt_cls = getattr(fb, OPTIMIZERS[args.optimizer])
     opt = opt_cls(args.lr, momentum=0.9) if args.optimizer == "momentum" else opt_cls(args.lr)
-    trainer = fb.Trainer(net, opt, batch_size=args.batch_size, epochs=args.epochs,
-                         early_stopping=fb.EarlyStopping("val_loss", patience=args.patience),
-                         clip_norm=args.clip_norm, seed=args.seed)
+    trainer = fb.Trainer(
+        net,
+        opt,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        early_stopping=fb.EarlyStopping("val_loss", patience=args.patience),
+        clip_norm=args.clip_norm,
+        seed=args.seed,
+    )
     history = trainer.fit(*sp.train, validation=sp.val)
-    print(f"{net}\n{history.n_epochs} epochs, best epoch {history.best_epoch}, "
-          f"best validation loss {min(history.val_loss):.5g}")
+    print(
+        f"{net}\n{history.n_epochs} epochs, best epoch {history.best_epoch}, "
+        f"best validation loss {min(history.val_loss):.5g}"
+    )
     print(fb.diagnose(history))
     if len(sp.test[1]):
         test = trainer.evaluate(*sp.test)
@@ -205,8 +258,9 @@ def train(args: argparse.Namespace) -> int:
             from fastbp import plot
 
             plot.loss_curves(history).savefig(os.path.join(args.out, "loss.png"), dpi=110)
-            plot.grad_norm_heatmap(history).savefig(os.path.join(args.out, "grad_norms.png"),
-                                                    dpi=110)
+            plot.grad_norm_heatmap(history).savefig(
+                os.path.join(args.out, "grad_norms.png"), dpi=110
+            )
         except ImportError:
             pass
         print(f"history and plots written to {args.out}/")

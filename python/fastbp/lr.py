@@ -30,8 +30,10 @@ class LRFinderResult:
     diverged: bool
 
     def __repr__(self) -> str:
-        return (f"LRFinderResult(steps={len(self.lrs)}, suggestion={self.suggestion:.3g}, "
-                f"diverged={self.diverged})")
+        return (
+            f"LRFinderResult(steps={len(self.lrs)}, suggestion={self.suggestion:.3g}, "
+            f"diverged={self.diverged})"
+        )
 
 
 def lr_find(
@@ -72,13 +74,16 @@ def lr_find(
     num_steps = check_scalar(num_steps, "num_steps", min_value=2, integer=True)
     batch_size = check_scalar(batch_size, "batch_size", min_value=1, integer=True)
     smoothing = check_scalar(smoothing, "smoothing", min_value=0, max_value=1, min_inclusive=False)
-    diverge_factor = check_scalar(diverge_factor, "diverge_factor", min_value=1,
-                                  min_inclusive=False)
+    diverge_factor = check_scalar(
+        diverge_factor, "diverge_factor", min_value=1, min_inclusive=False
+    )
     X = net._X(X)
     Y = net._Y(y, X.shape[0])
     if isinstance(optimizer, LineSearchSGD):
-        raise TypeError("optimizer: LineSearchSGD chooses its own step; lr_find needs a rule "
-                        "with a fixed learning rate")
+        raise TypeError(
+            "optimizer: LineSearchSGD chooses its own step; lr_find needs a rule "
+            "with a fixed learning rate"
+        )
     probe = net.copy()
     opt = SGD(start_lr) if optimizer is None else _fresh(optimizer)
     rng = np.random.default_rng(check_seed(seed))
@@ -91,7 +96,7 @@ def lr_find(
     for step, lr in enumerate(lrs):
         if first + batch_size > n:  # a new pass over the data, in a new order
             order, first = rng.permutation(n), 0
-        idx = order[first:first + batch_size]
+        idx = order[first : first + batch_size]
         first += batch_size
         loss = probe.backward(X[idx], Y[idx])
         if not math.isfinite(loss):
@@ -106,9 +111,10 @@ def lr_find(
         if avg > diverge_factor * best:
             diverged = True
             break
-    lrs = lrs[:len(smooth)]
-    return LRFinderResult(lrs, np.array(smooth), np.array(raw), _steepest(lrs, np.array(smooth)),
-                          diverged)
+    lrs = lrs[: len(smooth)]
+    return LRFinderResult(
+        lrs, np.array(smooth), np.array(raw), _steepest(lrs, np.array(smooth)), diverged
+    )
 
 
 def _fresh(optimizer: Optimizer) -> Optimizer:
@@ -144,19 +150,26 @@ class SweepResult:
         for r in self.rows:
             acc = "" if r["val_accuracy"] is None else f"{r['val_accuracy']:.3f}"
             mark = "  <- best" if r["lr"] == self.best_lr else ""
-            lines.append(f"{r['lr']:>10.3g} {r['epochs']:>6d} {r['best_epoch']:>10d} "
-                         f"{r['best_val_loss']:>14.5g} {acc:>8}{mark}")
+            lines.append(
+                f"{r['lr']:>10.3g} {r['epochs']:>6d} {r['best_epoch']:>10d} "
+                f"{r['best_val_loss']:>14.5g} {acc:>8}{mark}"
+            )
         return "\n".join(lines)
 
 
-def _train_one(net: MLP, optimizer: Optimizer, lr: float, X, Y, Xv, Yv, patience: int,
-               trainer_kwargs) -> History:
+def _train_one(
+    net: MLP, optimizer: Optimizer, lr: float, X, Y, Xv, Yv, patience: int, trainer_kwargs
+) -> History:
     candidate = net.copy()
     opt = _fresh(optimizer)
     opt.lr = lr
     # Each candidate its own EarlyStopping: candidates may train at once, in threads.
-    trainer = Trainer(candidate, opt, early_stopping=EarlyStopping("val_loss", patience=patience),
-                      **trainer_kwargs)
+    trainer = Trainer(
+        candidate,
+        opt,
+        early_stopping=EarlyStopping("val_loss", patience=patience),
+        **trainer_kwargs,
+    )
     return trainer.fit(X, Y, validation=(Xv, Yv))
 
 
@@ -201,14 +214,18 @@ def lr_sweep(
     X = net._X(X)
     Y = net._Y(y, X.shape[0])
     Xv = check_X(validation[0], net.layer_sizes[0], net.dtype, name="validation X")
-    Yv = check_Y(validation[1], Xv.shape[0], net.layer_sizes[-1], net.loss, net.dtype,
-                 name="validation y")
+    Yv = check_Y(
+        validation[1], Xv.shape[0], net.layer_sizes[-1], net.loss, net.dtype, name="validation y"
+    )
     optimizer = SGD(rates[0]) if optimizer is None else _fresh(optimizer)
     patience = check_scalar(patience, "patience", min_value=0, integer=True)
     # One seed for all candidates: they see the same mini-batches, whatever n_jobs is.
-    kwargs = dict(batch_size=check_scalar(batch_size, "batch_size", min_value=1, integer=True),
-                  epochs=check_scalar(epochs, "epochs", min_value=1, integer=True),
-                  seed=resolve_seed(check_seed(seed)), progress=False)
+    kwargs = dict(
+        batch_size=check_scalar(batch_size, "batch_size", min_value=1, integer=True),
+        epochs=check_scalar(epochs, "epochs", min_value=1, integer=True),
+        seed=resolve_seed(check_seed(seed)),
+        progress=False,
+    )
     if n_jobs > 1:
         try:
             from joblib import Parallel, delayed
@@ -216,23 +233,24 @@ def lr_sweep(
             raise ImportError("n_jobs > 1 needs joblib: pip install fastbp[parallel]") from err
         # Threads, not processes: the core releases the GIL, and nothing needs pickling.
         histories = Parallel(n_jobs=n_jobs, prefer="threads")(
-            delayed(_train_one)(net, optimizer, lr, X, Y, Xv, Yv, patience, kwargs)
-            for lr in rates)
+            delayed(_train_one)(net, optimizer, lr, X, Y, Xv, Yv, patience, kwargs) for lr in rates
+        )
     else:
-        histories = [_train_one(net, optimizer, lr, X, Y, Xv, Yv, patience, kwargs)
-                     for lr in rates]
+        histories = [_train_one(net, optimizer, lr, X, Y, Xv, Yv, patience, kwargs) for lr in rates]
     rows = []
     for lr, h in zip(rates, histories):
         best = h.best_epoch if h.best_epoch is not None else 0
         vals = np.asarray(h.val_loss, dtype=float)
-        rows.append({
-            "lr": lr,
-            "epochs": h.n_epochs,
-            "best_epoch": best,
-            "best_val_loss": float(vals[best]) if len(vals) else math.inf,
-            "val_accuracy": h.val_accuracy[best] if h.val_accuracy else None,
-            "stop_reason": h.stop_reason,
-        })
+        rows.append(
+            {
+                "lr": lr,
+                "epochs": h.n_epochs,
+                "best_epoch": best,
+                "best_val_loss": float(vals[best]) if len(vals) else math.inf,
+                "val_accuracy": h.val_accuracy[best] if h.val_accuracy else None,
+                "stop_reason": h.stop_reason,
+            }
+        )
     finite = [r for r in rows if math.isfinite(r["best_val_loss"])]
     best_lr = min(finite, key=lambda r: r["best_val_loss"])["lr"] if finite else math.nan
     return SweepResult(rows, best_lr, dict(zip(rates, histories)))

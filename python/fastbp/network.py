@@ -23,7 +23,12 @@ from .validation import (
 
 DEFAULT_OUTPUT = {"mse": "identity", "cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
 INITS = (
-    "auto", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "lecun_normal",
+    "auto",
+    "xavier_uniform",
+    "xavier_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_normal",
     "orthogonal",
 )
 RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu", "silu")

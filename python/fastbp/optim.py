@@ -36,8 +36,9 @@ class Optimizer:
 
     def __init__(self, lr: float) -> None:
         if self._kind is None:
-            raise TypeError("Optimizer is a base class: use SGD, Adam, AdamW, RMSProp, AdaGrad "
-                            "or LineSearchSGD")
+            raise TypeError(
+                "Optimizer is a base class: use SGD, Adam, AdamW, RMSProp, AdaGrad or LineSearchSGD"
+            )
         self.lr = lr
         self._state = None
         self._owner: weakref.ref | None = None
@@ -132,8 +133,13 @@ class SGD(Optimizer):
         c.nesterov, c.weight_decay = self.nesterov, self.weight_decay
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
-                "nesterov": self.nesterov, "weight_decay": self.weight_decay}
+        return {
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "dampening": self.dampening,
+            "nesterov": self.nesterov,
+            "weight_decay": self.weight_decay,
+        }
 
 
 class Adam(Optimizer):
@@ -158,8 +164,12 @@ class Adam(Optimizer):
         c.eps, c.weight_decay = self.eps, self.weight_decay
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {"lr": self.lr, "betas": self.betas, "eps": self.eps,
-                "weight_decay": self.weight_decay}
+        return {
+            "lr": self.lr,
+            "betas": self.betas,
+            "eps": self.eps,
+            "weight_decay": self.weight_decay,
+        }
 
 
 class AdamW(Adam):
@@ -205,8 +215,14 @@ class RMSProp(Optimizer):
         c.centered, c.weight_decay = self.centered, self.weight_decay
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps, "momentum": self.momentum,
-                "centered": self.centered, "weight_decay": self.weight_decay}
+        return {
+            "lr": self.lr,
+            "alpha": self.alpha,
+            "eps": self.eps,
+            "momentum": self.momentum,
+            "centered": self.centered,
+            "weight_decay": self.weight_decay,
+        }
 
 
 class AdaGrad(Optimizer):
@@ -226,8 +242,12 @@ class AdaGrad(Optimizer):
         c.eps, c.lr_decay, c.weight_decay = self.eps, self.lr_decay, self.weight_decay
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {"lr": self.lr, "eps": self.eps, "lr_decay": self.lr_decay,
-                "weight_decay": self.weight_decay}
+        return {
+            "lr": self.lr,
+            "eps": self.eps,
+            "lr_decay": self.lr_decay,
+            "weight_decay": self.weight_decay,
+        }
 
 
 class LineSearchSGD(Optimizer):
@@ -247,8 +267,9 @@ class LineSearchSGD(Optimizer):
     ) -> None:
         super().__init__(lr)
         self.c1 = check_scalar(c1, "c1", min_value=0, max_value=1, max_inclusive=False)
-        self.shrink = check_scalar(shrink, "shrink", min_value=0, max_value=1,
-                                   min_inclusive=False, max_inclusive=False)
+        self.shrink = check_scalar(
+            shrink, "shrink", min_value=0, max_value=1, min_inclusive=False, max_inclusive=False
+        )
         self.max_iter = check_scalar(max_iter, "max_iter", min_value=1, integer=True)
         self.last_step = 0.0
 
@@ -276,8 +297,9 @@ def clip_grad_norm(net: MLP, max_norm: float) -> float:
     """Scale all gradients (weights and biases) so that their global L2 norm is at most
     ``max_norm``; return the norm before clipping (``torch.nn.utils.clip_grad_norm_``)."""
     _check_net(net)
-    return net._net.clip_grad_norm(check_scalar(max_norm, "max_norm", min_value=0,
-                                                min_inclusive=False))
+    return net._net.clip_grad_norm(
+        check_scalar(max_norm, "max_norm", min_value=0, min_inclusive=False)
+    )
 
 
 def clip_grad_value(net: MLP, value: float) -> None:

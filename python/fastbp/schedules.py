@@ -75,8 +75,9 @@ class ReduceLROnPlateau(LRSchedule):
         eps: float = 1e-8,
     ) -> None:
         self.monitor = check_choice(monitor, "monitor", MONITORS)
-        self.factor = check_scalar(factor, "factor", min_value=0, max_value=1,
-                                   min_inclusive=False, max_inclusive=False)
+        self.factor = check_scalar(
+            factor, "factor", min_value=0, max_value=1, min_inclusive=False, max_inclusive=False
+        )
         self.patience = check_scalar(patience, "patience", min_value=0, integer=True)
         self.min_delta = check_scalar(min_delta, "min_delta", min_value=0)
         self.cooldown = check_scalar(cooldown, "cooldown", min_value=0, integer=True)
@@ -95,7 +96,7 @@ class ReduceLROnPlateau(LRSchedule):
         if self._lr is None:
             self._lr = base_lr
         values = monitored_values(history, self.monitor)
-        for value in values[self._seen:]:
+        for value in values[self._seen :]:
             self._step(value)
         self._seen = len(values)
         return self._lr

@@ -74,8 +74,10 @@ class EarlyStopping:
         return False, self.wait >= self.patience
 
     def __repr__(self) -> str:
-        return (f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, "
-                f"min_delta={self.min_delta}, restore_best={self.restore_best})")
+        return (
+            f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, "
+            f"min_delta={self.min_delta}, restore_best={self.restore_best})"
+        )
 
 
 class Callback:
@@ -112,8 +114,9 @@ def _finite_epoch(stats: dict, params: np.ndarray, logs: dict[str, Any]) -> bool
     """Whether every batch's loss and gradient (checked by the core), the weights the epoch
     ended with (its last step can overflow them) and the epoch's losses are finite."""
     losses = [v for v in (logs["train_loss"], logs["val_loss"]) if v is not None]
-    return bool(stats["finite"] and np.isfinite(params).all()
-                and all(math.isfinite(v) for v in losses))
+    return bool(
+        stats["finite"] and np.isfinite(params).all() and all(math.isfinite(v) for v in losses)
+    )
 
 
 def _optional(value: Any, name: str, **bounds: Any) -> float:
@@ -178,8 +181,9 @@ class Trainer:
             raise TypeError("lr_schedule must be an LRSchedule, a callable or None")
         self.net = net
         self.optimizer = optimizer
-        self.batch_size = check_scalar(batch_size, "batch_size", min_value=1,
-                                       max_value=2**31 - 1, integer=True)
+        self.batch_size = check_scalar(
+            batch_size, "batch_size", min_value=1, max_value=2**31 - 1, integer=True
+        )
         self.epochs = check_scalar(epochs, "epochs", min_value=1, integer=True)
         self.early_stopping = early_stopping
         self.clip_norm = _optional(clip_norm, "clip_norm", min_value=0, min_inclusive=False)
@@ -251,8 +255,14 @@ class Trainer:
             if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
                 raise TypeError("validation must be a pair (X_val, y_val)")
             Xv = check_X(validation[0], net.layer_sizes[0], net.dtype, name="validation X")
-            Yv = check_Y(validation[1], Xv.shape[0], net.layer_sizes[-1], net.loss, net.dtype,
-                         name="validation y")
+            Yv = check_Y(
+                validation[1],
+                Xv.shape[0],
+                net.layer_sizes[-1],
+                net.loss,
+                net.dtype,
+                name="validation y",
+            )
         for monitor_owner in (self.early_stopping, self.lr_schedule):
             monitor = getattr(monitor_owner, "monitor", "")
             if monitor.startswith("val_") and Xv is None:
@@ -281,8 +291,15 @@ class Trainer:
             for epoch in range(self.epochs):
                 self.optimizer.lr = self._epoch_lr(epoch, base_lr, history)
                 t0 = time.perf_counter()
-                stats = _core.train_epoch(net._net, state, self.optimizer.config(), X, Y,
-                                          start_params, self._epoch_config(seed, epoch))
+                stats = _core.train_epoch(
+                    net._net,
+                    state,
+                    self.optimizer.config(),
+                    X,
+                    Y,
+                    start_params,
+                    self._epoch_config(seed, epoch),
+                )
                 if self.grad_noise is not None:
                     self.grad_noise.t = stats["noise_t"]
                 logs = self._epoch_logs(stats, X_sample, Xv, Yv, time.perf_counter() - t0)
@@ -313,8 +330,13 @@ class Trainer:
                 for cb in self.callbacks:
                     stop = bool(cb.on_epoch_end(self, epoch, logs)) or stop
                 if bar is not None:
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()
-                                     if k in ("train_loss", "val_loss") and v is not None})
+                    bar.set_postfix(
+                        {
+                            k: f"{v:.4g}"
+                            for k, v in logs.items()
+                            if k in ("train_loss", "val_loss") and v is not None
+                        }
+                    )
                     bar.update(1)
                 if stop:
                     history.stopped_epoch = epoch
@@ -331,8 +353,9 @@ class Trainer:
             cb.on_train_end(self)
         return history
 
-    def _epoch_logs(self, stats: dict, X_sample: np.ndarray, Xv: Any, Yv: Any,
-                    seconds: float) -> dict[str, Any]:
+    def _epoch_logs(
+        self, stats: dict, X_sample: np.ndarray, Xv: Any, Yv: Any, seconds: float
+    ) -> dict[str, Any]:
         net = self.net
         classifier = net.is_classifier
         saturation, dead = net._net.activation_stats(X_sample)

@@ -10,7 +10,15 @@ from typing import Any
 import numpy as np
 
 ACTIVATIONS = (
-    "identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu", "silu",
+    "identity",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "elu",
+    "softplus",
+    "gelu",
+    "silu",
 )
 LOSSES = ("mse", "cross_entropy", "binary_cross_entropy")
 DTYPES = {"float32": np.float32, "float64": np.float64}
