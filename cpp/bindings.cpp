@@ -318,6 +318,18 @@ PYBIND11_MODULE(_core, m) {
   bind_dtype<float>(m, "32");
   bind_dtype<double>(m, "64");
 
+  m.def("activation_table", [] {
+    py::list out;
+    for (const ActivationInfo& a : activation_table()) {
+      py::dict d;
+      d["name"] = a.name;
+      d["hidden"] = a.hidden;
+      d["auto_init"] = a.auto_init;
+      out.append(d);
+    }
+    return out;
+  });
+  m.def("loss_names", &loss_names);
   m.def("set_num_threads", &fastbp::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &fastbp::num_threads);
   m.def("build_info", []() {

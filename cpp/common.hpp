@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -26,6 +27,16 @@ enum class Act : int {
 enum class Loss : int { mse, cross_entropy, binary_cross_entropy };
 
 Act parse_activation(const std::string& name);
+
+// What Python needs to know of each activation: its name, whether a hidden layer may use it
+// (softmax is an output activation only), and the initialisation "auto" picks before it.
+struct ActivationInfo {
+  std::string name;
+  bool hidden;
+  std::string auto_init;  // "he" or "xavier"
+};
+std::vector<ActivationInfo> activation_table();
+std::vector<std::string> loss_names();
 Loss parse_loss(const std::string& name);
 
 // Threads of fastbp's parallel loops and products (BLAS runs single-threaded inside them).

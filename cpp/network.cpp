@@ -276,6 +276,19 @@ const char* const kActivationNames[] = {"identity", "sigmoid",  "tanh", "relu", 
 std::atomic<int> g_threads{0};  // 0: not set, use the OpenMP default
 }  // namespace
 
+std::vector<ActivationInfo> activation_table() {
+  std::vector<ActivationInfo> out;
+  for (int i = 0; i <= int(Act::softmax); ++i) {
+    const Act a = Act(i);
+    const bool relu_family =
+        a == Act::relu || a == Act::leaky_relu || a == Act::elu || a == Act::gelu || a == Act::silu;
+    out.push_back({kActivationNames[i], a != Act::softmax, relu_family ? "he" : "xavier"});
+  }
+  return out;
+}
+
+std::vector<std::string> loss_names() { return {"mse", "cross_entropy", "binary_cross_entropy"}; }
+
 Act parse_activation(const std::string& s) {
   for (int i = 0; i <= int(Act::softmax); ++i)
     if (s == kActivationNames[i]) return Act(i);

@@ -12,7 +12,9 @@ import numpy as np
 from . import _core
 from .validation import (
     ACTIVATIONS,
+    AUTO_INIT,
     LOSSES,
+    OUTPUT_ACTIVATIONS,
     check_choice,
     check_dtype,
     check_scalar,
@@ -31,7 +33,6 @@ INITS = (
     "lecun_normal",
     "orthogonal",
 )
-RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu", "silu")
 
 
 def _check_layer_sizes(layer_sizes: Any) -> list[int]:
@@ -65,7 +66,7 @@ def _check_output(output_activation: Any, loss: str) -> str:
     if output_activation is None:
         return DEFAULT_OUTPUT[loss]
     if loss == "mse":
-        return check_choice(output_activation, "output_activation", ACTIVATIONS + ("softmax",))
+        return check_choice(output_activation, "output_activation", OUTPUT_ACTIVATIONS)
     if output_activation != DEFAULT_OUTPUT[loss]:
         raise ValueError(
             f"output_activation for loss={loss!r} must be None or "
@@ -195,7 +196,7 @@ class MLP:
         for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
             scheme = self.init
             if scheme == "auto":
-                scheme = "he_normal" if acts[layer] in RELU_FAMILY else "xavier_uniform"
+                scheme = "he_normal" if AUTO_INIT[acts[layer]] == "he" else "xavier_uniform"
             w[...] = _init_weight(rng, scheme, *w.shape)
             b[...] = 0
         self.grads[...] = 0

@@ -9,18 +9,13 @@ from typing import Any
 
 import numpy as np
 
-ACTIVATIONS = (
-    "identity",
-    "sigmoid",
-    "tanh",
-    "relu",
-    "leaky_relu",
-    "elu",
-    "softplus",
-    "gelu",
-    "silu",
-)
-LOSSES = ("mse", "cross_entropy", "binary_cross_entropy")
+from . import _core
+
+# The activations and losses are the core's: its table is the one list of them.
+ACTIVATIONS = tuple(a["name"] for a in _core.activation_table() if a["hidden"])
+OUTPUT_ACTIVATIONS = tuple(a["name"] for a in _core.activation_table())
+AUTO_INIT = {a["name"]: a["auto_init"] for a in _core.activation_table()}
+LOSSES = tuple(_core.loss_names())
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
