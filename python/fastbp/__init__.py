@@ -61,6 +61,16 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
+def __getattr__(name: str):
+    """MLPClassifier and MLPRegressor, imported on first use: they need scikit-learn, which
+    ``import fastbp`` must not import."""
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from . import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'fastbp' has no attribute {name!r}")
+
+
 def build_info() -> dict:
     """How the core was built: compiler, OpenMP, BLAS and its kernel, SIMD flags, CUDA."""
     info = dict(_core.build_info())

@@ -1,0 +1,895 @@
+"""scikit-learn estimators over :class:`~fastbp.MLP` and :class:`~fastbp.Trainer`.
+
+:class:`MLPClassifier` and :class:`MLPRegressor` take scikit-learn's own MLP parameter names
+where the concept is the same, so they drop into pipelines, grid searches and cross-validation;
+every fit is a fastbp training run whose :class:`~fastbp.History` stays available as
+``history_`` for :func:`~fastbp.diagnose`. This module is the only one in fastbp that imports
+scikit-learn, and ``import fastbp`` does not import it.
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.utils import check_random_state, check_scalar, column_or_1d
+    from sklearn.utils.multiclass import check_classification_targets, type_of_target
+    from sklearn.utils.validation import check_is_fitted, validate_data
+except ImportError as exc:  # pragma: no cover - exercised only without scikit-learn
+    raise ImportError(
+        "fastbp.MLPClassifier and fastbp.MLPRegressor need scikit-learn >= 1.6: "
+        "pip install scikit-learn"
+    ) from exc
+
+from . import get_num_threads, set_num_threads
+from .data import LeakWarning, split
+from .history import History
+from .network import MLP
+from .optim import SGD, AdaGrad, Adam, AdamW, GradientNoise, LineSearchSGD, Optimizer, RMSProp
+from .train import EarlyStopping, Trainer
+
+__all__ = ["MLPClassifier", "MLPRegressor"]
+
+SOLVERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "linesearch")
+# scikit-learn's name for the logistic sigmoid; fastbp's is "sigmoid".
+ACTIVATION_ALIASES = {"logistic": "sigmoid"}
+AUTO_BATCH = 200  # batch_size="auto" is min(200, n_samples), as in scikit-learn
+SEED_HIGH = 2**63 - 1
+
+_PARAMETERS_DOC = """
+    Parameters
+    ----------
+    hidden_layer_sizes : int or sequence of int, default=(100,)
+        Width of each hidden layer; ``()`` gives a network without a hidden layer.
+    activation : str or sequence of str, default="relu"
+        Hidden activation: "identity", "sigmoid" (or scikit-learn's "logistic"), "tanh",
+        "relu", "leaky_relu", "elu", "softplus", "gelu" or "silu"; a sequence gives one per
+        hidden layer.
+    solver : {"adam", "sgd", "adamw", "rmsprop", "adagrad", "linesearch"}, default="adam"
+        The optimizer: :class:`~fastbp.Adam`, :class:`~fastbp.SGD` (with ``momentum`` and
+        ``nesterovs_momentum``), :class:`~fastbp.AdamW`, :class:`~fastbp.RMSProp`,
+        :class:`~fastbp.AdaGrad` or :class:`~fastbp.LineSearchSGD` (Armijo backtracking on
+        every batch, starting from ``learning_rate_init``; values near 1 suit it).
+        scikit-learn's "lbfgs" is not available.
+    alpha : float, default=0.0
+        L2 penalty, scaled as in scikit-learn: each step adds ``alpha * w / batch_size`` to
+        the gradient of every parameter ``w``, through the optimizer's ``weight_decay``
+        (decoupled from the gradient for "adamw"). Unlike scikit-learn, biases are decayed
+        too and ``loss_curve_`` holds the data loss without the penalty. Not available with
+        "linesearch". The default is 0 where scikit-learn's is 1e-4, whose effect at
+        scikit-learn's batch size of 200 is negligible.
+    batch_size : int or "auto", default=32
+        Mini-batch size; "auto" is ``min(200, n_samples)``. A batch larger than the data set
+        is the whole data set.
+    learning_rate_init : float, default=1e-3
+        The optimizer's learning rate (its first trial step for "linesearch").
+    momentum : float, default=0.9
+        Momentum of "sgd" (torch's rule, which is scikit-learn's at a constant rate).
+    nesterovs_momentum : bool, default=True
+        Nesterov momentum for "sgd" (when ``momentum > 0``).
+    beta_1, beta_2 : float, default=0.9, 0.999
+        Decay rates of the first and second moment estimates of "adam" and "adamw".
+    epsilon : float, default=1e-8
+        Numerical stability term of "adam", "adamw", "rmsprop" and "adagrad".
+    max_iter : int, default=200
+        Maximum number of epochs (passes over the training data) of one ``fit``.
+    shuffle : bool, default=True
+        Shuffle the training data before every epoch.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data{stratified} and stop when the
+        validation score stops improving (see Notes); the weights of the best epoch are put
+        back at the end.
+    validation_fraction : float, default=0.1
+        Share of the training data held out when ``early_stopping`` is True, in (0, 1).
+    n_iter_no_change : int or np.inf, default=10
+        Epochs without an improvement larger than ``tol`` tolerated before training stops
+        (see Notes); ``np.inf`` never stops early.
+    tol : float, default=1e-4
+        Smallest improvement of the monitored value that counts (see Notes).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weight initialisation, the shuffling, the validation split and the
+        gradient noise. An int makes ``fit`` reproducible: the same coefficients run after
+        run on the same machine and thread count. None draws from numpy's global state.
+    warm_start : bool, default=False
+        Let ``fit`` continue from the weights of the previous fit (with a fresh optimizer
+        state, as in scikit-learn) instead of starting over.
+    verbose : bool or int, default=False
+        Print the loss of every epoch (and the validation score with ``early_stopping``).
+    init : str or tuple, default="auto"
+        Weight initialisation of :class:`~fastbp.MLP`: "auto" (He normal before ReLU-like
+        layers, Xavier uniform otherwise), "xavier_uniform", "xavier_normal", "he_uniform",
+        "he_normal", "lecun_normal", "orthogonal", ("normal", std) or ("uniform", limit).
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the network; inputs are converted to it.
+    clip_norm : float or None, default=None
+        Clip the gradients to this global L2 norm before every step.
+    grad_noise : float, GradientNoise or None, default=None
+        Annealed Gaussian gradient noise: a float is ``eta`` of
+        ``GradientNoise(eta, seed from random_state)``; a :class:`~fastbp.GradientNoise` is
+        copied at the start of every fit (so fitting never changes it) and keeps its own seed.
+    n_threads : int or None, default=None
+        Threads of fastbp's core during ``fit``, ``partial_fit`` and prediction; the previous
+        count is put back afterwards. None leaves fastbp's setting (``fb.set_num_threads``)
+        alone. The count is process-wide while a call runs.
+"""
+
+_ATTRIBUTES_DOC = """
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names of a DataFrame X seen during fit; absent for arrays.
+    loss_curve_ : list of float
+        Mean training loss of every epoch run so far (warm starts and ``partial_fit`` calls
+        add to it), without the L2 penalty.
+    loss_ : float
+        The last entry of ``loss_curve_``.
+    best_loss_ : float or None
+        The lowest training loss; None with ``early_stopping``.
+    validation_scores_ : list of float or None
+        The validation score of every epoch with ``early_stopping``, None without.
+    best_validation_score_ : float or None
+        The validation score of the weights kept (see Notes), None without
+        ``early_stopping``.
+    n_iter_ : int
+        Epochs run by the last ``fit`` or ``partial_fit`` call.
+    t_ : int
+        Training samples processed so far, counted once per epoch.
+    history_ : History
+        fastbp's per-epoch record of the whole run (all warm starts and ``partial_fit``
+        calls): losses, learning rates and per-layer gradient statistics, for
+        ``fb.diagnose(est.history_)`` and ``fastbp.plot``.
+    net_ : MLP
+        The fitted network. Its ``weights`` and ``biases`` are writable views: writing to
+        them changes the estimator's predictions.
+    coefs_, intercepts_ : list of ndarray
+        ``coefs_[i]`` of shape (n_in, n_out) and ``intercepts_[i]`` of shape (n_out,), as in
+        scikit-learn: read-only views of ``net_``'s parameters (no copies), so they always
+        show the current weights; change weights through ``net_.weights`` and
+        ``net_.biases``.
+    n_layers_ : int
+        Number of layers, input and output included.
+    n_outputs_ : int
+        Number of network outputs.
+    out_activation_ : str
+        The output activation, in fastbp's names: {out_activation}.
+"""
+
+_NOTES_DOC = """
+    Notes
+    -----
+    Stopping follows scikit-learn's rule: training stops at the ``n_iter_no_change + 1``-th
+    consecutive epoch whose monitored value does not beat the best so far by more than
+    ``tol``, which is ``fb.EarlyStopping(monitor, patience=n_iter_no_change + 1,
+    min_delta=tol)``. Without ``early_stopping`` the monitor is the training loss and the
+    last weights are kept; with it, the monitor is the validation score and the weights of
+    the best epoch are restored.
+{score}
+    One difference from scikit-learn remains: the best value only moves on an improvement
+    larger than ``tol`` (scikit-learn's moves on any improvement while it counts), so a value
+    creeping by less than ``tol`` per epoch stops a little later, and the weights restored
+    are those of the last epoch that improved by more than ``tol``. Their score,
+    ``best_validation_score_``, falls short of ``max(validation_scores_)`` by ``tol`` at most.
+    ``partial_fit`` runs one epoch per call and never stops early.
+"""
+
+
+# ---- parameter checks --------------------------------------------------------------------------
+def _check_hidden_layer_sizes(value: Any) -> list[int]:
+    sizes = (
+        [value] if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
+    )
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+        raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, got {value!r}")
+    sizes = list(sizes)
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral):
+            raise TypeError(f"hidden_layer_sizes entries must be ints, got {s!r} in {value!r}")
+        if s <= 0:
+            raise ValueError(f"hidden_layer_sizes entries must be positive, got {value!r}")
+    return [int(s) for s in sizes]
+
+
+def _fastbp_activation(value: Any) -> Any:
+    """scikit-learn's activation names in fastbp's."""
+    if isinstance(value, str):
+        return ACTIVATION_ALIASES.get(value, value)
+    if isinstance(value, (list, tuple)):
+        return [ACTIVATION_ALIASES.get(a, a) if isinstance(a, str) else a for a in value]
+    return value  # MLP names the problem
+
+
+def _check_bool(value: Any, name: str) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+
+
+def _check_dtype(value: Any) -> np.dtype:
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {value!r}")
+    return dtype
+
+
+@contextmanager
+def _threads(n_threads: int | None) -> Iterator[None]:
+    """fastbp's thread count set to ``n_threads`` for the block, then put back."""
+    if n_threads is None:
+        yield
+        return
+    before = get_num_threads()
+    set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        set_num_threads(before)
+
+
+def _append_history(old: History | None, new: History, restored: bool) -> History:
+    """One History of ``old``'s epochs followed by ``new``'s (through the public
+    ``to_dict``/``from_dict`` pair), with ``new``'s epoch indices shifted to the whole run.
+
+    A series recorded in one part only is padded with NaN in the other.
+    """
+    if old is None or old.n_epochs == 0:
+        return new
+    a, b = old.to_dict(), new.to_dict()
+    n_a, n_b = old.n_epochs, new.n_epochs
+    merged = dict(b)
+    for key, tail in b.items():
+        if key == "activations" or not isinstance(tail, list):
+            continue
+        head = a.get(key, [])
+        if not head and not tail:
+            continue
+        merged[key] = (head or [None] * n_a) + (tail or [None] * n_b)
+    shift = {k: None if b[k] is None else n_a + b[k] for k in ("best_epoch", "stopped_epoch")}
+    merged.update(shift)
+    if not restored:
+        merged["best_epoch"] = None  # derived again from the merged losses
+    return History.from_dict(merged)
+
+
+class _Targets(NamedTuple):
+    """y made into network targets, with what the fit learns about y."""
+
+    Y: np.ndarray  # what Trainer.fit takes
+    n_outputs: int
+    loss: str
+    stratify: bool  # whether the early-stopping split keeps the class proportions
+    state: dict[str, Any]  # attributes to set once the fit has succeeded
+
+
+# A validation score from an epoch's (val_loss, val_accuracy).
+ScoreFn = Callable[[float, "float | None"], float]
+
+
+def _draw_seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(SEED_HIGH))
+
+
+class _VerbosePrinter:
+    """Prints each epoch's loss (and validation score) like scikit-learn's verbose MLP."""
+
+    def __init__(self, score: ScoreFn | None, first_epoch: int) -> None:
+        self.score = score
+        self.first_epoch = first_epoch
+
+    def __call__(self, epoch: int, logs: dict[str, Any]) -> None:
+        print(f"Iteration {self.first_epoch + epoch + 1}, loss = {logs['train_loss']:.8f}")
+        if self.score is not None and logs["val_loss"] is not None:
+            print(f"Validation score: {self.score(logs['val_loss'], logs['val_accuracy']):.6f}")
+
+
+class _BaseMLP(BaseEstimator):
+    """What the classifier and the regressor share: parameters, the training run, the
+    prediction pass and the fitted attributes. Subclasses turn y into network targets."""
+
+    # Fitted state, set by fit and partial_fit (annotations only: no attribute before fit).
+    net_: MLP
+    history_: History
+    loss_curve_: list[float]
+    validation_scores_: list[float] | None
+    t_: int
+    _rng: np.random.Generator
+    _optimizer_: Optimizer
+    _grad_noise_: GradientNoise | None
+
+    def __init__(
+        self,
+        hidden_layer_sizes: Any = (100,),
+        activation: Any = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 0.0,
+        batch_size: Any = 32,
+        learning_rate_init: float = 1e-3,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: Any = 10,
+        tol: float = 1e-4,
+        random_state: Any = None,
+        warm_start: bool = False,
+        verbose: Any = False,
+        init: Any = "auto",
+        dtype: Any = "float32",
+        clip_norm: float | None = None,
+        grad_noise: Any = None,
+        n_threads: int | None = None,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.init = init
+        self.dtype = dtype
+        self.clip_norm = clip_norm
+        self.grad_noise = grad_noise
+        self.n_threads = n_threads
+
+    # ---- checks ----------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        """Check the parameters that fastbp's own classes do not check when they are built
+        (or that they would name differently); errors name the estimator's parameter."""
+        if not isinstance(self.solver, str) or self.solver not in SOLVERS:
+            hint = " (L-BFGS is not available; try 'linesearch')" if self.solver == "lbfgs" else ""
+            raise ValueError(f"solver must be one of {list(SOLVERS)}, got {self.solver!r}{hint}")
+        _check_hidden_layer_sizes(self.hidden_layer_sizes)
+        _check_dtype(self.dtype)
+        real, integral = numbers.Real, numbers.Integral
+        check_scalar(self.alpha, "alpha", real, min_val=0)
+        if self.alpha > 0 and self.solver == "linesearch":
+            raise ValueError("alpha must be 0 with solver='linesearch' (it has no weight decay)")
+        if self.batch_size != "auto":
+            check_scalar(self.batch_size, "batch_size", integral, min_val=1)
+        check_scalar(
+            self.learning_rate_init,
+            "learning_rate_init",
+            real,
+            min_val=0,
+            include_boundaries="neither",
+        )
+        check_scalar(self.momentum, "momentum", real, min_val=0, max_val=1)
+        for name in ("beta_1", "beta_2"):
+            value = getattr(self, name)
+            check_scalar(value, name, real, min_val=0, max_val=1, include_boundaries="left")
+        check_scalar(self.epsilon, "epsilon", real, min_val=0, include_boundaries="neither")
+        check_scalar(self.max_iter, "max_iter", integral, min_val=1)
+        check_scalar(self.tol, "tol", real, min_val=0)
+        if self.n_iter_no_change != np.inf:
+            check_scalar(self.n_iter_no_change, "n_iter_no_change", integral, min_val=1)
+        fraction = self.validation_fraction
+        check_scalar(
+            fraction, "validation_fraction", real, min_val=0, max_val=1, include_boundaries="left"
+        )
+        for name in ("shuffle", "early_stopping", "warm_start", "nesterovs_momentum"):
+            _check_bool(getattr(self, name), name)
+        if self.early_stopping and self.validation_fraction == 0:
+            raise ValueError("validation_fraction must be > 0 when early_stopping is True")
+        if self.clip_norm is not None:
+            check_scalar(self.clip_norm, "clip_norm", real, min_val=0, include_boundaries="neither")
+        if self.grad_noise is not None and not isinstance(self.grad_noise, GradientNoise):
+            check_scalar(self.grad_noise, "grad_noise", real, min_val=0)
+        if self.n_threads is not None:
+            check_scalar(self.n_threads, "n_threads", integral, min_val=1)
+        check_scalar(self.verbose, "verbose", integral, min_val=0)
+
+    # ---- building blocks of a fit ----------------------------------------------------------
+    def _optimizer(self, batch_size: int) -> Optimizer:
+        lr, wd = self.learning_rate_init, self.alpha / batch_size
+        betas, eps = (self.beta_1, self.beta_2), self.epsilon
+        if self.solver == "sgd":
+            nesterov = bool(self.nesterovs_momentum) and self.momentum > 0
+            return SGD(lr, momentum=self.momentum, nesterov=nesterov, weight_decay=wd)
+        if self.solver == "adam":
+            return Adam(lr, betas=betas, eps=eps, weight_decay=wd)
+        if self.solver == "adamw":
+            return AdamW(lr, betas=betas, eps=eps, weight_decay=wd)
+        if self.solver == "rmsprop":
+            return RMSProp(lr, eps=eps, weight_decay=wd)
+        if self.solver == "adagrad":
+            return AdaGrad(lr, eps=eps, weight_decay=wd)
+        return LineSearchSGD(lr)
+
+    def _gradient_noise(self, rng: np.random.Generator) -> GradientNoise | None:
+        if self.grad_noise is None:
+            return None
+        if isinstance(self.grad_noise, GradientNoise):
+            return copy.deepcopy(self.grad_noise)
+        return GradientNoise(eta=float(self.grad_noise), seed=_draw_seed(rng))
+
+    def _early_stopping(self, monitor: str, min_delta: float) -> EarlyStopping | None:
+        """EarlyStopping with scikit-learn's semantics for tol and n_iter_no_change."""
+        finite = self.n_iter_no_change != np.inf
+        if not finite and not self.early_stopping:
+            return None
+        # Without a finite n_iter_no_change, EarlyStopping only restores the best weights.
+        patience = int(self.n_iter_no_change) + 1 if finite else self.max_iter + 1
+        return EarlyStopping(monitor, patience, min_delta, restore_best=self.early_stopping)
+
+    def _targets(
+        self, y: np.ndarray, first_pass: bool, incremental: bool, classes: Any
+    ) -> _Targets:
+        raise NotImplementedError
+
+    def _score_monitor(self, val_targets: np.ndarray) -> tuple[str, float, ScoreFn]:
+        """The EarlyStopping monitor and min_delta that stand for "the validation score
+        improved by more than tol", and the score itself."""
+        raise NotImplementedError
+
+    def _fit(self, X: Any, y: Any, incremental: bool, classes: Any = None) -> Any:
+        """Train; the estimator's attributes change only once training has run."""
+        self._check_params()
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        first_pass = not hasattr(self, "net_") or not (incremental or self.warm_start)
+        dtype = _check_dtype(self.dtype) if first_pass else self.net_.dtype
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            dtype=dtype,
+            order="C",
+            multi_output=True,
+            y_numeric=not isinstance(self, ClassifierMixin),
+            reset=first_pass,
+        )
+        targets = self._targets(y, first_pass, incremental, classes)
+        Y = targets.Y
+        if first_pass:
+            seed = check_random_state(self.random_state).randint(SEED_HIGH, dtype=np.int64)
+            rng = np.random.default_rng(seed)
+            hidden = _check_hidden_layer_sizes(self.hidden_layer_sizes)
+            net = MLP(
+                [X.shape[1], *hidden, targets.n_outputs],
+                activation=_fastbp_activation(self.activation),
+                loss=targets.loss,
+                init=self.init,
+                dtype=dtype,
+                seed=_draw_seed(rng),
+            )
+        else:
+            rng, net = self._rng, self.net_
+            if net.layer_sizes[-1] != targets.n_outputs:
+                raise ValueError(
+                    f"y has {targets.n_outputs} outputs, the fitted network has "
+                    f"{net.layer_sizes[-1]}: fit again without warm_start"
+                )
+
+        validation = score = None
+        if self.early_stopping:
+            # Only stopping reads the held-out part: a duplicate row in both parts makes it a
+            # little optimistic, not misleading, so split's LeakWarning would only be noise.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", LeakWarning)
+                (X, Y), validation, _ = split(
+                    X,
+                    Y,
+                    val=self.validation_fraction,
+                    test=0.0,
+                    stratify=True if targets.stratify else None,
+                    seed=_draw_seed(rng),
+                )
+            monitor, min_delta, score = self._score_monitor(validation[1])
+        else:
+            monitor, min_delta = "train_loss", self.tol
+        batch_size = min(AUTO_BATCH if self.batch_size == "auto" else self.batch_size, len(X))
+        if incremental and not first_pass:
+            optimizer, noise = self._optimizer_, self._grad_noise_
+        else:
+            optimizer, noise = self._optimizer(batch_size), self._gradient_noise(rng)
+        callbacks = []
+        if self.verbose:
+            callbacks.append(_VerbosePrinter(score, 0 if first_pass else len(self.loss_curve_)))
+        trainer = Trainer(
+            net,
+            optimizer,
+            batch_size=batch_size,
+            epochs=1 if incremental else self.max_iter,
+            early_stopping=None if incremental else self._early_stopping(monitor, min_delta),
+            clip_norm=self.clip_norm,
+            grad_noise=noise,
+            shuffle=self.shuffle,
+            seed=_draw_seed(rng),
+            callbacks=callbacks,
+            progress=False,
+        )
+        with _threads(self.n_threads):
+            run = trainer.fit(X, Y, validation=validation)
+
+        self.__dict__.update(targets.state)
+        self.net_, self._rng, self._optimizer_, self._grad_noise_ = net, rng, optimizer, noise
+        self._record(run, len(X), first_pass, score)
+        if not incremental and run.n_epochs == self.max_iter and run.stopped_epoch is None:
+            warnings.warn(
+                f"{type(self).__name__}: maximum iterations ({self.max_iter}) reached and the "
+                "optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return self
+
+    def _record(self, run: History, n_train: int, first_pass: bool, score: ScoreFn | None) -> None:
+        """The fitted attributes after the training run ``run`` on ``n_train`` samples;
+        ``score`` gives the validation scores with early stopping."""
+        self.history_ = _append_history(
+            None if first_pass else self.history_, run, restored=score is not None
+        )
+        self.n_iter_ = run.n_epochs
+        self.t_ = (0 if first_pass else self.t_) + run.n_epochs * n_train
+        self.loss_curve_ = list(self.history_.train_loss)
+        self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else float("nan")
+        if score is not None:
+            accuracies: list[float | None] = list(run.val_accuracy) or [None] * run.n_epochs
+            scores = [score(v, a) for v, a in zip(run.val_loss, accuracies)]
+            earlier = None if first_pass else self.validation_scores_
+            self.validation_scores_ = (earlier or []) + scores
+            # The score of the weights restored, which the best of ``scores`` beats by tol at most.
+            best = run.best_epoch
+            self.best_validation_score_ = None if best is None else scores[best]
+            self.best_loss_ = None
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+            self.best_loss_ = min(self.loss_curve_, default=float("nan"))
+        self.n_layers_ = len(self.net_.layer_sizes)
+        self.n_outputs_ = self.net_.layer_sizes[-1]
+        self.out_activation_ = self.net_.output_activation
+
+    # ---- prediction ------------------------------------------------------------------------
+    def _forward(self, X: Any) -> np.ndarray:
+        """Validated X through the fitted network: float64 outputs (n_samples, n_outputs_)."""
+        check_is_fitted(self, "net_")
+        X = validate_data(self, X, dtype=self.net_.dtype, order="C", reset=False)
+        with _threads(self.n_threads):
+            return self.net_.forward(X).astype(np.float64)
+
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        return self._read_only("weights")
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        return self._read_only("biases")
+
+    def _read_only(self, name: str) -> list[np.ndarray]:
+        """Read-only views of ``net_.weights`` or ``net_.biases``; an AttributeError before
+        fit, so that ``hasattr(est, "coefs_")`` tells whether it is fitted."""
+        if "net_" not in self.__dict__:
+            raise AttributeError(f"This {type(self).__name__} instance is not fitted yet")
+        views = [a.view() for a in getattr(self.net_, name)]
+        for v in views:
+            v.flags.writeable = False
+        return views
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        # A fixed random_state makes a fit bit-for-bit reproducible; None does not.
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+def _doc(
+    intro: str, stratified: str, attributes: str, out_activation: str, score: str, examples: str
+) -> str:
+    """A class docstring: the shared sections with each estimator's own parts filled in."""
+    return (
+        intro
+        + _PARAMETERS_DOC.replace("{stratified}", stratified)
+        + "\n    Attributes\n    ----------\n"
+        + attributes
+        + _ATTRIBUTES_DOC.replace("{out_activation}", out_activation).lstrip("\n")
+        + _NOTES_DOC.replace("{score}\n", score + "\n")
+        + examples
+    )
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    __doc__ = _doc(
+        """Multi-layer perceptron classifier trained by fastbp, with scikit-learn's API.
+
+    Labels may be of any kind numpy can sort (strings, bools, any ints). Two classes use one
+    sigmoid output trained with binary cross-entropy, as scikit-learn's MLP does, and
+    ``predict_proba`` returns the two columns ``[1 - p, p]``; more classes use a softmax
+    output with cross-entropy. A 2-D 0/1 indicator ``y`` is multilabel: one sigmoid output
+    per label, ``classes_`` is ``arange(n_labels)`` and ``predict`` returns indicator rows.
+""",
+        " (stratified by class for single-label y)",
+        """    classes_ : ndarray of shape (n_classes,)
+        The labels, sorted, in the dtype of the training y; ``arange(n_labels)`` for
+        multilabel y.
+""",
+        '"sigmoid" (two classes, multilabel)\n        or "softmax"',
+        """
+    The validation score is the accuracy (monitor ``"val_accuracy"``, ``min_delta=tol``); for
+    multilabel y it is the share of labels predicted right, where scikit-learn counts the
+    rows with every label right.
+""",
+        """
+    Examples
+    --------
+    >>> import fastbp as fb
+    >>> X, y = fb.datasets.blobs(200, n_classes=3, seed=0)
+    >>> clf = fb.MLPClassifier((16,), max_iter=50, random_state=0).fit(X, y)
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 3)
+    """,
+    )
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> MLPClassifier:
+        """Run one epoch over (X, y), keeping the optimizer state of earlier calls.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+        classes : array-like of shape (n_classes,), default=None
+            Every label the whole stream will contain: required on the first call (unless
+            y is a multilabel indicator), optional later and then equal to ``classes_``.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, incremental=True, classes=classes)
+
+    def fit(self, X: Any, y: Any) -> MLPClassifier:
+        """Train the network on (X, y) for up to ``max_iter`` epochs.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels, or a 0/1 indicator matrix for multilabel classification.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, incremental=False)
+
+    def _targets(
+        self, y: np.ndarray, first_pass: bool, incremental: bool, classes: Any
+    ) -> _Targets:
+        """Network targets for y: ``classes_`` is set by a first pass, checked by later ones."""
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        multilabel = type_of_target(y) == "multilabel-indicator"
+        if y.ndim == 2 and not multilabel:
+            raise ValueError(
+                "a 2-D y must be a 0/1 multilabel indicator matrix; multiclass-multioutput "
+                "y is not supported"
+            )
+        if first_pass:
+            if multilabel:
+                labels = np.arange(y.shape[1])
+            elif incremental:
+                if classes is None:
+                    raise ValueError("classes must be passed on the first call to partial_fit")
+                labels = np.unique(np.asarray(classes))
+            else:
+                labels = np.unique(y)
+            if not multilabel and len(labels) < 2:
+                raise ValueError(
+                    f"a classifier needs at least 2 classes; got 1 class: {labels.tolist()}"
+                )
+            state = {"classes_": labels, "_multilabel": multilabel, "_y_dtype": y.dtype}
+        else:
+            labels, state = self.classes_, {}
+            if multilabel != self._multilabel:
+                kind = "multilabel" if self._multilabel else "single-label"
+                raise ValueError(f"y must be {kind}, as in the earlier fit")
+            if classes is not None and not np.array_equal(np.unique(np.asarray(classes)), labels):
+                raise ValueError(
+                    f"classes={classes!r} differs from classes_={labels!r} of the earlier fit"
+                )
+        if multilabel:
+            if y.shape[1] != len(labels):
+                raise ValueError(f"y has {y.shape[1]} labels, the earlier fit had {len(labels)}")
+            return _Targets(y, len(labels), "binary_cross_entropy", False, state)
+        codes = np.minimum(np.searchsorted(labels, y), len(labels) - 1)
+        unknown = labels[codes] != y
+        if np.any(unknown):
+            raise ValueError(
+                f"y has labels not in classes_ {labels.tolist()}: {np.unique(y[unknown]).tolist()}"
+            )
+        if self.warm_start and not incremental and not first_pass:
+            missing = np.setdiff1d(labels, y)
+            if missing.size:
+                raise ValueError(
+                    f"warm_start needs the classes of the earlier fit; y lacks {missing.tolist()}"
+                )
+        if len(labels) == 2:  # one sigmoid output, as scikit-learn's MLP
+            return _Targets(codes.reshape(-1, 1), 1, "binary_cross_entropy", True, state)
+        return _Targets(codes, len(labels), "cross_entropy", True, state)
+
+    def _score_monitor(self, val_targets: np.ndarray) -> tuple[str, float, ScoreFn]:
+        return "val_accuracy", self.tol, lambda val_loss, val_accuracy: float(val_accuracy)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes), float64
+            Columns in the order of ``classes_``; rows sum to 1 (for multilabel y, each
+            column is the probability of its label and rows need not sum to 1).
+        """
+        out = self._forward(X)
+        if self._multilabel or out.shape[1] > 1:
+            return out
+        return np.hstack([1.0 - out, out])
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """Logarithm of :meth:`predict_proba` (``-inf`` where a probability is 0).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_labels)
+            Labels from ``classes_``; for multilabel y, 0/1 rows in the dtype of the training y.
+        """
+        out = self._forward(X)
+        if self._multilabel:
+            return (out > 0.5).astype(self._y_dtype)
+        codes = (out[:, 0] > 0.5).astype(np.intp) if out.shape[1] == 1 else out.argmax(axis=1)
+        return self.classes_[codes]
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    __doc__ = _doc(
+        """Multi-layer perceptron regressor trained by fastbp, with scikit-learn's API.
+
+    The network has an identity output and the squared-error loss
+    ``1/2 * sum_k (o_k - y_k)^2`` per sample. A 1-D y gives 1-D predictions; a 2-D y, even
+    with one column, gives 2-D predictions.
+""",
+        "",
+        "",
+        '"identity"',
+        """
+    The validation score is R^2 over the outputs together, ``1 - SSE / SST``
+    (``r2_score(..., multioutput="variance_weighted")``): scikit-learn's score for one
+    output, while for several it averages the outputs' R^2 instead. R^2 being affine in the
+    validation loss, the monitor is ``"val_loss"`` with ``min_delta = tol * SST / (2 * n_val)``,
+    the same test.
+""",
+        """
+    Examples
+    --------
+    >>> import fastbp as fb
+    >>> X, y = fb.datasets.regression_sine(200, seed=0)
+    >>> reg = fb.MLPRegressor((32,), max_iter=50, random_state=0).fit(X, y.ravel())
+    >>> reg.predict(X[:3]).shape
+    (3,)
+    """,
+    )
+
+    def fit(self, X: Any, y: Any) -> MLPRegressor:
+        """Train the network on (X, y) for up to ``max_iter`` epochs.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, incremental=False)
+
+    def partial_fit(self, X: Any, y: Any) -> MLPRegressor:
+        """Run one epoch over (X, y), keeping the optimizer state of earlier calls.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, incremental=True)
+
+    def _targets(
+        self, y: np.ndarray, first_pass: bool, incremental: bool, classes: Any
+    ) -> _Targets:
+        Y = y.reshape(-1, 1) if y.ndim == 1 else y
+        state = {"_y_1d": y.ndim == 1} if first_pass else {}
+        return _Targets(Y, Y.shape[1], "mse", False, state)
+
+    def _score_monitor(self, val_targets: np.ndarray) -> tuple[str, float, ScoreFn]:
+        # R^2 over the outputs together is 1 - 2 * val_loss / var, var being the variance of
+        # the validation targets summed over outputs: it gains tol when val_loss falls by
+        # tol * var / 2.
+        var = float(np.var(val_targets, axis=0, dtype=np.float64).sum())
+
+        def r2(val_loss: float, val_accuracy: float | None) -> float:
+            if var == 0:  # scikit-learn's r2_score convention for a constant y
+                return 1.0 if val_loss == 0 else 0.0
+            return 1.0 - 2.0 * val_loss / var
+
+        return "val_loss", self.tol * var / 2, r2
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted targets.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_outputs), float64
+            1-D when the training y was 1-D.
+        """
+        out = self._forward(X)
+        return out[:, 0] if self._y_1d else out
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
