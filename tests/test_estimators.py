@@ -382,6 +382,51 @@ def test_coefs_are_read_only_views_of_the_network(clf_data):
     assert est.n_layers_ == 3
 
 
+@pytest.mark.parametrize(
+    "solver, alpha, momentum, nesterov, steps, rtol",
+    [
+        ("sgd", 50.0, 0.0, False, 1, 1e-10),
+        ("sgd", 0.0, 0.9, True, 4, 1e-10),
+        ("sgd", 0.0, 0.9, False, 4, 1e-10),
+        ("adam", 0.0, 0.9, False, 4, 1e-8),
+    ],
+    ids=["alpha", "nesterov", "momentum", "adam"],
+)
+def test_steps_match_sklearn(solver, alpha, momentum, nesterov, steps, rtol, reg_data):
+    """Full-batch steps from the same weights match scikit-learn's: the L2 penalty alpha,
+    (Nesterov) momentum and Adam mean the same. With alpha the biases start at 0, where
+    fastbp's decay of them (scikit-learn has none) is 0, and one step is taken."""
+    from sklearn.neural_network import MLPRegressor
+
+    X, y = reg_data
+    params = dict(
+        solver=solver,
+        epsilon=1e-12,  # where Adam adds it differs (torch's rule and scikit-learn's)
+        momentum=momentum,
+        nesterovs_momentum=nesterov,
+        learning_rate_init=0.01,
+        batch_size=len(X),
+        shuffle=False,
+        alpha=alpha,
+        max_iter=1,
+        warm_start=True,
+        random_state=0,
+        n_iter_no_change=np.inf,
+    )
+    ours = fb.MLPRegressor((8,), dtype="float64", **params).fit(X, y)
+    for b in ours.net_.biases:
+        b[...] = 0
+    theirs = MLPRegressor(hidden_layer_sizes=(8,), **params).fit(X, y)
+    theirs.coefs_ = [np.array(c) for c in ours.coefs_]
+    theirs.intercepts_ = [np.zeros(b.shape) for b in ours.intercepts_]
+    ours.set_params(max_iter=steps).fit(X, y)
+    theirs.set_params(max_iter=steps).fit(X, y)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * 1e-2)
+    if alpha == 0:  # scikit-learn's loss_curve_ includes the penalty, fastbp's does not
+        np.testing.assert_allclose(ours.loss_curve_[1:], theirs.loss_curve_[1:], rtol=rtol)
+
+
 @pytest.mark.parametrize("early_stopping", [False, True])
 def test_tol_and_n_iter_no_change_stop_like_sklearn(early_stopping, clf_data):
     """With a learning rate too small to change anything, both libraries run exactly

@@ -79,7 +79,9 @@ _PARAMETERS_DOC = """
     beta_1, beta_2 : float, default=0.9, 0.999
         Decay rates of the first and second moment estimates of "adam" and "adamw".
     epsilon : float, default=1e-8
-        Numerical stability term of "adam", "adamw", "rmsprop" and "adagrad".
+        Numerical stability term of "adam", "adamw", "rmsprop" and "adagrad". Adam adds it
+        to the bias-corrected root of the second moment (torch's rule), scikit-learn to the
+        uncorrected one; the two agree when epsilon is small against the gradients.
     max_iter : int, default=200
         Maximum number of epochs (passes over the training data) of one ``fit``.
     shuffle : bool, default=True
