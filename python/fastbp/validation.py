@@ -72,6 +72,23 @@ def check_scalar(
     return int(value) if integer else float(value)
 
 
+def check_bool(value: Any, name: str) -> bool:
+    """A real bool (not 0/1, not a numpy bool array)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def check_pair(value: Any, name: str, **bounds: Any) -> tuple[float, float]:
+    """A pair of real numbers, each checked by :func:`check_scalar` with ``bounds``."""
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"{name} must be a pair of numbers, got {type(value).__name__} {value!r}")
+    if len(value) != 2:
+        raise ValueError(f"{name} must be a pair of numbers, got {len(value)} values: {value!r}")
+    first, second = (check_scalar(v, f"{name}[{i}]", **bounds) for i, v in enumerate(value))
+    return first, second
+
+
 MAX_SEED = 2**64 - 1
 
 
