@@ -368,8 +368,9 @@ def test_explosion_stops_training_and_keeps_the_last_finite_weights(dtype):
     trainer = fb.Trainer(
         net, fb.SGD(2.0), batch_size=4, epochs=200, seed=0, callbacks=[snaps], progress=False
     )
-    with pytest.warns(fb.NonFiniteWarning, match="NaN or infinite"):
+    with pytest.warns(fb.NonFiniteWarning, match="NaN or infinite") as caught:
         history = trainer.fit(X, Y, validation=regression(n=10, seed=5))
+    assert caught[0].filename == __file__  # the warning points at the call of fit
     assert history.stop_reason == "non_finite"
     assert 0 < history.n_epochs < 200
     assert history.stopped_epoch == history.n_epochs == len(snaps.params)

@@ -15,7 +15,13 @@ from .history import History
 from .network import MLP
 from .optim import SGD, LineSearchSGD, Optimizer
 from .train import EarlyStopping, Trainer
-from .validation import check_scalar, check_seed, check_X, check_Y, resolve_seed
+from .validation import (
+    check_data,
+    check_scalar,
+    check_seed,
+    check_validation_pair,
+    resolve_seed,
+)
 
 
 @dataclass
@@ -77,8 +83,7 @@ def lr_find(
     diverge_factor = check_scalar(
         diverge_factor, "diverge_factor", min_value=1, min_inclusive=False
     )
-    X = net._X(X)
-    Y = net._Y(y, X.shape[0])
+    X, Y = check_data(net, X, y)
     if isinstance(optimizer, LineSearchSGD):
         raise TypeError(
             "optimizer: LineSearchSGD chooses its own step; lr_find needs a rule "
@@ -209,14 +214,8 @@ def lr_sweep(
     if not rates:
         raise ValueError("lrs must hold at least one learning rate")
     n_jobs = check_scalar(n_jobs, "n_jobs", min_value=1, integer=True)
-    if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
-        raise TypeError("validation must be a pair (X_val, y_val)")
-    X = net._X(X)
-    Y = net._Y(y, X.shape[0])
-    Xv = check_X(validation[0], net.layer_sizes[0], net.dtype, name="validation X")
-    Yv = check_Y(
-        validation[1], Xv.shape[0], net.layer_sizes[-1], net.loss, net.dtype, name="validation y"
-    )
+    X, Y = check_data(net, X, y)
+    Xv, Yv = check_validation_pair(net, validation)
     optimizer = SGD(rates[0]) if optimizer is None else _fresh(optimizer)
     patience = check_scalar(patience, "patience", min_value=0, integer=True)
     # One seed for all candidates: they see the same mini-batches, whatever n_jobs is.

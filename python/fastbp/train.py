@@ -22,7 +22,14 @@ from .history import History
 from .network import MLP
 from .optim import GradientNoise, Optimizer
 from .schedules import MONITORS, LRSchedule, improved, monitored_values
-from .validation import check_choice, check_scalar, check_seed, check_X, check_Y, resolve_seed
+from .validation import (
+    check_choice,
+    check_data,
+    check_scalar,
+    check_seed,
+    check_validation_pair,
+    resolve_seed,
+)
 
 STATS_SAMPLE = 512  # training rows on which saturation and dead units are measured per epoch
 
@@ -117,6 +124,38 @@ def _finite_epoch(stats: dict, params: np.ndarray, logs: dict[str, Any]) -> bool
     return bool(
         stats["finite"] and np.isfinite(params).all() and all(math.isfinite(v) for v in losses)
     )
+
+
+def _stats_sample(X: np.ndarray, seed: int) -> np.ndarray:
+    """The training rows on which saturation and dead units are measured each epoch."""
+    rng = np.random.default_rng(seed)
+    return X[np.sort(rng.choice(X.shape[0], min(STATS_SAMPLE, X.shape[0]), replace=False))]
+
+
+class _ProgressBar:
+    """A tqdm bar over the epochs when asked for, tqdm is installed and stderr is a terminal;
+    otherwise it does nothing."""
+
+    def __init__(self, epochs: int, enabled: bool) -> None:
+        self._bar = None
+        if not enabled or not sys.stderr.isatty():
+            return
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return
+        self._bar = tqdm(total=epochs, unit="epoch", leave=False)
+
+    def update(self, logs: dict[str, Any]) -> None:
+        if self._bar is None:
+            return
+        losses = {k: logs[k] for k in ("train_loss", "val_loss") if logs[k] is not None}
+        self._bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()})
+        self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 def _optional(value: Any, name: str, **bounds: Any) -> float:
@@ -222,15 +261,6 @@ class Trainer:
             ec.noise_t = self.grad_noise.t
         return ec
 
-    def _progress_bar(self) -> Any:
-        if not self.progress or not sys.stderr.isatty():
-            return None
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            return None
-        return tqdm(total=self.epochs, unit="epoch", leave=False)
-
     def fit(self, X: Any, y: Any, validation: tuple[Any, Any] | None = None) -> History:
         """Train on (X, y); validate on ``validation`` after every epoch.
 
@@ -248,110 +278,120 @@ class Trainer:
             Losses, accuracies, learning rates and per-layer gradient statistics per epoch.
         """
         net = self.net
-        X = net._X(X)
-        Y = net._Y(y, X.shape[0])
-        Xv = Yv = None
-        if validation is not None:
-            if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
-                raise TypeError("validation must be a pair (X_val, y_val)")
-            Xv = check_X(validation[0], net.layer_sizes[0], net.dtype, name="validation X")
-            Yv = check_Y(
-                validation[1],
-                Xv.shape[0],
-                net.layer_sizes[-1],
-                net.loss,
-                net.dtype,
-                name="validation y",
-            )
-        for monitor_owner in (self.early_stopping, self.lr_schedule):
-            monitor = getattr(monitor_owner, "monitor", "")
-            if monitor.startswith("val_") and Xv is None:
-                raise ValueError(f"validation data is needed to monitor {monitor!r}")
-            if monitor.endswith("accuracy") and not net.is_classifier:
-                raise ValueError(f"{monitor!r} needs a classification loss, not {net.loss!r}")
-
+        X, Y = check_data(net, X, y)
+        Xv, Yv = (None, None) if validation is None else check_validation_pair(net, validation)
+        self._check_monitors(has_validation=Xv is not None)
         seed = resolve_seed(self.seed)
-        rng = np.random.default_rng(seed)
-        sample = np.sort(rng.choice(X.shape[0], min(STATS_SAMPLE, X.shape[0]), replace=False))
-        X_sample = X[sample]
+        X_sample = _stats_sample(X, seed)
         state = self.optimizer.state_for(net)
         base_lr = self.optimizer.lr
-        history = History(net.layer_activations)
-        self.history = history
+        history = self._begin_training()
+        start_params = np.empty_like(net.params)  # the core writes each epoch's start into it
+        best_params = None
+        bar = _ProgressBar(self.epochs, self.progress)
+        try:
+            for epoch in range(self.epochs):
+                self.optimizer.lr = self._epoch_lr(epoch, base_lr, history)
+                stats, seconds = self._train_epoch(epoch, state, X, Y, start_params, seed)
+                logs = self._epoch_logs(stats, X_sample, Xv, Yv, seconds)
+                if not _finite_epoch(stats, net.params, logs):
+                    self._roll_back(history, epoch, start_params)
+                    break
+                improved, stop = self._end_epoch(history, epoch, logs)
+                if improved:
+                    best_params = np.array(net.params)
+                bar.update(logs)
+                if stop:
+                    break
+        finally:
+            self.optimizer.lr = base_lr  # a schedule's last rate must not become the next base
+            bar.close()
+        self._end_training(best_params)
+        return history
+
+    def _check_monitors(self, has_validation: bool) -> None:
+        for monitor_owner in (self.early_stopping, self.lr_schedule):
+            monitor = getattr(monitor_owner, "monitor", "")
+            if monitor.startswith("val_") and not has_validation:
+                raise ValueError(f"validation data is needed to monitor {monitor!r}")
+            if monitor.endswith("accuracy") and not self.net.is_classifier:
+                raise ValueError(f"{monitor!r} needs a classification loss, not {self.net.loss!r}")
+
+    def _begin_training(self) -> History:
+        """A fresh history; early stopping and the schedule start afresh; callbacks are told."""
+        self.history = History(self.net.layer_activations)
         if self.early_stopping is not None:
             self.early_stopping.reset()
         if isinstance(self.lr_schedule, LRSchedule):
             self.lr_schedule.reset()
-        best_params = None
-        start_params = np.empty_like(net.params)  # the core writes each epoch's start into it
-        bar = self._progress_bar()
         for cb in self.callbacks:
             cb.on_train_begin(self)
-        try:
-            for epoch in range(self.epochs):
-                self.optimizer.lr = self._epoch_lr(epoch, base_lr, history)
-                t0 = time.perf_counter()
-                stats = _core.train_epoch(
-                    net._net,
-                    state,
-                    self.optimizer.config(),
-                    X,
-                    Y,
-                    start_params,
-                    self._epoch_config(seed, epoch),
-                )
-                if self.grad_noise is not None:
-                    self.grad_noise.t = stats["noise_t"]
-                logs = self._epoch_logs(stats, X_sample, Xv, Yv, time.perf_counter() - t0)
-                if not _finite_epoch(stats, net.params, logs):
-                    net.params[...] = start_params
-                    # The moments of the diverging epoch are garbage: a later fit starts afresh.
-                    self.optimizer.reset()
-                    history.stop_reason = "non_finite"
-                    history.stopped_epoch = epoch
-                    warnings.warn(
-                        f"training stopped at epoch {epoch}: the loss or a gradient became NaN or "
-                        "infinite (exploding gradients?). The weights of the last finite epoch "
-                        "are kept and the optimizer state is reset. Try a smaller learning "
-                        "rate, gradient clipping (clip_norm) or another initialisation.",
-                        NonFiniteWarning,
-                        stacklevel=2,
-                    )
-                    break
-                history.record(logs)
-                stop = False
-                if self.early_stopping is not None:
-                    better, stop = self.early_stopping.update(epoch, history)
-                    if better:
-                        best_params = np.array(net.params)
-                        history.best_epoch = epoch
-                    if stop:
-                        history.stop_reason = "early_stopping"
-                for cb in self.callbacks:
-                    stop = bool(cb.on_epoch_end(self, epoch, logs)) or stop
-                if bar is not None:
-                    bar.set_postfix(
-                        {
-                            k: f"{v:.4g}"
-                            for k, v in logs.items()
-                            if k in ("train_loss", "val_loss") and v is not None
-                        }
-                    )
-                    bar.update(1)
-                if stop:
-                    history.stopped_epoch = epoch
-                    history.stop_reason = history.stop_reason or "callback"
-                    break
-        finally:
-            self.optimizer.lr = base_lr  # a schedule's last rate must not become the next base
-            if bar is not None:
-                bar.close()
+        return self.history
+
+    def _train_epoch(
+        self,
+        epoch: int,
+        state: Any,
+        X: np.ndarray,
+        Y: np.ndarray,
+        start_params: np.ndarray,
+        seed: int,
+    ) -> tuple[dict[str, Any], float]:
+        """One epoch in the core; its statistics and the seconds it took."""
+        t0 = time.perf_counter()
+        stats = _core.train_epoch(
+            self.net._net,
+            state,
+            self.optimizer.config(),
+            X,
+            Y,
+            start_params,
+            self._epoch_config(seed, epoch),
+        )
+        if self.grad_noise is not None:
+            self.grad_noise.t = stats["noise_t"]
+        return stats, time.perf_counter() - t0
+
+    def _roll_back(self, history: History, epoch: int, start_params: np.ndarray) -> None:
+        """Undo an epoch that went non-finite: its start weights back, the optimizer reset."""
+        self.net.params[...] = start_params
+        # The moments of the diverging epoch are garbage: a later fit starts afresh.
+        self.optimizer.reset()
+        history.stop_reason = "non_finite"
+        history.stopped_epoch = epoch
+        warnings.warn(
+            f"training stopped at epoch {epoch}: the loss or a gradient became NaN or "
+            "infinite (exploding gradients?). The weights of the last finite epoch "
+            "are kept and the optimizer state is reset. Try a smaller learning "
+            "rate, gradient clipping (clip_norm) or another initialisation.",
+            NonFiniteWarning,
+            stacklevel=3,  # the caller of fit
+        )
+
+    def _end_epoch(self, history: History, epoch: int, logs: dict[str, Any]) -> tuple[bool, bool]:
+        """Record the epoch, ask early stopping and the callbacks; return (improved, stop)."""
+        history.record(logs)
+        improved = stop = False
+        if self.early_stopping is not None:
+            improved, stop = self.early_stopping.update(epoch, history)
+            if improved:
+                history.best_epoch = epoch
+            if stop:
+                history.stop_reason = "early_stopping"
+        for cb in self.callbacks:
+            stop = bool(cb.on_epoch_end(self, epoch, logs)) or stop
+        if stop:
+            history.stopped_epoch = epoch
+            history.stop_reason = history.stop_reason or "callback"
+        return improved, stop
+
+    def _end_training(self, best_params: np.ndarray | None) -> None:
+        """Put back the best weights if early stopping asks to; callbacks are told."""
         es = self.early_stopping
         if es is not None and es.restore_best and best_params is not None:
-            net.params[...] = best_params
+            self.net.params[...] = best_params
         for cb in self.callbacks:
             cb.on_train_end(self)
-        return history
 
     def _epoch_logs(
         self, stats: dict, X_sample: np.ndarray, Xv: Any, Yv: Any, seconds: float

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _core
+
+if TYPE_CHECKING:
+    from .network import MLP
 
 # The activations and losses are the core's: its table is the one list of them.
 ACTIVATIONS = tuple(a["name"] for a in _core.activation_table() if a["hidden"])
@@ -179,3 +182,18 @@ def check_Y(Y: Any, n_samples: int, n_out: int, loss: str, dtype: np.dtype, name
     if loss == "cross_entropy" and (arr.min() < 0):
         raise ValueError(f"{name} probability rows must be non-negative")
     return arr
+
+
+def check_data(
+    net: MLP, X: Any, Y: Any, x_name: str = "X", y_name: str = "Y"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and targets converted for ``net``'s core: see :func:`check_X`, :func:`check_Y`."""
+    X = check_X(X, net.layer_sizes[0], net.dtype, name=x_name)
+    return X, check_Y(Y, X.shape[0], net.layer_sizes[-1], net.loss, net.dtype, name=y_name)
+
+
+def check_validation_pair(net: MLP, validation: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A validation pair ``(X_val, y_val)`` converted for ``net``'s core."""
+    if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
+        raise TypeError("validation must be a pair (X_val, y_val)")
+    return check_data(net, *validation, x_name="validation X", y_name="validation y")
