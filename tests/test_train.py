@@ -850,9 +850,9 @@ def test_early_stopping_rejects_bad_arguments(kwargs, error, name):
 def test_fit_rejects_bad_data():
     X, Y = regression(n=10)
     trainer = fb.Trainer(_net(), fb.SGD(0.1), progress=False)
-    with pytest.raises(ValueError, match="X"):
+    with pytest.raises(ValueError, match=r"^X\b"):
         trainer.fit(X[:, :2], Y)
-    with pytest.raises(ValueError, match="Y"):
+    with pytest.raises(ValueError, match=r"^y\b"):  # fit's argument is y
         trainer.fit(X, Y[:5])
     with pytest.raises(TypeError, match="validation"):
         trainer.fit(X, Y, validation=X)

@@ -4,6 +4,7 @@ in :mod:`fastbp.optim`."""
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from .optim import SGD, LineSearchSGD, Optimizer
 from .train import EarlyStopping, Trainer
 from .validation import (
     check_data,
+    check_instance,
+    check_net,
     check_scalar,
     check_seed,
     check_validation_pair,
@@ -73,8 +76,7 @@ def lr_find(
     smoothing : float
         Weight of the newest loss in the exponential moving average of the curve.
     """
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be a fastbp.MLP, got {type(net).__name__}")
+    check_net(net)
     start_lr = check_scalar(start_lr, "start_lr", min_value=0, min_inclusive=False)
     end_lr = check_scalar(end_lr, "end_lr", min_value=start_lr, min_inclusive=False)
     num_steps = check_scalar(num_steps, "num_steps", min_value=2, integer=True)
@@ -122,13 +124,9 @@ def lr_find(
     )
 
 
-def _fresh(optimizer: Optimizer) -> Optimizer:
-    """A copy of the optimizer's configuration without its state."""
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
-    clone = object.__new__(type(optimizer))
-    clone.__dict__.update(optimizer.__getstate__())
-    return clone
+def _fresh(optimizer: Any) -> Optimizer:
+    """The same update rule without its state (a copy carries no state)."""
+    return copy.copy(check_instance(optimizer, "optimizer", Optimizer, "a fastbp optimizer"))
 
 
 def _steepest(lrs: np.ndarray, losses: np.ndarray) -> float:
@@ -206,8 +204,7 @@ def lr_sweep(
         Shuffling seed, shared by all candidates (drawn once when None): the result does not
         depend on ``n_jobs``.
     """
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be a fastbp.MLP, got {type(net).__name__}")
+    check_net(net)
     if isinstance(lrs, (str, bytes)) or not isinstance(lrs, Iterable):
         raise TypeError(f"lrs must be a sequence of learning rates, got {type(lrs).__name__}")
     rates = [check_scalar(r, "lrs", min_value=0, min_inclusive=False) for r in lrs]

@@ -3,7 +3,6 @@ gradients Python sees as writable numpy views (no copies)."""
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,81 +10,19 @@ import numpy as np
 
 from . import _core
 from .validation import (
-    ACTIVATIONS,
     AUTO_INIT,
+    CLASSIFICATION_LOSSES,
     LOSSES,
-    OUTPUT_ACTIVATIONS,
+    check_activations,
     check_choice,
+    check_data,
     check_dtype,
-    check_scalar,
+    check_init,
+    check_inputs,
+    check_layer_sizes,
+    check_output_activation,
     check_seed,
-    check_X,
-    check_Y,
 )
-
-DEFAULT_OUTPUT = {"mse": "identity", "cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
-INITS = (
-    "auto",
-    "xavier_uniform",
-    "xavier_normal",
-    "he_uniform",
-    "he_normal",
-    "lecun_normal",
-    "orthogonal",
-)
-
-
-def _check_layer_sizes(layer_sizes: Any) -> list[int]:
-    if isinstance(layer_sizes, (str, bytes)) or not isinstance(layer_sizes, Sequence):
-        raise TypeError(f"layer_sizes must be a list of ints, got {type(layer_sizes).__name__}")
-    sizes = list(layer_sizes)
-    if len(sizes) < 2:
-        raise ValueError(f"layer_sizes needs at least 2 entries [n_in, n_out], got {sizes}")
-    for s in sizes:
-        if isinstance(s, bool) or not isinstance(s, numbers.Integral):
-            raise TypeError(f"layer_sizes entries must be ints, got {s!r}")
-        if s <= 0:
-            raise ValueError(f"layer_sizes entries must be positive, got {sizes}")
-    return [int(s) for s in sizes]
-
-
-def _check_activations(activation: Any, n_hidden: int) -> list[str]:
-    if isinstance(activation, str):
-        return [check_choice(activation, "activation", ACTIVATIONS)] * n_hidden
-    if not isinstance(activation, Sequence):
-        raise TypeError(f"activation must be a str or a list of str, got {activation!r}")
-    acts = list(activation)
-    if len(acts) != n_hidden:
-        raise ValueError(
-            f"activation lists one name per hidden layer: {n_hidden} expected, got {len(acts)}"
-        )
-    return [check_choice(a, "activation", ACTIVATIONS) for a in acts]
-
-
-def _check_output(output_activation: Any, loss: str) -> str:
-    if output_activation is None:
-        return DEFAULT_OUTPUT[loss]
-    if loss == "mse":
-        return check_choice(output_activation, "output_activation", OUTPUT_ACTIVATIONS)
-    if output_activation != DEFAULT_OUTPUT[loss]:
-        raise ValueError(
-            f"output_activation for loss={loss!r} must be None or "
-            f"{DEFAULT_OUTPUT[loss]!r} (fused into the loss), got {output_activation!r}"
-        )
-    return output_activation
-
-
-def _check_init(init: Any) -> Any:
-    if isinstance(init, str):
-        return check_choice(init, "init", INITS)
-    if not isinstance(init, (str, tuple)):
-        raise TypeError(f"init must be a str or a (kind, scale) tuple, got {init!r}")
-    if isinstance(init, tuple) and len(init) == 2 and init[0] in ("normal", "uniform"):
-        check_scalar(init[1], f"init[1] ({init[0]} scale)", min_value=0, min_inclusive=False)
-        return (init[0], float(init[1]))
-    raise ValueError(
-        f"init must be one of {list(INITS)}, ('normal', std) or ('uniform', limit); got {init!r}"
-    )
 
 
 def _init_weight(rng: np.random.Generator, scheme: Any, n_in: int, n_out: int) -> np.ndarray:
@@ -164,11 +101,11 @@ class MLP:
         dtype: Any = "float32",
         seed: int | None = None,
     ) -> None:
-        self.layer_sizes = _check_layer_sizes(layer_sizes)
-        self.activations = _check_activations(activation, len(self.layer_sizes) - 2)
+        self.layer_sizes = check_layer_sizes(layer_sizes)
+        self.activations = check_activations(activation, len(self.layer_sizes) - 2)
         self.loss = check_choice(loss, "loss", LOSSES)
-        self.output_activation = _check_output(output_activation, self.loss)
-        self.init = _check_init(init)
+        self.output_activation = check_output_activation(output_activation, self.loss)
+        self.init = check_init(init)
         self.dtype = check_dtype(dtype)
         self.seed = check_seed(seed)
         self._make_core()
@@ -203,6 +140,14 @@ class MLP:
 
     # ---- structure -------------------------------------------------------------------------
     @property
+    def core(self) -> Any:
+        """The compiled network (``fastbp._core.Network32`` or ``Network64``) that fastbp's own
+        modules (optimizers, Trainer, lr_find) hand to the core. Its methods take arrays already
+        checked and converted (see :mod:`fastbp.validation`) and are not a stable public API:
+        use the methods of MLP instead."""
+        return self._net
+
+    @property
     def params(self) -> np.ndarray:
         """Flat view of all parameters: W_0, b_0, W_1, b_1, ... (row-major W)."""
         return self._net.params
@@ -228,7 +173,9 @@ class MLP:
 
     @property
     def is_classifier(self) -> bool:
-        return self.loss != "mse"
+        """Whether the loss is a classification loss (see ``validation.CLASSIFICATION_LOSSES``):
+        then :meth:`evaluate` reports accuracy and :meth:`predict` returns labels."""
+        return self.loss in CLASSIFICATION_LOSSES
 
     def __repr__(self) -> str:
         return (
@@ -237,15 +184,9 @@ class MLP:
         )
 
     # ---- computation -----------------------------------------------------------------------
-    def _X(self, X: Any) -> np.ndarray:
-        return check_X(X, self.layer_sizes[0], self.dtype)
-
-    def _Y(self, Y: Any, n: int) -> np.ndarray:
-        return check_Y(Y, n, self.layer_sizes[-1], self.loss, self.dtype)
-
     def forward(self, X: Any) -> np.ndarray:
         """Output activations, ndarray of shape (n_samples, n_out) (probabilities for softmax)."""
-        return self._net.forward(self._X(X))
+        return self._net.forward(check_inputs(self, X))
 
     def backward(self, X: Any, Y: Any) -> float:
         """Forward and backward on one batch: fills the gradients of the batch-mean loss and
@@ -258,8 +199,8 @@ class MLP:
             Integer labels (n_samples,) or probability rows (n_samples, n_out) for
             cross_entropy; (n_samples, n_out), or (n_samples,) when n_out == 1, otherwise.
         """
-        X = self._X(X)
-        loss_sum, _ = self._net.backward(X, self._Y(Y, X.shape[0]))
+        X, Y = check_data(self, X, Y, y_name="Y")
+        loss_sum, _ = self._net.backward(X, Y)
         return loss_sum / X.shape[0]
 
     def compute_loss(self, X: Any, Y: Any) -> float:
@@ -268,8 +209,8 @@ class MLP:
 
     def evaluate(self, X: Any, Y: Any) -> dict[str, float]:
         """``{"loss": mean loss}``, plus ``"accuracy"`` for classification losses."""
-        X = self._X(X)
-        loss_sum, correct = self._net.evaluate(X, self._Y(Y, X.shape[0]))
+        X, Y = check_data(self, X, Y, y_name="Y")
+        loss_sum, correct = self._net.evaluate(X, Y)
         out = {"loss": loss_sum / X.shape[0]}
         if self.is_classifier:
             out["accuracy"] = correct / X.shape[0]
@@ -292,7 +233,7 @@ class MLP:
         """Per weight layer, the share of saturated outputs (sigmoid: below 0.01 or above 0.99;
         tanh: |a| > 0.99) and the share of dead units (relu: zero on every sample of X); NaN
         where the measure does not apply. Two ndarrays of shape (n_layers,)."""
-        return self._net.activation_stats(self._X(X))
+        return self._net.activation_stats(check_inputs(self, X))
 
     def copy(self) -> MLP:
         """An independent network with the same structure and parameters."""

@@ -12,15 +12,17 @@ import numpy as np
 
 from . import _core
 from .network import MLP
-from .validation import check_bool, check_pair, check_scalar, check_seed, resolve_seed
+from .validation import (
+    check_bool,
+    check_data,
+    check_net,
+    check_pair,
+    check_scalar,
+    check_seed,
+    resolve_seed,
+)
 
 T = TypeVar("T")
-
-
-def _check_net(net: Any, name: str = "net") -> MLP:
-    if not isinstance(net, MLP):
-        raise TypeError(f"{name} must be a fastbp.MLP, got {type(net).__name__}")
-    return net
 
 
 def _real(**bounds: Any) -> Callable[[Any, str], float]:
@@ -130,12 +132,12 @@ class Optimizer:
 
     def state_for(self, net: MLP) -> Any:
         """The core state of this optimizer, created for ``net`` on first use."""
-        _check_net(net)
+        check_net(net)
         if self._state is None:
             cls = _core.OptimizerState32 if net.dtype == np.float32 else _core.OptimizerState64
             self._state = cls(net.n_params)
-            self._owner = weakref.ref(net._net)
-        elif self._owner is None or self._owner() is not net._net:
+            self._owner = weakref.ref(net.core)
+        elif self._owner is None or self._owner() is not net.core:
             raise ValueError(
                 "net: this optimizer already holds the state of another network; "
                 "call opt.reset() or create a new optimizer"
@@ -154,9 +156,11 @@ class Optimizer:
 
     def step(self, net: MLP) -> None:
         """Apply one update to ``net``'s parameters from its current gradients."""
-        self.state_for(net).step(net._net, self.config())
+        self.state_for(net).step(net.core, self.config())
 
     def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles carry the hyperparameters, not the state: ``copy.copy(opt)`` is
+        the same rule, ready for a new network."""
         state = dict(self.__dict__)
         state["_state"] = None  # fresh state in a copy: it is bound to one network
         state["_owner"] = None
@@ -306,28 +310,27 @@ class LineSearchSGD(Optimizer):
 
         Returns the batch loss before the step; the step taken is in ``self.last_step``.
         """
-        _check_net(net)
+        check_net(net)
         if X is None or Y is None:
             raise TypeError("LineSearchSGD.step needs the batch: opt.step(net, X, Y)")
-        X = net._X(X)
-        Y = net._Y(Y, X.shape[0])
-        loss, self.last_step = _core.line_search_step(net._net, self.config(), X, Y)
+        X, Y = check_data(net, X, Y, y_name="Y")
+        loss, self.last_step = _core.line_search_step(net.core, self.config(), X, Y)
         return loss
 
 
 def clip_grad_norm(net: MLP, max_norm: float) -> float:
     """Scale all gradients (weights and biases) so that their global L2 norm is at most
     ``max_norm``; return the norm before clipping (``torch.nn.utils.clip_grad_norm_``)."""
-    _check_net(net)
-    return net._net.clip_grad_norm(
+    check_net(net)
+    return net.core.clip_grad_norm(
         check_scalar(max_norm, "max_norm", min_value=0, min_inclusive=False)
     )
 
 
 def clip_grad_value(net: MLP, value: float) -> None:
     """Clamp every gradient entry to [-value, value] (``torch.nn.utils.clip_grad_value_``)."""
-    _check_net(net)
-    net._net.clip_grad_value(check_scalar(value, "value", min_value=0, min_inclusive=False))
+    check_net(net)
+    net.core.clip_grad_value(check_scalar(value, "value", min_value=0, min_inclusive=False))
 
 
 class GradientNoise:
@@ -342,8 +345,15 @@ class GradientNoise:
         self.eta = check_scalar(eta, "eta", min_value=0)
         self.gamma = check_scalar(gamma, "gamma", min_value=0)
         self.seed = check_seed(seed)
-        self._stream = resolve_seed(self.seed)
+        self._resolved_seed = resolve_seed(self.seed)
         self.t = 0
+
+    @property
+    def resolved_seed(self) -> int:
+        """The seed the core draws this noise from: ``seed``, or one drawn from the OS when
+        ``seed`` is None. ``GradientNoise(eta, gamma, seed=noise.resolved_seed)`` repeats the
+        same noise."""
+        return self._resolved_seed
 
     @property
     def t(self) -> int:
@@ -360,8 +370,8 @@ class GradientNoise:
 
     def apply(self, net: MLP) -> None:
         """Add this step's noise to ``net``'s gradients and advance the step counter."""
-        _check_net(net)
-        net._net.add_gradient_noise(self.eta, self.gamma, self._stream, self.t)
+        check_net(net)
+        net.core.add_gradient_noise(self.eta, self.gamma, self.resolved_seed, self.t)
         self.t += 1
 
     def __repr__(self) -> str:

@@ -23,8 +23,13 @@ from .network import MLP
 from .optim import GradientNoise, Optimizer
 from .schedules import MONITORS, LRSchedule, improved, monitored_values
 from .validation import (
+    check_bool,
     check_choice,
     check_data,
+    check_instance,
+    check_monitor,
+    check_net,
+    check_optional,
     check_scalar,
     check_seed,
     check_validation_pair,
@@ -63,7 +68,7 @@ class EarlyStopping:
         self.monitor = check_choice(monitor, "monitor", MONITORS)
         self.patience = check_scalar(patience, "patience", min_value=0, integer=True)
         self.min_delta = check_scalar(min_delta, "min_delta", min_value=0)
-        self.restore_best = bool(restore_best)
+        self.restore_best = check_bool(restore_best, "restore_best")
         self.reset()
 
     def reset(self) -> None:
@@ -206,33 +211,31 @@ class Trainer:
         callbacks: Iterable[Any] = (),
         progress: bool = True,
     ) -> None:
-        if not isinstance(net, MLP):
-            raise TypeError(f"net must be a fastbp.MLP, got {type(net).__name__}")
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
-        if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
-            raise TypeError("early_stopping must be a fastbp.EarlyStopping or None")
-        if grad_noise is not None and not isinstance(grad_noise, GradientNoise):
-            raise TypeError("grad_noise must be a fastbp.GradientNoise or None")
-        if lr_schedule is not None and not (
-            isinstance(lr_schedule, LRSchedule) or callable(lr_schedule)
-        ):
-            raise TypeError("lr_schedule must be an LRSchedule, a callable or None")
-        self.net = net
-        self.optimizer = optimizer
+        self.net = check_net(net)
+        self.optimizer = check_instance(optimizer, "optimizer", Optimizer, "a fastbp optimizer")
         self.batch_size = check_scalar(
             batch_size, "batch_size", min_value=1, max_value=2**31 - 1, integer=True
         )
         self.epochs = check_scalar(epochs, "epochs", min_value=1, integer=True)
-        self.early_stopping = early_stopping
+        self.early_stopping = check_optional(
+            early_stopping, "early_stopping", EarlyStopping, "a fastbp.EarlyStopping"
+        )
         self.clip_norm = _optional(clip_norm, "clip_norm", min_value=0, min_inclusive=False)
         self.clip_value = _optional(clip_value, "clip_value", min_value=0, min_inclusive=False)
-        self.grad_noise = grad_noise
+        self.grad_noise = check_optional(
+            grad_noise, "grad_noise", GradientNoise, "a fastbp.GradientNoise"
+        )
+        if not (
+            lr_schedule is None or isinstance(lr_schedule, LRSchedule) or callable(lr_schedule)
+        ):
+            raise TypeError(
+                f"lr_schedule must be an LRSchedule, a callable or None, got {lr_schedule!r}"
+            )
         self.lr_schedule = lr_schedule
-        self.shuffle = bool(shuffle)
+        self.shuffle = check_bool(shuffle, "shuffle")
         self.seed = check_seed(seed)
         self.callbacks = _check_callbacks(callbacks)
-        self.progress = bool(progress)
+        self.progress = check_bool(progress, "progress")
         self.history: History | None = None
 
     # ---------------------------------------------------------------------------------------
@@ -257,7 +260,7 @@ class Trainer:
             ec.noise = True
             ec.noise_eta = self.grad_noise.eta
             ec.noise_gamma = self.grad_noise.gamma
-            ec.noise_seed = self.grad_noise._stream
+            ec.noise_seed = self.grad_noise.resolved_seed
             ec.noise_t = self.grad_noise.t
         return ec
 
@@ -311,11 +314,8 @@ class Trainer:
 
     def _check_monitors(self, has_validation: bool) -> None:
         for monitor_owner in (self.early_stopping, self.lr_schedule):
-            monitor = getattr(monitor_owner, "monitor", "")
-            if monitor.startswith("val_") and not has_validation:
-                raise ValueError(f"validation data is needed to monitor {monitor!r}")
-            if monitor.endswith("accuracy") and not self.net.is_classifier:
-                raise ValueError(f"{monitor!r} needs a classification loss, not {self.net.loss!r}")
+            if hasattr(monitor_owner, "monitor"):
+                check_monitor(monitor_owner.monitor, self.net, has_validation)
 
     def _begin_training(self) -> History:
         """A fresh history; early stopping and the schedule start afresh; callbacks are told."""
@@ -340,7 +340,7 @@ class Trainer:
         """One epoch in the core; its statistics and the seconds it took."""
         t0 = time.perf_counter()
         stats = _core.train_epoch(
-            self.net._net,
+            self.net.core,
             state,
             self.optimizer.config(),
             X,
@@ -398,7 +398,7 @@ class Trainer:
     ) -> dict[str, Any]:
         net = self.net
         classifier = net.is_classifier
-        saturation, dead = net._net.activation_stats(X_sample)
+        saturation, dead = net.core.activation_stats(X_sample)
         logs: dict[str, Any] = {
             "train_loss": stats["loss"],
             "train_accuracy": stats["accuracy"] if classifier else None,
@@ -413,7 +413,7 @@ class Trainer:
             "time": seconds,
         }
         if Xv is not None:
-            loss_sum, correct = net._net.evaluate(Xv, Yv)
+            loss_sum, correct = net.core.evaluate(Xv, Yv)
             logs["val_loss"] = loss_sum / Xv.shape[0]
             if classifier:
                 logs["val_accuracy"] = correct / Xv.shape[0]
