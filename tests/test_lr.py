@@ -2,7 +2,6 @@
 curvature is known in closed form, and the sweep (lr_sweep)."""
 
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -133,17 +132,16 @@ def easy_problem(seed=0):
     return (X[:120], y[:120]), (X[120:], y[120:])
 
 
+@pytest.mark.filterwarnings("ignore::fastbp.NonFiniteWarning")  # 1e3 diverges, on purpose
 def test_lr_sweep_picks_a_sensible_rate_and_is_the_same_in_threads():
     (X, y), val = easy_problem()
     net = fb.MLP([4, 16, 2], activation="tanh", loss="cross_entropy", seed=0)
     before = np.array(net.params)
     lrs = (1e-4, 1e-2, 1e-1, 1e3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", fb.NonFiniteWarning)  # 1e3 diverges, on purpose
-        one = fb.lr_sweep(net, X, y, val, lrs=lrs, epochs=15, batch_size=16, patience=3, seed=5)
-        two = fb.lr_sweep(
-            net, X, y, val, lrs=lrs, epochs=15, batch_size=16, patience=3, seed=5, n_jobs=2
-        )
+    one = fb.lr_sweep(net, X, y, val, lrs=lrs, epochs=15, batch_size=16, patience=3, seed=5)
+    two = fb.lr_sweep(
+        net, X, y, val, lrs=lrs, epochs=15, batch_size=16, patience=3, seed=5, n_jobs=2
+    )
     np.testing.assert_array_equal(net.params, before)
     assert [r["lr"] for r in one.rows] == list(lrs)
     assert one.best_lr not in (1e-4, 1e3)

@@ -16,6 +16,18 @@ ACTS = ref.ACTIVATIONS
 LOSSES = ref.LOSSES
 
 
+def test_reference_covers_every_activation_and_loss_of_the_core(fb):
+    """ACTS and LOSSES parametrize the tests below: an activation or a loss the core gains
+    must gain a float64 reference too, or it would go untested."""
+    table = fb._core.activation_table()
+    assert {a["name"] for a in table if a["hidden"]} == set(ACTS)
+    assert set(fb._core.loss_names()) == set(LOSSES)
+    z = np.linspace(-3.0, 3.0, 12).reshape(2, 6)
+    for entry in table:  # output-only ones (softmax) have a reference forward too
+        assert np.isfinite(ref.activation(entry["name"], z)).all(), entry["name"]
+    assert set(ref.DEFAULT_OUTPUT) == set(LOSSES)
+
+
 # ----------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------

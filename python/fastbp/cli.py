@@ -9,14 +9,19 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from .network import MLP
 
-def _net_factory(fb: Any, d: int, k: int, depth: int, width: int, seed: int):
-    def make(activation: str, init: str):
+    MakeNet = Callable[[str, str], MLP]  # (activation, init) -> a network of the demo's shape
+
+
+def _net_factory(fb: Any, d: int, k: int, depth: int, width: int, seed: int) -> MakeNet:
+    def make(activation: str, init: str) -> MLP:
         return fb.MLP(
             [d] + [width] * depth + [k],
             activation=activation,
@@ -28,7 +33,7 @@ def _net_factory(fb: Any, d: int, k: int, depth: int, width: int, seed: int):
     return make
 
 
-def _gradient_table(fb: Any, make, X: np.ndarray, y: np.ndarray) -> str:
+def _gradient_table(fb: Any, make: MakeNet, X: np.ndarray, y: np.ndarray) -> str:
     """Per-layer weight-gradient norms of one backward pass, sigmoid vs ReLU + He."""
     sig = make("sigmoid", "xavier_uniform")
     relu = make("relu", "he_normal")
@@ -142,17 +147,23 @@ def _verdict(report: Any) -> str:
 
 
 def _ranges(idx: Sequence[int]) -> str:
-    idx = sorted(idx)
-    spans, start = [], idx[0]
-    for a, b in zip(idx, idx[1:] + [None]):
-        if b != a + 1:
-            spans.append(f"{start}" if start == a else f"{start}-{a}")
-            start = b
-    return ",".join(spans)
+    """Runs of consecutive indices: [0, 1, 2, 5] -> "0-2,5"."""
+    spans: list[list[int]] = []
+    for i in sorted(idx):
+        if spans and i == spans[-1][1] + 1:
+            spans[-1][1] = i
+        else:
+            spans.append([i, i])
+    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _plots(
-    fb: Any, histories: dict, make, X: np.ndarray, y: np.ndarray, args: argparse.Namespace
+    fb: Any,
+    histories: dict[str, Any],
+    make: MakeNet,
+    X: np.ndarray,
+    y: np.ndarray,
+    args: argparse.Namespace,
 ) -> list[str]:
     try:
         from fastbp import plot

@@ -430,8 +430,14 @@ def _summary(report: GradientReport) -> str:
     return "\n".join(lines)
 
 
-def _wrap(text: str, **kwargs: str) -> list[str]:
-    return textwrap.wrap(text, width=_WIDTH, break_on_hyphens=False, **kwargs)
+def _wrap(text: str, initial_indent: str = "", subsequent_indent: str = "") -> list[str]:
+    return textwrap.wrap(
+        text,
+        width=_WIDTH,
+        break_on_hyphens=False,
+        initial_indent=initial_indent,
+        subsequent_indent=subsequent_indent,
+    )
 
 
 def _sci(value: float) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -74,7 +75,7 @@ class History:
     ``len(history)`` is the number of epochs.
     """
 
-    def __init__(self, activations: list[str]) -> None:
+    def __init__(self, activations: Sequence[str]) -> None:
         if isinstance(activations, str) or not all(isinstance(a, str) for a in activations):
             raise TypeError("activations must be a list of str, one per weight layer")
         self.activations = list(activations)

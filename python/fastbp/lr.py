@@ -161,7 +161,15 @@ class SweepResult:
 
 
 def _train_one(
-    net: MLP, optimizer: Optimizer, lr: float, X, Y, Xv, Yv, patience: int, trainer_kwargs
+    net: MLP,
+    optimizer: Optimizer,
+    lr: float,
+    X: np.ndarray,
+    Y: np.ndarray,
+    Xv: np.ndarray,
+    Yv: np.ndarray,
+    patience: int,
+    trainer_kwargs: dict[str, Any],
 ) -> History:
     candidate = net.copy()
     opt = _fresh(optimizer)

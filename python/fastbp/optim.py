@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from functools import partial
 from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
@@ -27,15 +26,25 @@ T = TypeVar("T")
 
 def _real(**bounds: Any) -> Callable[[Any, str], float]:
     """The check of a real hyperparameter within ``bounds`` (those of ``check_scalar``)."""
-    return partial(check_scalar, **bounds)
+
+    def check(value: Any, name: str) -> float:
+        return check_scalar(value, name, **bounds)
+
+    return check
 
 
 def _integer(**bounds: Any) -> Callable[[Any, str], int]:
-    return partial(check_scalar, integer=True, **bounds)
+    def check(value: Any, name: str) -> int:
+        return check_scalar(value, name, integer=True, **bounds)
+
+    return check
 
 
 def _pair(**bounds: Any) -> Callable[[Any, str], tuple[float, float]]:
-    return partial(check_pair, **bounds)
+    def check(value: Any, name: str) -> tuple[float, float]:
+        return check_pair(value, name, **bounds)
+
+    return check
 
 
 class Hyperparameter(Generic[T]):

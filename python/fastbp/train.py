@@ -122,7 +122,7 @@ def _check_callbacks(callbacks: Iterable[Any]) -> list[Callback]:
     return out
 
 
-def _finite_epoch(stats: dict, params: np.ndarray, logs: dict[str, Any]) -> bool:
+def _finite_epoch(stats: dict[str, Any], params: np.ndarray, logs: dict[str, Any]) -> bool:
     """Whether every batch's loss and gradient (checked by the core), the weights the epoch
     ended with (its last step can overflow them) and the epoch's losses are finite."""
     losses = [v for v in (logs["train_loss"], logs["val_loss"]) if v is not None]
@@ -314,8 +314,9 @@ class Trainer:
 
     def _check_monitors(self, has_validation: bool) -> None:
         for monitor_owner in (self.early_stopping, self.lr_schedule):
-            if hasattr(monitor_owner, "monitor"):
-                check_monitor(monitor_owner.monitor, self.net, has_validation)
+            monitor = getattr(monitor_owner, "monitor", None)
+            if monitor is not None:
+                check_monitor(monitor, self.net, has_validation)
 
     def _begin_training(self) -> History:
         """A fresh history; early stopping and the schedule start afresh; callbacks are told."""
@@ -394,7 +395,7 @@ class Trainer:
             cb.on_train_end(self)
 
     def _epoch_logs(
-        self, stats: dict, X_sample: np.ndarray, Xv: Any, Yv: Any, seconds: float
+        self, stats: dict[str, Any], X_sample: np.ndarray, Xv: Any, Yv: Any, seconds: float
     ) -> dict[str, Any]:
         net = self.net
         classifier = net.is_classifier

@@ -146,13 +146,13 @@ def check_scalar(
     integer: bool = False,
 ) -> float | int:
     """A finite real number (float), or an integer (int), within the given bounds."""
-    if isinstance(value, bool) or not isinstance(
-        value, numbers.Integral if integer else numbers.Real
-    ):
+    number: float | int
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         kind = "an integer" if integer else "a real number"
         raise TypeError(f"{name} must be {kind}, got {type(value).__name__} {value!r}")
-    number: float | int
     if integer:
+        if not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
         number = operator.index(value)
     else:
         try:
@@ -375,7 +375,8 @@ def check_validation_pair(net: MLP, validation: Any) -> tuple[np.ndarray, np.nda
         raise TypeError(
             f"validation must be a pair (X_val, y_val), got {type(validation).__name__}"
         )
-    return check_data(net, *validation, x_name="validation X", y_name="validation y")
+    X_val, y_val = validation
+    return check_data(net, X_val, y_val, x_name="validation X", y_name="validation y")
 
 
 def check_monitor(monitor: str, net: MLP, has_validation: bool) -> None:
