@@ -100,14 +100,14 @@ def test_record_rejects_bad_stats():
 
 
 def test_constructor_rejects_bad_activations():
-    with pytest.raises(TypeError, match="activations"):
+    with pytest.raises(TypeError, match="layer_activations"):
         History("relu")
-    with pytest.raises(ValueError, match="activations"):
+    with pytest.raises(ValueError, match="layer_activations"):
         History([])
 
 
 def assert_same(a, b):
-    assert a.activations == b.activations and a.n_layers == b.n_layers
+    assert a.layer_activations == b.layer_activations and a.n_layers == b.n_layers
     for name in ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr", "epoch_time"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))  # NaN == NaN here
     for name in ("grad_norms", "grad_norms_max", "update_ratios", "saturation", "dead"):
@@ -154,6 +154,21 @@ def test_json_file_round_trip(tmp_path):
 def test_empty_history_round_trips():
     back = History.from_json(History(ACTIVATIONS).to_json())
     assert len(back) == 0 and back.grad_norms.shape == (0, 3)
+
+
+def test_version_1_records_are_read():
+    """Version 1 named the layer activations "activations"; files written then still load."""
+    h = filled(2)
+    data = h.to_dict()
+    data["version"] = 1
+    data["activations"] = data.pop("layer_activations")
+    assert_same(History.from_json(json.dumps(data)), h)
+
+
+def test_records_name_the_layer_activations():
+    data = filled(1).to_dict()
+    assert data["layer_activations"] == ACTIVATIONS and "activations" not in data
+    assert data["version"] == 2
 
 
 def test_from_dict_rejects_other_records_and_ragged_series():

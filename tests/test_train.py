@@ -583,7 +583,7 @@ def test_history_json_round_trip(tmp_path):
             "val_accuracy",
             "lr",
             "epoch_time",
-            "activations",
+            "layer_activations",
         ):
             assert getattr(loaded, key) == getattr(history, key), key
         for key in ("grad_norms", "grad_norms_max", "update_ratios", "saturation", "dead"):

@@ -237,7 +237,7 @@ def diagnose(
     history : History
         A history with at least one epoch; uses ``grad_norms``,
         ``update_ratios``, ``saturation``, ``dead`` (each of shape
-        (n_epochs, n_layers)), ``train_loss``, ``activations`` and ``stop_reason``.
+        (n_epochs, n_layers)), ``train_loss``, ``layer_activations`` and ``stop_reason``.
     window : int, default=WINDOW
         Number of epochs in the medians.
     vanishing_ratio, exploding_ratio, max_update_ratio, saturation_share, dead_share : float
@@ -286,7 +286,7 @@ def diagnose(
         layers.append(
             LayerDiagnosis(
                 index=index,
-                activation=history.activations[index],
+                activation=history.layer_activations[index],
                 **values,
                 flags=flags,
                 verdict=flags[0] if flags else "healthy",

@@ -21,7 +21,7 @@ _OPTIONAL_SCALARS = ("val_loss", "train_accuracy", "val_accuracy")
 _PER_LAYER = ("grad_norms", "grad_norms_max", "update_ratios", "saturation", "dead")
 _STAT_KEYS = frozenset(_SCALARS + _OPTIONAL_SCALARS + _PER_LAYER)
 _FORMAT = "fastbp.History"
-_VERSION = 1
+_VERSION = 2  # 2: "layer_activations" (1 said "activations")
 
 
 class History:
@@ -29,19 +29,27 @@ class History:
 
     Parameters
     ----------
-    activations : list of str
-        Activation of each weight layer's output, input side first (the last is
-        the output activation, e.g. ``"softmax"``); its length is the number of
-        weight layers.
+    layer_activations : list of str
+        Activation of each weight layer's output, input side first, the output
+        activation included (e.g. ``["relu", "relu", "softmax"]``): its length is
+        the number of weight layers. This is :attr:`MLP.layer_activations
+        <fastbp.MLP.layer_activations>`, not ``MLP.activations`` (hidden layers only).
 
     Attributes
     ----------
-    activations : list of str
+    layer_activations : list of str
         As given.
     n_layers : int
         Number of weight layers.
-    train_loss, lr, epoch_time : list of float
-        One entry per epoch: mean training loss, learning rate, seconds taken.
+    train_loss, epoch_time : list of float
+        One entry per epoch: mean training loss, seconds taken.
+    lr : list of float
+        One entry per epoch: the mean step size taken in the epoch. With
+        :class:`~fastbp.LineSearchSGD`, the mean over the epoch's mini-batches
+        of the step the line search accepted (0 for a batch where none
+        qualified); with every other optimizer, the epoch's learning rate (after
+        any schedule). For adaptive rules (Adam, RMSProp, ...) it is the rate,
+        not the size of the parameter change.
     val_loss, train_accuracy, val_accuracy : list of float
         One entry per epoch, or empty when never recorded; NaN for an epoch
         that lacked a value after the first epoch that had one.
@@ -75,13 +83,15 @@ class History:
     ``len(history)`` is the number of epochs.
     """
 
-    def __init__(self, activations: Sequence[str]) -> None:
-        if isinstance(activations, str) or not all(isinstance(a, str) for a in activations):
-            raise TypeError("activations must be a list of str, one per weight layer")
-        self.activations = list(activations)
-        if not self.activations:
-            raise ValueError("activations must name at least one weight layer")
-        self.n_layers = len(self.activations)
+    def __init__(self, layer_activations: Sequence[str]) -> None:
+        if isinstance(layer_activations, str) or not all(
+            isinstance(a, str) for a in layer_activations
+        ):
+            raise TypeError("layer_activations must be a list of str, one per weight layer")
+        self.layer_activations = list(layer_activations)
+        if not self.layer_activations:
+            raise ValueError("layer_activations must name at least one weight layer")
+        self.n_layers = len(self.layer_activations)
         self.train_loss: list[float] = []
         self.lr: list[float] = []
         self.epoch_time: list[float] = []
@@ -178,7 +188,7 @@ class History:
     def to_dict(self) -> dict[str, Any]:
         """Plain Python dict (lists, floats, None); NaN stays NaN. Inverse of `from_dict`."""
         data: dict[str, Any] = {"format": _FORMAT, "version": _VERSION}
-        data["activations"] = list(self.activations)
+        data["layer_activations"] = list(self.layer_activations)
         for key in ("train_loss", "lr", "epoch_time", *_OPTIONAL_SCALARS):
             data[key] = list(getattr(self, key))
         for key in _PER_LAYER:
@@ -192,10 +202,15 @@ class History:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> History:
-        """Rebuild a History from `to_dict` output (or its JSON-decoded form)."""
+        """Rebuild a History from `to_dict` output (or its JSON-decoded form).
+
+        Records of version 1, which named the layer activations ``"activations"``, are read too.
+        """
         if data.get("format", _FORMAT) != _FORMAT:
             raise ValueError(f"data is not a {_FORMAT} record (format={data.get('format')!r})")
-        history = cls(data["activations"])
+        history = cls(
+            data["layer_activations"] if "layer_activations" in data else data["activations"]
+        )
         for key in ("train_loss", "lr", "epoch_time", *_OPTIONAL_SCALARS):
             setattr(history, key, [_to_float(v) for v in data.get(key, [])])
         for key in _PER_LAYER:

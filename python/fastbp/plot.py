@@ -291,7 +291,7 @@ def _spread_over_epochs(norms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def _layer_labels(history: History) -> list[str]:
-    return [f"{i} {activation}" for i, activation in enumerate(history.activations)]
+    return [f"{i} {activation}" for i, activation in enumerate(history.layer_activations)]
 
 
 def _check_epochs(history: History) -> None:

@@ -186,7 +186,8 @@ class Trainer:
         Annealed Gaussian noise added to the gradients (after clipping) before each step.
     lr_schedule : LRSchedule, callable ``f(epoch, base_lr) -> lr``, or None
         The rate of each epoch, from the optimizer's ``lr`` as the base rate (which
-        ``fit`` puts back when it returns).
+        ``fit`` puts back when it returns). ``history.lr`` records the mean step size
+        each epoch took: this rate, or with LineSearchSGD the mean accepted step.
     shuffle : bool, default=True
     seed : int or None
         Seed of the shuffling; with a seeded network and noise, a whole run is reproducible.
@@ -278,7 +279,9 @@ class Trainer:
         Returns
         -------
         History
-            Losses, accuracies, learning rates and per-layer gradient statistics per epoch.
+            Losses, accuracies, step sizes and per-layer gradient statistics per epoch.
+            ``history.lr`` is the mean step size taken in each epoch: the epoch's learning
+            rate, or with LineSearchSGD the mean of the steps the line search accepted.
         """
         net = self.net
         X, Y = check_data(net, X, y)
@@ -405,7 +408,7 @@ class Trainer:
             "train_accuracy": stats["accuracy"] if classifier else None,
             "val_loss": None,
             "val_accuracy": None,
-            "lr": stats["mean_step"],
+            "lr": stats["mean_step"],  # the step taken: the rate, or the accepted line search
             "grad_norms": stats["grad_norm_mean"],
             "grad_norms_max": stats["grad_norm_max"],
             "update_ratios": stats["update_ratio"],
