@@ -802,6 +802,39 @@ def test_attributes(fb):
     assert fb.MLP([2, 3], loss="mse", output_activation="tanh").output_activation == "tanh"
 
 
+@pytest.mark.parametrize("name", ["weights", "biases", "grad_weights", "grad_biases"])
+def test_replacing_a_layer_view_raises_instead_of_doing_nothing(fb, name):
+    # With a list, net.weights[0] = W replaced the list entry and left the network as it was.
+    net = fb.MLP([3, 4, 2], dtype="float64", seed=0)
+    params, grads = net.params.copy(), net.grads.copy()
+    views = getattr(net, name)
+    with pytest.raises(TypeError, match=rf"net\.{name}\[0\]\[\.\.\.\] = "):
+        views[0] = np.zeros_like(views[0])
+    with pytest.raises(TypeError, match=name):
+        del views[-1]
+    with pytest.raises(TypeError):
+        views[:1][0] = np.zeros_like(views[0])  # a slice is as read-only
+    with pytest.raises(AttributeError):
+        setattr(net, name, [np.zeros_like(v) for v in views])
+    np.testing.assert_array_equal(net.params, params)
+    np.testing.assert_array_equal(net.grads, grads)
+    views[0][...] = 7.0  # the way to write: into the view
+    assert np.all(getattr(net, name)[0] == 7.0)
+
+
+def test_layer_views_behave_like_lists_of_views(fb):
+    net = fb.MLP([3, 4, 5, 2], dtype="float64", seed=0)
+    w = net.weights
+    assert len(w) == 3 and [a.shape for a in w] == [(3, 4), (4, 5), (5, 2)]
+    assert w[-1] is w[2] and all(np.shares_memory(a, net.params) for a in w)
+    assert [a.shape for a in w[1:]] == [(4, 5), (5, 2)] and len(w[::2]) == 2
+    both = net.weights + net.biases
+    assert isinstance(both, list) and len(both) == 6 and both[3] is net.biases[0]
+    assert len([np.zeros(1)] + net.grad_biases) == 4
+    assert w == list(w) and w == net.weights and w != list(w[:2])
+    assert np.shares_memory(net.grad_weights[0], net.grads)
+
+
 # ----------------------------------------------------------------------------------------------
 # memory ownership and unusual-but-valid inputs
 # ----------------------------------------------------------------------------------------------

@@ -3,8 +3,8 @@ gradients Python sees as writable numpy views (no copies)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NoReturn, overload
 
 import numpy as np
 
@@ -51,6 +51,66 @@ def _init_weight(rng: np.random.Generator, scheme: Any, n_in: int, n_out: int) -
     return q if n_in >= n_out else q.T
 
 
+class LayerViews(Sequence[np.ndarray]):
+    """A read-only sequence of writable numpy views, one per weight layer: what
+    :attr:`MLP.weights`, :attr:`~MLP.biases`, :attr:`~MLP.grad_weights` and
+    :attr:`~MLP.grad_biases` hold.
+
+    Each view writes through to the network's flat buffer; the sequence itself cannot change.
+    Replacing an entry (``net.weights[0] = W``) would only replace the entry, not the
+    network's weights, so it raises TypeError: write into the view, ``net.weights[0][...] = W``.
+    It indexes, slices, iterates and concatenates (``+`` gives a list) like a list, and
+    compares equal to a list of the same arrays.
+    """
+
+    __slots__ = ("_name", "_views")
+    __hash__ = None  # type: ignore[assignment]  # compares like a list, so unhashable like one
+
+    def __init__(self, name: str, views: Iterable[np.ndarray]) -> None:
+        self._name = name
+        self._views = tuple(views)
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> LayerViews: ...
+
+    def __getitem__(self, index: int | slice) -> np.ndarray | LayerViews:
+        if isinstance(index, slice):
+            return LayerViews(self._name, self._views[index])
+        return self._views[index]
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(self._views)
+
+    def __setitem__(self, index: Any, value: Any) -> NoReturn:
+        raise TypeError(
+            f"net.{self._name}[{index!r}] = ... would replace the entry, not the network's "
+            f"values: write into the view instead, net.{self._name}[{index!r}][...] = ..."
+        )
+
+    def __delitem__(self, index: Any) -> NoReturn:
+        raise TypeError(f"net.{self._name} has one view per weight layer; none can be removed")
+
+    def __add__(self, other: Iterable[Any]) -> list[Any]:
+        return [*self._views, *other]
+
+    def __radd__(self, other: Iterable[Any]) -> list[Any]:
+        return [*other, *self._views]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (LayerViews, list)):
+            return list(self._views) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"LayerViews({self._name!r}, {list(self._views)!r})"
+
+
 class MLP:
     """A dense multi-layer perceptron, trained by backpropagation in the C++ core.
 
@@ -76,9 +136,10 @@ class MLP:
 
     Attributes
     ----------
-    weights, biases : list of ndarray of shape (n_in, n_out) and (n_out,)
-        Writable views into the flat parameter buffer ``params``.
-    grad_weights, grad_biases : list of ndarray
+    weights, biases : LayerViews of ndarray of shape (n_in, n_out) and (n_out,)
+        Writable views into the flat parameter buffer ``params``, one per weight layer, in a
+        sequence that cannot be changed: set values with ``net.weights[l][...] = W``.
+    grad_weights, grad_biases : LayerViews of ndarray
         Views into the flat gradient buffer ``grads``, filled by :meth:`backward`.
 
     Examples
@@ -120,10 +181,30 @@ class MLP:
     def _bind_views(self) -> None:
         layers = self._net.layer_views(False)
         grads = self._net.layer_views(True)
-        self.weights = [w for w, _ in layers]
-        self.biases = [b for _, b in layers]
-        self.grad_weights = [w for w, _ in grads]
-        self.grad_biases = [b for _, b in grads]
+        self._weights = LayerViews("weights", (w for w, _ in layers))
+        self._biases = LayerViews("biases", (b for _, b in layers))
+        self._grad_weights = LayerViews("grad_weights", (w for w, _ in grads))
+        self._grad_biases = LayerViews("grad_biases", (b for _, b in grads))
+
+    @property
+    def weights(self) -> LayerViews:
+        """Weight matrices, ndarray views of shape (n_in, n_out) into :attr:`params`."""
+        return self._weights
+
+    @property
+    def biases(self) -> LayerViews:
+        """Bias vectors, ndarray views of shape (n_out,) into :attr:`params`."""
+        return self._biases
+
+    @property
+    def grad_weights(self) -> LayerViews:
+        """Weight gradients of the last :meth:`backward`, views into :attr:`grads`."""
+        return self._grad_weights
+
+    @property
+    def grad_biases(self) -> LayerViews:
+        """Bias gradients of the last :meth:`backward`, views into :attr:`grads`."""
+        return self._grad_biases
 
     def reset_parameters(self, seed: int | None = None) -> None:
         """Draw fresh weights by the ``init`` scheme (with ``seed``, or the network's) and zero
@@ -246,9 +327,7 @@ class MLP:
         return clone
 
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if not k.startswith(("_", "grad_"))}
-        for k in ("weights", "biases"):
-            state.pop(k)
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
         state["params"] = np.array(self.params)
         return state
 
