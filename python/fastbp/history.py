@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import IO, Any
 
 import numpy as np
 
@@ -20,6 +21,7 @@ _SCALARS = ("train_loss", "lr", "time")
 _OPTIONAL_SCALARS = ("val_loss", "train_accuracy", "val_accuracy")
 _PER_LAYER = ("grad_norms", "grad_norms_max", "update_ratios", "saturation", "dead")
 _STAT_KEYS = frozenset(_SCALARS + _OPTIONAL_SCALARS + _PER_LAYER)
+_STOP_REASONS = (None, "early_stopping", "non_finite", "callback")
 _FORMAT = "fastbp.History"
 _VERSION = 2  # 2: "layer_activations" (1 said "activations")
 
@@ -73,7 +75,7 @@ class History:
         ``min_delta`` may) overrides this; assigning None restores it.
     stopped_epoch : int or None
         0-based epoch at which training stopped early; None if all epochs ran.
-    stop_reason : {"early_stopping", "non_finite"} or None
+    stop_reason : {"early_stopping", "non_finite", "callback"} or None
         Why training stopped early.
 
     Notes
@@ -84,8 +86,10 @@ class History:
     """
 
     def __init__(self, layer_activations: Sequence[str]) -> None:
-        if isinstance(layer_activations, str) or not all(
-            isinstance(a, str) for a in layer_activations
+        if (
+            isinstance(layer_activations, str)
+            or not isinstance(layer_activations, Sequence)
+            or not all(isinstance(a, str) for a in layer_activations)
         ):
             raise TypeError("layer_activations must be a list of str, one per weight layer")
         self.layer_activations = list(layer_activations)
@@ -124,11 +128,11 @@ class History:
             raise ValueError("stats must contain 'train_loss'")
         rows = {key: self._layer_row(key, stats.get(key)) for key in _PER_LAYER}
         epoch = self.n_epochs
-        self.train_loss.append(float(stats["train_loss"]))
-        self.lr.append(_to_float(stats.get("lr")))
-        self.epoch_time.append(_to_float(stats.get("time")))
+        self.train_loss.append(_to_float(stats["train_loss"], "train_loss"))
+        self.lr.append(_to_float(stats.get("lr"), "lr"))
+        self.epoch_time.append(_to_float(stats.get("time"), "time"))
         for key in _OPTIONAL_SCALARS:
-            _append_optional(getattr(self, key), stats.get(key), epoch)
+            _append_optional(getattr(self, key), stats.get(key), epoch, key)
         for key, row in rows.items():
             self._per_layer[key].append(row)
 
@@ -201,25 +205,40 @@ class History:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> History:
+    def from_dict(cls, data: Mapping[str, Any]) -> History:
         """Rebuild a History from `to_dict` output (or its JSON-decoded form).
 
         Records of version 1, which named the layer activations ``"activations"``, are read too.
+
+        Raises
+        ------
+        TypeError
+            ``data`` is not a mapping.
+        ValueError
+            ``data`` is not a well-formed record: another format or a newer version, a missing
+            ``layer_activations``, a value of the wrong type, a series of the wrong length. The
+            message names the entry.
         """
-        if data.get("format", _FORMAT) != _FORMAT:
-            raise ValueError(f"data is not a {_FORMAT} record (format={data.get('format')!r})")
-        history = cls(
-            data["layer_activations"] if "layer_activations" in data else data["activations"]
-        )
+        if not isinstance(data, Mapping):
+            raise TypeError(f"data must be a dict (a History record), got {type(data).__name__}")
+        history = cls(_record_layer_activations(data))
         for key in ("train_loss", "lr", "epoch_time", *_OPTIONAL_SCALARS):
-            setattr(history, key, [_to_float(v) for v in data.get(key, [])])
+            values = _record_list(data, key)
+            setattr(history, key, [_to_float(v, f"data[{key!r}]") for v in values])
+        n = history.n_epochs
         for key in _PER_LAYER:
-            rows = data.get(key) or [None] * history.n_epochs
-            history._per_layer[key] = [history._layer_row(key, row) for row in rows]
+            rows = _record_list(data, key) or [None] * n
+            history._per_layer[key] = [history._layer_row(f"data[{key!r}]", r) for r in rows]
         history._check_lengths()
-        history.best_epoch = data.get("best_epoch")
-        history.stopped_epoch = data.get("stopped_epoch")
+        history.best_epoch = _record_epoch(data, "best_epoch", last=n - 1)
+        # A run that diverges stops at the epoch it could not record: one past the last.
+        history.stopped_epoch = _record_epoch(data, "stopped_epoch", last=n)
         history.stop_reason = data.get("stop_reason")
+        if history.stop_reason not in _STOP_REASONS:
+            raise ValueError(
+                f"data['stop_reason'] must be one of {list(_STOP_REASONS)}, "
+                f"got {history.stop_reason!r}"
+            )
         return history
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
@@ -235,35 +254,71 @@ class History:
         return text
 
     @classmethod
-    def from_json(cls, source: str | os.PathLike[str]) -> History:
-        """Load from a JSON file path or from JSON text (a string starting with ``{``)."""
-        if isinstance(source, str) and source.lstrip().startswith("{"):
+    def from_json(cls, source: str | os.PathLike[str] | IO[Any]) -> History:
+        """Load a History written by `to_json`.
+
+        Parameters
+        ----------
+        source : str, os.PathLike or file object
+            JSON text (a str whose first non-blank character is ``{`` or ``[``), the path of a
+            JSON file, or an open file (anything with ``.read()``, text or binary).
+
+        Raises
+        ------
+        TypeError
+            ``source`` is none of these. An int in particular is not taken as a file
+            descriptor (``open`` would have closed it).
+        ValueError
+            The text is not JSON, or not a well-formed History record (see `from_dict`).
+        """
+        text: Any
+        if hasattr(source, "read"):
+            text = source.read()
+        elif isinstance(source, str) and source.lstrip()[:1] in ("{", "["):
             text = source
-        else:
+        elif isinstance(source, (str, os.PathLike)):
             with open(source, encoding="utf-8") as f:
                 text = f.read()
-        return cls.from_dict(json.loads(text))
+        else:
+            raise TypeError(
+                "source must be JSON text, a path or a file object, "
+                f"got {type(source).__name__} {source!r}"
+            )
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        if not isinstance(text, str):
+            raise TypeError(f"source.read() must return str or bytes, got {type(text).__name__}")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"source is not valid JSON: {err}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"source must hold a JSON object, got a {type(data).__name__}")
+        return cls.from_dict(data)
 
     def _layer_row(self, key: str, values: Any) -> np.ndarray:
         if values is None:
             return np.full(self.n_layers, np.nan)
-        # dtype=object keeps JSON's None (NaN) and "Infinity" strings for _to_float.
-        items = np.asarray(values, dtype=object)
-        if items.shape != (self.n_layers,):
+        if isinstance(values, np.ndarray):
+            shape: Any = values.shape
+        else:
+            shape = (len(values),) if isinstance(values, (list, tuple)) else type(values).__name__
+        if shape != (self.n_layers,):
             raise ValueError(
-                f"{key} must have shape ({self.n_layers},), one value per weight layer; "
-                f"got {items.shape}"
+                f"{key} must have shape ({self.n_layers},), one value per weight layer; got {shape}"
             )
-        return np.array([_to_float(v) for v in items], dtype=np.float64)
+        return np.array([_to_float(v, key) for v in values], dtype=np.float64)
 
     def _check_lengths(self) -> None:
         n = self.n_epochs
-        for key in ("lr", "epoch_time", *_PER_LAYER):
-            if len(getattr(self, key)) != n:
-                raise ValueError(f"data[{key!r}] must have one entry per epoch ({n})")
-        for key in _OPTIONAL_SCALARS:
-            if len(getattr(self, key)) not in (0, n):
-                raise ValueError(f"data[{key!r}] must be empty or have one entry per epoch ({n})")
+        for key in ("lr", "epoch_time", *_PER_LAYER, *_OPTIONAL_SCALARS):
+            length = len(getattr(self, key) if key not in _PER_LAYER else self._per_layer[key])
+            if length != n and not (length == 0 and key in _OPTIONAL_SCALARS):
+                optional = "none or " if key in _OPTIONAL_SCALARS else ""
+                raise ValueError(
+                    f"data[{key!r}] must have {optional}one entry per epoch: {length} entries, "
+                    f"but data['train_loss'] has {n}"
+                )
 
     def _stacked(self, key: str) -> np.ndarray:
         rows = self._per_layer[key]
@@ -272,19 +327,62 @@ class History:
         return np.stack(rows)
 
 
-def _append_optional(values: list[float], value: float | None, epoch: int) -> None:
+def _append_optional(values: list[float], value: float | None, epoch: int, key: str) -> None:
     """Keep an optional series either empty or one entry per epoch."""
     if value is None:
         if values:
             values.append(math.nan)
         return
     values.extend([math.nan] * (epoch - len(values)))
-    values.append(float(value))
+    values.append(_to_float(value, key))
 
 
-def _to_float(value: Any) -> float:
-    # None is how JSON carries NaN; float() also parses "Infinity" / "-Infinity".
-    return math.nan if value is None else float(value)
+def _to_float(value: Any, where: str) -> float:
+    """A number of a series; None is how JSON carries NaN, and infinities are strings."""
+    if value is None:
+        return math.nan
+    if not isinstance(value, bool) and isinstance(value, numbers.Real):
+        return float(value)
+    if value in ("Infinity", "-Infinity", "NaN"):
+        return float(value)
+    raise ValueError(
+        f"{where} must hold numbers (None for NaN, 'Infinity', '-Infinity'); got {value!r}"
+    )
+
+
+def _record_layer_activations(data: Mapping[str, Any]) -> list[str]:
+    fmt = data.get("format", _FORMAT)
+    if fmt != _FORMAT:
+        raise ValueError(f"data is not a {_FORMAT} record (format={fmt!r})")
+    version = data.get("version", _VERSION)
+    if isinstance(version, bool) or version not in range(1, _VERSION + 1):
+        raise ValueError(f"data['version'] must be 1 to {_VERSION}, got {version!r}")
+    key = "activations" if version == 1 and "layer_activations" not in data else "layer_activations"
+    acts = data.get(key)
+    if not (isinstance(acts, list) and acts and all(isinstance(a, str) for a in acts)):
+        raise ValueError(
+            f"data[{key!r}] must list each weight layer's activation (str), got {acts!r}"
+        )
+    return acts
+
+
+def _record_list(data: Mapping[str, Any], key: str) -> list[Any]:
+    values = data.get(key, [])
+    if values is None:
+        return []
+    if not isinstance(values, list):
+        raise ValueError(f"data[{key!r}] must be a list, got {type(values).__name__}")
+    return values
+
+
+def _record_epoch(data: Mapping[str, Any], key: str, last: int) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= last:
+        allowed = f"None or an epoch in [0, {last}]" if last >= 0 else "None (no epochs)"
+        raise ValueError(f"data[{key!r}] must be {allowed}, got {value!r}")
+    return value
 
 
 def _json_safe(obj: Any) -> Any:
