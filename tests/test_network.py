@@ -661,6 +661,44 @@ def test_explicit_normal_and_uniform_init(fb):
     assert W.std() == pytest.approx(0.3 / math.sqrt(3.0), rel=0.02)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kind", ["normal", "uniform"])
+def test_init_scales_that_would_overflow_are_rejected(fb, kind, dtype):
+    # ("normal", 1e39) used to give float32 networks infinite weights without a word.
+    huge = {"float32": 1e39, "float64": 1e308}[dtype]
+    with pytest.raises(ValueError, match=r"init\[1\].*overflow"):
+        fb.MLP([3, 2], init=(kind, huge), dtype=dtype)
+    largest = float(np.finfo(dtype).max) / (16.0 if kind == "normal" else 2.0)
+    with pytest.raises(ValueError, match="init"):
+        fb.MLP([3, 2], init=(kind, largest * 1.01), dtype=dtype)
+    net = fb.MLP([300, 200, 2], init=(kind, largest), dtype=dtype, seed=0)  # the largest allowed
+    assert np.isfinite(net.params).all()
+    assert np.abs(net.weights[0]).max() > largest / 100  # really drawn at that scale
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "init",
+    [
+        "auto",
+        "xavier_uniform",
+        "xavier_normal",
+        "he_uniform",
+        "he_normal",
+        "lecun_normal",
+        "orthogonal",
+        ("normal", 1e30),
+        ("uniform", 1e30),
+    ],
+    ids=str,
+)
+def test_every_init_scheme_gives_finite_weights(fb, init, dtype):
+    for sizes in ([1, 1], [1, 700, 1], [513, 3, 129]):
+        net = fb.MLP(sizes, activation="relu", init=init, dtype=dtype, seed=1)
+        assert np.isfinite(net.params).all(), sizes
+        assert all(np.any(w != 0) for w in net.weights), sizes
+
+
 def test_auto_init(fb):
     net = fb.MLP([400, 300, 10], activation="relu", dtype="float64", seed=0)
     W = np.array(net.weights[0])

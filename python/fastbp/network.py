@@ -166,8 +166,8 @@ class MLP:
         self.activations = check_activations(activation, len(self.layer_sizes) - 2)
         self.loss = check_choice(loss, "loss", LOSSES)
         self.output_activation = check_output_activation(output_activation, self.loss)
-        self.init = check_init(init)
         self.dtype = check_dtype(dtype)
+        self.init = check_init(init, self.dtype)
         self.seed = check_seed(seed)
         self._make_core()
         self.reset_parameters()
@@ -210,12 +210,18 @@ class MLP:
         """Draw fresh weights by the ``init`` scheme (with ``seed``, or the network's) and zero
         the biases and gradients."""
         rng = np.random.default_rng(self.seed if seed is None else check_seed(seed))
-        acts = self.activations + [self.output_activation]
-        for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
+        drawn = []
+        for w, activation in zip(self.weights, self.layer_activations):
             scheme = self.init
             if scheme == "auto":
-                scheme = "he_normal" if AUTO_INIT[acts[layer]] == "he" else "xavier_uniform"
-            w[...] = _init_weight(rng, scheme, *w.shape)
+                scheme = "he_normal" if AUTO_INIT[activation] == "he" else "xavier_uniform"
+            drawn.append(_init_weight(rng, scheme, *w.shape))
+        # check_init bounds the scale; this makes "finite in the network's dtype" a guarantee.
+        largest = np.finfo(self.dtype).max
+        if not all(np.isfinite(W).all() and np.abs(W).max() <= largest for W in drawn):
+            raise ValueError(f"init {self.init!r} drew weights beyond {self.dtype.name}'s range")
+        for w, b, W in zip(self.weights, self.biases, drawn):
+            w[...] = W
             b[...] = 0
         self.grads[...] = 0
 

@@ -260,15 +260,30 @@ def check_output_activation(output_activation: Any, loss: str) -> str:
     return output_activation
 
 
-def check_init(init: Any) -> str | tuple[str, float]:
-    """A scheme name of INITS, or ``("normal", std)`` / ``("uniform", limit)``."""
+# The largest float divided by these is the largest scale whose draws stay finite: numpy's
+# normal draws stay within 14 standard deviations (its ziggurat's tail ends there), and a
+# uniform draw computes -limit + 2 * limit * u, so 2 * limit must be finite.
+INIT_SCALE_DIVISOR = {"normal": 16.0, "uniform": 2.0}
+
+
+def check_init(init: Any, dtype: np.dtype) -> str | tuple[str, float]:
+    """A scheme name of INITS, or ``("normal", std)`` / ``("uniform", limit)`` whose draws
+    stay finite in ``dtype``."""
     if isinstance(init, str):
         return check_choice(init, "init", INITS)
-    if not isinstance(init, (str, tuple)):
+    if not isinstance(init, tuple):
         raise TypeError(f"init must be a str or a (kind, scale) tuple, got {init!r}")
-    if isinstance(init, tuple) and len(init) == 2 and init[0] in ("normal", "uniform"):
-        check_scalar(init[1], f"init[1] ({init[0]} scale)", min_value=0, min_inclusive=False)
-        return (init[0], float(init[1]))
+    if len(init) == 2 and init[0] in ("normal", "uniform"):
+        kind = init[0]
+        largest = float(np.finfo(dtype).max) / INIT_SCALE_DIVISOR[kind]
+        name = f"init[1] ({kind} {'std' if kind == 'normal' else 'limit'})"
+        scale = check_scalar(init[1], name, min_value=0, min_inclusive=False)
+        if scale > largest:
+            raise ValueError(
+                f"{name} must be at most {largest:.3g} in {np.dtype(dtype).name}, or the "
+                f"weights drawn overflow to infinity; got {init[1]!r}"
+            )
+        return (kind, scale)
     raise ValueError(
         f"init must be one of {list(INITS)}, ('normal', std) or ('uniform', limit); got {init!r}"
     )
