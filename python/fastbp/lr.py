@@ -141,7 +141,20 @@ def _steepest(lrs: np.ndarray, losses: np.ndarray) -> float:
 
 @dataclass
 class SweepResult:
-    """Outcome of :func:`lr_sweep`: one row per candidate rate and the best of them."""
+    """Outcome of :func:`lr_sweep`: one row per candidate rate and the best of them.
+
+    Attributes
+    ----------
+    rows : list of dict
+        Per candidate: ``lr``, ``epochs`` run, ``best_epoch``, ``best_val_loss``,
+        ``val_accuracy`` (at the best epoch; None for regression), ``stop_reason`` and
+        ``diverged`` (see :func:`lr_sweep`).
+    best_lr : float
+        The rate of the lowest best validation loss among the candidates that did not
+        diverge; NaN when every candidate diverged.
+    histories : dict of float to History
+        Each candidate's training history, by rate.
+    """
 
     rows: list[dict[str, Any]]
     best_lr: float
@@ -153,6 +166,7 @@ class SweepResult:
         for r in self.rows:
             acc = "" if r["val_accuracy"] is None else f"{r['val_accuracy']:.3f}"
             mark = "  <- best" if r["lr"] == self.best_lr else ""
+            mark = "  (diverged)" if r["diverged"] else mark
             lines.append(
                 f"{r['lr']:>10.3g} {r['epochs']:>6d} {r['best_epoch']:>10d} "
                 f"{r['best_val_loss']:>14.5g} {acc:>8}{mark}"
@@ -200,6 +214,12 @@ def lr_sweep(
     """Train copies of ``net`` (same initial weights) with each rate in ``lrs``, with early
     stopping on the validation set, and pick the rate of the lowest best validation loss.
 
+    A candidate that diverged (its training stopped because the loss or a gradient became NaN
+    or infinite, or a recorded loss is not finite) is never the best rate, even when its best
+    epoch before diverging had the lowest validation loss: that rate is unstable, and a rerun
+    with another seed or more epochs would blow up. Its row says ``diverged=True``; when every
+    candidate diverged, ``best_lr`` is NaN.
+
     Parameters
     ----------
     validation : (X_val, y_val)
@@ -241,20 +261,26 @@ def lr_sweep(
         )
     else:
         histories = [_train_one(net, optimizer, lr, X, Y, Xv, Yv, patience, kwargs) for lr in rates]
-    rows = []
-    for lr, h in zip(rates, histories):
-        best = h.best_epoch if h.best_epoch is not None else 0
-        vals = np.asarray(h.val_loss, dtype=float)
-        rows.append(
-            {
-                "lr": lr,
-                "epochs": h.n_epochs,
-                "best_epoch": best,
-                "best_val_loss": float(vals[best]) if len(vals) else math.inf,
-                "val_accuracy": h.val_accuracy[best] if h.val_accuracy else None,
-                "stop_reason": h.stop_reason,
-            }
-        )
-    finite = [r for r in rows if math.isfinite(r["best_val_loss"])]
-    best_lr = min(finite, key=lambda r: r["best_val_loss"])["lr"] if finite else math.nan
-    return SweepResult(rows, best_lr, dict(zip(rates, histories)))
+    rows = [_sweep_row(lr, h) for lr, h in zip(rates, histories)]
+    return SweepResult(rows, _best_lr(rows), dict(zip(rates, histories)))
+
+
+def _sweep_row(lr: float, history: History) -> dict[str, Any]:
+    best = history.best_epoch if history.best_epoch is not None else 0
+    vals = np.asarray(history.val_loss, dtype=float)
+    losses_finite = np.isfinite(history.train_loss).all() and np.isfinite(vals).all()
+    return {
+        "lr": lr,
+        "epochs": history.n_epochs,
+        "best_epoch": best,
+        "best_val_loss": float(vals[best]) if len(vals) else math.inf,
+        "val_accuracy": history.val_accuracy[best] if history.val_accuracy else None,
+        "stop_reason": history.stop_reason,
+        "diverged": history.stop_reason == "non_finite" or not losses_finite,
+    }
+
+
+def _best_lr(rows: list[dict[str, Any]]) -> float:
+    """The rate of the lowest best validation loss among candidates that did not diverge."""
+    stable = [r for r in rows if not r["diverged"] and math.isfinite(r["best_val_loss"])]
+    return min(stable, key=lambda r: r["best_val_loss"])["lr"] if stable else math.nan
