@@ -89,11 +89,14 @@ class Hyperparameter(Generic[T]):
     def __set__(self, obj: object, value: Any) -> None:
         obj.__dict__[self.name] = self.check(value, self.name)
 
-    def write(self, config: Any, value: Any) -> None:
-        """Write ``value`` into the core's ``OptimConfig``."""
-        values = value if len(self.fills) > 1 else (value,)
-        for attribute, v in zip(self.fills, values):
-            setattr(config, attribute, v)
+    def write(self, config: Any, obj: object) -> None:
+        """Write this hyperparameter of ``obj`` into the core's ``OptimConfig``."""
+        value = obj.__dict__[self.name]
+        if isinstance(self._fills, tuple):
+            for attribute, v in zip(self._fills, value):
+                setattr(config, attribute, v)
+        else:
+            setattr(config, self._fills or self.name, value)
 
 
 class Optimizer:
@@ -105,6 +108,7 @@ class Optimizer:
     """
 
     _kind: Any = None
+    _fields: tuple[Hyperparameter[Any], ...] = ()  # set for each subclass, base class first
 
     lr = Hyperparameter(_real(min_value=0), doc="Learning rate; may be changed between steps.")
 
@@ -117,15 +121,19 @@ class Optimizer:
         self._state: _core.OptimizerState32 | _core.OptimizerState64 | None = None
         self._owner: weakref.ref[Any] | None = None
 
-    @classmethod
-    def hyperparameter_fields(cls) -> tuple[Hyperparameter[Any], ...]:
-        """The declared hyperparameters, the base class's ``lr`` first."""
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
         fields: dict[str, Hyperparameter[Any]] = {}
         for klass in reversed(cls.__mro__):
             for name, attr in vars(klass).items():
                 if isinstance(attr, Hyperparameter):
                     fields[name] = attr
-        return tuple(fields.values())
+        cls._fields = tuple(fields.values())
+
+    @classmethod
+    def hyperparameter_fields(cls) -> tuple[Hyperparameter[Any], ...]:
+        """The declared hyperparameters, the base class's ``lr`` first."""
+        return cls._fields
 
     def hyperparameters(self) -> dict[str, Any]:
         """The hyperparameters by torch.optim name, in signature order."""
@@ -135,8 +143,8 @@ class Optimizer:
         """The core's configuration of this update rule."""
         c = _core.OptimConfig()
         c.kind = self._kind
-        for f in self.hyperparameter_fields():
-            f.write(c, getattr(self, f.name))
+        for f in self._fields:
+            f.write(c, self)
         return c
 
     def state_for(self, net: MLP) -> Any:

@@ -41,7 +41,6 @@ ACTIVATIONS = tuple(a["name"] for a in _core.activation_table() if a["hidden"])
 OUTPUT_ACTIVATIONS = tuple(a["name"] for a in _core.activation_table())
 AUTO_INIT = {a["name"]: a["auto_init"] for a in _core.activation_table()}
 LOSSES = tuple(_core.loss_names())
-DTYPES = {"float32": np.float32, "float64": np.float64}
 
 CLASSIFICATION_LOSSES = frozenset({"cross_entropy", "binary_cross_entropy"})
 """Losses whose targets are classes: accuracy is measured, ``predict`` returns labels."""
