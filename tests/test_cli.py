@@ -37,6 +37,15 @@ def test_demo_without_plots_writes_nothing(tmp_path, capsys):
     assert "healthy" in capsys.readouterr().out
 
 
+def test_demo_reports_the_gradient_ratio_that_diagnose_reports(capsys):
+    assert main(["demo", "--epochs", "12", "--patience", "12", "--no-plots"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    run_row = next(line for line in lines if line.startswith("sigmoid, SGD"))
+    diagnosis = lines.index("Diagnosis of 'sigmoid, SGD':")
+    layer0 = next(line for line in lines[diagnosis:] if line.split()[:2] == ["0", "sigmoid"])
+    assert run_row.split()[5] == layer0.split()[3]  # first/last grad == layer 0's vs output
+
+
 def test_info_is_json_with_the_build(capsys):
     assert main(["info"]) == 0
     info = json.loads(capsys.readouterr().out)

@@ -128,19 +128,23 @@ def test_load_demo_is_standardized_and_fixed():
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda: datasets.spirals(0), ValueError, "n_samples must be at least 1"),
-        (lambda: datasets.spirals(10, n_classes=1), ValueError, "n_classes must be at least 2"),
-        (lambda: datasets.spirals(10.5), TypeError, "n_samples must be an int"),
-        (lambda: datasets.spirals(10, noise=-1), ValueError, "noise must be a finite number"),
-        (lambda: datasets.blobs(10, cluster_std="1"), TypeError, "cluster_std must be a number"),
-        (lambda: datasets.checkerboard(10, n_tiles=1), ValueError, "n_tiles must be at least 2"),
-        (lambda: datasets.teacher_network(10, depth=0), ValueError, "depth must be at least 1"),
+        (lambda: datasets.spirals(0), ValueError, "n_samples must be >= 1"),
+        (lambda: datasets.spirals(10, n_classes=1), ValueError, "n_classes must be >= 2"),
+        (lambda: datasets.spirals(10.5), TypeError, "n_samples must be an integer"),
+        (lambda: datasets.spirals(10, noise=-1), ValueError, "noise must be >= 0"),
+        (
+            lambda: datasets.blobs(10, cluster_std="1"),
+            TypeError,
+            "cluster_std must be a real number",
+        ),
+        (lambda: datasets.checkerboard(10, n_tiles=1), ValueError, "n_tiles must be >= 2"),
+        (lambda: datasets.teacher_network(10, depth=0), ValueError, "depth must be >= 1"),
         (
             lambda: datasets.teacher_network(10, n_features=3, n_informative=4),
             ValueError,
             "n_informative must be at most n_features=3",
         ),
-        (lambda: datasets.xor(True), TypeError, "n_samples must be an int"),
+        (lambda: datasets.xor(True), TypeError, "n_samples must be an integer"),
     ],
 )
 def test_bad_arguments_raise_naming_them(call, error, match):

@@ -506,7 +506,7 @@ def test_early_stopping_classifier_scores_are_accuracy(held_out):
 def test_diagnose_reads_the_history(clf_data):
     est = small_clf(activation="logistic").fit(*clf_data)
     assert est.history_.n_epochs == est.n_iter_ == 30
-    assert est.history_.activations == ["sigmoid", "softmax"]
+    assert est.history_.layer_activations == ["sigmoid", "softmax"]
     report = fb.diagnose(est.history_)
     assert "layer" in str(report)
 

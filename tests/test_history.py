@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -100,14 +101,14 @@ def test_record_rejects_bad_stats():
 
 
 def test_constructor_rejects_bad_activations():
-    with pytest.raises(TypeError, match="activations"):
+    with pytest.raises(TypeError, match="layer_activations"):
         History("relu")
-    with pytest.raises(ValueError, match="activations"):
+    with pytest.raises(ValueError, match="layer_activations"):
         History([])
 
 
 def assert_same(a, b):
-    assert a.activations == b.activations and a.n_layers == b.n_layers
+    assert a.layer_activations == b.layer_activations and a.n_layers == b.n_layers
     for name in ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr", "epoch_time"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))  # NaN == NaN here
     for name in ("grad_norms", "grad_norms_max", "update_ratios", "saturation", "dead"):
@@ -156,12 +157,114 @@ def test_empty_history_round_trips():
     assert len(back) == 0 and back.grad_norms.shape == (0, 3)
 
 
+def test_version_1_records_are_read():
+    """Version 1 named the layer activations "activations"; files written then still load."""
+    h = filled(2)
+    data = h.to_dict()
+    data["version"] = 1
+    data["activations"] = data.pop("layer_activations")
+    assert_same(History.from_json(json.dumps(data)), h)
+
+
+def test_records_name_the_layer_activations():
+    data = filled(1).to_dict()
+    assert data["layer_activations"] == ACTIVATIONS and "activations" not in data
+    assert data["version"] == 2
+
+
 def test_from_dict_rejects_other_records_and_ragged_series():
     with pytest.raises(ValueError, match="format"):
         History.from_dict({"format": "something.else", "activations": ["relu"]})
     data = filled(2).to_dict()
     data["lr"] = [0.1]
     with pytest.raises(ValueError, match="'lr'"):
+        History.from_dict(data)
+
+
+def test_from_json_takes_text_paths_and_files(tmp_path):
+    h = filled(2)
+    path = tmp_path / "h.json"
+    h.to_json(path)
+    with open(path, encoding="utf-8") as text_file:
+        assert_same(History.from_json(text_file), h)
+    with open(path, "rb") as binary_file:
+        assert_same(History.from_json(binary_file), h)
+    assert_same(History.from_json("  \n" + h.to_json()), h)
+
+
+@pytest.mark.parametrize("source", [0, 2.5, None, b"{}", ["{}"], object()], ids=repr)
+def test_from_json_rejects_other_sources_with_type_error(source):
+    with pytest.raises(TypeError, match="source"):
+        History.from_json(source)
+
+
+def test_from_json_never_takes_an_int_for_a_file_descriptor():
+    # open(fd) would read the file and close the descriptor: History.from_json(1) closed stdout.
+    read_end, write_end = os.pipe()
+    os.write(write_end, filled(1).to_json().encode())
+    os.close(write_end)
+    try:
+        with pytest.raises(TypeError, match="source"):
+            History.from_json(read_end)
+        os.fstat(read_end)  # still open
+    finally:
+        os.close(read_end)
+
+
+@pytest.mark.parametrize(
+    "text", ["{", "{not json}", "[1, 2]", "[]", '{"format": "fastbp.History"}', '"text"', ""]
+)
+def test_from_json_rejects_what_is_not_a_history_record(text, tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError):
+        History.from_json(path)
+    if text[:1] in ("{", "["):
+        with pytest.raises(ValueError):
+            History.from_json(text)
+
+
+WRONG_VALUES = [None, 1, -1, 1.5, True, "x", [], ["x"], [[1.0]], [None], [1.0] * 7, {"a": 1}]
+
+
+@pytest.mark.parametrize("key", list(filled(2).to_dict()))
+def test_malformed_records_give_one_clear_value_error(key):
+    """Whatever one entry holds, loading gives a History or a ValueError naming the entry:
+    never a KeyError or TypeError from inside."""
+    base = filled(2).to_dict()
+    variants = [{k: v for k, v in base.items() if k != key}]
+    variants += [{**base, key: value} for value in WRONG_VALUES]
+    for data in variants:
+        for load in (History.from_dict, lambda d: History.from_json(json.dumps(d))):
+            try:
+                load(data)
+            except ValueError as err:
+                assert "data" in str(err), err
+            except Exception as err:  # noqa: BLE001 - the point of the test
+                pytest.fail(f"{key}={data.get(key)!r}: {type(err).__name__}: {err}")
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("layer_activations", None),
+        ("layer_activations", []),
+        ("layer_activations", ["relu", 3, "softmax"]),
+        ("train_loss", [0.5]),
+        ("train_loss", 1.0),
+        ("lr", ["fast", 0.1]),
+        ("grad_norms", [[1.0, 2.0], [1.0, 2.0]]),
+        ("grad_norms", [[1.0, 2.0, [3.0]], [1.0, 2.0, 3.0]]),
+        ("best_epoch", 2),
+        ("best_epoch", "1"),
+        ("stopped_epoch", 3),
+        ("stop_reason", "tired"),
+        ("version", 99),
+    ],
+)
+def test_each_kind_of_malformed_record_is_named(key, value):
+    data = {**filled(2).to_dict(), key: value}
+    with pytest.raises(ValueError, match=rf"data\[{key!r}\]|{key}"):
         History.from_dict(data)
 
 

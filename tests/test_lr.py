@@ -2,7 +2,6 @@
 curvature is known in closed form, and the sweep (lr_sweep)."""
 
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -138,12 +137,10 @@ def test_lr_sweep_picks_a_sensible_rate_and_is_the_same_in_threads():
     net = fb.MLP([4, 16, 2], activation="tanh", loss="cross_entropy", seed=0)
     before = np.array(net.params)
     lrs = (1e-4, 1e-2, 1e-1, 1e3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", fb.NonFiniteWarning)  # 1e3 diverges, on purpose
-        one = fb.lr_sweep(net, X, y, val, lrs=lrs, epochs=15, batch_size=16, patience=3, seed=5)
-        two = fb.lr_sweep(
-            net, X, y, val, lrs=lrs, epochs=15, batch_size=16, patience=3, seed=5, n_jobs=2
-        )
+    one = fb.lr_sweep(net, X, y, val, lrs=lrs, epochs=15, batch_size=16, patience=3, seed=5)
+    two = fb.lr_sweep(
+        net, X, y, val, lrs=lrs, epochs=15, batch_size=16, patience=3, seed=5, n_jobs=2
+    )
     np.testing.assert_array_equal(net.params, before)
     assert [r["lr"] for r in one.rows] == list(lrs)
     assert one.best_lr not in (1e-4, 1e3)
@@ -157,6 +154,7 @@ def test_lr_sweep_picks_a_sensible_rate_and_is_the_same_in_threads():
         "best_val_loss",
         "val_accuracy",
         "stop_reason",
+        "diverged",
     }
     for r in one.rows:
         h = one.histories[r["lr"]]
@@ -168,6 +166,53 @@ def test_lr_sweep_picks_a_sensible_rate_and_is_the_same_in_threads():
         assert one.histories[lr].train_loss == two.histories[lr].train_loss
     text = str(one)
     assert "<- best" in text and len(text.splitlines()) == 2 + len(lrs)
+
+
+def diverging_problem():
+    """Linear regression whose Hessian has eigenvalues 1 and 3 (and 1 for the bias): at lr 0.8
+    the first direction is solved within two epochs while the second, started 1e-3 off, grows
+    by 1.4 per epoch until it overflows. Full batches, so each epoch is one exact step."""
+    rng = np.random.default_rng(0)
+
+    def data(n):
+        X = rng.normal(size=(n, 2)) * np.array([1.0, math.sqrt(3.0)])
+        return X, X @ np.array([[1.0], [-2.0]])
+
+    net = fb.MLP([2, 1], dtype="float32", seed=0)
+    net.weights[0][...] = [[0.0], [-2.0 + 1e-3]]
+    net.biases[0][...] = 0.0
+    return net, data(256), data(64)
+
+
+@pytest.mark.filterwarnings("ignore::fastbp.NonFiniteWarning")  # diverging is the point
+def test_lr_sweep_never_picks_a_candidate_that_diverged():
+    net, (X, y), val = diverging_problem()
+    kwargs = dict(epochs=400, batch_size=256, patience=400, seed=0)
+    sweep = fb.lr_sweep(net, X, y, val, lrs=(1e-3, 0.8), **kwargs)
+    slow, fast = sweep.rows
+    # the fast rate reached by far the lowest validation loss, then blew up
+    assert fast["stop_reason"] == "non_finite" and fast["diverged"]
+    assert fast["best_val_loss"] < 0.01 * slow["best_val_loss"]
+    assert not slow["diverged"] and sweep.best_lr == 1e-3
+    assert "(diverged)" in str(sweep).splitlines()[3]
+    every = fb.lr_sweep(net, X, y, val, lrs=(0.8, 0.9), **kwargs)
+    assert all(r["diverged"] for r in every.rows) and math.isnan(every.best_lr)
+
+
+def test_lr_sweep_excludes_candidates_with_non_finite_losses(monkeypatch):
+    # A history whose losses are not finite counts as diverged even without the stop reason.
+    def fake_train_one(net, optimizer, lr, *args):
+        history = fb.History(net.layer_activations)
+        for val_loss in (0.01, math.inf) if lr > 0.1 else (0.5, 0.4):
+            history.record({"train_loss": 1.0, "val_loss": val_loss})
+        history.best_epoch = 0
+        return history
+
+    monkeypatch.setattr(fb.lr, "_train_one", fake_train_one)
+    (X, y), val = easy_problem()
+    net = fb.MLP([4, 2], loss="cross_entropy", seed=0)
+    sweep = fb.lr_sweep(net, X, y, val, lrs=(0.01, 0.5))
+    assert [r["diverged"] for r in sweep.rows] == [False, True] and sweep.best_lr == 0.01
 
 
 def test_lr_sweep_candidates_match_a_trainer_run():

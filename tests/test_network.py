@@ -16,6 +16,18 @@ ACTS = ref.ACTIVATIONS
 LOSSES = ref.LOSSES
 
 
+def test_reference_covers_every_activation_and_loss_of_the_core(fb):
+    """ACTS and LOSSES parametrize the tests below: an activation or a loss the core gains
+    must gain a float64 reference too, or it would go untested."""
+    table = fb._core.activation_table()
+    assert {a["name"] for a in table if a["hidden"]} == set(ACTS)
+    assert set(fb._core.loss_names()) == set(LOSSES)
+    z = np.linspace(-3.0, 3.0, 12).reshape(2, 6)
+    for entry in table:  # output-only ones (softmax) have a reference forward too
+        assert np.isfinite(ref.activation(entry["name"], z)).all(), entry["name"]
+    assert set(ref.DEFAULT_OUTPUT) == set(LOSSES)
+
+
 # ----------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------
@@ -649,6 +661,44 @@ def test_explicit_normal_and_uniform_init(fb):
     assert W.std() == pytest.approx(0.3 / math.sqrt(3.0), rel=0.02)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kind", ["normal", "uniform"])
+def test_init_scales_that_would_overflow_are_rejected(fb, kind, dtype):
+    # ("normal", 1e39) used to give float32 networks infinite weights without a word.
+    huge = {"float32": 1e39, "float64": 1e308}[dtype]
+    with pytest.raises(ValueError, match=r"init\[1\].*overflow"):
+        fb.MLP([3, 2], init=(kind, huge), dtype=dtype)
+    largest = float(np.finfo(dtype).max) / (16.0 if kind == "normal" else 2.0)
+    with pytest.raises(ValueError, match="init"):
+        fb.MLP([3, 2], init=(kind, largest * 1.01), dtype=dtype)
+    net = fb.MLP([300, 200, 2], init=(kind, largest), dtype=dtype, seed=0)  # the largest allowed
+    assert np.isfinite(net.params).all()
+    assert np.abs(net.weights[0]).max() > largest / 100  # really drawn at that scale
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "init",
+    [
+        "auto",
+        "xavier_uniform",
+        "xavier_normal",
+        "he_uniform",
+        "he_normal",
+        "lecun_normal",
+        "orthogonal",
+        ("normal", 1e30),
+        ("uniform", 1e30),
+    ],
+    ids=str,
+)
+def test_every_init_scheme_gives_finite_weights(fb, init, dtype):
+    for sizes in ([1, 1], [1, 700, 1], [513, 3, 129]):
+        net = fb.MLP(sizes, activation="relu", init=init, dtype=dtype, seed=1)
+        assert np.isfinite(net.params).all(), sizes
+        assert all(np.any(w != 0) for w in net.weights), sizes
+
+
 def test_auto_init(fb):
     net = fb.MLP([400, 300, 10], activation="relu", dtype="float64", seed=0)
     W = np.array(net.weights[0])
@@ -788,6 +838,39 @@ def test_attributes(fb):
     assert fb.MLP([2, 3], loss="binary_cross_entropy").output_activation == "sigmoid"
     assert fb.MLP([2, 3], loss="mse").output_activation == "identity"
     assert fb.MLP([2, 3], loss="mse", output_activation="tanh").output_activation == "tanh"
+
+
+@pytest.mark.parametrize("name", ["weights", "biases", "grad_weights", "grad_biases"])
+def test_replacing_a_layer_view_raises_instead_of_doing_nothing(fb, name):
+    # With a list, net.weights[0] = W replaced the list entry and left the network as it was.
+    net = fb.MLP([3, 4, 2], dtype="float64", seed=0)
+    params, grads = net.params.copy(), net.grads.copy()
+    views = getattr(net, name)
+    with pytest.raises(TypeError, match=rf"net\.{name}\[0\]\[\.\.\.\] = "):
+        views[0] = np.zeros_like(views[0])
+    with pytest.raises(TypeError, match=name):
+        del views[-1]
+    with pytest.raises(TypeError):
+        views[:1][0] = np.zeros_like(views[0])  # a slice is as read-only
+    with pytest.raises(AttributeError):
+        setattr(net, name, [np.zeros_like(v) for v in views])
+    np.testing.assert_array_equal(net.params, params)
+    np.testing.assert_array_equal(net.grads, grads)
+    views[0][...] = 7.0  # the way to write: into the view
+    assert np.all(getattr(net, name)[0] == 7.0)
+
+
+def test_layer_views_behave_like_lists_of_views(fb):
+    net = fb.MLP([3, 4, 5, 2], dtype="float64", seed=0)
+    w = net.weights
+    assert len(w) == 3 and [a.shape for a in w] == [(3, 4), (4, 5), (5, 2)]
+    assert w[-1] is w[2] and all(np.shares_memory(a, net.params) for a in w)
+    assert [a.shape for a in w[1:]] == [(4, 5), (5, 2)] and len(w[::2]) == 2
+    both = net.weights + net.biases
+    assert isinstance(both, list) and len(both) == 6 and both[3] is net.biases[0]
+    assert len([np.zeros(1)] + net.grad_biases) == 4
+    assert w == list(w) and w == net.weights and w != list(w[:2])
+    assert np.shares_memory(net.grad_weights[0], net.grads)
 
 
 # ----------------------------------------------------------------------------------------------

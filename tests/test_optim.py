@@ -4,7 +4,10 @@ Each optimizer is compared step by step with the NumPy transcription of torch's 
 (tests/reference.py) and with torch.optim itself, fed the very same gradients.
 """
 
+import copy
+import inspect
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -260,6 +263,95 @@ def test_default_arguments(fb):
     for g, got in zip(grads, params):
         ropt.step(p, g)
         np.testing.assert_allclose(got, p, rtol=1e-10, atol=1e-13)
+
+
+# ----------------------------------------------------------------------------------------------
+# hyperparameter declarations: one list per rule gives config(), hyperparameters() and repr
+# ----------------------------------------------------------------------------------------------
+
+ALL_RULES = ["SGD", "Adam", "AdamW", "RMSProp", "AdaGrad", "LineSearchSGD"]
+# a value per hyperparameter, none of them the core config's default, all valid together
+NON_DEFAULT = {
+    "lr": 0.125,
+    "momentum": 0.5,
+    "dampening": 0.5,
+    "nesterov": False,
+    "weight_decay": 0.25,
+    "betas": (0.5, 0.75),
+    "eps": 1e-5,
+    "alpha": 0.875,
+    "centered": True,
+    "lr_decay": 0.0625,
+    "c1": 0.375,
+    "shrink": 0.25,
+    "max_iter": 7,
+}
+
+
+@pytest.mark.parametrize("name", ALL_RULES)
+def test_declared_hyperparameters_follow_the_signature(fb, name):
+    cls = getattr(fb, name)
+    signature = inspect.signature(cls)
+    defaults = {k: p.default for k, p in signature.parameters.items() if p.default is not p.empty}
+    opt = cls(lr=0.5) if "lr" not in defaults else cls()
+    assert list(opt.hyperparameters()) == list(signature.parameters)
+    assert {k: v for k, v in opt.hyperparameters().items() if k in defaults} == defaults
+
+
+@pytest.mark.parametrize("name", ALL_RULES)
+def test_every_hyperparameter_reaches_the_core_config(fb, name):
+    cls = getattr(fb, name)
+    values = {k: NON_DEFAULT[k] for k in inspect.signature(cls).parameters}
+    config = cls(**values).config()
+    fills = {f.name: f.fills for f in cls.hyperparameter_fields()}
+    assert set(fills) == set(values)
+    untouched = fb._core.OptimConfig()
+    for key, attributes in fills.items():
+        expected = values[key] if len(attributes) > 1 else (values[key],)
+        got = tuple(getattr(config, a) for a in attributes)
+        assert got == pytest.approx(expected), key
+        if key != "nesterov":  # False here, since dampening is not 0: checked below
+            assert got != tuple(getattr(untouched, a) for a in attributes), key
+    if name == "SGD":
+        assert cls(0.1, momentum=0.5, nesterov=True).config().nesterov is True
+
+
+@pytest.mark.parametrize("name", ALL_RULES)
+def test_repr_rebuilds_the_same_optimizer(fb, name):
+    cls = getattr(fb, name)
+    opt = cls(**{k: NON_DEFAULT[k] for k in inspect.signature(cls).parameters})
+    again = eval(repr(opt), {name: cls})
+    assert type(again) is cls and again.hyperparameters() == opt.hyperparameters()
+
+
+def test_assigning_a_hyperparameter_checks_it(fb):
+    opt = fb.SGD(0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="momentum"):
+        opt.momentum = -0.5
+    with pytest.raises(TypeError, match="nesterov"):
+        opt.nesterov = 1
+    assert opt.momentum == 0.9 and opt.nesterov is False
+    opt.momentum = 0.5
+    assert opt.config().momentum == 0.5
+
+
+def test_copies_keep_hyperparameters_not_state(fb):
+    net, X, y = make_problem(fb)
+    opt = fb.Adam(lr=0.01, betas=(0.8, 0.9), eps=1e-6)
+    net.backward(X, y)
+    opt.step(net)
+    for clone in (copy.copy(opt), pickle.loads(pickle.dumps(opt))):
+        assert clone.hyperparameters() == opt.hyperparameters()
+        assert clone.steps == 0 and opt.steps == 1
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "RMSProp", "AdaGrad"])
+def test_zero_eps_is_rejected(fb, name):
+    # eps is added to sqrt(state): with eps = 0, a zero gradient gives 0 / 0 = NaN parameters
+    with pytest.raises(ValueError, match=r"\beps\b"):
+        getattr(fb, name)(eps=0.0)
+    with pytest.raises(ValueError, match=r"\beps\b"):
+        getattr(fb, name)().eps = 0.0
 
 
 # ----------------------------------------------------------------------------------------------

@@ -146,7 +146,7 @@ def test_save_all_writes_three_pngs(tmp_path):
 def test_bad_input_raises():
     with pytest.raises(ValueError, match="no epochs"):
         plot.loss_curves(History(["relu"]))
-    with pytest.raises(TypeError, match="history must be a fastbp History"):
+    with pytest.raises(TypeError, match="history must be a fastbp.History"):
         plot.grad_norm_lines({"train_loss": [1.0]})
     with pytest.raises(ValueError, match="at least one run"):
         plot.compare_grad_norms({})

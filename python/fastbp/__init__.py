@@ -1,11 +1,12 @@
 """fastbp: fast dense neural networks by backpropagation, with the gradients made visible."""
 
 import os as _os
+from typing import Any as _Any
 
 import scipy_openblas32 as _openblas  # noqa: F401  (loads OpenBLAS for the core, RTLD_GLOBAL)
 
 
-def _load_core():
+def _load_core() -> None:
     """Import the compiled core with idle OpenMP threads set to sleep, not spin, unless the user
     chose a policy (OMP_WAIT_POLICY=active gains up to ~25% on a dedicated machine). On a busy
     machine spinning workers starve the threads doing the work: a step ran 3-14x slower. The
@@ -15,16 +16,15 @@ def _load_core():
     if unset:
         _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:
-        from . import _core
+        from . import _core  # noqa: F401
     finally:
         if unset:
             del _os.environ["OMP_WAIT_POLICY"]
-    return _core
 
 
-_core = _load_core()
+_load_core()
 
-from . import datasets  # noqa: E402
+from . import _core, datasets  # noqa: E402  (the core is loaded, under its OpenMP policy)
 from .data import LeakWarning, Split, split
 from .diagnostics import GradientReport, diagnose
 from .history import History
@@ -61,7 +61,7 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> _Any:
     """MLPClassifier and MLPRegressor, imported on first use: they need scikit-learn, which
     ``import fastbp`` must not import."""
     if name in ("MLPClassifier", "MLPRegressor"):
@@ -71,7 +71,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'fastbp' has no attribute {name!r}")
 
 
-def build_info() -> dict:
+def build_info() -> dict[str, _Any]:
     """How the core was built: compiler, OpenMP, BLAS and its kernel, SIMD flags, CUDA."""
     info = dict(_core.build_info())
     info["version"] = __version__

@@ -9,14 +9,20 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from .network import MLP
 
-def _net_factory(fb: Any, d: int, k: int, depth: int, width: int, seed: int):
-    def make(activation: str, init: str):
+    MakeNet = Callable[[str, str], MLP]  # (activation, init) -> a network of the demo's shape
+
+
+def _net_factory(fb: Any, d: int, k: int, depth: int, width: int, seed: int) -> MakeNet:
+    def make(activation: str, init: str) -> MLP:
         return fb.MLP(
             [d] + [width] * depth + [k],
             activation=activation,
@@ -28,7 +34,7 @@ def _net_factory(fb: Any, d: int, k: int, depth: int, width: int, seed: int):
     return make
 
 
-def _gradient_table(fb: Any, make, X: np.ndarray, y: np.ndarray) -> str:
+def _gradient_table(fb: Any, make: MakeNet, X: np.ndarray, y: np.ndarray) -> str:
     """Per-layer weight-gradient norms of one backward pass, sigmoid vs ReLU + He."""
     sig = make("sigmoid", "xavier_uniform")
     relu = make("relu", "he_normal")
@@ -77,7 +83,7 @@ def demo(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     X, y = load_demo()
     sp = fb.split(X, y, val=0.15, test=0.15, stratify=True, seed=args.seed)
-    (Xtr, ytr), (Xva, yva), (Xte, yte) = sp.train, sp.val, sp.test
+    (Xtr, ytr), (_, yva), (_, yte) = sp
     d, k = X.shape[1], int(y.max()) + 1
     print(
         f"fastbp demo: {X.shape[0]} samples, {d} features, {k} classes "
@@ -91,11 +97,35 @@ def demo(args: argparse.Namespace) -> int:
     make = _net_factory(fb, d, k, args.depth, args.width, args.seed)
     print(_gradient_table(fb, make, Xtr[:256], ytr[:256]), "\n")
 
-    histories, rows = {}, []
+    runs = _train_runs(fb, make, sp, args)
+    print("Training with early stopping (best weights restored, test set used once at the end):")
+    print(_runs_table(runs))
+    first = next(iter(runs))
+    print(f"\nDiagnosis of '{first}':")
+    print(runs[first].report)
+    histories = {name: run.history for name, run in runs.items()}
+
+    if not args.no_plots:
+        written = _plots(fb, histories, make, Xtr, ytr, args)
+        if written:
+            print(f"\nplots written to {args.out}/: " + ", ".join(written))
+    print(f"\ndone in {time.perf_counter() - t_start:.1f} s")
+    return 0
+
+
+@dataclass
+class _Run:
+    history: Any  # fastbp.History
+    report: Any  # fastbp.GradientReport of the history
+    test_accuracy: float
+
+
+def _train_runs(fb: Any, make: MakeNet, sp: Any, args: argparse.Namespace) -> dict[str, _Run]:
+    """Each run of `_runs` trained with early stopping, diagnosed, then scored on the test set."""
+    runs = {}
     for name, cfg in _runs(fb, args.lr).items():
-        net = make(cfg["act"], cfg["init"])
         trainer = fb.Trainer(
-            net,
+            make(cfg["act"], cfg["init"]),
             cfg["opt"],
             batch_size=args.batch_size,
             epochs=args.epochs,
@@ -104,32 +134,27 @@ def demo(args: argparse.Namespace) -> int:
             seed=args.seed,
             progress=False,
         )
-        h = trainer.fit(Xtr, ytr, validation=(Xva, yva))
-        test = trainer.evaluate(Xte, yte)  # the only look at the test set
-        report = fb.diagnose(h)
-        g = h.grad_norms
-        ratio = float(np.median(g[: max(1, len(g) // 4), 0] / g[: max(1, len(g) // 4), -1]))
-        histories[name] = h
-        rows.append((name, h.n_epochs, min(h.val_loss), test["accuracy"], ratio, _verdict(report)))
-    print("Training with early stopping (best weights restored, test set used once at the end):")
+        history = trainer.fit(*sp.train, validation=sp.val)
+        test = trainer.evaluate(*sp.test)  # the only look at the test set
+        runs[name] = _Run(history, fb.diagnose(history), test["accuracy"])
+    return runs
+
+
+def _runs_table(runs: dict[str, _Run]) -> str:
+    """One row per run. "first/last grad" is diagnose's "vs output" of layer 0 (median over
+    the first epochs of its gradient norm over the output layer's): the two never disagree."""
     head = (
         f"{'run':<20} {'epochs':>6} {'best val loss':>13} {'test acc':>8} "
         f"{'first/last grad':>15}  verdict"
     )
-    print(head)
-    print("-" * len(head))
-    for name, epochs, vloss, acc, ratio, verdict in rows:
-        print(f"{name:<20} {epochs:>6d} {vloss:>13.4f} {acc:>8.3f} {ratio:>15.1e}  {verdict}")
-    print()
-    print(f"Diagnosis of '{rows[0][0]}':")
-    print(fb.diagnose(histories[rows[0][0]]))
-
-    if not args.no_plots:
-        written = _plots(fb, histories, make, Xtr, ytr, args)
-        if written:
-            print(f"\nplots written to {args.out}/: " + ", ".join(written))
-    print(f"\ndone in {time.perf_counter() - t_start:.1f} s")
-    return 0
+    lines = [head, "-" * len(head)]
+    for name, run in runs.items():
+        h = run.history
+        lines.append(
+            f"{name:<20} {h.n_epochs:>6d} {min(h.val_loss):>13.4f} {run.test_accuracy:>8.3f} "
+            f"{run.report.layers[0].ratio:>15.2e}  {_verdict(run.report)}"
+        )
+    return "\n".join(lines)
 
 
 def _verdict(report: Any) -> str:
@@ -142,17 +167,23 @@ def _verdict(report: Any) -> str:
 
 
 def _ranges(idx: Sequence[int]) -> str:
-    idx = sorted(idx)
-    spans, start = [], idx[0]
-    for a, b in zip(idx, idx[1:] + [None]):
-        if b != a + 1:
-            spans.append(f"{start}" if start == a else f"{start}-{a}")
-            start = b
-    return ",".join(spans)
+    """Runs of consecutive indices: [0, 1, 2, 5] -> "0-2,5"."""
+    spans: list[list[int]] = []
+    for i in sorted(idx):
+        if spans and i == spans[-1][1] + 1:
+            spans[-1][1] = i
+        else:
+            spans.append([i, i])
+    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _plots(
-    fb: Any, histories: dict, make, X: np.ndarray, y: np.ndarray, args: argparse.Namespace
+    fb: Any,
+    histories: dict[str, Any],
+    make: MakeNet,
+    X: np.ndarray,
+    y: np.ndarray,
+    args: argparse.Namespace,
 ) -> list[str]:
     try:
         from fastbp import plot

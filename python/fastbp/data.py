@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .validation import check_bool, check_scalar, check_seed, check_split_arrays
+
 __all__ = ["LeakWarning", "Split", "split"]
 
 Part = tuple[np.ndarray, np.ndarray]
@@ -107,10 +109,11 @@ def split(
     >>> [len(part[0]) for part in sp]
     [12, 4, 4]
     """
-    X, y = _check_xy(X, y)
+    X, y = check_split_arrays(X, y)
     n = len(X)
     sizes = _part_sizes(n, val, test)
-    rng = np.random.default_rng(seed)
+    shuffle = check_bool(shuffle, "shuffle")
+    rng = np.random.default_rng(check_seed(seed))
     if stratify is None or stratify is False:
         order = rng.permutation(n) if shuffle else np.arange(n)
         parts = np.split(order, np.cumsum(sizes)[:-1])
@@ -119,26 +122,6 @@ def split(
         parts = _stratified_indices(labels, sizes, shuffle, rng)
     _warn_on_leaks(X, parts)
     return Split(*((X[idx], y[idx]) for idx in parts))
-
-
-def _check_xy(X: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    X = np.asarray(X)
-    y = np.asarray(y)
-    if X.ndim != 2 or X.shape[1] == 0:
-        raise ValueError(
-            f"X must be 2-D (n_samples, n_features) with n_features >= 1; got shape {X.shape}"
-        )
-    if X.dtype.kind not in "biuf":
-        raise TypeError(f"X must be numeric; got dtype {X.dtype}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError("X contains NaN or infinity")
-    if y.ndim not in (1, 2):
-        raise ValueError(f"y must be 1-D or 2-D; got shape {y.shape}")
-    if len(y) != len(X):
-        raise ValueError(f"X and y have different lengths: {len(X)} and {len(y)}")
-    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
-        raise ValueError("y contains NaN or infinity")
-    return X, y
 
 
 def _warn_on_leaks(X: np.ndarray, parts: list[np.ndarray]) -> None:
@@ -169,11 +152,8 @@ def _warn_on_leaks(X: np.ndarray, parts: list[np.ndarray]) -> None:
 
 def _part_sizes(n: int, val: float, test: float) -> np.ndarray:
     """(n_train, n_val, n_test) for ``n`` samples."""
-    for name, fraction in (("val", val), ("test", test)):
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.number)):
-            raise TypeError(f"{name} must be a float in [0, 1); got {fraction!r}")
-        if not 0 <= fraction < 1:
-            raise ValueError(f"{name} must be in [0, 1); got {fraction!r}")
+    val = check_scalar(val, "val", min_value=0, max_value=1, max_inclusive=False)
+    test = check_scalar(test, "test", min_value=0, max_value=1, max_inclusive=False)
     if val + test >= 1:
         raise ValueError(f"val + test must be < 1 to leave a training part; got {val} + {test}")
     n_val, n_test = (_rounded_count(fraction, n) for fraction in (val, test))

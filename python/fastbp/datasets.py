@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .validation import check_scalar, check_seed
+
 __all__ = [
     "blobs",
     "checkerboard",
@@ -57,10 +59,10 @@ def spirals(
     >>> X.shape, X.dtype.name, np.bincount(y).tolist()
     ((300, 2), 'float32', [100, 100, 100])
     """
-    _check_count("n_samples", n_samples, 1)
-    _check_count("n_classes", n_classes, 2)
-    _check_nonnegative("noise", noise)
-    rng = np.random.default_rng(seed)
+    n_samples = check_scalar(n_samples, "n_samples", min_value=1, integer=True)
+    n_classes = check_scalar(n_classes, "n_classes", min_value=2, integer=True)
+    noise = check_scalar(noise, "noise", min_value=0)
+    rng = np.random.default_rng(check_seed(seed))
     y = _balanced_labels(n_samples, n_classes, rng)
     radius = rng.uniform(0.05, 1.0, n_samples)
     # Four radians of winding from centre to rim, arms evenly spaced in angle.
@@ -98,11 +100,11 @@ def blobs(
     y : ndarray of shape (n_samples,), int64
         Cluster index in ``[0, n_classes)``.
     """
-    _check_count("n_samples", n_samples, 1)
-    _check_count("n_features", n_features, 1)
-    _check_count("n_classes", n_classes, 2)
-    _check_nonnegative("cluster_std", cluster_std)
-    rng = np.random.default_rng(seed)
+    n_samples = check_scalar(n_samples, "n_samples", min_value=1, integer=True)
+    n_features = check_scalar(n_features, "n_features", min_value=1, integer=True)
+    n_classes = check_scalar(n_classes, "n_classes", min_value=2, integer=True)
+    cluster_std = check_scalar(cluster_std, "cluster_std", min_value=0)
+    rng = np.random.default_rng(check_seed(seed))
     centers = rng.uniform(-5.0, 5.0, size=(n_classes, n_features))
     y = _balanced_labels(n_samples, n_classes, rng)
     X = centers[y] + cluster_std * rng.standard_normal((n_samples, n_features))
@@ -131,9 +133,9 @@ def xor(n_samples: int = 1000, noise: float = 0.1, seed: int | None = 0) -> Data
     y : ndarray of shape (n_samples,), int64
         1 where the quadrant's coordinates have opposite signs, else 0.
     """
-    _check_count("n_samples", n_samples, 1)
-    _check_nonnegative("noise", noise)
-    rng = np.random.default_rng(seed)
+    n_samples = check_scalar(n_samples, "n_samples", min_value=1, integer=True)
+    noise = check_scalar(noise, "noise", min_value=0)
+    rng = np.random.default_rng(check_seed(seed))
     quadrant = _balanced_labels(n_samples, 4, rng)
     signs = np.column_stack([quadrant % 2, quadrant // 2]) * 2 - 1
     X = signs * rng.uniform(0.0, 1.0, (n_samples, 2)) + noise * rng.standard_normal((n_samples, 2))
@@ -163,9 +165,9 @@ def checkerboard(n_samples: int = 2000, n_tiles: int = 4, seed: int | None = 0) 
     y : ndarray of shape (n_samples,), int64
         Colour, 0 or 1: ``(row + column) % 2`` of the tile.
     """
-    _check_count("n_samples", n_samples, 1)
-    _check_count("n_tiles", n_tiles, 2)
-    rng = np.random.default_rng(seed)
+    n_samples = check_scalar(n_samples, "n_samples", min_value=1, integer=True)
+    n_tiles = check_scalar(n_tiles, "n_tiles", min_value=2, integer=True)
+    rng = np.random.default_rng(check_seed(seed))
     y = _balanced_labels(n_samples, 2, rng)
     # Pick a tile of the label's colour: any row, then a column of matching parity.
     row = rng.integers(0, n_tiles, n_samples)
@@ -220,16 +222,16 @@ def teacher_network(
     y : ndarray of shape (n_samples,), int64
         Class in ``[0, n_classes)``, each with probability ``1 / n_classes``.
     """
-    _check_count("n_samples", n_samples, 1)
-    _check_count("n_features", n_features, 1)
-    _check_count("n_classes", n_classes, 2)
-    _check_count("depth", depth, 1)
-    _check_count("n_informative", n_informative, 1)
+    n_samples = check_scalar(n_samples, "n_samples", min_value=1, integer=True)
+    n_features = check_scalar(n_features, "n_features", min_value=1, integer=True)
+    n_classes = check_scalar(n_classes, "n_classes", min_value=2, integer=True)
+    depth = check_scalar(depth, "depth", min_value=1, integer=True)
+    n_informative = check_scalar(n_informative, "n_informative", min_value=1, integer=True)
     if n_informative > n_features:
         raise ValueError(
             f"n_informative must be at most n_features={n_features}; got {n_informative}"
         )
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     sizes = [n_features, n_informative] + [32] * (depth - 1) + [1]
     weights = [rng.standard_normal((m, k)) / np.sqrt(m) for m, k in zip(sizes[:-1], sizes[1:])]
     weights[1:] = [2.0 * w for w in weights[1:]]
@@ -265,9 +267,9 @@ def regression_sine(n_samples: int = 500, noise: float = 0.1, seed: int | None =
     y : ndarray of shape (n_samples, 1), float32
         ``sin(X)`` plus noise, shaped for ``loss="mse"`` with one output.
     """
-    _check_count("n_samples", n_samples, 1)
-    _check_nonnegative("noise", noise)
-    rng = np.random.default_rng(seed)
+    n_samples = check_scalar(n_samples, "n_samples", min_value=1, integer=True)
+    noise = check_scalar(noise, "noise", min_value=0)
+    rng = np.random.default_rng(check_seed(seed))
     X = rng.uniform(-np.pi, np.pi, (n_samples, 1))
     y = np.sin(X) + noise * rng.standard_normal((n_samples, 1))
     return X.astype(np.float32), y.astype(np.float32)
@@ -295,17 +297,3 @@ def load_demo() -> Dataset:
 def _balanced_labels(n_samples: int, n_classes: int, rng: np.random.Generator) -> np.ndarray:
     """Labels of shape (n_samples,), class sizes differing by at most one, in random order."""
     return rng.permutation(np.arange(n_samples) % n_classes).astype(np.int64)
-
-
-def _check_count(name: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}; got {value}")
-
-
-def _check_nonnegative(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-        raise TypeError(f"{name} must be a number; got {type(value).__name__}")
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")

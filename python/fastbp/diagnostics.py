@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .history import History
+from .validation import check_instance, check_scalar
 
 __all__ = [
     "DEAD_SHARE",
@@ -236,7 +237,7 @@ def diagnose(
     history : History
         A history with at least one epoch; uses ``grad_norms``,
         ``update_ratios``, ``saturation``, ``dead`` (each of shape
-        (n_epochs, n_layers)), ``train_loss``, ``activations`` and ``stop_reason``.
+        (n_epochs, n_layers)), ``train_loss``, ``layer_activations`` and ``stop_reason``.
     window : int, default=WINDOW
         Number of epochs in the medians.
     vanishing_ratio, exploding_ratio, max_update_ratio, saturation_share, dead_share : float
@@ -254,10 +255,18 @@ def diagnose(
     [0, 1, 2, 3, 4]
     >>> print(report)                          # doctest: +SKIP
     """
-    if not isinstance(history, History):
-        raise TypeError(f"history must be a fastbp.History, got {type(history).__name__}")
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
-        raise ValueError(f"window must be a positive int; got {window!r}")
+    check_instance(history, "history", History, "a fastbp.History")
+    window = check_scalar(window, "window", min_value=1, integer=True)
+    thresholds = {
+        name: check_scalar(value, name, min_value=0)
+        for name, value in (
+            ("vanishing_ratio", vanishing_ratio),
+            ("exploding_ratio", exploding_ratio),
+            ("max_update_ratio", max_update_ratio),
+            ("saturation_share", saturation_share),
+            ("dead_share", dead_share),
+        )
+    }
     grad = np.asarray(history.grad_norms, dtype=np.float64)
     n_epochs, n_layers = grad.shape
     loss = np.asarray(history.train_loss, dtype=np.float64)
@@ -268,13 +277,6 @@ def diagnose(
     if np.all(np.isnan(grad)) and not diverged:
         raise ValueError("history.grad_norms holds no values; record grad_norms each epoch")
     stats, non_finite = _statistics(history, grad, window)
-    thresholds = {
-        "vanishing_ratio": vanishing_ratio,
-        "exploding_ratio": exploding_ratio,
-        "max_update_ratio": max_update_ratio,
-        "saturation_share": saturation_share,
-        "dead_share": dead_share,
-    }
     non_finite |= diverged
     layers = []
     for index in range(n_layers):
@@ -284,7 +286,7 @@ def diagnose(
         layers.append(
             LayerDiagnosis(
                 index=index,
-                activation=history.activations[index],
+                activation=history.layer_activations[index],
                 **values,
                 flags=flags,
                 verdict=flags[0] if flags else "healthy",
@@ -428,8 +430,14 @@ def _summary(report: GradientReport) -> str:
     return "\n".join(lines)
 
 
-def _wrap(text: str, **kwargs: str) -> list[str]:
-    return textwrap.wrap(text, width=_WIDTH, break_on_hyphens=False, **kwargs)
+def _wrap(text: str, initial_indent: str = "", subsequent_indent: str = "") -> list[str]:
+    return textwrap.wrap(
+        text,
+        width=_WIDTH,
+        break_on_hyphens=False,
+        initial_indent=initial_indent,
+        subsequent_indent=subsequent_indent,
+    )
 
 
 def _sci(value: float) -> str:

@@ -187,7 +187,7 @@ _NOTES_DOC = """
 # ---- parameter checks --------------------------------------------------------------------------
 def _check_hidden_layer_sizes(value: Any) -> list[int]:
     sizes = (
-        [value] if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
+        [value] if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
     )
     if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
         raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, got {value!r}")
@@ -250,7 +250,7 @@ def _append_history(old: History | None, new: History, restored: bool) -> Histor
     n_a, n_b = old.n_epochs, new.n_epochs
     merged = dict(b)
     for key, tail in b.items():
-        if key == "activations" or not isinstance(tail, list):
+        if key in ("activations", "layer_activations") or not isinstance(tail, list):
             continue
         head = a.get(key, [])
         if not head and not tail:

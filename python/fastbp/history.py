@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import IO, Any
 
 import numpy as np
 
@@ -19,8 +21,9 @@ _SCALARS = ("train_loss", "lr", "time")
 _OPTIONAL_SCALARS = ("val_loss", "train_accuracy", "val_accuracy")
 _PER_LAYER = ("grad_norms", "grad_norms_max", "update_ratios", "saturation", "dead")
 _STAT_KEYS = frozenset(_SCALARS + _OPTIONAL_SCALARS + _PER_LAYER)
+_STOP_REASONS = (None, "early_stopping", "non_finite", "callback")
 _FORMAT = "fastbp.History"
-_VERSION = 1
+_VERSION = 2  # 2: "layer_activations" (1 said "activations")
 
 
 class History:
@@ -28,19 +31,27 @@ class History:
 
     Parameters
     ----------
-    activations : list of str
-        Activation of each weight layer's output, input side first (the last is
-        the output activation, e.g. ``"softmax"``); its length is the number of
-        weight layers.
+    layer_activations : list of str
+        Activation of each weight layer's output, input side first, the output
+        activation included (e.g. ``["relu", "relu", "softmax"]``): its length is
+        the number of weight layers. This is :attr:`MLP.layer_activations
+        <fastbp.MLP.layer_activations>`, not ``MLP.activations`` (hidden layers only).
 
     Attributes
     ----------
-    activations : list of str
+    layer_activations : list of str
         As given.
     n_layers : int
         Number of weight layers.
-    train_loss, lr, epoch_time : list of float
-        One entry per epoch: mean training loss, learning rate, seconds taken.
+    train_loss, epoch_time : list of float
+        One entry per epoch: mean training loss, seconds taken.
+    lr : list of float
+        One entry per epoch: the mean step size taken in the epoch. With
+        :class:`~fastbp.LineSearchSGD`, the mean over the epoch's mini-batches
+        of the step the line search accepted (0 for a batch where none
+        qualified); with every other optimizer, the epoch's learning rate (after
+        any schedule). For adaptive rules (Adam, RMSProp, ...) it is the rate,
+        not the size of the parameter change.
     val_loss, train_accuracy, val_accuracy : list of float
         One entry per epoch, or empty when never recorded; NaN for an epoch
         that lacked a value after the first epoch that had one.
@@ -64,7 +75,7 @@ class History:
         ``min_delta`` may) overrides this; assigning None restores it.
     stopped_epoch : int or None
         0-based epoch at which training stopped early; None if all epochs ran.
-    stop_reason : {"early_stopping", "non_finite"} or None
+    stop_reason : {"early_stopping", "non_finite", "callback"} or None
         Why training stopped early.
 
     Notes
@@ -74,13 +85,17 @@ class History:
     ``len(history)`` is the number of epochs.
     """
 
-    def __init__(self, activations: list[str]) -> None:
-        if isinstance(activations, str) or not all(isinstance(a, str) for a in activations):
-            raise TypeError("activations must be a list of str, one per weight layer")
-        self.activations = list(activations)
-        if not self.activations:
-            raise ValueError("activations must name at least one weight layer")
-        self.n_layers = len(self.activations)
+    def __init__(self, layer_activations: Sequence[str]) -> None:
+        if (
+            isinstance(layer_activations, str)
+            or not isinstance(layer_activations, Sequence)
+            or not all(isinstance(a, str) for a in layer_activations)
+        ):
+            raise TypeError("layer_activations must be a list of str, one per weight layer")
+        self.layer_activations = list(layer_activations)
+        if not self.layer_activations:
+            raise ValueError("layer_activations must name at least one weight layer")
+        self.n_layers = len(self.layer_activations)
         self.train_loss: list[float] = []
         self.lr: list[float] = []
         self.epoch_time: list[float] = []
@@ -113,11 +128,11 @@ class History:
             raise ValueError("stats must contain 'train_loss'")
         rows = {key: self._layer_row(key, stats.get(key)) for key in _PER_LAYER}
         epoch = self.n_epochs
-        self.train_loss.append(float(stats["train_loss"]))
-        self.lr.append(_to_float(stats.get("lr")))
-        self.epoch_time.append(_to_float(stats.get("time")))
+        self.train_loss.append(_to_float(stats["train_loss"], "train_loss"))
+        self.lr.append(_to_float(stats.get("lr"), "lr"))
+        self.epoch_time.append(_to_float(stats.get("time"), "time"))
         for key in _OPTIONAL_SCALARS:
-            _append_optional(getattr(self, key), stats.get(key), epoch)
+            _append_optional(getattr(self, key), stats.get(key), epoch, key)
         for key, row in rows.items():
             self._per_layer[key].append(row)
 
@@ -177,7 +192,7 @@ class History:
     def to_dict(self) -> dict[str, Any]:
         """Plain Python dict (lists, floats, None); NaN stays NaN. Inverse of `from_dict`."""
         data: dict[str, Any] = {"format": _FORMAT, "version": _VERSION}
-        data["activations"] = list(self.activations)
+        data["layer_activations"] = list(self.layer_activations)
         for key in ("train_loss", "lr", "epoch_time", *_OPTIONAL_SCALARS):
             data[key] = list(getattr(self, key))
         for key in _PER_LAYER:
@@ -190,20 +205,40 @@ class History:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> History:
-        """Rebuild a History from `to_dict` output (or its JSON-decoded form)."""
-        if data.get("format", _FORMAT) != _FORMAT:
-            raise ValueError(f"data is not a {_FORMAT} record (format={data.get('format')!r})")
-        history = cls(data["activations"])
+    def from_dict(cls, data: Mapping[str, Any]) -> History:
+        """Rebuild a History from `to_dict` output (or its JSON-decoded form).
+
+        Records of version 1, which named the layer activations ``"activations"``, are read too.
+
+        Raises
+        ------
+        TypeError
+            ``data`` is not a mapping.
+        ValueError
+            ``data`` is not a well-formed record: another format or a newer version, a missing
+            ``layer_activations``, a value of the wrong type, a series of the wrong length. The
+            message names the entry.
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"data must be a dict (a History record), got {type(data).__name__}")
+        history = cls(_record_layer_activations(data))
         for key in ("train_loss", "lr", "epoch_time", *_OPTIONAL_SCALARS):
-            setattr(history, key, [_to_float(v) for v in data.get(key, [])])
+            values = _record_list(data, key)
+            setattr(history, key, [_to_float(v, f"data[{key!r}]") for v in values])
+        n = history.n_epochs
         for key in _PER_LAYER:
-            rows = data.get(key) or [None] * history.n_epochs
-            history._per_layer[key] = [history._layer_row(key, row) for row in rows]
+            rows = _record_list(data, key) or [None] * n
+            history._per_layer[key] = [history._layer_row(f"data[{key!r}]", r) for r in rows]
         history._check_lengths()
-        history.best_epoch = data.get("best_epoch")
-        history.stopped_epoch = data.get("stopped_epoch")
+        history.best_epoch = _record_epoch(data, "best_epoch", last=n - 1)
+        # A run that diverges stops at the epoch it could not record: one past the last.
+        history.stopped_epoch = _record_epoch(data, "stopped_epoch", last=n)
         history.stop_reason = data.get("stop_reason")
+        if history.stop_reason not in _STOP_REASONS:
+            raise ValueError(
+                f"data['stop_reason'] must be one of {list(_STOP_REASONS)}, "
+                f"got {history.stop_reason!r}"
+            )
         return history
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
@@ -219,35 +254,71 @@ class History:
         return text
 
     @classmethod
-    def from_json(cls, source: str | os.PathLike[str]) -> History:
-        """Load from a JSON file path or from JSON text (a string starting with ``{``)."""
-        if isinstance(source, str) and source.lstrip().startswith("{"):
+    def from_json(cls, source: str | os.PathLike[str] | IO[Any]) -> History:
+        """Load a History written by `to_json`.
+
+        Parameters
+        ----------
+        source : str, os.PathLike or file object
+            JSON text (a str whose first non-blank character is ``{`` or ``[``), the path of a
+            JSON file, or an open file (anything with ``.read()``, text or binary).
+
+        Raises
+        ------
+        TypeError
+            ``source`` is none of these. An int in particular is not taken as a file
+            descriptor (``open`` would have closed it).
+        ValueError
+            The text is not JSON, or not a well-formed History record (see `from_dict`).
+        """
+        text: Any
+        if hasattr(source, "read"):
+            text = source.read()
+        elif isinstance(source, str) and source.lstrip()[:1] in ("{", "["):
             text = source
-        else:
+        elif isinstance(source, (str, os.PathLike)):
             with open(source, encoding="utf-8") as f:
                 text = f.read()
-        return cls.from_dict(json.loads(text))
+        else:
+            raise TypeError(
+                "source must be JSON text, a path or a file object, "
+                f"got {type(source).__name__} {source!r}"
+            )
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        if not isinstance(text, str):
+            raise TypeError(f"source.read() must return str or bytes, got {type(text).__name__}")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"source is not valid JSON: {err}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"source must hold a JSON object, got a {type(data).__name__}")
+        return cls.from_dict(data)
 
     def _layer_row(self, key: str, values: Any) -> np.ndarray:
         if values is None:
             return np.full(self.n_layers, np.nan)
-        # dtype=object keeps JSON's None (NaN) and "Infinity" strings for _to_float.
-        items = np.asarray(values, dtype=object)
-        if items.shape != (self.n_layers,):
+        if isinstance(values, np.ndarray):
+            shape: Any = values.shape
+        else:
+            shape = (len(values),) if isinstance(values, (list, tuple)) else type(values).__name__
+        if shape != (self.n_layers,):
             raise ValueError(
-                f"{key} must have shape ({self.n_layers},), one value per weight layer; "
-                f"got {items.shape}"
+                f"{key} must have shape ({self.n_layers},), one value per weight layer; got {shape}"
             )
-        return np.array([_to_float(v) for v in items], dtype=np.float64)
+        return np.array([_to_float(v, key) for v in values], dtype=np.float64)
 
     def _check_lengths(self) -> None:
         n = self.n_epochs
-        for key in ("lr", "epoch_time", *_PER_LAYER):
-            if len(getattr(self, key)) != n:
-                raise ValueError(f"data[{key!r}] must have one entry per epoch ({n})")
-        for key in _OPTIONAL_SCALARS:
-            if len(getattr(self, key)) not in (0, n):
-                raise ValueError(f"data[{key!r}] must be empty or have one entry per epoch ({n})")
+        for key in ("lr", "epoch_time", *_PER_LAYER, *_OPTIONAL_SCALARS):
+            length = len(getattr(self, key) if key not in _PER_LAYER else self._per_layer[key])
+            if length != n and not (length == 0 and key in _OPTIONAL_SCALARS):
+                optional = "none or " if key in _OPTIONAL_SCALARS else ""
+                raise ValueError(
+                    f"data[{key!r}] must have {optional}one entry per epoch: {length} entries, "
+                    f"but data['train_loss'] has {n}"
+                )
 
     def _stacked(self, key: str) -> np.ndarray:
         rows = self._per_layer[key]
@@ -256,19 +327,62 @@ class History:
         return np.stack(rows)
 
 
-def _append_optional(values: list[float], value: float | None, epoch: int) -> None:
+def _append_optional(values: list[float], value: float | None, epoch: int, key: str) -> None:
     """Keep an optional series either empty or one entry per epoch."""
     if value is None:
         if values:
             values.append(math.nan)
         return
     values.extend([math.nan] * (epoch - len(values)))
-    values.append(float(value))
+    values.append(_to_float(value, key))
 
 
-def _to_float(value: Any) -> float:
-    # None is how JSON carries NaN; float() also parses "Infinity" / "-Infinity".
-    return math.nan if value is None else float(value)
+def _to_float(value: Any, where: str) -> float:
+    """A number of a series; None is how JSON carries NaN, and infinities are strings."""
+    if value is None:
+        return math.nan
+    if not isinstance(value, bool) and isinstance(value, numbers.Real):
+        return float(value)
+    if value in ("Infinity", "-Infinity", "NaN"):
+        return float(value)
+    raise ValueError(
+        f"{where} must hold numbers (None for NaN, 'Infinity', '-Infinity'); got {value!r}"
+    )
+
+
+def _record_layer_activations(data: Mapping[str, Any]) -> list[str]:
+    fmt = data.get("format", _FORMAT)
+    if fmt != _FORMAT:
+        raise ValueError(f"data is not a {_FORMAT} record (format={fmt!r})")
+    version = data.get("version", _VERSION)
+    if isinstance(version, bool) or version not in range(1, _VERSION + 1):
+        raise ValueError(f"data['version'] must be 1 to {_VERSION}, got {version!r}")
+    key = "activations" if version == 1 and "layer_activations" not in data else "layer_activations"
+    acts = data.get(key)
+    if not (isinstance(acts, list) and acts and all(isinstance(a, str) for a in acts)):
+        raise ValueError(
+            f"data[{key!r}] must list each weight layer's activation (str), got {acts!r}"
+        )
+    return acts
+
+
+def _record_list(data: Mapping[str, Any], key: str) -> list[Any]:
+    values = data.get(key, [])
+    if values is None:
+        return []
+    if not isinstance(values, list):
+        raise ValueError(f"data[{key!r}] must be a list, got {type(values).__name__}")
+    return values
+
+
+def _record_epoch(data: Mapping[str, Any], key: str, last: int) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= last:
+        allowed = f"None or an epoch in [0, {last}]" if last >= 0 else "None (no epochs)"
+        raise ValueError(f"data[{key!r}] must be {allowed}, got {value!r}")
+    return value
 
 
 def _json_safe(obj: Any) -> Any:

@@ -4,6 +4,7 @@ in :mod:`fastbp.optim`."""
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,15 @@ from .history import History
 from .network import MLP
 from .optim import SGD, LineSearchSGD, Optimizer
 from .train import EarlyStopping, Trainer
-from .validation import check_scalar, check_seed, check_X, check_Y, resolve_seed
+from .validation import (
+    check_data,
+    check_instance,
+    check_net,
+    check_scalar,
+    check_seed,
+    check_validation_pair,
+    resolve_seed,
+)
 
 
 @dataclass
@@ -67,8 +76,7 @@ def lr_find(
     smoothing : float
         Weight of the newest loss in the exponential moving average of the curve.
     """
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be a fastbp.MLP, got {type(net).__name__}")
+    check_net(net)
     start_lr = check_scalar(start_lr, "start_lr", min_value=0, min_inclusive=False)
     end_lr = check_scalar(end_lr, "end_lr", min_value=start_lr, min_inclusive=False)
     num_steps = check_scalar(num_steps, "num_steps", min_value=2, integer=True)
@@ -77,8 +85,7 @@ def lr_find(
     diverge_factor = check_scalar(
         diverge_factor, "diverge_factor", min_value=1, min_inclusive=False
     )
-    X = net._X(X)
-    Y = net._Y(y, X.shape[0])
+    X, Y = check_data(net, X, y)
     if isinstance(optimizer, LineSearchSGD):
         raise TypeError(
             "optimizer: LineSearchSGD chooses its own step; lr_find needs a rule "
@@ -117,13 +124,9 @@ def lr_find(
     )
 
 
-def _fresh(optimizer: Optimizer) -> Optimizer:
-    """A copy of the optimizer's configuration without its state."""
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
-    clone = object.__new__(type(optimizer))
-    clone.__dict__.update(optimizer.__getstate__())
-    return clone
+def _fresh(optimizer: Any) -> Optimizer:
+    """The same update rule without its state (a copy carries no state)."""
+    return copy.copy(check_instance(optimizer, "optimizer", Optimizer, "a fastbp optimizer"))
 
 
 def _steepest(lrs: np.ndarray, losses: np.ndarray) -> float:
@@ -138,7 +141,20 @@ def _steepest(lrs: np.ndarray, losses: np.ndarray) -> float:
 
 @dataclass
 class SweepResult:
-    """Outcome of :func:`lr_sweep`: one row per candidate rate and the best of them."""
+    """Outcome of :func:`lr_sweep`: one row per candidate rate and the best of them.
+
+    Attributes
+    ----------
+    rows : list of dict
+        Per candidate: ``lr``, ``epochs`` run, ``best_epoch``, ``best_val_loss``,
+        ``val_accuracy`` (at the best epoch; None for regression), ``stop_reason`` and
+        ``diverged`` (see :func:`lr_sweep`).
+    best_lr : float
+        The rate of the lowest best validation loss among the candidates that did not
+        diverge; NaN when every candidate diverged.
+    histories : dict of float to History
+        Each candidate's training history, by rate.
+    """
 
     rows: list[dict[str, Any]]
     best_lr: float
@@ -150,6 +166,7 @@ class SweepResult:
         for r in self.rows:
             acc = "" if r["val_accuracy"] is None else f"{r['val_accuracy']:.3f}"
             mark = "  <- best" if r["lr"] == self.best_lr else ""
+            mark = "  (diverged)" if r["diverged"] else mark
             lines.append(
                 f"{r['lr']:>10.3g} {r['epochs']:>6d} {r['best_epoch']:>10d} "
                 f"{r['best_val_loss']:>14.5g} {acc:>8}{mark}"
@@ -158,7 +175,15 @@ class SweepResult:
 
 
 def _train_one(
-    net: MLP, optimizer: Optimizer, lr: float, X, Y, Xv, Yv, patience: int, trainer_kwargs
+    net: MLP,
+    optimizer: Optimizer,
+    lr: float,
+    X: np.ndarray,
+    Y: np.ndarray,
+    Xv: np.ndarray,
+    Yv: np.ndarray,
+    patience: int,
+    trainer_kwargs: dict[str, Any],
 ) -> History:
     candidate = net.copy()
     opt = _fresh(optimizer)
@@ -189,6 +214,12 @@ def lr_sweep(
     """Train copies of ``net`` (same initial weights) with each rate in ``lrs``, with early
     stopping on the validation set, and pick the rate of the lowest best validation loss.
 
+    A candidate that diverged (its training stopped because the loss or a gradient became NaN
+    or infinite, or a recorded loss is not finite) is never the best rate, even when its best
+    epoch before diverging had the lowest validation loss: that rate is unstable, and a rerun
+    with another seed or more epochs would blow up. Its row says ``diverged=True``; when every
+    candidate diverged, ``best_lr`` is NaN.
+
     Parameters
     ----------
     validation : (X_val, y_val)
@@ -201,22 +232,15 @@ def lr_sweep(
         Shuffling seed, shared by all candidates (drawn once when None): the result does not
         depend on ``n_jobs``.
     """
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be a fastbp.MLP, got {type(net).__name__}")
+    check_net(net)
     if isinstance(lrs, (str, bytes)) or not isinstance(lrs, Iterable):
         raise TypeError(f"lrs must be a sequence of learning rates, got {type(lrs).__name__}")
     rates = [check_scalar(r, "lrs", min_value=0, min_inclusive=False) for r in lrs]
     if not rates:
         raise ValueError("lrs must hold at least one learning rate")
     n_jobs = check_scalar(n_jobs, "n_jobs", min_value=1, integer=True)
-    if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
-        raise TypeError("validation must be a pair (X_val, y_val)")
-    X = net._X(X)
-    Y = net._Y(y, X.shape[0])
-    Xv = check_X(validation[0], net.layer_sizes[0], net.dtype, name="validation X")
-    Yv = check_Y(
-        validation[1], Xv.shape[0], net.layer_sizes[-1], net.loss, net.dtype, name="validation y"
-    )
+    X, Y = check_data(net, X, y)
+    Xv, Yv = check_validation_pair(net, validation)
     optimizer = SGD(rates[0]) if optimizer is None else _fresh(optimizer)
     patience = check_scalar(patience, "patience", min_value=0, integer=True)
     # One seed for all candidates: they see the same mini-batches, whatever n_jobs is.
@@ -237,20 +261,26 @@ def lr_sweep(
         )
     else:
         histories = [_train_one(net, optimizer, lr, X, Y, Xv, Yv, patience, kwargs) for lr in rates]
-    rows = []
-    for lr, h in zip(rates, histories):
-        best = h.best_epoch if h.best_epoch is not None else 0
-        vals = np.asarray(h.val_loss, dtype=float)
-        rows.append(
-            {
-                "lr": lr,
-                "epochs": h.n_epochs,
-                "best_epoch": best,
-                "best_val_loss": float(vals[best]) if len(vals) else math.inf,
-                "val_accuracy": h.val_accuracy[best] if h.val_accuracy else None,
-                "stop_reason": h.stop_reason,
-            }
-        )
-    finite = [r for r in rows if math.isfinite(r["best_val_loss"])]
-    best_lr = min(finite, key=lambda r: r["best_val_loss"])["lr"] if finite else math.nan
-    return SweepResult(rows, best_lr, dict(zip(rates, histories)))
+    rows = [_sweep_row(lr, h) for lr, h in zip(rates, histories)]
+    return SweepResult(rows, _best_lr(rows), dict(zip(rates, histories)))
+
+
+def _sweep_row(lr: float, history: History) -> dict[str, Any]:
+    best = history.best_epoch if history.best_epoch is not None else 0
+    vals = np.asarray(history.val_loss, dtype=float)
+    losses_finite = np.isfinite(history.train_loss).all() and np.isfinite(vals).all()
+    return {
+        "lr": lr,
+        "epochs": history.n_epochs,
+        "best_epoch": best,
+        "best_val_loss": float(vals[best]) if len(vals) else math.inf,
+        "val_accuracy": history.val_accuracy[best] if history.val_accuracy else None,
+        "stop_reason": history.stop_reason,
+        "diverged": history.stop_reason == "non_finite" or not losses_finite,
+    }
+
+
+def _best_lr(rows: list[dict[str, Any]]) -> float:
+    """The rate of the lowest best validation loss among candidates that did not diverge."""
+    stable = [r for r in rows if not r["diverged"] and math.isfinite(r["best_val_loss"])]
+    return min(stable, key=lambda r: r["best_val_loss"])["lr"] if stable else math.nan

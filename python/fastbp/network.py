@@ -3,89 +3,26 @@ gradients Python sees as writable numpy views (no copies)."""
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NoReturn, overload
 
 import numpy as np
 
 from . import _core
 from .validation import (
-    ACTIVATIONS,
     AUTO_INIT,
+    CLASSIFICATION_LOSSES,
     LOSSES,
-    OUTPUT_ACTIVATIONS,
+    check_activations,
     check_choice,
+    check_data,
     check_dtype,
-    check_scalar,
+    check_init,
+    check_inputs,
+    check_layer_sizes,
+    check_output_activation,
     check_seed,
-    check_X,
-    check_Y,
 )
-
-DEFAULT_OUTPUT = {"mse": "identity", "cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
-INITS = (
-    "auto",
-    "xavier_uniform",
-    "xavier_normal",
-    "he_uniform",
-    "he_normal",
-    "lecun_normal",
-    "orthogonal",
-)
-
-
-def _check_layer_sizes(layer_sizes: Any) -> list[int]:
-    if isinstance(layer_sizes, (str, bytes)) or not isinstance(layer_sizes, Sequence):
-        raise TypeError(f"layer_sizes must be a list of ints, got {type(layer_sizes).__name__}")
-    sizes = list(layer_sizes)
-    if len(sizes) < 2:
-        raise ValueError(f"layer_sizes needs at least 2 entries [n_in, n_out], got {sizes}")
-    for s in sizes:
-        if isinstance(s, bool) or not isinstance(s, numbers.Integral):
-            raise TypeError(f"layer_sizes entries must be ints, got {s!r}")
-        if s <= 0:
-            raise ValueError(f"layer_sizes entries must be positive, got {sizes}")
-    return [int(s) for s in sizes]
-
-
-def _check_activations(activation: Any, n_hidden: int) -> list[str]:
-    if isinstance(activation, str):
-        return [check_choice(activation, "activation", ACTIVATIONS)] * n_hidden
-    if not isinstance(activation, Sequence):
-        raise TypeError(f"activation must be a str or a list of str, got {activation!r}")
-    acts = list(activation)
-    if len(acts) != n_hidden:
-        raise ValueError(
-            f"activation lists one name per hidden layer: {n_hidden} expected, got {len(acts)}"
-        )
-    return [check_choice(a, "activation", ACTIVATIONS) for a in acts]
-
-
-def _check_output(output_activation: Any, loss: str) -> str:
-    if output_activation is None:
-        return DEFAULT_OUTPUT[loss]
-    if loss == "mse":
-        return check_choice(output_activation, "output_activation", OUTPUT_ACTIVATIONS)
-    if output_activation != DEFAULT_OUTPUT[loss]:
-        raise ValueError(
-            f"output_activation for loss={loss!r} must be None or "
-            f"{DEFAULT_OUTPUT[loss]!r} (fused into the loss), got {output_activation!r}"
-        )
-    return output_activation
-
-
-def _check_init(init: Any) -> Any:
-    if isinstance(init, str):
-        return check_choice(init, "init", INITS)
-    if not isinstance(init, (str, tuple)):
-        raise TypeError(f"init must be a str or a (kind, scale) tuple, got {init!r}")
-    if isinstance(init, tuple) and len(init) == 2 and init[0] in ("normal", "uniform"):
-        check_scalar(init[1], f"init[1] ({init[0]} scale)", min_value=0, min_inclusive=False)
-        return (init[0], float(init[1]))
-    raise ValueError(
-        f"init must be one of {list(INITS)}, ('normal', std) or ('uniform', limit); got {init!r}"
-    )
 
 
 def _init_weight(rng: np.random.Generator, scheme: Any, n_in: int, n_out: int) -> np.ndarray:
@@ -114,6 +51,66 @@ def _init_weight(rng: np.random.Generator, scheme: Any, n_in: int, n_out: int) -
     return q if n_in >= n_out else q.T
 
 
+class LayerViews(Sequence[np.ndarray]):
+    """A read-only sequence of writable numpy views, one per weight layer: what
+    :attr:`MLP.weights`, :attr:`~MLP.biases`, :attr:`~MLP.grad_weights` and
+    :attr:`~MLP.grad_biases` hold.
+
+    Each view writes through to the network's flat buffer; the sequence itself cannot change.
+    Replacing an entry (``net.weights[0] = W``) would only replace the entry, not the
+    network's weights, so it raises TypeError: write into the view, ``net.weights[0][...] = W``.
+    It indexes, slices, iterates and concatenates (``+`` gives a list) like a list, and
+    compares equal to a list of the same arrays.
+    """
+
+    __slots__ = ("_name", "_views")
+    __hash__ = None  # type: ignore[assignment]  # compares like a list, so unhashable like one
+
+    def __init__(self, name: str, views: Iterable[np.ndarray]) -> None:
+        self._name = name
+        self._views = tuple(views)
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> LayerViews: ...
+
+    def __getitem__(self, index: int | slice) -> np.ndarray | LayerViews:
+        if isinstance(index, slice):
+            return LayerViews(self._name, self._views[index])
+        return self._views[index]
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(self._views)
+
+    def __setitem__(self, index: Any, value: Any) -> NoReturn:
+        raise TypeError(
+            f"net.{self._name}[{index!r}] = ... would replace the entry, not the network's "
+            f"values: write into the view instead, net.{self._name}[{index!r}][...] = ..."
+        )
+
+    def __delitem__(self, index: Any) -> NoReturn:
+        raise TypeError(f"net.{self._name} has one view per weight layer; none can be removed")
+
+    def __add__(self, other: Iterable[Any]) -> list[Any]:
+        return [*self._views, *other]
+
+    def __radd__(self, other: Iterable[Any]) -> list[Any]:
+        return [*other, *self._views]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (LayerViews, list)):
+            return list(self._views) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"LayerViews({self._name!r}, {list(self._views)!r})"
+
+
 class MLP:
     """A dense multi-layer perceptron, trained by backpropagation in the C++ core.
 
@@ -139,9 +136,10 @@ class MLP:
 
     Attributes
     ----------
-    weights, biases : list of ndarray of shape (n_in, n_out) and (n_out,)
-        Writable views into the flat parameter buffer ``params``.
-    grad_weights, grad_biases : list of ndarray
+    weights, biases : LayerViews of ndarray of shape (n_in, n_out) and (n_out,)
+        Writable views into the flat parameter buffer ``params``, one per weight layer, in a
+        sequence that cannot be changed: set values with ``net.weights[l][...] = W``.
+    grad_weights, grad_biases : LayerViews of ndarray
         Views into the flat gradient buffer ``grads``, filled by :meth:`backward`.
 
     Examples
@@ -164,12 +162,12 @@ class MLP:
         dtype: Any = "float32",
         seed: int | None = None,
     ) -> None:
-        self.layer_sizes = _check_layer_sizes(layer_sizes)
-        self.activations = _check_activations(activation, len(self.layer_sizes) - 2)
+        self.layer_sizes = check_layer_sizes(layer_sizes)
+        self.activations = check_activations(activation, len(self.layer_sizes) - 2)
         self.loss = check_choice(loss, "loss", LOSSES)
-        self.output_activation = _check_output(output_activation, self.loss)
-        self.init = _check_init(init)
+        self.output_activation = check_output_activation(output_activation, self.loss)
         self.dtype = check_dtype(dtype)
+        self.init = check_init(init, self.dtype)
         self.seed = check_seed(seed)
         self._make_core()
         self.reset_parameters()
@@ -183,25 +181,59 @@ class MLP:
     def _bind_views(self) -> None:
         layers = self._net.layer_views(False)
         grads = self._net.layer_views(True)
-        self.weights = [w for w, _ in layers]
-        self.biases = [b for _, b in layers]
-        self.grad_weights = [w for w, _ in grads]
-        self.grad_biases = [b for _, b in grads]
+        self._weights = LayerViews("weights", (w for w, _ in layers))
+        self._biases = LayerViews("biases", (b for _, b in layers))
+        self._grad_weights = LayerViews("grad_weights", (w for w, _ in grads))
+        self._grad_biases = LayerViews("grad_biases", (b for _, b in grads))
+
+    @property
+    def weights(self) -> LayerViews:
+        """Weight matrices, ndarray views of shape (n_in, n_out) into :attr:`params`."""
+        return self._weights
+
+    @property
+    def biases(self) -> LayerViews:
+        """Bias vectors, ndarray views of shape (n_out,) into :attr:`params`."""
+        return self._biases
+
+    @property
+    def grad_weights(self) -> LayerViews:
+        """Weight gradients of the last :meth:`backward`, views into :attr:`grads`."""
+        return self._grad_weights
+
+    @property
+    def grad_biases(self) -> LayerViews:
+        """Bias gradients of the last :meth:`backward`, views into :attr:`grads`."""
+        return self._grad_biases
 
     def reset_parameters(self, seed: int | None = None) -> None:
         """Draw fresh weights by the ``init`` scheme (with ``seed``, or the network's) and zero
         the biases and gradients."""
         rng = np.random.default_rng(self.seed if seed is None else check_seed(seed))
-        acts = self.activations + [self.output_activation]
-        for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
+        drawn = []
+        for w, activation in zip(self.weights, self.layer_activations):
             scheme = self.init
             if scheme == "auto":
-                scheme = "he_normal" if AUTO_INIT[acts[layer]] == "he" else "xavier_uniform"
-            w[...] = _init_weight(rng, scheme, *w.shape)
+                scheme = "he_normal" if AUTO_INIT[activation] == "he" else "xavier_uniform"
+            drawn.append(_init_weight(rng, scheme, *w.shape))
+        # check_init bounds the scale; this makes "finite in the network's dtype" a guarantee.
+        largest = np.finfo(self.dtype).max
+        if not all(np.isfinite(W).all() and np.abs(W).max() <= largest for W in drawn):
+            raise ValueError(f"init {self.init!r} drew weights beyond {self.dtype.name}'s range")
+        for w, b, W in zip(self.weights, self.biases, drawn):
+            w[...] = W
             b[...] = 0
         self.grads[...] = 0
 
     # ---- structure -------------------------------------------------------------------------
+    @property
+    def core(self) -> Any:
+        """The compiled network (``fastbp._core.Network32`` or ``Network64``) that fastbp's own
+        modules (optimizers, Trainer, lr_find) hand to the core. Its methods take arrays already
+        checked and converted (see :mod:`fastbp.validation`) and are not a stable public API:
+        use the methods of MLP instead."""
+        return self._net
+
     @property
     def params(self) -> np.ndarray:
         """Flat view of all parameters: W_0, b_0, W_1, b_1, ... (row-major W)."""
@@ -228,7 +260,9 @@ class MLP:
 
     @property
     def is_classifier(self) -> bool:
-        return self.loss != "mse"
+        """Whether the loss is a classification loss (see ``validation.CLASSIFICATION_LOSSES``):
+        then :meth:`evaluate` reports accuracy and :meth:`predict` returns labels."""
+        return self.loss in CLASSIFICATION_LOSSES
 
     def __repr__(self) -> str:
         return (
@@ -237,15 +271,9 @@ class MLP:
         )
 
     # ---- computation -----------------------------------------------------------------------
-    def _X(self, X: Any) -> np.ndarray:
-        return check_X(X, self.layer_sizes[0], self.dtype)
-
-    def _Y(self, Y: Any, n: int) -> np.ndarray:
-        return check_Y(Y, n, self.layer_sizes[-1], self.loss, self.dtype)
-
     def forward(self, X: Any) -> np.ndarray:
         """Output activations, ndarray of shape (n_samples, n_out) (probabilities for softmax)."""
-        return self._net.forward(self._X(X))
+        return self._net.forward(check_inputs(self, X))
 
     def backward(self, X: Any, Y: Any) -> float:
         """Forward and backward on one batch: fills the gradients of the batch-mean loss and
@@ -258,8 +286,8 @@ class MLP:
             Integer labels (n_samples,) or probability rows (n_samples, n_out) for
             cross_entropy; (n_samples, n_out), or (n_samples,) when n_out == 1, otherwise.
         """
-        X = self._X(X)
-        loss_sum, _ = self._net.backward(X, self._Y(Y, X.shape[0]))
+        X, Y = check_data(self, X, Y, y_name="Y")
+        loss_sum, _ = self._net.backward(X, Y)
         return loss_sum / X.shape[0]
 
     def compute_loss(self, X: Any, Y: Any) -> float:
@@ -268,8 +296,8 @@ class MLP:
 
     def evaluate(self, X: Any, Y: Any) -> dict[str, float]:
         """``{"loss": mean loss}``, plus ``"accuracy"`` for classification losses."""
-        X = self._X(X)
-        loss_sum, correct = self._net.evaluate(X, self._Y(Y, X.shape[0]))
+        X, Y = check_data(self, X, Y, y_name="Y")
+        loss_sum, correct = self._net.evaluate(X, Y)
         out = {"loss": loss_sum / X.shape[0]}
         if self.is_classifier:
             out["accuracy"] = correct / X.shape[0]
@@ -292,7 +320,7 @@ class MLP:
         """Per weight layer, the share of saturated outputs (sigmoid: below 0.01 or above 0.99;
         tanh: |a| > 0.99) and the share of dead units (relu: zero on every sample of X); NaN
         where the measure does not apply. Two ndarrays of shape (n_layers,)."""
-        return self._net.activation_stats(self._X(X))
+        return self._net.activation_stats(check_inputs(self, X))
 
     def copy(self) -> MLP:
         """An independent network with the same structure and parameters."""
@@ -305,9 +333,7 @@ class MLP:
         return clone
 
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if not k.startswith(("_", "grad_"))}
-        for k in ("weights", "biases"):
-            state.pop(k)
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
         state["params"] = np.array(self.params)
         return state
 

@@ -4,35 +4,113 @@ in the core over the flat parameter buffer. Also gradient clipping and annealed 
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
 
 from . import _core
 from .network import MLP
-from .validation import check_scalar, check_seed, resolve_seed
+from .validation import (
+    check_bool,
+    check_data,
+    check_net,
+    check_pair,
+    check_scalar,
+    check_seed,
+    resolve_seed,
+)
+
+T = TypeVar("T")
 
 
-def _check_net(net: Any, name: str = "net") -> MLP:
-    if not isinstance(net, MLP):
-        raise TypeError(f"{name} must be a fastbp.MLP, got {type(net).__name__}")
-    return net
+def _real(**bounds: Any) -> Callable[[Any, str], float]:
+    """The check of a real hyperparameter within ``bounds`` (those of ``check_scalar``)."""
+
+    def check(value: Any, name: str) -> float:
+        return check_scalar(value, name, **bounds)
+
+    return check
 
 
-def _check_betas(betas: Any) -> tuple[float, float]:
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-    return tuple(
-        check_scalar(b, f"betas[{i}]", min_value=0, max_value=1, max_inclusive=False)
-        for i, b in enumerate(betas)
-    )
+def _integer(**bounds: Any) -> Callable[[Any, str], int]:
+    def check(value: Any, name: str) -> int:
+        return check_scalar(value, name, integer=True, **bounds)
+
+    return check
+
+
+def _pair(**bounds: Any) -> Callable[[Any, str], tuple[float, float]]:
+    def check(value: Any, name: str) -> tuple[float, float]:
+        return check_pair(value, name, **bounds)
+
+    return check
+
+
+class Hyperparameter(Generic[T]):
+    """One hyperparameter of an update rule, declared in the class body.
+
+    The attribute's name is the torch.optim argument name; ``check`` validates and converts
+    every value assigned to it (at construction and afterwards); ``fills`` names the
+    attribute(s) of the core's ``OptimConfig`` it is written to (a pair such as ``betas``
+    fills two), by default its own name. ``config()``, ``hyperparameters()`` and ``repr``
+    are all produced from these declarations.
+    """
+
+    def __init__(
+        self, check: Callable[[Any, str], T], fills: str | tuple[str, ...] = "", doc: str = ""
+    ) -> None:
+        self.check = check
+        self._fills = fills
+        self.__doc__ = doc
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @property
+    def fills(self) -> tuple[str, ...]:
+        """The ``OptimConfig`` attributes this hyperparameter is written to."""
+        if isinstance(self._fills, tuple):
+            return self._fills
+        return (self._fills or self.name,)
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Hyperparameter[T]: ...
+
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> T: ...
+
+    def __get__(self, obj: object | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return obj.__dict__[self.name]
+
+    def __set__(self, obj: object, value: Any) -> None:
+        obj.__dict__[self.name] = self.check(value, self.name)
+
+    def write(self, config: Any, obj: object) -> None:
+        """Write this hyperparameter of ``obj`` into the core's ``OptimConfig``."""
+        value = obj.__dict__[self.name]
+        if isinstance(self._fills, tuple):
+            for attribute, v in zip(self._fills, value):
+                setattr(config, attribute, v)
+        else:
+            setattr(config, self._fills or self.name, value)
 
 
 class Optimizer:
     """Base class: hyperparameters live here, the state (moments, step count) in the core,
-    bound to the first network stepped."""
+    bound to the first network stepped.
+
+    Each update rule declares its hyperparameters as :class:`Hyperparameter` class attributes,
+    in the order of its torch.optim signature; assigning one (``opt.lr = 0.01``) checks it.
+    """
 
     _kind: Any = None
+    _fields: tuple[Hyperparameter[Any], ...] = ()  # set for each subclass, base class first
+
+    lr = Hyperparameter(_real(min_value=0), doc="Learning rate; may be changed between steps.")
 
     def __init__(self, lr: float) -> None:
         if self._kind is None:
@@ -40,36 +118,43 @@ class Optimizer:
                 "Optimizer is a base class: use SGD, Adam, AdamW, RMSProp, AdaGrad or LineSearchSGD"
             )
         self.lr = lr
-        self._state = None
-        self._owner: weakref.ref | None = None
+        self._state: _core.OptimizerState32 | _core.OptimizerState64 | None = None
+        self._owner: weakref.ref[Any] | None = None
 
-    @property
-    def lr(self) -> float:
-        """Learning rate; may be changed between steps."""
-        return self._lr
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        fields: dict[str, Hyperparameter[Any]] = {}
+        for klass in reversed(cls.__mro__):
+            for name, attr in vars(klass).items():
+                if isinstance(attr, Hyperparameter):
+                    fields[name] = attr
+        cls._fields = tuple(fields.values())
 
-    @lr.setter
-    def lr(self, value: float) -> None:
-        self._lr = check_scalar(value, "lr", min_value=0)
+    @classmethod
+    def hyperparameter_fields(cls) -> tuple[Hyperparameter[Any], ...]:
+        """The declared hyperparameters, the base class's ``lr`` first."""
+        return cls._fields
 
-    def _fill(self, c: Any) -> None:
-        """Write the rule's own hyperparameters into the core config ``c``."""
+    def hyperparameters(self) -> dict[str, Any]:
+        """The hyperparameters by torch.optim name, in signature order."""
+        return {f.name: getattr(self, f.name) for f in self.hyperparameter_fields()}
 
-    def config(self) -> Any:
+    def config(self) -> _core.OptimConfig:
+        """The core's configuration of this update rule."""
         c = _core.OptimConfig()
         c.kind = self._kind
-        c.lr = self.lr
-        self._fill(c)
+        for f in self._fields:
+            f.write(c, self)
         return c
 
     def state_for(self, net: MLP) -> Any:
         """The core state of this optimizer, created for ``net`` on first use."""
-        _check_net(net)
+        check_net(net)
         if self._state is None:
             cls = _core.OptimizerState32 if net.dtype == np.float32 else _core.OptimizerState64
             self._state = cls(net.n_params)
-            self._owner = weakref.ref(net._net)
-        elif self._owner() is not net._net:
+            self._owner = weakref.ref(net.core)
+        elif self._owner is None or self._owner() is not net.core:
             raise ValueError(
                 "net: this optimizer already holds the state of another network; "
                 "call opt.reset() or create a new optimizer"
@@ -88,9 +173,11 @@ class Optimizer:
 
     def step(self, net: MLP) -> None:
         """Apply one update to ``net``'s parameters from its current gradients."""
-        self.state_for(net).step(net._net, self.config())
+        self.state_for(net).step(net.core, self.config())
 
     def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles carry the hyperparameters, not the state: ``copy.copy(opt)`` is
+        the same rule, ready for a new network."""
         state = dict(self.__dict__)
         state["_state"] = None  # fresh state in a copy: it is bound to one network
         state["_owner"] = None
@@ -100,8 +187,10 @@ class Optimizer:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"lr": self.lr}
+
+_NON_NEGATIVE = _real(min_value=0)
+# eps divides by sqrt(state) + eps: at 0 a zero gradient gives 0/0 = NaN parameters.
+_POSITIVE = _real(min_value=0, min_inclusive=False)
 
 
 class SGD(Optimizer):
@@ -109,6 +198,11 @@ class SGD(Optimizer):
     ``torch.optim.SGD``."""
 
     _kind = _core.Optim.sgd
+
+    momentum = Hyperparameter(_NON_NEGATIVE)
+    dampening = Hyperparameter(_real(min_value=0, max_value=1))
+    nesterov = Hyperparameter(check_bool)
+    weight_decay = Hyperparameter(_NON_NEGATIVE)
 
     def __init__(
         self,
@@ -119,33 +213,22 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(lr)
-        self.momentum = check_scalar(momentum, "momentum", min_value=0)
-        self.dampening = check_scalar(dampening, "dampening", min_value=0, max_value=1)
-        self.weight_decay = check_scalar(weight_decay, "weight_decay", min_value=0)
-        if not isinstance(nesterov, bool):
-            raise TypeError(f"nesterov must be a bool, got {nesterov!r}")
-        if nesterov and (self.momentum <= 0 or self.dampening != 0):
+        self.momentum, self.dampening = momentum, dampening
+        self.nesterov, self.weight_decay = nesterov, weight_decay
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError("nesterov requires momentum > 0 and dampening = 0")
-        self.nesterov = nesterov
-
-    def _fill(self, c: Any) -> None:
-        c.momentum, c.dampening = self.momentum, self.dampening
-        c.nesterov, c.weight_decay = self.nesterov, self.weight_decay
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "lr": self.lr,
-            "momentum": self.momentum,
-            "dampening": self.dampening,
-            "nesterov": self.nesterov,
-            "weight_decay": self.weight_decay,
-        }
 
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015), L2 weight decay added to the gradient: ``torch.optim.Adam``."""
 
     _kind = _core.Optim.adam
+
+    betas = Hyperparameter(
+        _pair(min_value=0, max_value=1, max_inclusive=False), fills=("beta1", "beta2")
+    )
+    eps = Hyperparameter(_POSITIVE)
+    weight_decay = Hyperparameter(_NON_NEGATIVE)
 
     def __init__(
         self,
@@ -155,21 +238,7 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(lr)
-        self.betas = _check_betas(betas)
-        self.eps = check_scalar(eps, "eps", min_value=0)
-        self.weight_decay = check_scalar(weight_decay, "weight_decay", min_value=0)
-
-    def _fill(self, c: Any) -> None:
-        c.beta1, c.beta2 = self.betas
-        c.eps, c.weight_decay = self.eps, self.weight_decay
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "lr": self.lr,
-            "betas": self.betas,
-            "eps": self.eps,
-            "weight_decay": self.weight_decay,
-        }
+        self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
 
 
 class AdamW(Adam):
@@ -192,6 +261,12 @@ class RMSProp(Optimizer):
 
     _kind = _core.Optim.rmsprop
 
+    alpha = Hyperparameter(_real(min_value=0, max_value=1))
+    eps = Hyperparameter(_POSITIVE)
+    momentum = Hyperparameter(_NON_NEGATIVE)
+    centered = Hyperparameter(check_bool)
+    weight_decay = Hyperparameter(_NON_NEGATIVE)
+
     def __init__(
         self,
         lr: float = 1e-2,
@@ -202,27 +277,8 @@ class RMSProp(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(lr)
-        self.alpha = check_scalar(alpha, "alpha", min_value=0, max_value=1)
-        self.eps = check_scalar(eps, "eps", min_value=0)
-        self.momentum = check_scalar(momentum, "momentum", min_value=0)
-        if not isinstance(centered, bool):
-            raise TypeError(f"centered must be a bool, got {centered!r}")
-        self.centered = centered
-        self.weight_decay = check_scalar(weight_decay, "weight_decay", min_value=0)
-
-    def _fill(self, c: Any) -> None:
-        c.alpha, c.eps, c.momentum = self.alpha, self.eps, self.momentum
-        c.centered, c.weight_decay = self.centered, self.weight_decay
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "lr": self.lr,
-            "alpha": self.alpha,
-            "eps": self.eps,
-            "momentum": self.momentum,
-            "centered": self.centered,
-            "weight_decay": self.weight_decay,
-        }
+        self.alpha, self.eps, self.momentum = alpha, eps, momentum
+        self.centered, self.weight_decay = centered, weight_decay
 
 
 class AdaGrad(Optimizer):
@@ -230,24 +286,15 @@ class AdaGrad(Optimizer):
 
     _kind = _core.Optim.adagrad
 
+    eps = Hyperparameter(_POSITIVE)
+    lr_decay = Hyperparameter(_NON_NEGATIVE)
+    weight_decay = Hyperparameter(_NON_NEGATIVE)
+
     def __init__(
         self, lr: float = 1e-2, eps: float = 1e-10, lr_decay: float = 0.0, weight_decay: float = 0.0
     ) -> None:
         super().__init__(lr)
-        self.eps = check_scalar(eps, "eps", min_value=0)
-        self.lr_decay = check_scalar(lr_decay, "lr_decay", min_value=0)
-        self.weight_decay = check_scalar(weight_decay, "weight_decay", min_value=0)
-
-    def _fill(self, c: Any) -> None:
-        c.eps, c.lr_decay, c.weight_decay = self.eps, self.lr_decay, self.weight_decay
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "lr": self.lr,
-            "eps": self.eps,
-            "lr_decay": self.lr_decay,
-            "weight_decay": self.weight_decay,
-        }
+        self.eps, self.lr_decay, self.weight_decay = eps, lr_decay, weight_decay
 
 
 class LineSearchSGD(Optimizer):
@@ -262,50 +309,45 @@ class LineSearchSGD(Optimizer):
 
     _kind = _core.Optim.line_search
 
+    c1 = Hyperparameter(_real(min_value=0, max_value=1, max_inclusive=False))
+    shrink = Hyperparameter(
+        _real(min_value=0, max_value=1, min_inclusive=False, max_inclusive=False)
+    )
+    max_iter = Hyperparameter(_integer(min_value=1))
+
     def __init__(
         self, lr: float = 1.0, c1: float = 1e-4, shrink: float = 0.5, max_iter: int = 20
     ) -> None:
         super().__init__(lr)
-        self.c1 = check_scalar(c1, "c1", min_value=0, max_value=1, max_inclusive=False)
-        self.shrink = check_scalar(
-            shrink, "shrink", min_value=0, max_value=1, min_inclusive=False, max_inclusive=False
-        )
-        self.max_iter = check_scalar(max_iter, "max_iter", min_value=1, integer=True)
+        self.c1, self.shrink, self.max_iter = c1, shrink, max_iter
         self.last_step = 0.0
-
-    def _fill(self, c: Any) -> None:
-        c.c1, c.shrink, c.max_iter = self.c1, self.shrink, self.max_iter
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"lr": self.lr, "c1": self.c1, "shrink": self.shrink, "max_iter": self.max_iter}
 
     def step(self, net: MLP, X: Any = None, Y: Any = None) -> float:  # type: ignore[override]
         """Compute the gradient on (X, Y), search the step along it and apply it.
 
         Returns the batch loss before the step; the step taken is in ``self.last_step``.
         """
-        _check_net(net)
+        check_net(net)
         if X is None or Y is None:
             raise TypeError("LineSearchSGD.step needs the batch: opt.step(net, X, Y)")
-        X = net._X(X)
-        Y = net._Y(Y, X.shape[0])
-        loss, self.last_step = _core.line_search_step(net._net, self.config(), X, Y)
+        X, Y = check_data(net, X, Y, y_name="Y")
+        loss, self.last_step = _core.line_search_step(net.core, self.config(), X, Y)
         return loss
 
 
 def clip_grad_norm(net: MLP, max_norm: float) -> float:
     """Scale all gradients (weights and biases) so that their global L2 norm is at most
     ``max_norm``; return the norm before clipping (``torch.nn.utils.clip_grad_norm_``)."""
-    _check_net(net)
-    return net._net.clip_grad_norm(
+    check_net(net)
+    return net.core.clip_grad_norm(
         check_scalar(max_norm, "max_norm", min_value=0, min_inclusive=False)
     )
 
 
 def clip_grad_value(net: MLP, value: float) -> None:
     """Clamp every gradient entry to [-value, value] (``torch.nn.utils.clip_grad_value_``)."""
-    _check_net(net)
-    net._net.clip_grad_value(check_scalar(value, "value", min_value=0, min_inclusive=False))
+    check_net(net)
+    net.core.clip_grad_value(check_scalar(value, "value", min_value=0, min_inclusive=False))
 
 
 class GradientNoise:
@@ -320,8 +362,15 @@ class GradientNoise:
         self.eta = check_scalar(eta, "eta", min_value=0)
         self.gamma = check_scalar(gamma, "gamma", min_value=0)
         self.seed = check_seed(seed)
-        self._stream = resolve_seed(self.seed)
+        self._resolved_seed = resolve_seed(self.seed)
         self.t = 0
+
+    @property
+    def resolved_seed(self) -> int:
+        """The seed the core draws this noise from: ``seed``, or one drawn from the OS when
+        ``seed`` is None. ``GradientNoise(eta, gamma, seed=noise.resolved_seed)`` repeats the
+        same noise."""
+        return self._resolved_seed
 
     @property
     def t(self) -> int:
@@ -338,8 +387,8 @@ class GradientNoise:
 
     def apply(self, net: MLP) -> None:
         """Add this step's noise to ``net``'s gradients and advance the step counter."""
-        _check_net(net)
-        net._net.add_gradient_noise(self.eta, self.gamma, self._stream, self.t)
+        check_net(net)
+        net.core.add_gradient_noise(self.eta, self.gamma, self.resolved_seed, self.t)
         self.t += 1
 
     def __repr__(self) -> str:

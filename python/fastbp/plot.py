@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .history import History
+from .validation import check_instance
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -290,11 +291,10 @@ def _spread_over_epochs(norms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def _layer_labels(history: History) -> list[str]:
-    return [f"{i} {activation}" for i, activation in enumerate(history.activations)]
+    return [f"{i} {activation}" for i, activation in enumerate(history.layer_activations)]
 
 
 def _check_epochs(history: History) -> None:
-    if not isinstance(history, History):
-        raise TypeError(f"history must be a fastbp History; got {type(history).__name__}")
+    check_instance(history, "history", History, "a fastbp.History")
     if history.n_epochs == 0:
         raise ValueError("history has no epochs to plot")

@@ -93,16 +93,16 @@ class ReduceLROnPlateau(LRSchedule):
         self._seen = 0
 
     def lr(self, epoch: int, base_lr: float, history: Any) -> float:
-        if self._lr is None:
-            self._lr = base_lr
+        rate = base_lr if self._lr is None else self._lr
         values = monitored_values(history, self.monitor)
         for value in values[self._seen :]:
-            self._step(value)
+            rate = self._step(value, rate)
         self._seen = len(values)
-        return self._lr
+        self._lr = rate
+        return rate
 
-    def _step(self, value: float) -> None:
-        """torch's ``scheduler.step(value)``."""
+    def _step(self, value: float, rate: float) -> float:
+        """torch's ``scheduler.step(value)``: the rate after seeing ``value``."""
         if improved(self.monitor, value, self._best, self.min_delta):
             self._best, self._bad_epochs = value, 0
         else:
@@ -111,10 +111,11 @@ class ReduceLROnPlateau(LRSchedule):
             self._cooldown_left -= 1
             self._bad_epochs = 0
         if self._bad_epochs > self.patience:
-            new_lr = max(self._lr * self.factor, self.min_lr)
-            if self._lr - new_lr > self.eps:
-                self._lr = new_lr
+            new_rate = max(rate * self.factor, self.min_lr)
+            if rate - new_rate > self.eps:
+                rate = new_rate
             self._cooldown_left, self._bad_epochs = self.cooldown, 0
+        return rate
 
 
 MONITORS = ("val_loss", "val_accuracy", "train_loss", "train_accuracy")

@@ -22,7 +22,19 @@ from .history import History
 from .network import MLP
 from .optim import GradientNoise, Optimizer
 from .schedules import MONITORS, LRSchedule, improved, monitored_values
-from .validation import check_choice, check_scalar, check_seed, check_X, check_Y, resolve_seed
+from .validation import (
+    check_bool,
+    check_choice,
+    check_data,
+    check_instance,
+    check_monitor,
+    check_net,
+    check_optional,
+    check_scalar,
+    check_seed,
+    check_validation_pair,
+    resolve_seed,
+)
 
 STATS_SAMPLE = 512  # training rows on which saturation and dead units are measured per epoch
 
@@ -56,7 +68,7 @@ class EarlyStopping:
         self.monitor = check_choice(monitor, "monitor", MONITORS)
         self.patience = check_scalar(patience, "patience", min_value=0, integer=True)
         self.min_delta = check_scalar(min_delta, "min_delta", min_value=0)
-        self.restore_best = bool(restore_best)
+        self.restore_best = check_bool(restore_best, "restore_best")
         self.reset()
 
     def reset(self) -> None:
@@ -110,13 +122,45 @@ def _check_callbacks(callbacks: Iterable[Any]) -> list[Callback]:
     return out
 
 
-def _finite_epoch(stats: dict, params: np.ndarray, logs: dict[str, Any]) -> bool:
+def _finite_epoch(stats: dict[str, Any], params: np.ndarray, logs: dict[str, Any]) -> bool:
     """Whether every batch's loss and gradient (checked by the core), the weights the epoch
     ended with (its last step can overflow them) and the epoch's losses are finite."""
     losses = [v for v in (logs["train_loss"], logs["val_loss"]) if v is not None]
     return bool(
         stats["finite"] and np.isfinite(params).all() and all(math.isfinite(v) for v in losses)
     )
+
+
+def _stats_sample(X: np.ndarray, seed: int) -> np.ndarray:
+    """The training rows on which saturation and dead units are measured each epoch."""
+    rng = np.random.default_rng(seed)
+    return X[np.sort(rng.choice(X.shape[0], min(STATS_SAMPLE, X.shape[0]), replace=False))]
+
+
+class _ProgressBar:
+    """A tqdm bar over the epochs when asked for, tqdm is installed and stderr is a terminal;
+    otherwise it does nothing."""
+
+    def __init__(self, epochs: int, enabled: bool) -> None:
+        self._bar = None
+        if not enabled or not sys.stderr.isatty():
+            return
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return
+        self._bar = tqdm(total=epochs, unit="epoch", leave=False)
+
+    def update(self, logs: dict[str, Any]) -> None:
+        if self._bar is None:
+            return
+        losses = {k: logs[k] for k in ("train_loss", "val_loss") if logs[k] is not None}
+        self._bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()})
+        self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 def _optional(value: Any, name: str, **bounds: Any) -> float:
@@ -142,7 +186,8 @@ class Trainer:
         Annealed Gaussian noise added to the gradients (after clipping) before each step.
     lr_schedule : LRSchedule, callable ``f(epoch, base_lr) -> lr``, or None
         The rate of each epoch, from the optimizer's ``lr`` as the base rate (which
-        ``fit`` puts back when it returns).
+        ``fit`` puts back when it returns). ``history.lr`` records the mean step size
+        each epoch took: this rate, or with LineSearchSGD the mean accepted step.
     shuffle : bool, default=True
     seed : int or None
         Seed of the shuffling; with a seeded network and noise, a whole run is reproducible.
@@ -167,33 +212,31 @@ class Trainer:
         callbacks: Iterable[Any] = (),
         progress: bool = True,
     ) -> None:
-        if not isinstance(net, MLP):
-            raise TypeError(f"net must be a fastbp.MLP, got {type(net).__name__}")
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
-        if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
-            raise TypeError("early_stopping must be a fastbp.EarlyStopping or None")
-        if grad_noise is not None and not isinstance(grad_noise, GradientNoise):
-            raise TypeError("grad_noise must be a fastbp.GradientNoise or None")
-        if lr_schedule is not None and not (
-            isinstance(lr_schedule, LRSchedule) or callable(lr_schedule)
-        ):
-            raise TypeError("lr_schedule must be an LRSchedule, a callable or None")
-        self.net = net
-        self.optimizer = optimizer
+        self.net = check_net(net)
+        self.optimizer = check_instance(optimizer, "optimizer", Optimizer, "a fastbp optimizer")
         self.batch_size = check_scalar(
             batch_size, "batch_size", min_value=1, max_value=2**31 - 1, integer=True
         )
         self.epochs = check_scalar(epochs, "epochs", min_value=1, integer=True)
-        self.early_stopping = early_stopping
+        self.early_stopping = check_optional(
+            early_stopping, "early_stopping", EarlyStopping, "a fastbp.EarlyStopping"
+        )
         self.clip_norm = _optional(clip_norm, "clip_norm", min_value=0, min_inclusive=False)
         self.clip_value = _optional(clip_value, "clip_value", min_value=0, min_inclusive=False)
-        self.grad_noise = grad_noise
+        self.grad_noise = check_optional(
+            grad_noise, "grad_noise", GradientNoise, "a fastbp.GradientNoise"
+        )
+        if not (
+            lr_schedule is None or isinstance(lr_schedule, LRSchedule) or callable(lr_schedule)
+        ):
+            raise TypeError(
+                f"lr_schedule must be an LRSchedule, a callable or None, got {lr_schedule!r}"
+            )
         self.lr_schedule = lr_schedule
-        self.shuffle = bool(shuffle)
+        self.shuffle = check_bool(shuffle, "shuffle")
         self.seed = check_seed(seed)
         self.callbacks = _check_callbacks(callbacks)
-        self.progress = bool(progress)
+        self.progress = check_bool(progress, "progress")
         self.history: History | None = None
 
     # ---------------------------------------------------------------------------------------
@@ -218,18 +261,9 @@ class Trainer:
             ec.noise = True
             ec.noise_eta = self.grad_noise.eta
             ec.noise_gamma = self.grad_noise.gamma
-            ec.noise_seed = self.grad_noise._stream
+            ec.noise_seed = self.grad_noise.resolved_seed
             ec.noise_t = self.grad_noise.t
         return ec
-
-    def _progress_bar(self) -> Any:
-        if not self.progress or not sys.stderr.isatty():
-            return None
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            return None
-        return tqdm(total=self.epochs, unit="epoch", leave=False)
 
     def fit(self, X: Any, y: Any, validation: tuple[Any, Any] | None = None) -> History:
         """Train on (X, y); validate on ``validation`` after every epoch.
@@ -245,126 +279,136 @@ class Trainer:
         Returns
         -------
         History
-            Losses, accuracies, learning rates and per-layer gradient statistics per epoch.
+            Losses, accuracies, step sizes and per-layer gradient statistics per epoch.
+            ``history.lr`` is the mean step size taken in each epoch: the epoch's learning
+            rate, or with LineSearchSGD the mean of the steps the line search accepted.
         """
         net = self.net
-        X = net._X(X)
-        Y = net._Y(y, X.shape[0])
-        Xv = Yv = None
-        if validation is not None:
-            if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
-                raise TypeError("validation must be a pair (X_val, y_val)")
-            Xv = check_X(validation[0], net.layer_sizes[0], net.dtype, name="validation X")
-            Yv = check_Y(
-                validation[1],
-                Xv.shape[0],
-                net.layer_sizes[-1],
-                net.loss,
-                net.dtype,
-                name="validation y",
-            )
-        for monitor_owner in (self.early_stopping, self.lr_schedule):
-            monitor = getattr(monitor_owner, "monitor", "")
-            if monitor.startswith("val_") and Xv is None:
-                raise ValueError(f"validation data is needed to monitor {monitor!r}")
-            if monitor.endswith("accuracy") and not net.is_classifier:
-                raise ValueError(f"{monitor!r} needs a classification loss, not {net.loss!r}")
-
+        X, Y = check_data(net, X, y)
+        Xv, Yv = (None, None) if validation is None else check_validation_pair(net, validation)
+        self._check_monitors(has_validation=Xv is not None)
         seed = resolve_seed(self.seed)
-        rng = np.random.default_rng(seed)
-        sample = np.sort(rng.choice(X.shape[0], min(STATS_SAMPLE, X.shape[0]), replace=False))
-        X_sample = X[sample]
+        X_sample = _stats_sample(X, seed)
         state = self.optimizer.state_for(net)
         base_lr = self.optimizer.lr
-        history = History(net.layer_activations)
-        self.history = history
+        history = self._begin_training()
+        start_params = np.empty_like(net.params)  # the core writes each epoch's start into it
+        best_params = None
+        bar = _ProgressBar(self.epochs, self.progress)
+        try:
+            for epoch in range(self.epochs):
+                self.optimizer.lr = self._epoch_lr(epoch, base_lr, history)
+                stats, seconds = self._train_epoch(epoch, state, X, Y, start_params, seed)
+                logs = self._epoch_logs(stats, X_sample, Xv, Yv, seconds)
+                if not _finite_epoch(stats, net.params, logs):
+                    self._roll_back(history, epoch, start_params)
+                    break
+                improved, stop = self._end_epoch(history, epoch, logs)
+                if improved:
+                    best_params = np.array(net.params)
+                bar.update(logs)
+                if stop:
+                    break
+        finally:
+            self.optimizer.lr = base_lr  # a schedule's last rate must not become the next base
+            bar.close()
+        self._end_training(best_params)
+        return history
+
+    def _check_monitors(self, has_validation: bool) -> None:
+        for monitor_owner in (self.early_stopping, self.lr_schedule):
+            monitor = getattr(monitor_owner, "monitor", None)
+            if monitor is not None:
+                check_monitor(monitor, self.net, has_validation)
+
+    def _begin_training(self) -> History:
+        """A fresh history; early stopping and the schedule start afresh; callbacks are told."""
+        self.history = History(self.net.layer_activations)
         if self.early_stopping is not None:
             self.early_stopping.reset()
         if isinstance(self.lr_schedule, LRSchedule):
             self.lr_schedule.reset()
-        best_params = None
-        start_params = np.empty_like(net.params)  # the core writes each epoch's start into it
-        bar = self._progress_bar()
         for cb in self.callbacks:
             cb.on_train_begin(self)
-        try:
-            for epoch in range(self.epochs):
-                self.optimizer.lr = self._epoch_lr(epoch, base_lr, history)
-                t0 = time.perf_counter()
-                stats = _core.train_epoch(
-                    net._net,
-                    state,
-                    self.optimizer.config(),
-                    X,
-                    Y,
-                    start_params,
-                    self._epoch_config(seed, epoch),
-                )
-                if self.grad_noise is not None:
-                    self.grad_noise.t = stats["noise_t"]
-                logs = self._epoch_logs(stats, X_sample, Xv, Yv, time.perf_counter() - t0)
-                if not _finite_epoch(stats, net.params, logs):
-                    net.params[...] = start_params
-                    # The moments of the diverging epoch are garbage: a later fit starts afresh.
-                    self.optimizer.reset()
-                    history.stop_reason = "non_finite"
-                    history.stopped_epoch = epoch
-                    warnings.warn(
-                        f"training stopped at epoch {epoch}: the loss or a gradient became NaN or "
-                        "infinite (exploding gradients?). The weights of the last finite epoch "
-                        "are kept and the optimizer state is reset. Try a smaller learning "
-                        "rate, gradient clipping (clip_norm) or another initialisation.",
-                        NonFiniteWarning,
-                        stacklevel=2,
-                    )
-                    break
-                history.record(logs)
-                stop = False
-                if self.early_stopping is not None:
-                    better, stop = self.early_stopping.update(epoch, history)
-                    if better:
-                        best_params = np.array(net.params)
-                        history.best_epoch = epoch
-                    if stop:
-                        history.stop_reason = "early_stopping"
-                for cb in self.callbacks:
-                    stop = bool(cb.on_epoch_end(self, epoch, logs)) or stop
-                if bar is not None:
-                    bar.set_postfix(
-                        {
-                            k: f"{v:.4g}"
-                            for k, v in logs.items()
-                            if k in ("train_loss", "val_loss") and v is not None
-                        }
-                    )
-                    bar.update(1)
-                if stop:
-                    history.stopped_epoch = epoch
-                    history.stop_reason = history.stop_reason or "callback"
-                    break
-        finally:
-            self.optimizer.lr = base_lr  # a schedule's last rate must not become the next base
-            if bar is not None:
-                bar.close()
+        return self.history
+
+    def _train_epoch(
+        self,
+        epoch: int,
+        state: Any,
+        X: np.ndarray,
+        Y: np.ndarray,
+        start_params: np.ndarray,
+        seed: int,
+    ) -> tuple[dict[str, Any], float]:
+        """One epoch in the core; its statistics and the seconds it took."""
+        t0 = time.perf_counter()
+        stats = _core.train_epoch(
+            self.net.core,
+            state,
+            self.optimizer.config(),
+            X,
+            Y,
+            start_params,
+            self._epoch_config(seed, epoch),
+        )
+        if self.grad_noise is not None:
+            self.grad_noise.t = stats["noise_t"]
+        return stats, time.perf_counter() - t0
+
+    def _roll_back(self, history: History, epoch: int, start_params: np.ndarray) -> None:
+        """Undo an epoch that went non-finite: its start weights back, the optimizer reset."""
+        self.net.params[...] = start_params
+        # The moments of the diverging epoch are garbage: a later fit starts afresh.
+        self.optimizer.reset()
+        history.stop_reason = "non_finite"
+        history.stopped_epoch = epoch
+        warnings.warn(
+            f"training stopped at epoch {epoch}: the loss or a gradient became NaN or "
+            "infinite (exploding gradients?). The weights of the last finite epoch "
+            "are kept and the optimizer state is reset. Try a smaller learning "
+            "rate, gradient clipping (clip_norm) or another initialisation.",
+            NonFiniteWarning,
+            stacklevel=3,  # the caller of fit
+        )
+
+    def _end_epoch(self, history: History, epoch: int, logs: dict[str, Any]) -> tuple[bool, bool]:
+        """Record the epoch, ask early stopping and the callbacks; return (improved, stop)."""
+        history.record(logs)
+        improved = stop = False
+        if self.early_stopping is not None:
+            improved, stop = self.early_stopping.update(epoch, history)
+            if improved:
+                history.best_epoch = epoch
+            if stop:
+                history.stop_reason = "early_stopping"
+        for cb in self.callbacks:
+            stop = bool(cb.on_epoch_end(self, epoch, logs)) or stop
+        if stop:
+            history.stopped_epoch = epoch
+            history.stop_reason = history.stop_reason or "callback"
+        return improved, stop
+
+    def _end_training(self, best_params: np.ndarray | None) -> None:
+        """Put back the best weights if early stopping asks to; callbacks are told."""
         es = self.early_stopping
         if es is not None and es.restore_best and best_params is not None:
-            net.params[...] = best_params
+            self.net.params[...] = best_params
         for cb in self.callbacks:
             cb.on_train_end(self)
-        return history
 
     def _epoch_logs(
-        self, stats: dict, X_sample: np.ndarray, Xv: Any, Yv: Any, seconds: float
+        self, stats: dict[str, Any], X_sample: np.ndarray, Xv: Any, Yv: Any, seconds: float
     ) -> dict[str, Any]:
         net = self.net
         classifier = net.is_classifier
-        saturation, dead = net._net.activation_stats(X_sample)
+        saturation, dead = net.core.activation_stats(X_sample)
         logs: dict[str, Any] = {
             "train_loss": stats["loss"],
             "train_accuracy": stats["accuracy"] if classifier else None,
             "val_loss": None,
             "val_accuracy": None,
-            "lr": stats["mean_step"],
+            "lr": stats["mean_step"],  # the step taken: the rate, or the accepted line search
             "grad_norms": stats["grad_norm_mean"],
             "grad_norms_max": stats["grad_norm_max"],
             "update_ratios": stats["update_ratio"],
@@ -373,7 +417,7 @@ class Trainer:
             "time": seconds,
         }
         if Xv is not None:
-            loss_sum, correct = net._net.evaluate(Xv, Yv)
+            loss_sum, correct = net.core.evaluate(Xv, Yv)
             logs["val_loss"] = loss_sum / Xv.shape[0]
             if classifier:
                 logs["val_accuracy"] = correct / Xv.shape[0]
