@@ -301,6 +301,21 @@ def test_partial_fit_keeps_the_optimizer_state(clf_data):
     assert inc.n_iter_ == 1 and inc.t_ == 2 * len(X) and len(inc.loss_curve_) == 2
 
 
+def test_partial_fit_calls_continue_one_run(reg_data):
+    """k partial_fit calls on the same data are the k epochs of one fit: the shuffle stream
+    and the gradient noise continue from call to call, and history_ reads as one run."""
+    X, y = reg_data
+    params = dict(n_iter_no_change=np.inf, grad_noise=1e-3, batch_size=16)
+    full = small_reg(max_iter=3, **params).fit(X, y)
+    inc = small_reg(**params)
+    for _ in range(3):
+        inc.partial_fit(X, y)
+    for a, b in zip(full.coefs_ + full.intercepts_, inc.coefs_ + inc.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    assert inc.loss_curve_ == full.loss_curve_ and inc.history_.lr == full.history_.lr
+    assert inc.history_.best_epoch == int(np.argmin(full.loss_curve_))
+
+
 def test_partial_fit_over_chunks(clf_data):
     X, y = clf_data
     labels = np.array(["x", "y", "z"])[y]

@@ -127,6 +127,46 @@ def with_non_finite_values():
     return h
 
 
+def test_extend_equals_recording_every_epoch_in_one_history():
+    whole, head, tail = History(ACTIVATIONS), History(ACTIVATIONS), History(ACTIVATIONS)
+    for i in range(5):
+        whole.record(epoch_stats(i))
+        (head if i < 3 else tail).record(epoch_stats(i))
+    tail.stopped_epoch, tail.stop_reason = 1, "callback"
+    whole.stopped_epoch, whole.stop_reason = 4, "callback"
+    head.extend(tail)
+    assert head.to_json() == whole.to_json()  # JSON: NaN is null, so equal to itself
+    assert tail.n_epochs == 2  # other is left as it was
+
+
+def test_extend_pads_a_series_recorded_in_one_part_with_nan():
+    head, tail = filled(2, val=False), filled(3, val=True)
+    head.extend(tail)
+    assert head.n_epochs == 5 and len(head.val_loss) == 5
+    assert np.isnan(head.val_loss[:2]).all() and head.val_loss[2:] == tail.val_loss
+    head, tail = filled(2, val=True), filled(3, val=False)
+    head.extend(tail)
+    assert head.val_loss[:2] == [0.9, 0.5] and np.isnan(head.val_loss[2:]).all()
+
+
+def test_extend_shifts_a_best_epoch_set_by_early_stopping_and_else_derives_it():
+    head, tail = filled(3), filled(3)
+    tail.best_epoch = 2
+    head.extend(tail)
+    assert head.best_epoch == 5
+    head, tail = filled(3), filled(3)  # val_loss 0.9, 0.5, 0.7 twice: the first 0.5 wins
+    head.best_epoch = 0
+    head.extend(tail)
+    assert head.best_epoch == 1 and head.stopped_epoch is None
+
+
+def test_extend_rejects_another_network_and_other_types():
+    with pytest.raises(ValueError, match="layer_activations"):
+        filled(1).extend(History(["tanh", "identity"]))
+    with pytest.raises(TypeError, match="History"):
+        filled(1).extend(epoch_stats(0))
+
+
 def test_dict_round_trip():
     h = with_non_finite_values()
     assert_same(History.from_dict(h.to_dict()), h)

@@ -796,6 +796,79 @@ def test_fit_twice_continues_from_the_trained_weights():
     np.testing.assert_array_equal(net.params, twice.params)
 
 
+class EpochIndices(fb.Callback):
+    def __init__(self):
+        self.seen = []
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self.seen.append(epoch)
+
+
+@pytest.mark.parametrize(
+    "make_opt",
+    [lambda: fb.Adam(0.01), lambda: fb.SGD(0.05, momentum=0.9, nesterov=True), fb.LineSearchSGD],
+)
+def test_initial_epoch_continues_a_run_bit_for_bit(make_opt):
+    """A run of 6 epochs stopped after 4 and continued with initial_epoch=4 (same network,
+    optimizer, noise and seed) ends with the weights and record of the 6-epoch run: the
+    shuffle order, the schedule's rate and the noise step all continue."""
+    X, y = classification(n=60)
+    Xv, yv = classification(n=20, seed=1)
+
+    def trainer(net, opt, noise, epochs, callbacks=()):
+        return fb.Trainer(
+            net,
+            opt,
+            batch_size=8,
+            epochs=epochs,
+            seed=5,
+            grad_noise=noise,
+            lr_schedule=fb.StepLR(3, gamma=0.5),
+            callbacks=callbacks,
+            progress=False,
+        )
+
+    def fresh():
+        net = fb.MLP([4, 16, 2], activation="tanh", loss="cross_entropy", seed=0)
+        return net, make_opt(), fb.GradientNoise(0.01, seed=2)
+
+    net, opt, noise = fresh()
+    whole = trainer(net, opt, noise, 6).fit(X, y, validation=(Xv, yv))
+    part, opt2, noise2 = fresh()
+    indices = EpochIndices()
+    first = trainer(part, opt2, noise2, 4).fit(X, y, validation=(Xv, yv))
+    rest = trainer(part, opt2, noise2, 2, [indices]).fit(X, y, validation=(Xv, yv), initial_epoch=4)
+    np.testing.assert_array_equal(part.params, net.params)
+    assert indices.seen == [4, 5] and noise2.t == noise.t
+    assert rest.n_epochs == 2 and rest.lr == whole.lr[4:]
+    first.extend(rest)
+    joined, single = json.loads(first.to_json()), json.loads(whole.to_json())
+    joined.pop("epoch_time"), single.pop("epoch_time")
+    assert joined == single
+
+
+def test_initial_epoch_picks_the_shuffle_order():
+    X, Y = regression(n=12)
+    start = fb.MLP([3, 4, 2], seed=0)
+
+    def params_after(initial_epoch):
+        net = start.copy()
+        fb.Trainer(net, fb.SGD(0.1), batch_size=4, epochs=1, seed=3, progress=False).fit(
+            X, Y, initial_epoch=initial_epoch
+        )
+        return np.array(net.params)
+
+    np.testing.assert_array_equal(params_after(2), params_after(2))
+    assert not np.array_equal(params_after(0), params_after(2))
+
+
+@pytest.mark.parametrize("value, error", [(-1, ValueError), (1.0, TypeError), (None, TypeError)])
+def test_initial_epoch_is_checked(value, error):
+    X, Y = regression(n=12)
+    with pytest.raises(error, match="initial_epoch"):
+        fb.Trainer(_net(), fb.SGD(0.1), progress=False).fit(X, Y, initial_epoch=value)
+
+
 # --------------------------------------------------------------------------------------------
 # 9. Bad inputs
 # --------------------------------------------------------------------------------------------

@@ -147,9 +147,9 @@ def test_resolved_seed_repeats_the_noise():
         drawn.resolved_seed = 3
 
 
-# Receivers of a private attribute other than self/cls: a new instance of the class itself,
-# built inside its own method (MLP.copy, History.from_dict).
-OWN_INSTANCES = {("network.py", "clone"), ("history.py", "history")}
+# Receivers of a private attribute other than self/cls: another instance of the class itself,
+# inside its own method (MLP.copy, History.from_dict, History.extend).
+OWN_INSTANCES = {("network.py", "clone"), ("history.py", "history"), ("history.py", "other")}
 
 
 def test_no_module_reaches_into_another_ones_privates():

@@ -238,31 +238,6 @@ def _threads(n_threads: int | None) -> Iterator[None]:
         set_num_threads(before)
 
 
-def _append_history(old: History | None, new: History, restored: bool) -> History:
-    """One History of ``old``'s epochs followed by ``new``'s (through the public
-    ``to_dict``/``from_dict`` pair), with ``new``'s epoch indices shifted to the whole run.
-
-    A series recorded in one part only is padded with NaN in the other.
-    """
-    if old is None or old.n_epochs == 0:
-        return new
-    a, b = old.to_dict(), new.to_dict()
-    n_a, n_b = old.n_epochs, new.n_epochs
-    merged = dict(b)
-    for key, tail in b.items():
-        if key in ("activations", "layer_activations") or not isinstance(tail, list):
-            continue
-        head = a.get(key, [])
-        if not head and not tail:
-            continue
-        merged[key] = (head or [None] * n_a) + (tail or [None] * n_b)
-    shift = {k: None if b[k] is None else n_a + b[k] for k in ("best_epoch", "stopped_epoch")}
-    merged.update(shift)
-    if not restored:
-        merged["best_epoch"] = None  # derived again from the merged losses
-    return History.from_dict(merged)
-
-
 class _Targets(NamedTuple):
     """y made into network targets, with what the fit learns about y."""
 
@@ -307,6 +282,8 @@ class _BaseMLP(BaseEstimator):
     _rng: np.random.Generator
     _optimizer_: Optimizer
     _grad_noise_: GradientNoise | None
+    _shuffle_seed: int  # of the run that partial_fit continues
+    _run_epochs: int  # epochs of that run so far: the next epoch's index
 
     def __init__(
         self,
@@ -511,12 +488,16 @@ class _BaseMLP(BaseEstimator):
             monitor, min_delta = "train_loss", self.tol
         batch_size = min(AUTO_BATCH if self.batch_size == "auto" else self.batch_size, len(X))
         if incremental and not first_pass:
+            # partial_fit continues one run: its optimizer state, noise and shuffle stream
             optimizer, noise = self._optimizer_, self._grad_noise_
+            shuffle_seed, initial_epoch = self._shuffle_seed, self._run_epochs
         else:
             optimizer, noise = self._optimizer(batch_size), self._gradient_noise(rng)
+            shuffle_seed, initial_epoch = _draw_seed(rng), 0
         callbacks = []
         if self.verbose:
-            callbacks.append(_VerbosePrinter(score, 0 if first_pass else len(self.loss_curve_)))
+            done = 0 if first_pass else len(self.loss_curve_)
+            callbacks.append(_VerbosePrinter(score, done - initial_epoch))
         trainer = Trainer(
             net,
             optimizer,
@@ -526,15 +507,16 @@ class _BaseMLP(BaseEstimator):
             clip_norm=self.clip_norm,
             grad_noise=noise,
             shuffle=self.shuffle,
-            seed=_draw_seed(rng),
+            seed=shuffle_seed,
             callbacks=callbacks,
             progress=False,
         )
         with _threads(self.n_threads):
-            run = trainer.fit(X, Y, validation=validation)
+            run = trainer.fit(X, Y, validation=validation, initial_epoch=initial_epoch)
 
         self.__dict__.update(targets.state)
         self.net_, self._rng, self._optimizer_, self._grad_noise_ = net, rng, optimizer, noise
+        self._shuffle_seed, self._run_epochs = shuffle_seed, initial_epoch + run.n_epochs
         self._record(run, len(X), first_pass, score)
         if not incremental and run.n_epochs == self.max_iter and run.stopped_epoch is None:
             warnings.warn(
@@ -548,9 +530,14 @@ class _BaseMLP(BaseEstimator):
     def _record(self, run: History, n_train: int, first_pass: bool, score: ScoreFn | None) -> None:
         """The fitted attributes after the training run ``run`` on ``n_train`` samples;
         ``score`` gives the validation scores with early stopping."""
-        self.history_ = _append_history(
-            None if first_pass else self.history_, run, restored=score is not None
-        )
+        if first_pass or self.history_.n_epochs == 0:
+            self.history_ = run
+        else:
+            whole = copy.deepcopy(self.history_)  # a history_ handed out earlier stays as it was
+            whole.extend(run)
+            if score is None:  # no weights restored: the best epoch is the lowest loss overall
+                whole.best_epoch = None
+            self.history_ = whole
         self.n_iter_ = run.n_epochs
         self.t_ = (0 if first_pass else self.t_) + run.n_epochs * n_train
         self.loss_curve_ = list(self.history_.train_loss)

@@ -136,6 +136,42 @@ class History:
         for key, row in rows.items():
             self._per_layer[key].append(row)
 
+    def extend(self, other: History) -> None:
+        """Append the epochs of ``other``, the record of the run's continuation
+        (``Trainer.fit(..., initial_epoch=len(self))``), in place.
+
+        A series recorded in one part only is NaN in the other. ``stopped_epoch`` and
+        ``stop_reason`` become ``other``'s, its epochs counted after this history's;
+        ``best_epoch`` is ``other``'s likewise when it was set (by early stopping, whose
+        weights are then those of that epoch), otherwise again derived from the joined losses.
+
+        Raises
+        ------
+        TypeError
+            ``other`` is not a History.
+        ValueError
+            ``other`` records another network (its ``layer_activations`` differ).
+        """
+        if not isinstance(other, History):
+            raise TypeError(f"other must be a History, got {type(other).__name__}")
+        if other.layer_activations != self.layer_activations:
+            raise ValueError(
+                f"other records a network with layer_activations {other.layer_activations}, "
+                f"this history {self.layer_activations}"
+            )
+        n, n_other = self.n_epochs, other.n_epochs
+        for key in ("train_loss", "lr", "epoch_time"):
+            getattr(self, key).extend(getattr(other, key))
+        for key in _OPTIONAL_SCALARS:
+            mine, theirs = getattr(self, key), getattr(other, key)
+            if mine or theirs:
+                setattr(self, key, (mine or [math.nan] * n) + (theirs or [math.nan] * n_other))
+        for key in _PER_LAYER:
+            self._per_layer[key].extend(np.array(row) for row in other._per_layer[key])
+        self._best_epoch = None if other._best_epoch is None else n + other._best_epoch
+        self.stopped_epoch = None if other.stopped_epoch is None else n + other.stopped_epoch
+        self.stop_reason = other.stop_reason
+
     @property
     def n_epochs(self) -> int:
         """Number of epochs recorded."""

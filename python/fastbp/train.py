@@ -93,7 +93,11 @@ class EarlyStopping:
 
 
 class Callback:
-    """Base class for callbacks; override any hook. ``on_epoch_end`` may return True to stop."""
+    """Base class for callbacks; override any hook. ``on_epoch_end`` may return True to stop.
+
+    ``epoch`` counts from 0 over the whole run: it starts at ``Trainer.fit``'s
+    ``initial_epoch``.
+    """
 
     def on_train_begin(self, trainer: Trainer) -> None: ...
 
@@ -265,7 +269,13 @@ class Trainer:
             ec.noise_t = self.grad_noise.t
         return ec
 
-    def fit(self, X: Any, y: Any, validation: tuple[Any, Any] | None = None) -> History:
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        validation: tuple[Any, Any] | None = None,
+        initial_epoch: int = 0,
+    ) -> History:
         """Train on (X, y); validate on ``validation`` after every epoch.
 
         Parameters
@@ -275,15 +285,27 @@ class Trainer:
             Targets as for :meth:`MLP.backward`.
         validation : (X_val, y_val) or None
             Needed when early stopping or a schedule monitors a validation metric.
+        initial_epoch : int, default=0
+            Index of the first epoch run: ``epochs`` epochs are run, numbered
+            ``initial_epoch, ..., initial_epoch + epochs - 1`` (unlike Keras, ``epochs``
+            counts the epochs of this call). The number picks the epoch's shuffle order and
+            learning rate (schedules) and is what callbacks receive; ``GradientNoise``
+            counts its own steps. To continue a run of ``k`` epochs, pass ``initial_epoch=k``
+            with the same network, optimizer (with its state), noise and ``seed``: the
+            weights are those of one run of ``k + epochs`` epochs, bit for bit (early
+            stopping and :class:`~fastbp.ReduceLROnPlateau`, which read the history of this
+            call only, start afresh). ``history.extend(new_history)`` joins the records.
 
         Returns
         -------
         History
-            Losses, accuracies, step sizes and per-layer gradient statistics per epoch.
+            Losses, accuracies, step sizes and per-layer gradient statistics of the epochs
+            of this call (its indices such as ``best_epoch`` count from 0 in it).
             ``history.lr`` is the mean step size taken in each epoch: the epoch's learning
             rate, or with LineSearchSGD the mean of the steps the line search accepted.
         """
         net = self.net
+        initial_epoch = check_scalar(initial_epoch, "initial_epoch", min_value=0, integer=True)
         X, Y = check_data(net, X, y)
         Xv, Yv = (None, None) if validation is None else check_validation_pair(net, validation)
         self._check_monitors(has_validation=Xv is not None)
@@ -296,14 +318,15 @@ class Trainer:
         best_params = None
         bar = _ProgressBar(self.epochs, self.progress)
         try:
-            for epoch in range(self.epochs):
+            for index in range(self.epochs):  # index: in this call's history
+                epoch = initial_epoch + index  # in the whole run
                 self.optimizer.lr = self._epoch_lr(epoch, base_lr, history)
                 stats, seconds = self._train_epoch(epoch, state, X, Y, start_params, seed)
                 logs = self._epoch_logs(stats, X_sample, Xv, Yv, seconds)
                 if not _finite_epoch(stats, net.params, logs):
-                    self._roll_back(history, epoch, start_params)
+                    self._roll_back(history, index, epoch, start_params)
                     break
-                improved, stop = self._end_epoch(history, epoch, logs)
+                improved, stop = self._end_epoch(history, index, epoch, logs)
                 if improved:
                     best_params = np.array(net.params)
                 bar.update(logs)
@@ -356,13 +379,15 @@ class Trainer:
             self.grad_noise.t = stats["noise_t"]
         return stats, time.perf_counter() - t0
 
-    def _roll_back(self, history: History, epoch: int, start_params: np.ndarray) -> None:
+    def _roll_back(
+        self, history: History, index: int, epoch: int, start_params: np.ndarray
+    ) -> None:
         """Undo an epoch that went non-finite: its start weights back, the optimizer reset."""
         self.net.params[...] = start_params
         # The moments of the diverging epoch are garbage: a later fit starts afresh.
         self.optimizer.reset()
         history.stop_reason = "non_finite"
-        history.stopped_epoch = epoch
+        history.stopped_epoch = index
         warnings.warn(
             f"training stopped at epoch {epoch}: the loss or a gradient became NaN or "
             "infinite (exploding gradients?). The weights of the last finite epoch "
@@ -372,20 +397,23 @@ class Trainer:
             stacklevel=3,  # the caller of fit
         )
 
-    def _end_epoch(self, history: History, epoch: int, logs: dict[str, Any]) -> tuple[bool, bool]:
-        """Record the epoch, ask early stopping and the callbacks; return (improved, stop)."""
+    def _end_epoch(
+        self, history: History, index: int, epoch: int, logs: dict[str, Any]
+    ) -> tuple[bool, bool]:
+        """Record the epoch (``index`` in this call's history, ``epoch`` in the whole run), ask
+        early stopping and the callbacks; return (improved, stop)."""
         history.record(logs)
         improved = stop = False
         if self.early_stopping is not None:
-            improved, stop = self.early_stopping.update(epoch, history)
+            improved, stop = self.early_stopping.update(index, history)
             if improved:
-                history.best_epoch = epoch
+                history.best_epoch = index
             if stop:
                 history.stop_reason = "early_stopping"
         for cb in self.callbacks:
             stop = bool(cb.on_epoch_end(self, epoch, logs)) or stop
         if stop:
-            history.stopped_epoch = epoch
+            history.stopped_epoch = index
             history.stop_reason = history.stop_reason or "callback"
         return improved, stop
 
