@@ -28,6 +28,7 @@ from . import _core, datasets  # noqa: E402  (the core is loaded, under its Open
 from .data import LeakWarning, Split, split
 from .diagnostics import GradientReport, diagnose
 from .history import History
+from .io import Checkpoint, load, load_checkpoint
 from .lr import LRFinderResult, SweepResult, lr_find, lr_sweep
 from .network import MLP
 from .optim import (
@@ -95,6 +96,9 @@ __all__ = [
     "Callback",
     "NonFiniteWarning",
     "History",
+    "load",
+    "load_checkpoint",
+    "Checkpoint",
     "StepLR",
     "ExponentialLR",
     "CosineAnnealingLR",

@@ -33,6 +33,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without scikit-l
 from . import get_num_threads, set_num_threads
 from .data import LeakWarning, split
 from .history import History
+from .io import SavedModel
 from .network import MLP
 from .optim import SGD, AdaGrad, Adam, AdamW, GradientNoise, LineSearchSGD, Optimizer, RMSProp
 from .train import EarlyStopping, Trainer
@@ -236,6 +237,55 @@ def _threads(n_threads: int | None) -> Iterator[None]:
         yield
     finally:
         set_num_threads(before)
+
+
+# Checks of the fitted values read from a file (fastbp.io has decoded them).
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_float(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_count(v: Any) -> bool:
+    return _is_int(v) and v >= 0
+
+
+def _is_floats(v: Any) -> bool:
+    return isinstance(v, list) and all(_is_float(x) for x in v)
+
+
+def _is_floats_or_none(v: Any) -> bool:
+    return v is None or _is_floats(v)
+
+
+def _is_float_or_none(v: Any) -> bool:
+    return v is None or _is_float(v)
+
+
+def _is_texts(v: Any) -> bool:
+    return isinstance(v, np.ndarray) and v.ndim == 1 and all(isinstance(x, str) for x in v)
+
+
+def _saved(record: dict[str, Any], key: str, check: Any, what: str) -> Any:
+    """``record[key]`` if ``check`` accepts it (a type or a predicate)."""
+    if key not in record:
+        raise ValueError(f"{key} is missing from the file")
+    value = record[key]
+    ok = isinstance(value, check) if isinstance(check, type) else check(value)
+    if not ok:
+        raise ValueError(f"{key} must be {what}; the file has {repr(value)[:80]}")
+    return value
+
+
+def _generator(state: dict[str, Any]) -> np.random.Generator:
+    rng = np.random.default_rng()
+    try:
+        rng.bit_generator.state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as err:
+        raise ValueError(f"rng is not a PCG64 state: {err}") from None
+    return rng
 
 
 class _Targets(NamedTuple):
@@ -540,8 +590,7 @@ class _BaseMLP(BaseEstimator):
             self.history_ = whole
         self.n_iter_ = run.n_epochs
         self.t_ = (0 if first_pass else self.t_) + run.n_epochs * n_train
-        self.loss_curve_ = list(self.history_.train_loss)
-        self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else float("nan")
+        self.loss_curve_ = ([] if first_pass else self.loss_curve_) + list(run.train_loss)
         if score is not None:
             accuracies: list[float | None] = list(run.val_accuracy) or [None] * run.n_epochs
             scores = [score(v, a) for v, a in zip(run.val_loss, accuracies)]
@@ -555,9 +604,121 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
             self.best_loss_ = min(self.loss_curve_, default=float("nan"))
+        self._set_derived()
+
+    def _set_derived(self) -> None:
+        """The fitted attributes that follow from the others."""
+        self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else float("nan")
         self.n_layers_ = len(self.net_.layer_sizes)
         self.n_outputs_ = self.net_.layer_sizes[-1]
         self.out_activation_ = self.net_.output_activation
+
+    # ---- saving ----------------------------------------------------------------------------
+    def save(self, path: Any, include_state: bool = True) -> None:
+        """Write the fitted estimator to ``path`` (``.npz``, no pickle inside);
+        ``fb.load(path)`` gives it back, predicting the same.
+
+        Parameters
+        ----------
+        path : str, os.PathLike or binary file object
+            Written as given; see :mod:`fastbp.io` for the format.
+        include_state : bool, default=True
+            Also save the optimizer's state (moments, step count) and ``history_``: then
+            ``partial_fit`` on the loaded estimator continues exactly as it would have on
+            this one. Without them the file is smaller, and ``partial_fit`` continues from the
+            weights with a fresh optimizer state and a fresh ``history_`` (``loss_curve_`` and
+            the other fitted attributes are saved either way).
+        """
+        from .io import write_file
+
+        check_is_fitted(self, "net_")
+        _check_bool(include_state, "include_state")
+        if type(self) not in (MLPClassifier, MLPRegressor):
+            raise TypeError(
+                f"only MLPClassifier and MLPRegressor are saved, not a subclass, which "
+                f"fb.load could not rebuild; got {type(self).__name__}"
+            )
+        fitted: dict[str, Any] = {
+            "n_features_in_": self.n_features_in_,
+            "n_iter_": self.n_iter_,
+            "t_": self.t_,
+            "loss_curve_": self.loss_curve_,
+            "validation_scores_": self.validation_scores_,
+            "best_validation_score_": self.best_validation_score_,
+            "best_loss_": self.best_loss_,
+            "rng": self._rng.bit_generator.state,
+            "shuffle_seed": self._shuffle_seed,
+            "run_epochs": self._run_epochs,
+            **self._saved_targets(),
+        }
+        if hasattr(self, "feature_names_in_"):
+            fitted["feature_names_in_"] = self.feature_names_in_
+        write_file(
+            path,
+            type(self).__name__,
+            self.net_,
+            optimizer=self._optimizer_,
+            optimizer_state=include_state,
+            grad_noise=self._grad_noise_,
+            history=self.history_ if include_state else None,
+            extra={"params": self.get_params(deep=False), "fitted": fitted},
+        )
+
+    def _saved_targets(self) -> dict[str, Any]:
+        """What the fit learned about y, for :meth:`save`."""
+        raise NotImplementedError
+
+    def _restored_targets(self, fitted: dict[str, Any], net: MLP) -> dict[str, Any]:
+        """The attributes of :meth:`_saved_targets` from a file, checked against ``net``."""
+        raise NotImplementedError
+
+    @classmethod
+    def _from_saved(cls, saved: SavedModel) -> Any:
+        """The estimator a file describes; ValueError when its record is inconsistent."""
+        record = saved.extra or {}
+        params = _saved(record, "params", dict, "a dict")
+        fitted = _saved(record, "fitted", dict, "a dict")
+        names = sorted(cls().get_params(deep=False))
+        if sorted(params) != names:
+            raise ValueError(f"the parameters must be {names}; the file has {sorted(params)}")
+        est = cls(**params)
+        est._check_params()
+        est._restore(saved, fitted)
+        return est
+
+    def _restore(self, saved: SavedModel, fitted: dict[str, Any]) -> None:
+        net = saved.net
+        n_in = _saved(fitted, "n_features_in_", _is_count, "a positive int")
+        if n_in != net.layer_sizes[0]:
+            raise ValueError(f"n_features_in_ is {n_in}, the network has {net.layer_sizes[0]}")
+        state = {
+            "net_": net,
+            "_optimizer_": saved.optimizer,
+            "_grad_noise_": saved.grad_noise,
+            "history_": saved.history or History(net.layer_activations),
+            "n_features_in_": n_in,
+            "n_iter_": _saved(fitted, "n_iter_", _is_count, "an int >= 0"),
+            "t_": _saved(fitted, "t_", _is_count, "an int >= 0"),
+            "loss_curve_": _saved(fitted, "loss_curve_", _is_floats, "a list of floats"),
+            "validation_scores_": _saved(
+                fitted, "validation_scores_", _is_floats_or_none, "a list of floats or None"
+            ),
+            "best_validation_score_": _saved(
+                fitted, "best_validation_score_", _is_float_or_none, "a float or None"
+            ),
+            "best_loss_": _saved(fitted, "best_loss_", _is_float_or_none, "a float or None"),
+            "_shuffle_seed": _saved(fitted, "shuffle_seed", _is_count, "an int >= 0"),
+            "_run_epochs": _saved(fitted, "run_epochs", _is_count, "an int >= 0"),
+            "_rng": _generator(_saved(fitted, "rng", dict, "a PCG64 state")),
+        }
+        if "feature_names_in_" in fitted:
+            names = _saved(fitted, "feature_names_in_", _is_texts, "an array of str")
+            if len(names) != n_in:
+                raise ValueError(f"feature_names_in_ has {len(names)} names for {n_in} features")
+            state["feature_names_in_"] = names
+        state.update(self._restored_targets(fitted, net))
+        self.__dict__.update(state)
+        self._set_derived()
 
     # ---- prediction ------------------------------------------------------------------------
     def _forward(self, X: Any) -> np.ndarray:
@@ -730,6 +891,34 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _score_monitor(self, val_targets: np.ndarray) -> tuple[str, float, ScoreFn]:
         return "val_accuracy", self.tol, lambda val_loss, val_accuracy: float(val_accuracy)
 
+    def _saved_targets(self) -> dict[str, Any]:
+        return {
+            "classes_": self.classes_,
+            "multilabel": self._multilabel,
+            "y_dtype": self._y_dtype.str,
+        }
+
+    def _restored_targets(self, fitted: dict[str, Any], net: MLP) -> dict[str, Any]:
+        classes = _saved(fitted, "classes_", np.ndarray, "an array of labels")
+        multilabel = _saved(fitted, "multilabel", bool, "a bool")
+        y_dtype = _saved(fitted, "y_dtype", str, "a dtype")
+        try:
+            dtype = np.dtype(y_dtype)
+        except TypeError:
+            raise ValueError(f"y_dtype must name a dtype; the file has {y_dtype!r}") from None
+        if classes.ndim != 1 or len(classes) < (1 if multilabel else 2):
+            raise ValueError(f"classes_ must list at least 2 labels; the file has {classes!r}")
+        if multilabel or len(classes) == 2:
+            n_out, loss = (len(classes) if multilabel else 1), "binary_cross_entropy"
+        else:
+            n_out, loss = len(classes), "cross_entropy"
+        if (net.layer_sizes[-1], net.loss) != (n_out, loss):
+            raise ValueError(
+                f"{len(classes)} classes need {n_out} outputs and loss {loss!r}; the network "
+                f"has {net.layer_sizes[-1]} and {net.loss!r}"
+            )
+        return {"classes_": classes, "_multilabel": multilabel, "_y_dtype": dtype}
+
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities.
 
@@ -863,6 +1052,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
         return "val_loss", self.tol * var / 2, r2
 
+    def _saved_targets(self) -> dict[str, Any]:
+        return {"y_1d": self._y_1d}
+
+    def _restored_targets(self, fitted: dict[str, Any], net: MLP) -> dict[str, Any]:
+        y_1d = _saved(fitted, "y_1d", bool, "a bool")
+        if net.loss != "mse" or (y_1d and net.layer_sizes[-1] != 1):
+            raise ValueError(
+                f"a regressor's network has loss 'mse' (and one output for 1-D y); the file's "
+                f"has {net.loss!r} and {net.layer_sizes[-1]} outputs"
+            )
+        return {"_y_1d": y_1d}
+
     def predict(self, X: Any) -> np.ndarray:
         """Predicted targets.
 
@@ -882,3 +1083,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
+
+
+def from_saved(saved: SavedModel) -> MLPClassifier | MLPRegressor:
+    """The estimator that a model file's parts describe (:func:`fastbp.load` calls this).
+
+    Raises
+    ------
+    ValueError
+        The estimator's record in the file is incomplete or does not fit its network.
+    """
+    cls = MLPClassifier if saved.kind == "MLPClassifier" else MLPRegressor
+    return cls._from_saved(saved)

@@ -332,6 +332,32 @@ class MLP:
         clone.grads[...] = self.grads
         return clone
 
+    def save(
+        self,
+        path: Any,
+        *,
+        optimizer: Any = None,
+        history: Any = None,
+        grad_noise: Any = None,
+    ) -> None:
+        """Write this network to ``path`` (``.npz``, no pickle inside); ``fb.load(path)``
+        gives it back.
+
+        Parameters
+        ----------
+        path : str, os.PathLike or binary file object
+        optimizer : Optimizer, optional
+            Saved with its state (moments, step count).
+        history : History, optional
+        grad_noise : GradientNoise, optional
+            With these three, :func:`fastbp.load_checkpoint` returns what
+            ``Trainer.fit(..., initial_epoch=len(history))`` needs to continue the run
+            exactly. See :mod:`fastbp.io` for the file format.
+        """
+        from .io import save
+
+        save(self, path, optimizer=optimizer, history=history, grad_noise=grad_noise)
+
     def __getstate__(self) -> dict[str, Any]:
         state = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
         state["params"] = np.array(self.params)
