@@ -4,9 +4,12 @@
 import json
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
 
+import fastbp as fb
 from fastbp.cli import main
 
 
@@ -67,8 +70,6 @@ def test_unknown_command_exits_with_usage(capsys):
 
 
 def test_train_on_a_csv_file(tmp_path, capsys):
-    import numpy as np
-
     from fastbp.datasets import blobs
 
     X, y = blobs(n_samples=300, seed=0)
@@ -100,8 +101,6 @@ def test_train_on_a_csv_file(tmp_path, capsys):
 
 
 def test_train_regression_on_npz(tmp_path, capsys):
-    import numpy as np
-
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 3))
     y = X @ np.array([1.0, -2.0, 0.5]) + 0.01 * rng.normal(size=200)
@@ -125,3 +124,281 @@ def test_train_regression_on_npz(tmp_path, capsys):
     )
     text = capsys.readouterr().out
     assert float(text.split("test: loss ")[1].split()[0]) < 0.01
+
+
+# ---- train --save, predict, and one line for every mistake ---------------------------------
+
+SPECIES = np.array(["red fox", "blue jay", "green frog"])
+
+
+def write_csv(path, header, rows):
+    with open(path, "w") as f:
+        f.write(",".join(header) + "\n")
+        for row in rows:
+            f.write(",".join(str(v) for v in row) + "\n")
+    return str(path)
+
+
+@pytest.fixture
+def species_csv(tmp_path):
+    from fastbp.datasets import blobs
+
+    X, y = blobs(n_samples=300, seed=0)
+    rows = [[f"{a:.6f}", f"{b:.6f}", SPECIES[k]] for (a, b), k in zip(X, y)]
+    return write_csv(tmp_path / "species.csv", ["x0", "x1", "species"], rows), X, SPECIES[y]
+
+
+@pytest.fixture
+def price_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.05 * rng.normal(size=200)
+    rows = [[*(f"{v:.6f}" for v in x), f"{t:.6f}"] for x, t in zip(X, y)]
+    return write_csv(tmp_path / "price.csv", ["a", "b", "c", "price"], rows), X, y
+
+
+def run_cli(argv, capsys):
+    """main(argv): (exit code, stdout, stderr); argparse's exits included."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("fastbp: error: ") and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_train_saves_and_predict_speaks_the_users_labels(species_csv, tmp_path, capsys):
+    path, X, labels = species_csv
+    model = str(tmp_path / "model.npz")
+    code, out, _ = run_cli(
+        ["train", path, "--hidden", "16", "--epochs", "40", "--lr", "0.01", "--save", model],
+        capsys,
+    )
+    assert code == 0 and f"model saved to {model}" in out
+    assert "target 'species' holds text: 3 classes -> loss cross_entropy" in out
+    # new data: columns in another order, an id column and no target
+    rows = [[f"id{i}", f"{b:.6f}", f"{a:.6f}"] for i, (a, b) in enumerate(X)]
+    new = write_csv(tmp_path / "new.csv", ["id", "x1", "x0"], rows)
+    code, out, err = run_cli(["predict", model, new], capsys)
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0] == "species" and len(lines) == len(X) + 1
+    assert np.mean(np.array(lines[1:]) == labels) > 0.9
+    code, out, _ = run_cli(
+        ["predict", model, new, "--proba", "-o", str(tmp_path / "p.csv")], capsys
+    )
+    assert code == 0 and "300 predictions written" in out
+    table = (tmp_path / "p.csv").read_text().splitlines()
+    assert table[0].split(",") == sorted(SPECIES)
+    proba = np.array([[float(v) for v in line.split(",")] for line in table[1:]])
+    np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-5)
+    assert np.array_equal(np.array(sorted(SPECIES))[proba.argmax(axis=1)], np.array(lines[1:]))
+
+
+def test_the_saved_model_carries_the_standardisation_of_the_training_part(
+    price_csv, tmp_path, capsys
+):
+    path, X, y = price_csv
+    model = tmp_path / "m.npz"
+    code, out, _ = run_cli(
+        ["train", path, "--hidden", "8", "--epochs", "5", "--save", str(model)], capsys
+    )
+    assert code == 0 and "target 'price' holds non-integer numbers: regression" in out
+    saved = fb.io.read_file(model)
+    assert saved.data["features"] == ["a", "b", "c"] and saved.data["target"] == "price"
+    train_part = fb.split(X, y, val=0.15, test=0.15, seed=0).train[0]  # the CLI's split
+    np.testing.assert_allclose(saved.data["mean"], train_part.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(saved.data["scale"], train_part.std(axis=0), atol=1e-6)
+    code, out, _ = run_cli(["predict", str(model), path], capsys)
+    X = np.round(X, 6)  # as written to the CSV
+    expected = saved.net.forward((X - saved.data["mean"]) / saved.data["scale"])[:, 0]
+    lines = out.splitlines()
+    assert lines[0] == "price"
+    np.testing.assert_allclose([float(v) for v in lines[1:]], expected, rtol=1e-5, atol=1e-6)
+    code, _, err = run_cli(["predict", str(model), path, "--proba"], capsys)
+    assert_one_line_error(code, err, "--proba needs a classifier")
+
+
+def test_predict_takes_an_estimators_file(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    from fastbp.datasets import blobs
+
+    X, y = blobs(n_samples=120, seed=1)
+    with pytest.warns(Warning, match="maximum iterations"):
+        est = fb.MLPClassifier((8,), max_iter=5, random_state=0).fit(X, SPECIES[y])
+    est.save(tmp_path / "est.npz")
+    data = tmp_path / "x.npz"
+    np.savez(data, X=X)
+    code, out, _ = run_cli(["predict", str(tmp_path / "est.npz"), str(data)], capsys)
+    assert code == 0
+    assert out.splitlines()[1:] == list(est.predict(X))
+
+
+def test_an_integer_target_with_many_values_is_not_taken_for_classes(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(150, 2))
+    counts = np.round(10 * np.abs(X[:, 0]) * 10).astype(int)  # dozens of distinct integers
+    path = write_csv(tmp_path / "c.csv", ["u", "v", "count"], np.column_stack([X, counts]))
+    _, out, _ = run_cli(["train", path, "--epochs", "2", "--hidden", "4"], capsys)
+    n = len(np.unique(counts))
+    assert f"target 'count' holds {n} distinct integers: regression" in out
+    assert "(--loss cross_entropy to take them as classes) -> loss mse" in out
+    _, out, _ = run_cli(
+        ["train", path, "--epochs", "2", "--hidden", "4", "--loss", "cross_entropy"], capsys
+    )
+    assert "--loss cross_entropy -> loss cross_entropy" in out
+    few = write_csv(tmp_path / "f.csv", ["u", "v", "k"], np.column_stack([X, counts % 3]))
+    _, out, _ = run_cli(["train", few, "--epochs", "2", "--hidden", "4"], capsys)
+    assert "target 'k' holds 3 distinct integers: classes (--loss mse" in out
+
+
+def test_help_shows_the_defaults_and_every_loss(capsys):
+    code, out, _ = run_cli(["train", "--help"], capsys)
+    assert code == 0
+    assert "(default: 64,64)" in out and "(default: 0.001)" in out
+    for loss in fb.validation.LOSSES:
+        assert loss in out
+    code, out, _ = run_cli(["--version"], capsys)
+    assert code == 0 and out.strip() == f"fastbp {fb.__version__}"
+
+
+def test_a_first_epoch_that_diverges_is_one_line(price_csv, capsys):
+    path, _, _ = price_csv
+    code, _, err = run_cli(["train", path, "--lr", "1e6", "--epochs", "3"], capsys)
+    assert_one_line_error(code, err, "diverged in the first epoch", "--lr")
+
+
+def bad_files(tmp):
+    files = {
+        "empty.csv": "",
+        "header_only.csv": "a,b,label\n",
+        "short_header.csv": "a,b,label\n0,1.0,2.0,x\n1,2.0,3.0,y\n",
+        "long_header.csv": "a,b,c,label\n1.0,2.0,x\n2.0,3.0,y\n",
+        "index.csv": ",a,b,label\n0,1.0,2.0,x\n1,2.0,3.0,y\n",
+        "text.csv": "a,color,label\n1,red,0\n2,blue,1\n",
+        "no_header.csv": "1,2,0\n3,4,1\n",
+        "nan.csv": "a,b,label\n1,,0\n2,3,1\n",
+        "one_class.csv": "a,b,label\n1,2,0\n2,3,0\n",
+        "no_label.csv": "a,b,label\n1,2,x\n2,3,\n",
+        "xy.npz": None,
+    }
+    for name, text in files.items():
+        if text is not None:
+            (tmp / name).write_text(text)
+    np.savez(tmp / "xy.npz", X=np.ones((4, 2)))
+    return tmp
+
+
+@pytest.mark.parametrize(
+    "argv, fragments",
+    [
+        (["train", "missing.csv"], ["missing.csv: no such file"]),
+        (["train", "empty.csv"], ["empty.csv is empty"]),
+        (["train", "header_only.csv"], ["no data rows"]),
+        (["train", "short_header.csv"], ["line 2 has 4 values", "names 3 columns"]),
+        (["train", "long_header.csv"], ["line 2 has 3 values", "names 4 columns"]),
+        (["train", "index.csv"], ["column 1 has no name", "index"]),
+        (["train", "text.csv"], ["column 'color' holds 'red' on line 2", "--target"]),
+        (["train", "no_header.csv"], ["first row must name the columns"]),
+        (["train", "nan.csv"], ["column 'b' is empty on line 2"]),
+        (["train", "one_class.csv"], ["single class"]),
+        (["train", "no_label.csv"], ["the target 'label' is empty on line 3"]),
+        (["train", "xy.npz"], ["must hold an array named 'y'"]),
+        (["train", "text.csv", "--target", "colour"], ["--target 'colour' is not a column"]),
+        (["train", "text.csv", "--target", "7"], ["--target '7' is not a column"]),
+        (["train", "text.csv", "--hidden", "64,,8"], ["--hidden", "positive widths"]),
+        (["train", "text.csv", "--hidden", "64,-1"], ["--hidden"]),
+        (["train", "text.csv", "--val", "0"], ["--val", "> 0"]),
+        (["train", "text.csv", "--val", "1"], ["--val", "< 1"]),
+        (["train", "text.csv", "--val", "half"], ["--val", "must be a number"]),
+        (["train", "text.csv", "--test", "-0.1"], ["--test"]),
+        (["train", "text.csv", "--val", "0.5", "--test", "0.5"], ["--val + --test"]),
+        (["train", "text.csv", "--lr", "nan"], ["--lr"]),
+        (["train", "text.csv", "--epochs", "0"], ["--epochs"]),
+        (["train", "text.csv", "--loss", "hinge"], ["--loss", "invalid choice"]),
+        (["train", "text.csv", "--target", "color", "--loss", "mse"], ["numeric target"]),
+        (["predict", "missing.npz", "text.csv"], ["missing.npz: no such file"]),
+        (["predict", "text.csv", "text.csv"], ["not a fastbp model file"]),
+        (["predict"], ["required"]),
+    ],
+)
+def test_every_user_error_is_one_line(argv, fragments, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(bad_files(tmp_path))
+    code, out, err = run_cli(argv, capsys)
+    assert_one_line_error(code, err, *fragments)
+
+
+def test_predict_names_missing_feature_columns(species_csv, tmp_path, capsys):
+    path, _, _ = species_csv
+    model = str(tmp_path / "m.npz")
+    run_cli(["train", path, "--hidden", "4", "--epochs", "2", "--save", model], capsys)
+    other = write_csv(tmp_path / "o.csv", ["x0", "z"], [[1, 2]])
+    code, _, err = run_cli(["predict", model, other], capsys)
+    assert_one_line_error(code, err, "lacks the feature columns ['x1']")
+
+
+def test_errors_reach_the_shell_as_one_line_without_traceback(tmp_path):
+    (tmp_path / "bad.csv").write_text("a,b,label\n0,1.0,2.0,3\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "fastbp", "train", str(tmp_path / "bad.csv")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("fastbp: error: ")
+
+
+def test_ctrl_c_saves_what_training_reached(species_csv, tmp_path, capsys, monkeypatch):
+    path, _, _ = species_csv
+    model = tmp_path / "m.npz"
+    train_epoch = fb.Trainer._train_epoch
+
+    def interrupted_at_epoch_3(self, epoch, *args):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return train_epoch(self, epoch, *args)
+
+    monkeypatch.setattr(fb.Trainer, "_train_epoch", interrupted_at_epoch_3)
+    code, _, err = run_cli(["train", path, "--hidden", "4", "--save", str(model)], capsys)
+    assert code == 130
+    assert err == f"fastbp: interrupted: {model} holds the weights after epoch 2 (of 3 run)\n"
+    assert fb.io.read_file(model).data["classes"].tolist() == sorted(SPECIES)
+    code, _, err = run_cli(["train", path, "--hidden", "4"], capsys)
+    assert code == 130 and err == "fastbp: interrupted: nothing was saved\n"
+
+
+def test_ctrl_c_in_a_real_process(species_csv, tmp_path):
+    import signal
+
+    path, _, _ = species_csv
+    model = tmp_path / "m.npz"
+    argv = ["train", path, "--hidden", "4", "--epochs", "1000000", "--patience", "1000000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastbp", *argv, "--save", str(model)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stdout:  # wait until training runs
+            if line.startswith("training "):
+                break
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"fastbp: interrupted: {model} holds the weights after epoch")
+    assert fb.load(model).layer_sizes == [2, 4, 3]

@@ -485,7 +485,7 @@ def npy_bytes(a):
         (b"", "not an .npz"),
         (os.urandom(300), "not an .npz"),
         (b"\x80\x04\x95" + os.urandom(50), "not an .npz"),  # a pickle
-        (npy_bytes(np.arange(4)), "an .npy array"),
+        (npy_bytes(np.arange(4)), "a single .npy array"),
         (npz_bytes(X=np.ones(3)), "no 'header'"),
         (zip_bytes("readme.txt", "hello"), "no 'header'"),
         (npz_bytes(header=np.arange(3)), "must be UTF-8 text"),

@@ -1,17 +1,21 @@
 """Command line: ``fastbp demo`` (the vanishing-gradient story on an embedded data set),
-``fastbp train`` (train on your own CSV or NPZ file, with its gradients diagnosed) and
-``fastbp info`` (how the core was built)."""
+``fastbp train`` (train on your own CSV or NPZ file, with its gradients diagnosed, and save the
+model), ``fastbp predict`` (a saved model on new data) and ``fastbp info`` (how the core was
+built). A mistake in the command or the data is one line, ``fastbp: error: ...``."""
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
 import time
+import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -218,47 +222,282 @@ OPTIMIZERS = {
     "adagrad": "AdaGrad",
     "linesearch": "LineSearchSGD",
 }
+MAX_AUTO_CLASSES = 20  # an integer target with more distinct values is taken as a quantity
 
 
-def _load_table(path: str, target: str) -> tuple[np.ndarray, np.ndarray]:
-    """X and y from a CSV (header row; ``target`` names the label column, default the last)
-    or an NPZ file (arrays ``X`` and ``y``)."""
+class UserError(Exception):
+    """A mistake in the command line or the data: reported as one line, no traceback."""
+
+
+# ---- reading tables ------------------------------------------------------------------------
+
+
+@dataclass
+class Table:
+    """A data file's columns: their names (None for an NPZ's X) and values as read."""
+
+    X: np.ndarray | None  # an NPZ's X, numeric
+    y: np.ndarray | None  # an NPZ's y
+    names: list[str]
+    columns: list[list[str]]  # a CSV's cells, one list per column
+    lines: list[int]  # the file line of each row (for messages)
+    path: str
+
+    def column(self, name: str) -> list[str]:
+        return self.columns[self.names.index(name)]
+
+    def numeric(self, name: str) -> np.ndarray:
+        """A column as float64; UserError naming the first cell that is not a finite number."""
+        cells = self.column(name)
+        out = np.empty(len(cells))
+        for i, cell in enumerate(cells):
+            try:
+                out[i] = float(cell)
+            except ValueError:
+                out[i] = np.nan
+            if not np.isfinite(out[i]):
+                what = "is empty" if not cell.strip() else f"holds {cell!r}"
+                raise UserError(
+                    f"{self.path}: column {name!r} {what} on line {self.lines[i]}: features "
+                    "must be finite numbers; drop or encode that column"
+                )
+        return out
+
+
+def _read_table(path: str) -> Table:
+    """A CSV with a header row naming every column, or an NPZ with arrays X (and y)."""
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a folder, not a data file")
     if path.endswith(".npz"):
-        with np.load(path) as data:
-            if "X" not in data or "y" not in data:
-                raise SystemExit(f"fastbp train: {path} must hold arrays named 'X' and 'y'")
-            return np.asarray(data["X"]), np.asarray(data["y"])
-    with open(path) as f:
-        header = f.readline().strip().split(",")
-    table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
-    column = (
-        len(header) - 1
-        if target is None
-        else (header.index(target) if target in header else int(target))
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "X" not in data:
+                    raise UserError(f"{path} must hold an array named 'X' (and 'y' to train)")
+                X = np.asarray(data["X"])
+                y = np.asarray(data["y"]) if "y" in data else None
+        except (ValueError, OSError, zipfile.BadZipFile) as err:
+            raise UserError(f"{path}: not a readable .npz file ({err})") from None
+        if X.ndim != 2:
+            raise UserError(f"{path}: X must be 2-D (samples, features), got shape {X.shape}")
+        return Table(X, y, [f"x{i}" for i in range(X.shape[1])], [], [], path)
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        try:
+            rows = [
+                (n, row) for n, row in enumerate(csv.reader(f), 1) if any(c.strip() for c in row)
+            ]
+        except (csv.Error, UnicodeDecodeError) as err:
+            raise UserError(f"{path}: not a readable CSV file ({err})") from None
+    if not rows:
+        raise UserError(f"{path} is empty: a header row and data rows are needed")
+    names = [c.strip() for c in rows[0][1]]
+    _check_header(path, names)
+    if len(rows) == 1:
+        raise UserError(f"{path} has a header row but no data rows")
+    for line, row in rows[1:]:
+        if len(row) != len(names):
+            raise UserError(
+                f"{path} line {line} has {len(row)} values, but the header names {len(names)} "
+                "columns: every row needs one value per named column"
+            )
+    columns = [[row[j].strip() for _, row in rows[1:]] for j in range(len(names))]
+    return Table(None, None, names, columns, [line for line, _ in rows[1:]], path)
+
+
+def _check_header(path: str, names: list[str]) -> None:
+    unnamed = [i for i, name in enumerate(names) if not name or name.startswith("Unnamed: ")]
+    if unnamed:
+        raise UserError(
+            f"{path}: column {unnamed[0] + 1} has no name (an index column, as pandas' "
+            "to_csv writes without index=False?): remove it or name it"
+        )
+    if all(_is_number(name) for name in names):
+        raise UserError(f"{path}: the first row must name the columns; it holds numbers")
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise UserError(f"{path}: two columns are named {name!r}")
+        seen.add(name)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# ---- train ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Task:
+    """What the target asks for: the loss, the network's targets and the label names."""
+
+    loss: str
+    Y: np.ndarray  # class codes (n,), 0/1 codes (n, 1), or values (n, n_outputs)
+    n_out: int
+    classes: np.ndarray | None  # label names (str) of the codes; None for regression
+    reason: str  # what decided the loss, in words
+
+
+def _train_data(
+    table: Table, target: str | None
+) -> tuple[np.ndarray, Any, list[str] | None, str | None]:
+    """Features, raw target, feature names (None for NPZ) and target name."""
+    if table.X is not None:
+        if target is not None:
+            raise UserError("--target names a CSV column; an NPZ file's target is its array y")
+        if table.y is None:
+            raise UserError(f"{table.path} must hold an array named 'y' to train on")
+        if len(table.y) != len(table.X):
+            raise UserError(f"{table.path}: X has {len(table.X)} rows, y has {len(table.y)}")
+        try:
+            X = np.asarray(table.X, dtype=np.float64)
+        except (ValueError, TypeError):
+            raise UserError(
+                f"{table.path}: X must hold numbers, got dtype {table.X.dtype}"
+            ) from None
+        return X, table.y, None, None
+    if len(table.names) < 2:
+        raise UserError(
+            f"{table.path} has one column: a target and at least one feature are needed"
+        )
+    name = table.names[-1] if target is None else _target_name(table, target)
+    features = [n for n in table.names if n != name]
+    try:
+        X = np.column_stack([table.numeric(f) for f in features])
+    except UserError as err:
+        if target is None:  # the text column may be the target the user meant
+            raise UserError(f"{err}, or name it as the target with --target") from None
+        raise
+    y = table.column(name)
+    if "" in y:
+        line = table.lines[y.index("")]
+        raise UserError(f"{table.path}: the target {name!r} is empty on line {line}")
+    return X, np.array(y), features, name
+
+
+def _target_name(table: Table, target: str) -> str:
+    if target in table.names:
+        return target
+    if target.lstrip("-").isdigit() and -len(table.names) <= int(target) < len(table.names):
+        return table.names[int(target)]
+    raise UserError(
+        f"--target {target!r} is not a column of {table.path}; its columns are {table.names}"
     )
-    return np.delete(table, column, axis=1), table[:, column]
+
+
+def _task(y: np.ndarray, loss: str, target: str | None) -> Task:
+    """The loss and targets for ``y`` (``loss`` "auto" decides from the values)."""
+    what = f"target {target!r}" if target else "y"
+    numeric = y.dtype.kind in "biuf" or all(_is_number(v) for v in y.ravel())
+    values = y.astype(np.float64) if numeric else None
+    if values is not None and not np.all(np.isfinite(values)):
+        raise UserError(f"{what} has missing or non-finite values")
+    integral = values is not None and bool(np.all(values == np.round(values)))
+    n_distinct = len(np.unique(y if values is None else values, axis=0 if y.ndim > 1 else None))
+    if loss == "auto":
+        if values is None:
+            loss, reason = "cross_entropy", f"{what} holds text: {n_distinct} classes"
+        elif y.ndim == 1 and integral and n_distinct <= MAX_AUTO_CLASSES:
+            loss = "cross_entropy"
+            reason = (
+                f"{what} holds {n_distinct} distinct integers: classes (--loss mse to "
+                "predict them as numbers)"
+            )
+        else:
+            loss = "mse"
+            kind = f"{n_distinct} distinct integers" if integral else "non-integer numbers"
+            reason = f"{what} holds {kind}: regression"
+            if integral and y.ndim == 1:
+                reason += " (--loss cross_entropy to take them as classes)"
+    else:
+        reason = f"--loss {loss}"
+    if loss == "mse":
+        if values is None:
+            raise UserError(f"--loss mse needs a numeric target; {what} holds text")
+        Y = values.reshape(len(values), -1)
+        return Task(loss, Y, Y.shape[1], None, reason)
+    if y.ndim != 1:
+        raise UserError(f"--loss {loss} needs one label per sample; y has shape {y.shape}")
+    if values is not None and not integral:
+        raise UserError(f"--loss {loss} needs class labels; {what} holds non-integer numbers")
+    keys = values if values is not None else y.astype(str)
+    uniques, codes = np.unique(keys, return_inverse=True)
+    names = np.array([str(int(v)) for v in uniques] if values is not None else uniques, dtype=str)
+    if len(names) < 2:
+        raise UserError(f"{what} has a single class ({names[0]!r}): nothing to learn")
+    if loss == "binary_cross_entropy":
+        if len(names) != 2:
+            raise UserError(f"--loss binary_cross_entropy needs 2 classes; {what} has {len(names)}")
+        return Task(loss, codes.reshape(-1, 1).astype(np.float64), 1, names, reason)
+    return Task(loss, codes, len(names), names, reason)
+
+
+def _hidden(text: str) -> list[int]:
+    """``--hidden``: comma-separated positive widths; empty for no hidden layer."""
+    parts = [p.strip() for p in text.split(",")] if text.strip() else []
+    if not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated positive widths such as 64,64 (or '' for none), got {text!r}"
+        )
+    return [int(p) for p in parts]
+
+
+def _number(
+    kind: type,
+    low: float | None = None,
+    high: float | None = None,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> Callable[[str], Any]:
+    """An argparse type: a ``kind`` (int or float) within bounds."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
+        below = low is not None and (value <= low if open_low else value < low)
+        above = high is not None and (value >= high if open_high else value > high)
+        if below or above or (kind is float and not np.isfinite(value)):
+            lo = "" if low is None else f"{'>' if open_low else '>='} {low:g}"
+            hi = "" if high is None else f"{'<' if open_high else '<='} {high:g}"
+            raise argparse.ArgumentTypeError(
+                f"must be {' and '.join(b for b in (lo, hi) if b)}, got {text}"
+            )
+        return value
+
+    return parse
 
 
 def train(args: argparse.Namespace) -> int:
     import fastbp as fb
 
-    X, y = _load_table(args.data, args.target)
-    classify = args.loss == "cross_entropy" or (
-        args.loss == "auto" and np.all(y == np.round(y)) and len(np.unique(y)) <= 100
+    if args.val + args.test >= 1:
+        raise UserError(f"--val + --test must be below 1, got {args.val} + {args.test}")
+    X, y, features, target = _train_data(_read_table(args.data), args.target)
+    task = _task(y, args.loss, target)
+    print(f"{task.reason} -> loss {task.loss}")
+    classify = task.classes is not None
+    sp = fb.split(
+        X, task.Y, val=args.val, test=args.test, stratify=classify or None, seed=args.seed
     )
-    if classify:
-        classes, y = np.unique(y, return_inverse=True)
-        n_out, loss = len(classes), "cross_entropy"
-    else:
-        y, n_out, loss = y.reshape(len(y), -1), (y.reshape(len(y), -1)).shape[1], "mse"
-    if args.standardize:
-        X = (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
-    sp = fb.split(X, y, val=args.val, test=args.test, stratify=classify or None, seed=args.seed)
-    hidden = [int(h) for h in args.hidden.split(",") if h]
+    (Xtr, Ytr), (Xva, Yva), (Xte, Yte) = sp
+    mean = scale = None
+    if args.standardize:  # from the training part only: the others are data it never saw
+        mean, std = Xtr.mean(axis=0), Xtr.std(axis=0)
+        scale = np.where(std > 0, std, 1.0)
+        Xtr, Xva, Xte = ((part - mean) / scale for part in (Xtr, Xva, Xte))
     net = fb.MLP(
-        [X.shape[1], *hidden, n_out],
+        [X.shape[1], *args.hidden, task.n_out],
         activation=args.activation,
-        loss=loss,
+        loss=task.loss,
         init=args.init,
         seed=args.seed,
     )
@@ -273,29 +512,165 @@ def train(args: argparse.Namespace) -> int:
         clip_norm=args.clip_norm,
         seed=args.seed,
     )
-    history = trainer.fit(*sp.train, validation=sp.val)
     print(
-        f"{net}\n{history.n_epochs} epochs, best epoch {history.best_epoch}, "
-        f"best validation loss {min(history.val_loss):.5g}"
+        f"training {net} on {len(Xtr)} samples (validation {len(Xva)}, test {len(Xte)})", flush=True
     )
+    data_info = {
+        "features": features,
+        "target": target,
+        "classes": task.classes,
+        "mean": mean,
+        "scale": scale,
+    }
+    try:
+        with warnings.catch_warnings():
+            # a diverged first epoch is reported below, in one line
+            warnings.simplefilter("ignore", fb.NonFiniteWarning)
+            history = trainer.fit(Xtr, Ytr, validation=(Xva, Yva))
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            _save_interrupted(net, trainer.history, args.save, data_info)
+        ) from None
+    if history.n_epochs == 0:
+        raise UserError(
+            f"training diverged in the first epoch (the loss became NaN or infinite): try a "
+            f"smaller --lr than {args.lr:g}, or --clip-norm"
+        )
+    best = history.best_epoch or 0  # None only when every loss is NaN, which stops the run
+    print(
+        f"{history.n_epochs} epochs, best epoch {best}, best validation loss "
+        f"{history.val_loss[best]:.5g}"
+    )
+    if history.stop_reason == "non_finite":
+        print(
+            f"training diverged at epoch {history.stopped_epoch} (NaN or infinite loss): the "
+            "weights of the best earlier epoch are kept; a smaller --lr may do better"
+        )
     print(fb.diagnose(history))
-    if len(sp.test[1]):
-        test = trainer.evaluate(*sp.test)
+    if len(Yte):
+        test = trainer.evaluate(Xte, Yte)
         print("test:", ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
     if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        history.to_json(os.path.join(args.out, "history.json"))
-        try:
-            from fastbp import plot
-
-            plot.loss_curves(history).savefig(os.path.join(args.out, "loss.png"), dpi=110)
-            plot.grad_norm_heatmap(history).savefig(
-                os.path.join(args.out, "grad_norms.png"), dpi=110
-            )
-        except ImportError:
-            pass
-        print(f"history and plots written to {args.out}/")
+        _write_history(fb, history, args.out)
+    if args.save:
+        _save_model(net, args.save, data_info)
+        print(f"model saved to {args.save}")
     return 0
+
+
+def _write_history(fb: Any, history: Any, out: str) -> None:
+    os.makedirs(out, exist_ok=True)
+    history.to_json(os.path.join(out, "history.json"))
+    try:
+        from fastbp import plot
+
+        plot.loss_curves(history).savefig(os.path.join(out, "loss.png"), dpi=110)
+        plot.grad_norm_heatmap(history).savefig(os.path.join(out, "grad_norms.png"), dpi=110)
+    except ImportError:
+        pass
+    print(f"history and plots written to {out}/")
+
+
+def _save_model(net: Any, path: str, data_info: dict[str, Any]) -> None:
+    from .io import write_file
+
+    write_file(path, "MLP", net, data=data_info)
+
+
+def _save_interrupted(net: Any, history: Any, path: str | None, data_info: dict[str, Any]) -> str:
+    """What an interrupted training run leaves behind, in words."""
+    epochs = 0 if history is None else history.n_epochs
+    if not path or epochs == 0:
+        return "nothing was saved"
+    _save_model(net, path, data_info)
+    return f"{path} holds the weights after epoch {epochs - 1} (of {epochs} run)"
+
+
+# ---- predict -------------------------------------------------------------------------------
+
+
+def predict(args: argparse.Namespace) -> int:
+    from .io import read_file
+
+    if not os.path.exists(args.model):
+        raise UserError(f"{args.model}: no such file")
+    saved = read_file(args.model)
+    table = _read_table(args.data)
+    if saved.kind == "MLP":
+        header, rows = _predict_network(saved, table, args.proba)
+    else:
+        header, rows = _predict_estimator(saved, table, args.proba)
+    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+    try:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if args.output:
+        print(f"{len(rows)} predictions written to {args.output}")
+    return 0
+
+
+def _features(table: Table, names: list[str] | None, n_in: int) -> np.ndarray:
+    """The model's input columns of ``table``: by name when the model knows them, else all."""
+    if table.X is not None:
+        X = np.asarray(table.X, dtype=np.float64)
+    elif names is not None:
+        missing = [n for n in names if n not in table.names]
+        if missing:
+            raise UserError(f"{table.path} lacks the feature columns {missing} of the model")
+        X = np.column_stack([table.numeric(n) for n in names])
+    else:
+        X = np.column_stack([table.numeric(n) for n in table.names])
+    if X.shape[1] != n_in:
+        raise UserError(f"{table.path} has {X.shape[1]} feature columns; the model takes {n_in}")
+    return X
+
+
+def _predict_network(saved: Any, table: Table, proba: bool) -> tuple[list[str], list[list[str]]]:
+    net, info = saved.net, saved.data or {}
+    X = _features(table, info.get("features"), net.layer_sizes[0])
+    if info.get("mean") is not None:
+        X = (X - info["mean"]) / info["scale"]
+    out = net.forward(X)
+    target = info.get("target") or "prediction"
+    classes = info.get("classes")
+    if classes is None and net.is_classifier:
+        classes = np.arange(max(net.layer_sizes[-1], 2)).astype(str)
+    if classes is None:
+        if proba:
+            raise UserError("--proba needs a classifier; this model predicts numbers")
+        names = [target] if out.shape[1] == 1 else [f"{target}_{k}" for k in range(out.shape[1])]
+        return names, [[str(v) for v in row] for row in out]
+    if out.shape[1] == 1:  # one sigmoid output: the probability of the second class
+        out = np.hstack([1 - out, out])
+    if proba:
+        return [str(c) for c in classes], [[str(v) for v in row] for row in out]
+    return [target], [[str(classes[k])] for k in out.argmax(axis=1)]
+
+
+def _predict_estimator(saved: Any, table: Table, proba: bool) -> tuple[list[str], list[list[str]]]:
+    from .estimators import from_saved
+
+    est = from_saved(saved)
+    names = getattr(est, "feature_names_in_", None)
+    X = _features(table, None if names is None else list(names), est.n_features_in_)
+    if proba:
+        if not hasattr(est, "predict_proba"):
+            raise UserError("--proba needs a classifier; this model predicts numbers")
+        return [str(c) for c in est.classes_], [
+            [str(v) for v in row] for row in est.predict_proba(X)
+        ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # X has no feature names: chosen by name above
+        pred = est.predict(X)
+    rows = pred.reshape(len(pred), -1)
+    header = (
+        ["prediction"] if rows.shape[1] == 1 else [f"prediction_{k}" for k in range(rows.shape[1])]
+    )
+    return header, [[str(v) for v in row] for row in rows]
 
 
 def info(args: argparse.Namespace) -> int:
@@ -305,43 +680,159 @@ def info(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fastbp", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="vanishing gradients and their remedies, on embedded data")
+# ---- the parser ----------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, ``fastbp: error: ...``, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"fastbp: error: {message} (see {self.prog} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .validation import ACTIVATIONS, INITS, LOSSES
+
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = _Parser(prog="fastbp", description=__doc__, formatter_class=fmt)
+    parser.add_argument("--version", action="version", version=f"fastbp {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = sub.add_parser(
+        "demo", help="vanishing gradients and their remedies, on embedded data", formatter_class=fmt
+    )
     p.add_argument("--out", default="fastbp-demo", help="folder for the PNG plots")
-    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--epochs", type=int, default=300, help="most epochs per run")
     p.add_argument("--depth", type=int, default=6, help="hidden layers")
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--lr", type=float, default=0.3)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--patience", type=int, default=40)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=32, help="units per hidden layer")
+    p.add_argument("--lr", type=float, default=0.3, help="learning rate of the sigmoid runs")
+    p.add_argument("--batch-size", type=int, default=32, help="mini-batch size")
+    p.add_argument("--patience", type=int, default=40, help="early-stopping patience, in epochs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, weights and shuffling")
     p.add_argument("--no-plots", action="store_true", help="print the tables only")
     p.set_defaults(func=demo)
-    p = sub.add_parser("train", help="train on a CSV or NPZ file and diagnose the gradients")
+
+    p = sub.add_parser(
+        "train", help="train on a CSV or NPZ file and diagnose the gradients", formatter_class=fmt
+    )
     p.add_argument("data", help="CSV with a header row, or NPZ with arrays X and y")
-    p.add_argument("--target", default=None, help="label column (name or index; default last)")
-    p.add_argument("--loss", default="auto", choices=["auto", "cross_entropy", "mse"])
-    p.add_argument("--hidden", default="64,64", help="hidden layer widths, comma-separated")
-    p.add_argument("--activation", default="relu")
-    p.add_argument("--init", default="auto")
-    p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS))
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--patience", type=int, default=20)
-    p.add_argument("--clip-norm", type=float, default=None)
-    p.add_argument("--val", type=float, default=0.15)
-    p.add_argument("--test", type=float, default=0.15)
-    p.add_argument("--no-standardize", dest="standardize", action="store_false")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--target",
+        default=None,
+        help="label column, by name or 0-based index; None: the last column",
+    )
+    p.add_argument(
+        "--loss",
+        default="auto",
+        choices=["auto", *LOSSES],
+        help=(
+            f"auto: classes for text, and for integers with at most {MAX_AUTO_CLASSES} "
+            "distinct values; mse otherwise"
+        ),
+    )
+    p.add_argument(
+        "--hidden",
+        type=_hidden,
+        default="64,64",
+        help="hidden layer widths, comma-separated ('' for none)",
+    )
+    p.add_argument("--activation", default="relu", choices=ACTIVATIONS, help="hidden activation")
+    p.add_argument("--init", default="auto", choices=INITS, help="weight initialisation")
+    p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), help="update rule")
+    p.add_argument(
+        "--lr", type=_number(float, 0, open_low=True), default=1e-3, help="learning rate"
+    )
+    p.add_argument("--epochs", type=_number(int, 1), default=200, help="most epochs")
+    p.add_argument("--batch-size", type=_number(int, 1), default=32, help="mini-batch size")
+    p.add_argument(
+        "--patience", type=_number(int, 0), default=20, help="early-stopping patience, in epochs"
+    )
+    p.add_argument(
+        "--clip-norm",
+        type=_number(float, 0, open_low=True),
+        default=None,
+        help="clip gradients to this global L2 norm",
+    )
+    p.add_argument(
+        "--val",
+        type=_number(float, 0, 1, open_low=True, open_high=True),
+        default=0.15,
+        help="validation share of the samples (early stopping)",
+    )
+    p.add_argument(
+        "--test",
+        type=_number(float, 0, 1, open_high=True),
+        default=0.15,
+        help="test share of the samples (0: no test)",
+    )
+    p.add_argument(
+        "--no-standardize",
+        dest="standardize",
+        action="store_false",
+        help=(
+            "keep the features as they are, instead of scaling them to mean 0 and std 1 on "
+            "the training part (standardize: %(default)s)"
+        ),
+    )
+    p.add_argument(
+        "--seed", type=_number(int, 0), default=0, help="seed of the split, weights and shuffling"
+    )
     p.add_argument("--out", default=None, help="folder for history.json and plots")
+    p.add_argument(
+        "--save",
+        default=None,
+        metavar="MODEL",
+        help="write the trained model here (.npz), for fastbp predict",
+    )
     p.set_defaults(func=train)
-    p = sub.add_parser("info", help="how fastbp was built (compiler, OpenMP, BLAS, SIMD)")
+
+    p = sub.add_parser(
+        "predict",
+        help="predict with a saved model (fastbp train --save, or est.save)",
+        formatter_class=fmt,
+    )
+    p.add_argument("model", help="the saved model (.npz)")
+    p.add_argument(
+        "data", help="CSV with a header row (the model's feature columns by name), or NPZ with X"
+    )
+    p.add_argument("--proba", action="store_true", help="class probabilities, one column per label")
+    p.add_argument(
+        "-o", "--output", default=None, help="CSV file to write (default: standard output)"
+    )
+    p.set_defaults(func=predict)
+
+    p = sub.add_parser(
+        "info", help="how fastbp was built (compiler, OpenMP, BLAS, SIMD)", formatter_class=fmt
+    )
     p.set_defaults(func=info)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return parser
+
+
+def _show_warning(
+    message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
+    print(f"fastbp: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # one line each, no source line
+            return int(args.func(args))
+    except KeyboardInterrupt as stop:
+        print(f"fastbp: interrupted: {stop or 'nothing was saved'}", file=sys.stderr)
+        return 130
+    except UserError as err:
+        print(f"fastbp: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # a file that cannot be read or written
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"fastbp: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
+    except ValueError as err:  # fastbp's checks name the argument and the value
+        print(f"fastbp: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

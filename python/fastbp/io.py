@@ -31,13 +31,18 @@ bytes) that :func:`load` opens with ``allow_pickle=False``. Its arrays:
     - ``history``: whether the array ``history`` holds the run's :class:`~fastbp.History`.
     - ``estimator`` (estimators only): ``params``, the scikit-learn parameters
       (``get_params()``), and ``fitted``, the fitted attributes.
+    - ``data`` (optional, written by ``fastbp train --save``): how the model reads its data,
+      for ``fastbp predict``: ``features`` (the input columns' names, or null), ``target``
+      (the target column's name, or null), ``classes`` (the label names of the outputs, or
+      null for regression), ``mean`` and ``scale`` (the standardisation ``(x - mean) / scale``
+      learned on the training part, or null).
 ``weights_<l>``, ``biases_<l>``
     The parameters of weight layer ``l``: (n_in, n_out) and (n_out,), of the network's dtype.
 ``history``
     uint8, the UTF-8 text of ``History.to_json()``, when saved.
-``fitted.<name>``
-    An estimator's fitted arrays (``classes_``, ``feature_names_in_``), referenced from
-    ``estimator.fitted`` by ``{"$array": ...}``.
+``fitted.<name>``, ``data.<name>``
+    An estimator's fitted arrays (``classes_``, ``feature_names_in_``) and the arrays of the
+    ``data`` record, referenced from the header by ``{"$array": ...}``.
 
 :func:`load` reads a file of this version or an older one. It builds everything before it
 returns and executes nothing from the file: the classes it may build are the fixed ones above.
@@ -97,7 +102,8 @@ class Checkpoint(NamedTuple):
 
 class SavedModel(NamedTuple):
     """The parts of a model file, built and checked by :func:`read_file`. ``extra`` is the
-    header's ``estimator`` record with its tagged values decoded (None for a network)."""
+    header's ``estimator`` record and ``data`` its ``data`` record, their tagged values
+    decoded (None where absent)."""
 
     kind: str
     net: MLP
@@ -105,6 +111,7 @@ class SavedModel(NamedTuple):
     grad_noise: GradientNoise | None
     history: History | None
     extra: dict[str, Any] | None
+    data: dict[str, Any] | None
 
 
 # ---- saving --------------------------------------------------------------------------------
@@ -153,10 +160,12 @@ def write_file(
     grad_noise: GradientNoise | None = None,
     history: History | None = None,
     extra: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
 ) -> None:
-    """Write the parts of a model file (the layer under :func:`save` and the estimators'
-    ``save``). ``extra`` is the estimator record: plain values, tuples, non-finite floats,
-    ndarrays, a GradientNoise or a RandomState, nested in lists and dicts."""
+    """Write the parts of a model file (the layer under :func:`save`, the estimators'
+    ``save`` and ``fastbp train --save``). ``extra`` is the estimator record, ``data`` how the
+    model reads its data: plain values, tuples, non-finite floats, ndarrays, a GradientNoise
+    or a RandomState, nested in lists and dicts."""
     from . import __version__
 
     if kind not in KINDS:
@@ -192,6 +201,8 @@ def write_file(
     header = _encode(header, "header", arrays)
     if extra is not None:
         header["estimator"] = _encode(extra, "", arrays)
+    if data is not None:
+        header["data"] = _encode(data, "data", arrays)
     header["arrays"] = {
         name: {"dtype": a.dtype.str, "shape": list(a.shape)} for name, a in arrays.items()
     }
@@ -356,18 +367,17 @@ def _read(path: PathOrFile) -> dict[str, np.ndarray]:
     name = _name(path)
     f: Any = path if hasattr(path, "read") else open(os.fspath(path), "rb")
     try:
+        magic = f.read(4)
+        f.seek(-len(magic), 1)
+        if magic != b"PK\x03\x04":  # how every archive np.savez writes begins
+            kind = "a single .npy array" if magic == b"\x93NUM" else "not an .npz archive"
+            raise ValueError(f"{name}: not a fastbp model file ({kind})")
         # A damaged archive can fail anywhere (zipfile, numpy's header parser) with any
         # exception: to the caller all of them mean the same.
         try:
             archive = np.load(f, allow_pickle=False)
         except Exception as err:
-            raise ValueError(
-                f"{name}: not a fastbp model file (not an .npz archive: {err})"
-            ) from None
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError(
-                f"{name}: not a fastbp model file (an .npy array, not an .npz archive)"
-            )
+            raise ValueError(f"{name}: the file is damaged or truncated ({err})") from None
         with archive:
             if "header" not in archive.files:
                 raise ValueError(f"{name}: not a fastbp model file (it has no 'header' array)")
@@ -407,7 +417,10 @@ def _build(arrays: dict[str, np.ndarray]) -> SavedModel:
         extra = _decode(_field(header, "estimator", dict), arrays)
         if optimizer is None:
             raise ValueError(f"an {header['kind']} file must hold its optimizer")
-    return SavedModel(header["kind"], net, optimizer, noise, history, extra)
+    data = _decode(header["data"], arrays) if "data" in header else None
+    if data is not None and not isinstance(data, dict):
+        raise ValueError(f"header field 'data' must be an object, got {data!r}")
+    return SavedModel(header["kind"], net, optimizer, noise, history, extra, data)
 
 
 def _header(raw: np.ndarray) -> dict[str, Any]:
