@@ -279,6 +279,24 @@ def test_lr_find_rejects_bad_arguments(kwargs, error, name):
 
 
 @pytest.mark.parametrize(
+    "parallel", [dict(n_jobs=-1), dict(backend="threading"), dict(backend="loky", n_jobs=2)]
+)
+def test_lr_sweep_on_a_joblib_backend_equals_the_serial_sweep(parallel):
+    """Any joblib backend: threads, or processes that receive the network by pickle."""
+    pytest.importorskip("joblib")
+    (X, y), val = easy_problem()
+    net = fb.MLP([4, 8, 2], activation="tanh", loss="cross_entropy", dtype="float64", seed=0)
+    kwargs = dict(lrs=(1e-2, 1e-1), epochs=5, batch_size=16, patience=3, seed=5)
+    serial = fb.lr_sweep(net, X, y, val, **kwargs)
+    other = fb.lr_sweep(net, X, y, val, **kwargs, **parallel)
+    assert other.best_lr == serial.best_lr
+    for lr in kwargs["lrs"]:
+        np.testing.assert_allclose(
+            other.histories[lr].val_loss, serial.histories[lr].val_loss, rtol=1e-12
+        )
+
+
+@pytest.mark.parametrize(
     "kwargs, error, name",
     [
         (dict(net=None), TypeError, "net"),
@@ -287,6 +305,9 @@ def test_lr_find_rejects_bad_arguments(kwargs, error, name):
         (dict(lrs=[0.1, -0.1]), ValueError, "lrs"),
         (dict(lrs=["0.1"]), TypeError, "lrs"),
         (dict(n_jobs=0), ValueError, "n_jobs"),
+        (dict(n_jobs=1.5), TypeError, "n_jobs"),
+        (dict(backend=2), TypeError, "backend"),
+        (dict(backend="no-such-backend"), ValueError, "no-such-backend"),
         (dict(validation=None), TypeError, "validation"),
         (dict(validation=(np.zeros((5, 2)), np.zeros((5, 1)))), ValueError, "validation X"),
         (dict(epochs=0), ValueError, "epochs"),

@@ -348,3 +348,73 @@ def test_import_leaves_the_environment_as_it_was():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+# A process that runs fastbp among others (a Dask worker, a joblib worker, a program that
+# limits its libraries with threadpoolctl) sets its share of the CPUs through OpenMP: fastbp's
+# default thread count is OpenMP's, so it must follow both ways of setting it. Run in fresh
+# interpreters: once fb.set_num_threads(n) has been called, n holds instead.
+THREAD_PROBE = """
+import json, os
+import numpy as np
+import fastbp as fb
+import fastbp.train
+
+teams = []
+real = fastbp.train._core.train_epoch
+
+def recording(*args):
+    stats = real(*args)
+    teams.append(stats["threads"])
+    return stats
+
+fastbp.train._core.train_epoch = recording
+
+def epoch_team():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 16))
+    net = fb.MLP([16, 128, 96, 3], activation="tanh", dtype="float64", seed=0)
+    fb.Trainer(net, fb.SGD(0.01), batch_size=64, epochs=1, progress=False).fit(X, X[:, :3])
+    return teams[-1]
+
+out = {"default": [fb.get_num_threads(), epoch_team()]}
+try:
+    from threadpoolctl import threadpool_limits
+except ImportError:
+    pass
+else:
+    with threadpool_limits(1):
+        out["limited"] = [fb.get_num_threads(), epoch_team()]
+    out["after"] = [fb.get_num_threads(), epoch_team()]
+print(json.dumps(out))
+"""
+
+
+def _probe_threads(**env):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | env
+    done = subprocess.run(
+        [sys.executable, "-c", THREAD_PROBE],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_default_thread_count_follows_omp_num_threads():
+    assert _probe_threads(OMP_NUM_THREADS="1")["default"] == [1, 1]
+    assert _probe_threads(OMP_NUM_THREADS="2")["default"] == [2, 2]  # even on one CPU
+
+
+def test_the_default_thread_count_follows_threadpoolctl():
+    pytest.importorskip("threadpoolctl")
+    out = _probe_threads()
+    assert out["limited"] == [1, 1]  # the team of an epoch, not only the reported number
+    assert out["after"] == out["default"]

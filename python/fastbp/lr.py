@@ -208,8 +208,9 @@ def lr_sweep(
     epochs: int = 50,
     batch_size: int = 32,
     patience: int = 5,
-    n_jobs: int = 1,
+    n_jobs: int | None = None,
     seed: int | None = None,
+    backend: str | None = None,
 ) -> SweepResult:
     """Train copies of ``net`` (same initial weights) with each rate in ``lrs``, with early
     stopping on the validation set, and pick the rate of the lowest best validation loss.
@@ -226,11 +227,21 @@ def lr_sweep(
         Used for early stopping and for ranking the rates; never the test set.
     optimizer : Optimizer or None
         The rule to use (default SGD); its ``lr`` is replaced by each candidate.
-    n_jobs : int
-        Candidates trained at once, with joblib (installed with ``fastbp[parallel]``) when > 1.
+    n_jobs : int or None
+        Candidates trained at once, with joblib (installed with ``fastbp[parallel]``) unless
+        1; negative as in joblib (-1: all CPUs, or all the backend's workers). None: 1, or
+        with a ``backend``, -1.
     seed : int or None
         Shuffling seed, shared by all candidates (drawn once when None): the result does not
-        depend on ``n_jobs``.
+        depend on ``n_jobs`` or ``backend`` (beyond the last bits of float arithmetic, which
+        depend on the thread count of the process that trains a candidate).
+    backend : str or None
+        None trains the candidates in threads of this process (the core releases the GIL).
+        A joblib backend name spreads them over that backend's workers: ``"loky"`` or
+        ``"multiprocessing"`` over local processes, ``"dask"`` over the workers of the
+        current ``dask.distributed.Client`` (see the README's "Sweeps on a Dask cluster").
+        Each worker's fastbp uses the threads its environment allows (``OMP_NUM_THREADS``,
+        which Dask's nanny and joblib's loky set to the worker's share).
     """
     check_net(net)
     if isinstance(lrs, (str, bytes)) or not isinstance(lrs, Iterable):
@@ -238,7 +249,10 @@ def lr_sweep(
     rates = [check_scalar(r, "lrs", min_value=0, min_inclusive=False) for r in lrs]
     if not rates:
         raise ValueError("lrs must hold at least one learning rate")
-    n_jobs = check_scalar(n_jobs, "n_jobs", min_value=1, integer=True)
+    if n_jobs is not None and check_scalar(n_jobs, "n_jobs", integer=True) == 0:
+        raise ValueError("n_jobs must be a nonzero integer or None, got 0")
+    if backend is not None and not isinstance(backend, str):
+        raise TypeError(f"backend must be a joblib backend name or None, got {backend!r}")
     X, Y = check_data(net, X, y)
     Xv, Yv = check_validation_pair(net, validation)
     optimizer = SGD(rates[0]) if optimizer is None else _fresh(optimizer)
@@ -250,17 +264,25 @@ def lr_sweep(
         seed=resolve_seed(check_seed(seed)),
         progress=False,
     )
-    if n_jobs > 1:
+    if backend is None and n_jobs in (None, 1):
+        histories = [_train_one(net, optimizer, lr, X, Y, Xv, Yv, patience, kwargs) for lr in rates]
+    else:
         try:
-            from joblib import Parallel, delayed
+            from joblib import Parallel, delayed, parallel_backend
         except ImportError as err:
-            raise ImportError("n_jobs > 1 needs joblib: pip install fastbp[parallel]") from err
-        # Threads, not processes: the core releases the GIL, and nothing needs pickling.
-        histories = Parallel(n_jobs=n_jobs, prefer="threads")(
+            raise ImportError(
+                "n_jobs other than 1 and backend need joblib: pip install fastbp[parallel]"
+            ) from err
+        jobs = (
             delayed(_train_one)(net, optimizer, lr, X, Y, Xv, Yv, patience, kwargs) for lr in rates
         )
-    else:
-        histories = [_train_one(net, optimizer, lr, X, Y, Xv, Yv, patience, kwargs) for lr in rates]
+        if backend is None:
+            # Threads, not processes: the core releases the GIL, and nothing needs pickling.
+            histories = Parallel(n_jobs=n_jobs, prefer="threads")(jobs)
+        else:
+            # parallel_backend, not Parallel(backend=...): only it finds "dask" (and "ray")
+            with parallel_backend(backend):
+                histories = Parallel(n_jobs=-1 if n_jobs is None else n_jobs)(jobs)
     rows = [_sweep_row(lr, h) for lr, h in zip(rates, histories)]
     return SweepResult(rows, _best_lr(rows), dict(zip(rates, histories)))
 
