@@ -181,6 +181,30 @@ def test_optimizer_class_and_hyperparameters_round_trip(name):
     assert ck.grad_noise is None and ck.history is None
 
 
+@needs_state_dict
+def test_optimizer_state_round_trips_and_a_damaged_one_is_named():
+    X, Y = data()
+    net = fb.MLP([3, 4, 2], seed=0)
+    opt = fb.RMSProp(0.01, momentum=0.5, centered=True)
+    fb.Trainer(net, opt, epochs=2, progress=False).fit(X, Y)
+    buf = io.BytesIO()
+    net.save(buf, optimizer=opt)
+    raw = buf.getvalue()
+    loaded = fb.load_checkpoint(io.BytesIO(raw)).optimizer
+    mine, theirs = opt.state_dict(), loaded.state_dict()
+    assert theirs["core"]["step"] == mine["core"]["step"] == opt.steps
+    assert sorted(theirs["core"]["buffers"]) == sorted(mine["core"]["buffers"])
+    for name, buffer in mine["core"]["buffers"].items():
+        assert theirs["core"]["buffers"][name].tobytes() == buffer.tobytes()
+
+    def shorten(arrays):
+        name = next(k for k in arrays if k.startswith("optimizer.state."))
+        arrays[name] = arrays[name][:-1]
+
+    with pytest.raises(ValueError, match="optimizer RMSProp state"):
+        load_bytes(rewrite(raw, edit_arrays=shorten))
+
+
 def test_noise_and_history_round_trip():
     X, Y = data()
     net = fb.MLP([3, 4, 2], seed=0)

@@ -335,14 +335,101 @@ def test_assigning_a_hyperparameter_checks_it(fb):
     assert opt.config().momentum == 0.5
 
 
-def test_copies_keep_hyperparameters_not_state(fb):
-    net, X, y = make_problem(fb)
+def test_copies_keep_the_hyperparameters(fb):
     opt = fb.Adam(lr=0.01, betas=(0.8, 0.9), eps=1e-6)
+    for clone in (copy.copy(opt), copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
+        assert type(clone) is fb.Adam and clone.hyperparameters() == opt.hyperparameters()
+        assert clone.state_dict() is None and clone.steps == 0
+
+
+needs_state_dict = pytest.mark.skipif(
+    not hasattr(__import__("fastbp")._core.OptimizerState32, "state_dict"),
+    reason="the core's OptimizerState has no state_dict yet",
+)
+STATEFUL = {
+    "sgd-momentum": lambda fb: fb.SGD(0.05, momentum=0.9, dampening=0.2, weight_decay=1e-3),
+    "sgd-nesterov": lambda fb: fb.SGD(0.05, momentum=0.9, nesterov=True),
+    "adam": lambda fb: fb.Adam(0.01, weight_decay=1e-3),
+    "adamw": lambda fb: fb.AdamW(0.01),
+    "rmsprop": lambda fb: fb.RMSProp(0.01, momentum=0.5, centered=True, weight_decay=1e-3),
+    "adagrad": lambda fb: fb.AdaGrad(0.05, lr_decay=1e-2),
+}
+COPIES = {
+    "copy": copy.copy,
+    "deepcopy": copy.deepcopy,
+    "pickle": lambda opt: pickle.loads(pickle.dumps(opt)),
+}
+
+
+@needs_state_dict
+@pytest.mark.parametrize("how", list(COPIES))
+@pytest.mark.parametrize("name", list(STATEFUL))
+def test_a_copied_optimizer_continues_exactly_on_a_copied_network(fb, name, how):
+    """3 steps, copy the optimizer and the network, 3 more steps on each pair: the same
+    weights bit for bit, so the copy held the moments, velocity and step count."""
+    net, X, y = make_problem(fb)
+    opt = STATEFUL[name](fb)
+    for t in range(3):
+        net.backward(*batch(X, y, t))
+        opt.step(net)
+    twin, clone = net.copy(), COPIES[how](opt)
+    assert clone.steps == opt.steps == 3
+    for t in range(3, 6):
+        net.backward(*batch(X, y, t))
+        opt.step(net)
+        twin.backward(*batch(X, y, t))
+        clone.step(twin)
+    assert twin.params.tobytes() == net.params.tobytes()
+    assert clone.steps == opt.steps == 6
+
+
+@needs_state_dict
+def test_state_dict_round_trip_and_binding(fb):
+    net, X, y = make_problem(fb)
+    opt = fb.Adam(0.01)
     net.backward(X, y)
     opt.step(net)
-    for clone in (copy.copy(opt), pickle.loads(pickle.dumps(opt))):
-        assert clone.hyperparameters() == opt.hyperparameters()
-        assert clone.steps == 0 and opt.steps == 1
+    state = opt.state_dict()
+    assert state["dtype"] == "float64" and state["n_params"] == net.n_params
+    assert state["core"]["step"] == 1
+    for buffer in state["core"]["buffers"].values():
+        assert buffer.shape == (net.n_params,) and buffer.dtype == np.float64
+    fresh = fb.Adam(0.01)
+    fresh.load_state_dict(state)
+    again = fresh.state_dict()
+    assert again["core"]["step"] == 1
+    for key, buffer in state["core"]["buffers"].items():
+        assert again["core"]["buffers"][key].tobytes() == buffer.tobytes()
+    with pytest.raises(ValueError, match="state is for 45 float64 parameters"):
+        fresh.step(fb.MLP([4, 3], loss="cross_entropy", dtype="float64"))
+    with pytest.raises(ValueError, match="float64"):
+        fresh.step(fb.MLP([4, 6, 3], loss="cross_entropy", dtype="float32"))
+    fresh.step(net.copy())  # binds to a network of its size and dtype
+    with pytest.raises(ValueError, match="another network"):
+        fresh.step(net)
+    fresh.load_state_dict(None)
+    assert fresh.steps == 0 and fresh.state_dict() is None
+
+
+@needs_state_dict
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s: s.update(dtype="int8"), "dtype"),
+        (lambda s: s.update(n_params=0), "n_params"),
+        (lambda s: s.pop("core"), "record of state_dict"),
+        (lambda s: s["core"]["buffers"].update(exp_avg=np.zeros(3)), "state\\['core'\\]"),
+    ],
+)
+def test_load_state_dict_refuses_a_foreign_record(fb, edit, message):
+    net, X, y = make_problem(fb)
+    opt = fb.Adam(0.01)
+    net.backward(X, y)
+    opt.step(net)
+    state = opt.state_dict()
+    edit(state)
+    with pytest.raises((ValueError, TypeError), match=message):
+        fb.Adam(0.01).load_state_dict(state)
 
 
 @pytest.mark.parametrize("name", ["Adam", "AdamW", "RMSProp", "AdaGrad"])

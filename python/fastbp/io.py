@@ -26,7 +26,9 @@ bytes) that :func:`load` opens with ``allow_pickle=False``. Its arrays:
       (``dtype`` as NumPy's ``dtype.str``, e.g. ``"<f4"``).
     - ``optimizer``: null, or ``class`` (``"SGD"``, ``"Adam"``, ``"AdamW"``, ``"RMSProp"``,
       ``"AdaGrad"``, ``"LineSearchSGD"``), ``hyperparameters`` (torch.optim names) and
-      ``state`` (null: a fresh optimizer).
+      ``state``: null (a fresh optimizer) or ``Optimizer.state_dict()``, ``{"dtype",
+      "n_params", "core": {"step", the rule's scalars, "buffers": {name: {"$array": ...}}}}``,
+      its buffers in the arrays ``optimizer.state.core.buffers.<name>``.
     - ``grad_noise``: null, or ``eta``, ``gamma``, ``seed`` (the resolved seed) and ``t``.
     - ``history``: whether the array ``history`` holds the run's :class:`~fastbp.History`.
     - ``estimator`` (estimators only): ``params``, the scikit-learn parameters
@@ -63,7 +65,17 @@ import numpy as np
 
 from .history import History
 from .network import MLP
-from .optim import SGD, AdaGrad, Adam, AdamW, GradientNoise, LineSearchSGD, Optimizer, RMSProp
+from .optim import (
+    CORE_STATE_DICT,
+    SGD,
+    AdaGrad,
+    Adam,
+    AdamW,
+    GradientNoise,
+    LineSearchSGD,
+    Optimizer,
+    RMSProp,
+)
 from .validation import check_net, check_optional
 
 __all__ = [
@@ -192,13 +204,17 @@ def write_file(
             "dtype": net.dtype.name,
             "seed": net.seed,
         },
-        "optimizer": None if optimizer is None else _optimizer_record(optimizer, optimizer_state),
+        "optimizer": None,
         "grad_noise": None if grad_noise is None else _noise_record(grad_noise),
         "history": history is not None,
     }
     if history is not None:
         arrays["history"] = _text_array(history.to_json())
     header = _encode(header, "header", arrays)
+    if optimizer is not None:
+        header["optimizer"] = _encode(
+            _optimizer_record(optimizer, optimizer_state), "optimizer", arrays
+        )
     if extra is not None:
         header["estimator"] = _encode(extra, "", arrays)
     if data is not None:
@@ -215,7 +231,9 @@ def _optimizer_record(optimizer: Optimizer, with_state: bool) -> dict[str, Any]:
         raise TypeError(
             f"optimizer must be one of fastbp's {list(OPTIMIZERS)} (not a subclass), got {name}"
         )
-    return {"class": name, "hyperparameters": optimizer.hyperparameters(), "state": None}
+    # A core that cannot hand out the state leaves the file with a fresh optimizer.
+    state = optimizer.state_dict() if with_state and CORE_STATE_DICT else None
+    return {"class": name, "hyperparameters": optimizer.hyperparameters(), "state": state}
 
 
 def _noise_record(noise: GradientNoise) -> dict[str, Any]:
@@ -405,7 +423,7 @@ def _build(arrays: dict[str, np.ndarray]) -> SavedModel:
     header = _header(arrays.pop("header"))
     _check_manifest(_field(header, "arrays", dict), arrays)
     net = _network(_field(header, "network", dict), arrays)
-    optimizer = _optimizer(_field(header, "optimizer", (dict, type(None))))
+    optimizer = _optimizer(_field(header, "optimizer", (dict, type(None))), arrays)
     noise = _gradient_noise(_field(header, "grad_noise", (dict, type(None))))
     history = None
     if _field(header, "history", bool):
@@ -530,7 +548,7 @@ def _network(spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> MLP:
     return net
 
 
-def _optimizer(record: dict[str, Any] | None) -> Optimizer | None:
+def _optimizer(record: dict[str, Any] | None, arrays: Mapping[str, np.ndarray]) -> Optimizer | None:
     if record is None:
         return None
     if sorted(record) != ["class", "hyperparameters", "state"]:
@@ -545,9 +563,19 @@ def _optimizer(record: dict[str, Any] | None) -> Optimizer | None:
     if sorted(hyper) != sorted(names):
         raise ValueError(f"{cls.__name__} hyperparameters must be {names}, got {sorted(hyper)}")
     try:
-        return cls(**{k: _decode(v, {}) for k, v in hyper.items()})
+        optimizer = cls(**{k: _decode(v, {}) for k, v in hyper.items()})
     except (TypeError, ValueError) as err:
         raise ValueError(f"optimizer {cls.__name__}: {_message(err)}") from None
+    state = _decode(record["state"], arrays)
+    try:
+        optimizer.load_state_dict(state)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"optimizer {cls.__name__} state: {_message(err)}") from None
+    except NotImplementedError:
+        raise ValueError(
+            "the file holds an optimizer state, which this fastbp's core cannot take back"
+        ) from None
+    return optimizer
 
 
 def _gradient_noise(record: dict[str, Any] | None) -> GradientNoise | None:

@@ -4,7 +4,6 @@ in :mod:`fastbp.optim`."""
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -125,8 +124,9 @@ def lr_find(
 
 
 def _fresh(optimizer: Any) -> Optimizer:
-    """The same update rule without its state (a copy carries no state)."""
-    return copy.copy(check_instance(optimizer, "optimizer", Optimizer, "a fastbp optimizer"))
+    """The same update rule without its state."""
+    check_instance(optimizer, "optimizer", Optimizer, "a fastbp optimizer")
+    return type(optimizer)(**optimizer.hyperparameters())
 
 
 def _steepest(lrs: np.ndarray, losses: np.ndarray) -> float:

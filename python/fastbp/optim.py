@@ -4,7 +4,7 @@ in the core over the flat parameter buffer. Also gradient clipping and annealed 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
@@ -14,6 +14,7 @@ from .network import MLP
 from .validation import (
     check_bool,
     check_data,
+    check_dtype,
     check_net,
     check_pair,
     check_scalar,
@@ -99,16 +100,25 @@ class Hyperparameter(Generic[T]):
             setattr(config, self._fills or self.name, value)
 
 
+# Whether the core can hand out and take back an optimizer's state (moments, step count).
+CORE_STATE_DICT = hasattr(_core.OptimizerState32, "state_dict")
+
+
 class Optimizer:
     """Base class: hyperparameters live here, the state (moments, step count) in the core,
     bound to the first network stepped.
 
     Each update rule declares its hyperparameters as :class:`Hyperparameter` class attributes,
     in the order of its torch.optim signature; assigning one (``opt.lr = 0.01``) checks it.
+    Copies and pickles carry the state too (:meth:`state_dict`): a copy continues where the
+    original stood, on the next network of the same size and dtype that it steps.
     """
 
     _kind: Any = None
     _fields: tuple[Hyperparameter[Any], ...] = ()  # set for each subclass, base class first
+    _state: _core.OptimizerState32 | _core.OptimizerState64 | None
+    _owner: weakref.ref[Any] | None  # the core network the state is bound to
+    _made_for: tuple[np.dtype, int] | None  # the dtype and n_params the state was made for
 
     lr = Hyperparameter(_real(min_value=0), doc="Learning rate; may be changed between steps.")
 
@@ -118,8 +128,7 @@ class Optimizer:
                 "Optimizer is a base class: use SGD, Adam, AdamW, RMSProp, AdaGrad or LineSearchSGD"
             )
         self.lr = lr
-        self._state: _core.OptimizerState32 | _core.OptimizerState64 | None = None
-        self._owner: weakref.ref[Any] | None = None
+        self.reset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -148,17 +157,25 @@ class Optimizer:
         return c
 
     def state_for(self, net: MLP) -> Any:
-        """The core state of this optimizer, created for ``net`` on first use."""
+        """The core state of this optimizer, created for ``net`` on first use; a state that
+        is bound to no network (copied, unpickled, loaded) binds to ``net`` if it was made for
+        a network of the same size and dtype."""
         check_net(net)
         if self._state is None:
             cls = _core.OptimizerState32 if net.dtype == np.float32 else _core.OptimizerState64
-            self._state = cls(net.n_params)
-            self._owner = weakref.ref(net.core)
-        elif self._owner is None or self._owner() is not net.core:
+            self._state, self._made_for = cls(net.n_params), (net.dtype, net.n_params)
+        elif self._owner is not None and self._owner() is not net.core:
             raise ValueError(
                 "net: this optimizer already holds the state of another network; "
                 "call opt.reset() or create a new optimizer"
             )
+        elif self._made_for is not None and self._made_for != (net.dtype, net.n_params):
+            dtype, n_params = self._made_for
+            raise ValueError(
+                f"net: this optimizer's state is for {n_params} {dtype.name} parameters, the "
+                f"network has {net.n_params} {net.dtype.name}; call opt.reset() to start afresh"
+            )
+        self._owner = weakref.ref(net.core)
         return self._state
 
     @property
@@ -170,18 +187,83 @@ class Optimizer:
         """Forget the state (moments, step count) and the network it was bound to."""
         self._state = None
         self._owner = None
+        self._made_for = None
 
     def step(self, net: MLP) -> None:
         """Apply one update to ``net``'s parameters from its current gradients."""
         self.state_for(net).step(net.core, self.config())
 
+    def state_dict(self) -> dict[str, Any] | None:
+        """The state of the update rule, None before the first step (or after :meth:`reset`).
+
+        Returns
+        -------
+        dict or None
+            ``{"dtype": "float32" | "float64", "n_params": int, "core": {...}}``, ``core``
+            being the core's own record: ``"step"`` (the step count), the rule's other
+            scalars and ``"buffers"``, a dict of ndarray copies of shape (n_params,) (momentum,
+            moments, ...). :meth:`load_state_dict` takes it back.
+
+        Raises
+        ------
+        NotImplementedError
+            This build's core cannot hand out its state.
+        """
+        if self._state is None or self._made_for is None:
+            return None
+        if not CORE_STATE_DICT:
+            raise NotImplementedError("this fastbp core cannot hand out an optimizer's state")
+        held: Any = self._state  # state_dict is new in the core: typed once _core.pyi has it
+        core = held.state_dict()
+        core = {**core, "buffers": {k: np.array(v) for k, v in core["buffers"].items()}}
+        dtype, n_params = self._made_for
+        return {"dtype": dtype.name, "n_params": n_params, "core": core}
+
+    def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
+        """Take a state from :meth:`state_dict` (None: :meth:`reset`). It binds to the next
+        network of its size and dtype that this optimizer steps.
+
+        Raises
+        ------
+        ValueError
+            ``state`` is not such a record, or the core refuses it (a buffer of the wrong
+            size or kind).
+        NotImplementedError
+            This build's core cannot take a state back.
+        """
+        if state is None:
+            self.reset()
+            return
+        if not isinstance(state, Mapping) or sorted(state) != ["core", "dtype", "n_params"]:
+            raise ValueError(f"state must be a record of state_dict(), got {state!r}"[:200])
+        if not CORE_STATE_DICT:
+            raise NotImplementedError("this fastbp core cannot take an optimizer's state back")
+        dtype = check_dtype(state["dtype"])
+        n_params = check_scalar(state["n_params"], "state['n_params']", min_value=1, integer=True)
+        cls = _core.OptimizerState32 if dtype == np.float32 else _core.OptimizerState64
+        core_state: Any = cls(n_params)
+        try:
+            core_state.load_state_dict(state["core"])
+        except (TypeError, ValueError, KeyError) as err:
+            raise ValueError(f"state['core'] does not fit a {type(self).__name__}: {err}") from None
+        self.reset()
+        self._state, self._made_for = core_state, (dtype, n_params)
+
     def __getstate__(self) -> dict[str, Any]:
-        """Copies and pickles carry the hyperparameters, not the state: ``copy.copy(opt)`` is
-        the same rule, ready for a new network."""
-        state = dict(self.__dict__)
-        state["_state"] = None  # fresh state in a copy: it is bound to one network
-        state["_owner"] = None
+        """Copies and pickles carry the hyperparameters and the state, not the network the
+        state is bound to: a copy binds to the next network it steps. (With a core that cannot
+        hand out its state, a copy starts afresh.)"""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_state", "_owner")}
+        state["_made_for"] = None
+        state["state"] = self.state_dict() if CORE_STATE_DICT else None
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        saved = state.pop("state", None)
+        self.__dict__.update(state)
+        self.reset()
+        self.load_state_dict(saved)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
