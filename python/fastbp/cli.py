@@ -826,6 +826,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"fastbp: error: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader of our output stopped (| head): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return 141
+    except ImportError as err:  # an optional dependency the command needs
+        print(f"fastbp: error: {err}", file=sys.stderr)
+        return 1
     except OSError as err:  # a file that cannot be read or written
         where = f"{err.filename}: " if err.filename else ""
         print(f"fastbp: error: {where}{err.strerror or err}", file=sys.stderr)
