@@ -400,7 +400,7 @@ def test_state_dict_round_trip_and_binding(fb):
     assert again["core"]["step"] == 1
     for key, buffer in state["core"]["buffers"].items():
         assert again["core"]["buffers"][key].tobytes() == buffer.tobytes()
-    with pytest.raises(ValueError, match="state is for 45 float64 parameters"):
+    with pytest.raises(ValueError, match="state is for 51 float64 parameters"):
         fresh.step(fb.MLP([4, 3], loss="cross_entropy", dtype="float64"))
     with pytest.raises(ValueError, match="float64"):
         fresh.step(fb.MLP([4, 6, 3], loss="cross_entropy", dtype="float32"))
