@@ -27,8 +27,8 @@ bytes) that :func:`load` opens with ``allow_pickle=False``. Its arrays:
     - ``optimizer``: null, or ``class`` (``"SGD"``, ``"Adam"``, ``"AdamW"``, ``"RMSProp"``,
       ``"AdaGrad"``, ``"LineSearchSGD"``), ``hyperparameters`` (torch.optim names) and
       ``state``: null (a fresh optimizer) or ``Optimizer.state_dict()``, ``{"dtype",
-      "n_params", "core": {"step", the rule's scalars, "buffers": {name: {"$array": ...}}}}``,
-      its buffers in the arrays ``optimizer.state.core.buffers.<name>``.
+      "n_params", "core": {"step", "momentum_fresh", "buffers": {name: {"$array": ...}}}}``,
+      its buffers in the arrays ``optimizer.state.core.buffers.<name>`` (torch's names).
     - ``grad_noise``: null, or ``eta``, ``gamma``, ``seed`` (the resolved seed) and ``t``.
     - ``history``: whether the array ``history`` holds the run's :class:`~fastbp.History`.
     - ``estimator`` (estimators only): ``params``, the scikit-learn parameters

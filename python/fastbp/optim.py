@@ -200,9 +200,10 @@ class Optimizer:
         -------
         dict or None
             ``{"dtype": "float32" | "float64", "n_params": int, "core": {...}}``, ``core``
-            being the core's own record: ``"step"`` (the step count), the rule's other
-            scalars and ``"buffers"``, a dict of ndarray copies of shape (n_params,) (momentum,
-            moments, ...). :meth:`load_state_dict` takes it back.
+            being the core's own record: ``{"step": int, "momentum_fresh": bool, "buffers":
+            {name: ndarray of shape (n_params,)}}``, the buffers copied, under torch's names
+            (``momentum_buffer``; ``exp_avg``, ``exp_avg_sq``; ``square_avg``, ``grad_avg``;
+            ``sum``). :meth:`load_state_dict` takes it back.
 
         Raises
         ------
