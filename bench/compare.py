@@ -1740,7 +1740,7 @@ def main(argv: list[str] | None = None) -> int:
         help="work per sweep epoch in GFLOP, which sets the samples (at least 16 batches, at "
         "most --sweep-max-samples; default 4, 1 with --quick)",
     )
-    g.add_argument("--sweep-max-samples", type=int, default=32768, help="see --sweep-gflop")
+    g.add_argument("--sweep-max-samples", type=int, default=16384, help="see --sweep-gflop")
     g.add_argument(
         "--sweep-config",
         choices=list(CONFIGS),
