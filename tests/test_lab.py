@@ -1,5 +1,5 @@
 """fastbp.lab: each classic result holds at the labs' reduced (quick) sizes; the registry, the
-options, the report and the plots."""
+options, the report and the plots; and the `fastbp lab` command."""
 
 import sys
 
@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fastbp as fb
+from fastbp.cli import main
 from fastbp.lab import Check, LabResult
 from fastbp.lab._base import hidden_forward
 
@@ -168,3 +169,35 @@ def test_without_matplotlib_plots_raise_import_error(quick, tmp_path, monkeypatc
     with pytest.raises(ImportError, match="pip install fastbp\\[plot\\]"):
         quick["smith2017"].save_plots(tmp_path / "none")
     assert not (tmp_path / "none").exists()
+
+
+# ---- command line -----------------------------------------------------------------------------
+def test_cli_lab_list(capsys):
+    assert main(["lab", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name in NAMES:
+        assert name in out
+
+
+def test_cli_lab_quick_run_prints_report_and_writes_plots(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "lab"
+    assert main(["lab", "pascanu2013", "--quick", "--seed", "1", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "Claim: " in text and "Verdict: reproduced" in text and "seeds 1, 2, 3" in text
+    assert (out / "train_loss_clipped_vs_unclipped.png").exists()
+
+
+def test_cli_lab_without_matplotlib_prints_only(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    out = tmp_path / "lab"
+    assert main(["lab", "smith2017", "--quick", "--out", str(out)]) == 0
+    assert "matplotlib is not installed" in capsys.readouterr().out
+    assert not out.exists()
+
+
+def test_cli_lab_needs_a_known_name(capsys):
+    assert main(["lab"]) == 2
+    assert main(["lab", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "name a lab" in err and "unknown lab 'nope'" in err and "smith2017" in err
