@@ -17,14 +17,14 @@ The paper's claims tested here:
 
 Also tested, because it is often said, though the paper proposes normalised initialisation for
 tanh and softsign networks and does not report it for sigmoid: that normalised initialisation
-prevents the sigmoid saturation. It does not here (the lab says so); it is reported, not part
-of the verdict.
+prevents the sigmoid saturation. The lab reports it beside the paper's claims; it does not
+decide the verdict.
 
 Settings (defaults; ``quick=True`` in brackets):
 
 - data: ``fastbp.datasets.load_demo()`` (20 standardised features, 4 classes; the paper used
   its Shapeset-3x2 images), the first ``n_samples`` = 3000 [1500] rows;
-- network: 5 hidden sigmoid layers (the paper's depth) of 128 [64] units (the paper had 1000),
+- network: 5 hidden sigmoid layers (the paper's deepest) of 128 [64] units (the paper had 1000),
   softmax output, cross-entropy; float32;
 - initialisations: standard U[-1/sqrt(n_in), 1/sqrt(n_in)] written into ``net.weights``, and
   ``init="xavier_uniform"``; biases 0;

@@ -27,8 +27,8 @@ Settings (defaults; ``quick=True`` in brackets):
   most 110 [50] epochs (~10,000 [~4,700] updates); a run counts as trained once its training
   accuracy (chance 0.25) reaches ``target`` = 0.6, and stops there.
 
-The noise costs time: at this size fastbp draws the 50,000 Gaussian numbers of a step in about
-as long as it takes for the step itself, several times over.
+The noise costs time: drawing the 50,000 Gaussian numbers of a step takes several times as long
+as the forward and backward pass of this small network, so the noisy runs dominate the lab.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ Settings (defaults; ``quick=True`` in brackets):
 - range test: ``lr_find`` from 1e-5 to 10 over 100 mini-batches of 32 on the training rows;
 - training: SGD at the fixed default rate 0.01 and at the range test's suggestion, from the same
   weights, mini-batches of 32, until the validation accuracy reaches ``target`` = 0.8 (a
-  well-tuned network reaches about 0.85-0.9 here) or 60 epochs have passed;
+  well-tuned network reaches about 0.85-0.9 here) or 60 [30] epochs have passed;
   ``n_seeds`` = 10 [2] seeds;
 - optimizers: plain SGD (decides the verdict), and SGD with momentum 0.9, the optimizer of
   Smith's experiments, reported beside it (with momentum the default 0.01 is effectively ten
