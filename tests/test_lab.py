@@ -114,6 +114,8 @@ def test_run_validates_name_and_options():
         fb.lab.run("he2015", epochs=0)
     with pytest.raises(TypeError, match="depth"):
         fb.lab.run("he2015", depth=2.5)
+    with pytest.raises(ValueError, match="depth must be >= 2"):
+        fb.lab.run("glorot2010", depth=1)
     with pytest.raises(ValueError, match="lr"):
         fb.lab.run("pascanu2013", lr=-1.0)
     with pytest.raises(ValueError, match="seed"):

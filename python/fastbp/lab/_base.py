@@ -86,7 +86,7 @@ class LabResult:
 
     @property
     def reproduced(self) -> bool:
-        """True when every check that belongs to the publication's claim passed."""
+        """True when every check that decides the verdict passed."""
         return all(c.passed for c in self.checks if c.decides)
 
     def save_plots(self, out_dir: str | Path) -> list[Path]:
@@ -141,10 +141,15 @@ def caption(text: str) -> str:
 
 
 def resolve_options(
-    lab: str, defaults: Mapping[str, Any], quick: Mapping[str, Any], given: Mapping[str, Any]
+    lab: str,
+    defaults: Mapping[str, Any],
+    quick: Mapping[str, Any],
+    given: Mapping[str, Any],
+    minimum: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The lab's options: ``defaults``, overridden by ``quick`` when ``given["quick"]``, then by
-    what the caller gave. Integers must be >= 1 (``seed`` >= 0), floats > 0, bools bools."""
+    what the caller gave. Integers must be >= 1 (or ``minimum[name]``; ``seed`` >= 0), floats
+    > 0, bools bools."""
     unknown = sorted(set(given) - set(defaults) - {"seed", "quick"})
     if unknown:
         raise TypeError(
@@ -168,7 +173,8 @@ def resolve_options(
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be a bool, got {value!r}")
         elif isinstance(default, int):
-            value = check_scalar(value, name, min_value=1, integer=True)
+            low = (minimum or {}).get(name, 1)
+            value = check_scalar(value, name, min_value=low, integer=True)
         else:
             value = check_scalar(value, name, min_value=0, min_inclusive=False)
         options[name] = value

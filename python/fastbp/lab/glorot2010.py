@@ -157,7 +157,7 @@ def _spread_at_init(sizes: list[int], X: np.ndarray, seed: int) -> dict[str, np.
 def run(**options: Any) -> LabResult:
     """Run the lab; see the module docstring for the settings and :func:`fastbp.lab.run`."""
     clock = Stopwatch()
-    opt = resolve_options(NAME, DEFAULTS, QUICK, options)
+    opt = resolve_options(NAME, DEFAULTS, QUICK, options, minimum={"depth": 2})
     X, y = datasets.load_demo()
     X, y = X[: opt["n_samples"]], y[: opt["n_samples"]]
     sample = X[: opt["stats_samples"]]

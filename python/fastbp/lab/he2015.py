@@ -113,7 +113,7 @@ def _train(init: str, X, y, opt: dict[str, Any], seed: int) -> dict[str, Any]:
 def run(**options: Any) -> LabResult:
     """Run the lab; see the module docstring for the settings and :func:`fastbp.lab.run`."""
     clock = Stopwatch()
-    opt = resolve_options(NAME, DEFAULTS, QUICK, options)
+    opt = resolve_options(NAME, DEFAULTS, QUICK, options, minimum={"depth": 2})
     X, y = datasets.load_demo()
     depth = opt["depth"]
     moments = {
