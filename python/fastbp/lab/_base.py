@@ -45,6 +45,10 @@ class Check:
     passed: bool
     decides: bool = True
 
+    def __post_init__(self) -> None:
+        # a numpy bool would print as np.True_ and fail `is True`
+        object.__setattr__(self, "passed", bool(self.passed))
+
 
 @dataclass
 class LabResult:

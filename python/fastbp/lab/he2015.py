@@ -130,29 +130,29 @@ def run(**options: Any) -> LabResult:
     theory_small = 0.5 ** (depth - 1)
     forward = Check(
         claim="in the forward pass, weight variance 1/fan_in halves the variance of the "
-        "signal at every ReLU layer, so that 30 layers scale it by about 2^-30, while 2/fan_in "
-        "keeps it constant",
+        f"signal at every ReLU layer, so that {depth} layers scale it by about 2^-{depth}, "
+        "while 2/fan_in keeps it constant",
         criterion="per-layer factor of E[y^2] (geometric mean over the layers) within "
-        f"0.4-0.6 for 1/fan_in and 0.85-1.15 for 2/fan_in; from layer 1 to {depth}: below "
-        "1e-6 for 1/fan_in, within 0.1-10 for 2/fan_in",
+        f"0.4-0.6 for 1/fan_in and 0.85-1.15 for 2/fan_in; from layer 1 to {depth}: within a "
+        "factor 10 of the theory for 1/fan_in, within 0.1-10 for 2/fan_in",
         measured=f"per-layer factor {factor['1/fan_in']:.3f} (1/fan_in), "
         f"{factor['2/fan_in']:.3f} (2/fan_in); layer {depth} / layer 1: "
         f"{forward_small[-1] / forward_small[0]:.2e} (theory 2^-{depth - 1} = "
         f"{theory_small:.2e}) and {forward_he[-1] / forward_he[0]:.3f} (theory 1)",
         passed=0.4 <= factor["1/fan_in"] <= 0.6
         and 0.85 <= factor["2/fan_in"] <= 1.15
-        and forward_small[-1] / forward_small[0] < 1e-6
+        and 0.1 <= forward_small[-1] / forward_small[0] / theory_small <= 10
         and 0.1 <= forward_he[-1] / forward_he[0] <= 10,
     )
-    best = {name: [r["best_accuracy"] for r in runs[name].values()] for name in INITS}
+    best_acc = {name: [r["best_accuracy"] for r in runs[name].values()] for name in INITS}
     training = Check(
         claim=f"the {depth}-layer network trains with 2/fan_in and stalls with 1/fan_in",
         criterion=f"in every seed the best training accuracy reaches {TRAINS} with 2/fan_in "
         f"and stays within {STALLS} of chance ({chance:.2f}) with 1/fan_in",
         measured="best training accuracy "
-        + "; ".join(f"{name}: {', '.join(f'{a:.2f}' for a in best[name])}" for name in INITS),
-        passed=all(a >= TRAINS for a in best["2/fan_in"])
-        and all(a <= chance + STALLS for a in best["1/fan_in"]),
+        + "; ".join(f"{name}: {', '.join(f'{a:.2f}' for a in best_acc[name])}" for name in INITS),
+        passed=all(a >= TRAINS for a in best_acc["2/fan_in"])
+        and all(a <= chance + STALLS for a in best_acc["1/fan_in"]),
     )
     values = {
         "second_moments": moments,
