@@ -227,16 +227,16 @@ def _plot(result: LabResult, out: Path) -> list[Path]:
 
     fig, axes = figure(len(names), width=5.0)
     for ax, name in zip(axes, names):
-        for s, r in result.values["runs"][name].items():
-            for arm, style in (("default", "--"), ("range test", "-")):
+        for arm, style, color in (("default", "--", "C0"), ("range test", "-", "C1")):
+            for i, r in enumerate(result.values["runs"][name].values()):
                 acc = r[arm]["history"].val_accuracy
-                label = f"{arm} ({r[arm]['lr']:.2g}), seed {s}"
-                ax.plot(np.arange(1, len(acc) + 1), acc, style, label=label)
+                label = f"{arm} rate" if i == 0 else None  # one legend entry per arm
+                ax.plot(np.arange(1, len(acc) + 1), acc, style, color=color, label=label)
         ax.axhline(result.options["target"], color="0.5", linestyle=":", linewidth=1)
         ax.set_xscale("log")
-        ax.set_title(name)
+        ax.set_title(f"{name} (one line per seed)")
         ax.set_xlabel("epoch")
-        ax.legend(fontsize="xx-small", ncol=2)
+        ax.legend()
     axes[0].set_ylabel("validation accuracy")
     paths.append(save(fig, out, "val_accuracy_default_vs_range_test.png"))
     return paths
