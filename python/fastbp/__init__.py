@@ -24,7 +24,7 @@ def _load_core() -> None:
 
 _load_core()
 
-from . import _core, datasets  # noqa: E402  (the core is loaded, under its OpenMP policy)
+from . import _core, datasets, lab  # noqa: E402  (the core is loaded, under its OpenMP policy)
 from .data import LeakWarning, Split, split
 from .diagnostics import GradientReport, diagnose
 from .history import History
@@ -110,6 +110,7 @@ __all__ = [
     "LRFinderResult",
     "SweepResult",
     "datasets",
+    "lab",
     "set_num_threads",
     "get_num_threads",
     "build_info",
