@@ -96,6 +96,12 @@ def test_build_info_says_how_many_threads(fb, info):
         assert info["threads"] == 1
 
 
+def test_version_compiled_in_is_the_installed_one(fb, info):
+    from importlib import metadata
+
+    assert fb.__version__ == info["version"] == metadata.version("fastbp")
+
+
 def test_every_platform_has_a_baseline_core(portable):
     assert "baseline" in portable["isa_built"]
     if IS_X86_64 and portable["compiler"].startswith(("gcc", "clang")):
