@@ -354,6 +354,9 @@ PYBIND11_MODULE(_core, m) {
 #ifdef FASTBP_VERSION
     d["version"] = std::string(FASTBP_VERSION);
 #endif
+#ifdef FASTBP_ISA
+    d["isa"] = std::string(FASTBP_ISA);  // the variant this copy of the core was compiled as
+#endif
     return d;
   });
 }
