@@ -40,7 +40,8 @@ template <class T>
 HeldTarget<T> make_target(const Network<T>& net, const py::array& Y, long n) {
   HeldTarget<T> h;
   if (py::isinstance<py::array_t<int32_t>>(Y)) {
-    require(net.loss() == Loss::cross_entropy, "integer labels Y are for cross_entropy only");
+    const std::string mismatch = loss_labels_mismatch(net.loss());
+    require(mismatch.empty(), mismatch);
     h.labels = Labels::ensure(Y);
     require(h.labels.ndim() == 1 && h.labels.shape(0) == n, "Y must have one label per row of X");
     const int32_t* p = h.labels.data();  // checked here too: the core must never index out of range
@@ -330,6 +331,18 @@ PYBIND11_MODULE(_core, m) {
     return out;
   });
   m.def("loss_names", &loss_names);
+  m.def("loss_table", [] {
+    py::list out;
+    for (const LossInfo& l : loss_table()) {
+      py::dict d;
+      d["name"] = l.name;
+      d["output"] = l.output;
+      d["fused"] = l.fused;
+      d["labels"] = l.labels;
+      out.append(d);
+    }
+    return out;
+  });
   m.def("set_num_threads", &fastbp::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &fastbp::num_threads);
   m.def("build_info", []() {

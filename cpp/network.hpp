@@ -34,8 +34,8 @@ class Network {
   LossSums backward(const T* X, Target<T> y, int n);
   // Loss and correct-prediction sums over n rows, without gradients.
   LossSums evaluate(const T* X, Target<T> y, long n);
-  // Per weight layer: share of saturated outputs (sigmoid/tanh) and of dead units (relu);
-  // NaN where the measure does not apply.
+  // Per weight layer: share of saturated outputs and of dead units, as the layer's activation
+  // measures them (activations.hpp); NaN where its activation has no such measure.
   void activation_stats(const T* X, long n, double* saturation, double* dead);
   // Per weight layer: the L2 norm of its weight gradient.
   void weight_grad_norms(double* out) const;
