@@ -75,6 +75,67 @@ py::dict stats_dict(const EpochStats& s) {
   return d;
 }
 
+std::string type_name(py::handle h) { return py::str(py::type::of(h).attr("__name__")); }
+
+// {"step": int, "momentum_fresh": bool, "buffers": {name: 1-D float ndarray (a copy)}}
+template <class T>
+py::dict state_dict_to_python(const OptimizerStateDict<T>& s) {
+  py::dict buffers;
+  for (const auto& [name, values] : s.buffers)
+    buffers[py::str(name)] = py::array_t<T>(py::ssize_t(values.size()), values.data());
+  py::dict d;
+  d["step"] = s.step;
+  d["momentum_fresh"] = s.momentum_fresh;
+  d["buffers"] = buffers;
+  return d;
+}
+
+// The inverse of state_dict_to_python, checking types; the core checks names and lengths.
+template <class T>
+OptimizerStateDict<T> state_dict_from_python(py::handle h) {
+  require(py::isinstance<py::dict>(h), "state must be a dict, as state_dict() returns");
+  const py::dict d = py::reinterpret_borrow<py::dict>(h);
+  for (const auto& item : d) {
+    const std::string key = py::str(item.first);
+    require(key == "step" || key == "momentum_fresh" || key == "buffers",
+            "state has an unknown key '" + key + "' (expected step, momentum_fresh, buffers)");
+  }
+  for (const char* key : {"step", "momentum_fresh", "buffers"})
+    require(d.contains(key), std::string("state lacks the key '") + key + "'");
+  OptimizerStateDict<T> s;
+  const py::object step = d["step"];
+  require(!py::isinstance<py::bool_>(step) && PyIndex_Check(step.ptr()),
+          "state['step'] must be an int, got " + type_name(step));
+  const auto index = py::reinterpret_steal<py::object>(PyNumber_Index(step.ptr()));
+  if (!index) throw py::error_already_set();
+  int overflow = 0;
+  const long long n = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+  require(overflow == 0 && n >= 0,
+          "state['step'] must be an int >= 0, got " + std::string(py::str(index)));
+  s.step = long(n);
+  const py::object fresh = d["momentum_fresh"];
+  require(py::isinstance<py::bool_>(fresh) ||
+              py::isinstance(fresh, py::module_::import("numpy").attr("bool_")),
+          "state['momentum_fresh'] must be a bool, got " + type_name(fresh));
+  s.momentum_fresh = fresh.cast<bool>();
+  const py::object buffers = d["buffers"];
+  require(py::isinstance<py::dict>(buffers), "state['buffers'] must be a dict {name: array}");
+  for (const auto& item : py::reinterpret_borrow<py::dict>(buffers)) {
+    require(py::isinstance<py::str>(item.first), "state['buffers'] keys must be str");
+    const std::string name = py::str(item.first);
+    const std::string what = "state['buffers']['" + name + "']";
+    const py::array a = py::array::ensure(item.second);
+    require(bool(a), what + " must be an array of numbers");
+    const char kind = a.dtype().kind();
+    require(kind == 'f' || kind == 'i' || kind == 'u',
+            what + " must hold real numbers, got dtype " + std::string(py::str(a.dtype())));
+    require(a.ndim() == 1, what + " must be 1-D, got " + std::to_string(a.ndim()) + "-D");
+    const auto values = Array<T>::ensure(a);
+    s.buffers[name].assign(values.data(), values.data() + values.shape(0));
+  }
+  return s;
+}
+
 // Runs f with the GIL released and the network locked (one computation per network at a time;
 // two networks run in parallel). Nothing in f may touch Python objects.
 template <class T, class F>
@@ -209,6 +270,11 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
   py::class_<Opt>(m, ("OptimizerState" + suffix).c_str())
       .def(py::init<std::size_t>(), py::arg("n_params"))
       .def_property_readonly("steps", &Opt::steps)
+      .def("state_dict", [](const Opt& opt) { return state_dict_to_python(opt.state_dict()); })
+      .def(
+          "load_state_dict",
+          [](Opt& opt, py::handle d) { opt.load_state_dict(state_dict_from_python<T>(d)); },
+          py::arg("state"))
       .def(
           "step",
           [](Opt& opt, Net& net, const OptimConfig& c) {

@@ -136,7 +136,7 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
 
       const double coef = ec.clip_norm > 0 ? clip_coefficient(std::sqrt(sq[L]), ec.clip_norm) : 1;
       StepPlan<T> plan;
-      if (!search) plan = opt.plan(oc, batch);
+      if (!search) plan = opt.plan(batch);
       T* p = net.params();
       T* g = net.grads();
       net.for_each_part_range(t, nt, [&](std::size_t begin, std::size_t end) {
