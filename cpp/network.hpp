@@ -22,6 +22,7 @@ class Network {
   Loss loss() const { return loss_; }
 
   T* params() { return params_.data(); }
+  const T* params() const { return params_.data(); }
   T* grads() { return grads_.data(); }
   std::size_t n_params() const { return params_.size(); }
   std::size_t w_offset(int l) const { return w_off_[l]; }
