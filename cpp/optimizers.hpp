@@ -9,8 +9,8 @@
 //                      since the momentum buffer was allocated;
 //   update(p, g, i)    entry i's update: the formula both backends run (FASTBP_HD).
 // The CPU loop over a range of entries is apply_rule() in optimizers.cpp.
-// To add a rule, write its struct and add it to FASTBP_OPTIMIZERS (its hyperparameters to
-// OptimConfig, which Python fills); its definitions go beside the others in optimizers.cpp.
+// To add a rule, write its struct and add it to FASTBP_OPTIMIZERS (and its hyperparameters to
+// OptimConfig, which Python fills).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -75,8 +75,18 @@ struct SGDRule {
         dampening(c.dampening),
         weight_decay(c.weight_decay),
         nesterov(c.nesterov) {}
-  void prepare(OptimizerState<T>& state);
-  void plan(double step, bool fresh);
+  void prepare(OptimizerState<T>& state) {
+    bool created = false;
+    if (momentum != 0) momentum_buffer = state.buffer("momentum_buffer", &created);
+    if (created) state.start_momentum();
+  }
+  void plan(double, bool fresh) {
+    k.lr = T(lr);
+    k.weight_decay = T(weight_decay);
+    k.momentum = T(momentum);
+    k.one_minus_dampening = T(1 - dampening);
+    k.first = fresh;
+  }
   FASTBP_HD FASTBP_INLINE void update(T* p, const T* g, std::size_t i) const {
     const T d = g[i] + k.weight_decay * p[i];
     if (!momentum_buffer) {
@@ -110,8 +120,19 @@ struct AdamRule {
         weight_decay(c.weight_decay),
         decoupled(decoupled_decay) {}
   explicit AdamRule(const OptimConfig& c) : AdamRule(c, false) {}
-  void prepare(OptimizerState<T>& state);
-  void plan(double step, bool fresh);
+  void prepare(OptimizerState<T>& state) {
+    exp_avg = state.buffer("exp_avg");
+    exp_avg_sq = state.buffer("exp_avg_sq");
+  }
+  void plan(double step, bool) {
+    k.beta1 = T(beta1);
+    k.beta2 = T(beta2);
+    k.eps = T(eps);
+    k.step_size = T(lr / (1 - std::pow(beta1, step)));
+    k.inv_sqrt_bc2 = T(1 / std::sqrt(1 - std::pow(beta2, step)));
+    k.weight_decay = decoupled ? T(0) : T(weight_decay);
+    k.shrink = decoupled ? T(1) - T(lr) * T(weight_decay) : T(1);
+  }
   FASTBP_HD FASTBP_INLINE void update(T* p, const T* g, std::size_t i) const {
     T* m = exp_avg;
     T* v = exp_avg_sq;
@@ -149,8 +170,18 @@ struct RMSPropRule {
         momentum(c.momentum),
         weight_decay(c.weight_decay),
         centered(c.centered) {}
-  void prepare(OptimizerState<T>& state);
-  void plan(double step, bool fresh);
+  void prepare(OptimizerState<T>& state) {
+    square_avg = state.buffer("square_avg");
+    if (centered) grad_avg = state.buffer("grad_avg");
+    if (momentum > 0) momentum_buffer = state.buffer("momentum_buffer");
+  }
+  void plan(double, bool) {
+    k.lr = T(lr);
+    k.alpha = T(alpha);
+    k.eps = T(eps);
+    k.momentum = T(momentum);
+    k.weight_decay = T(weight_decay);
+  }
   FASTBP_HD FASTBP_INLINE void update(T* p, const T* g, std::size_t i) const {
     const T d = g[i] + k.weight_decay * p[i];
     square_avg[i] = k.alpha * square_avg[i] + (T(1) - k.alpha) * d * d;
@@ -181,8 +212,12 @@ struct AdaGradRule {
 
   explicit AdaGradRule(const OptimConfig& c)
       : lr(c.lr), lr_decay(c.lr_decay), eps(c.eps), weight_decay(c.weight_decay) {}
-  void prepare(OptimizerState<T>& state);
-  void plan(double step, bool fresh);
+  void prepare(OptimizerState<T>& state) { sum = state.buffer("sum"); }
+  void plan(double step, bool) {
+    k.lr = T(lr / (1 + (step - 1) * lr_decay));
+    k.eps = T(eps);
+    k.weight_decay = T(weight_decay);
+  }
   FASTBP_HD FASTBP_INLINE void update(T* p, const T* g, std::size_t i) const {
     const T d = g[i] + k.weight_decay * p[i];
     sum[i] += d * d;
