@@ -1,20 +1,25 @@
 #!/usr/bin/env python
-"""fastbp against scikit-learn and PyTorch: the same network, data, batch size, optimizer and
-dtype (float32), trained for a few epochs by each library (issue #4).
+"""fastbp against scikit-learn, PyTorch (eager and torch.compile) and JAX: the same network,
+data, initial weights, batch size, optimizer and dtype (float32), trained for a few epochs by
+each library (issues #4 and "Lead the compiled peers too").
 
     python bench/compare.py                       # all four configurations, all installed peers
-    python bench/compare.py --config wide --epochs 2 --peers fastbp,torch
+    python bench/compare.py --config wide --epochs 2 --peers fastbp,torch,jax
     python bench/compare.py --quick               # smoke test: fewer samples, one epoch
     python bench/compare.py --memory --scaling --json results.json
+    python bench/compare.py --check --no-compare  # the JAX peer trains what fastbp trains
+    python bench/compare.py --width-sweep --depth-sweep --threads-sweep --no-compare
+    python bench/compare.py --subnormal --no-compare
 
 On machines that set OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE globally, run it as
 ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/compare.py``.
 
 Every measurement (one library on one configuration) runs in its own subprocess, so that the
 thread pools of the libraries (OpenMP, fastbp's OpenBLAS, numpy's OpenBLAS, torch's intra-op
-pool) never compete, and peak memory is that of one library. Each library trains one warm-up
-epoch, then ``--epochs`` timed epochs (fewer for a slow peer, so that one measurement stays
-within ``--run-budget`` seconds); the table gives the median seconds per epoch.
+pool, XLA's) never compete, and peak memory is that of one library. Each library trains one
+warm-up epoch, then ``--epochs`` timed epochs (fewer for a slow peer, so that one measurement
+stays within ``--run-budget`` seconds); the table gives the median seconds per epoch. Compile
+time is never part of an epoch: it is reported apart ("compile s").
 
 Columns: s/epoch (median); GFLOP/s = 6 x multiply-adds per sample x samples / s (forward 2,
 backward 4: the input gradient of the first layer is counted although nobody computes it);
@@ -24,6 +29,8 @@ numpy matmuls on the same number of threads); "fastbp x" = peer s/epoch / fastbp
 training, computed the same way for every library (a check that all of them learn the same task);
 "other CPUs" = how many CPUs other processes (and the hypervisor's steal) kept busy on average
 while the run was timed, from /proc/stat: above 0.1 (marked "!") the timing is suspect.
+A second table names the fastest peer of each configuration and fastbp's speed over it.
+A peer that cannot run here shows "n/a" and the reason; the suite goes on.
 
 Per library:
   fastbp   fastbp.Trainer(...).fit: one core call per epoch (shuffle, gather, forward, backward,
@@ -38,6 +45,27 @@ Per library:
            gather per epoch, slicing, zero_grad(set_to_none=True), loss.backward(), opt.step().
            The mse configuration uses nn.MSELoss (mean over the batch of sum_k e^2, i.e. twice
            fastbp's 1/2 sum_k e^2 for one output) with half the learning rate: the same updates.
+  torch.compile
+           the same loop with the per-batch step (zero_grad, forward, loss, backward, step)
+           under torch.compile(dynamic=False), inductor on CPU: one static graph per batch shape
+           (full batches, the last partial one); dynamo splits the step where torch.optim asks it
+           to. Compile time = first epoch minus the median timed epoch, on an empty inductor
+           cache; a second warm-up epoch precedes the timed ones. If compiling fails (no C++
+           compiler, ...), "n/a" with the reason.
+  jax      bench/peer_jax.py: the whole epoch is one jax.jit-compiled function (permutation,
+           one gather, a lax.scan over the full batches, the last partial batch as a second
+           traced step inside the same function: exact, no padding), data on the device,
+           parameters and optimizer state donated; torch.optim's update rules written out.
+           Compile time = lower() + compile(). XLA:CPU has no thread setting: with --threads
+           below the CPU count the worker is pinned to that many CPUs. --check (and
+           bench/test_peer_jax.py) compares its weights after one epoch with fastbp's.
+
+Other modes (add --no-compare to run only them): --memory, --scaling (as before); --check;
+--width-sweep / --depth-sweep: GFLOP/s of fastbp and --sweep-peers as the layers widen (32 to
+2048, 4 weight layers) or deepen (2 to 64 weight layers of 256), samples set for about
+--sweep-gflop GFLOP per epoch; --threads-sweep: --sweep-config on 1, 2, 4, ... all CPUs, every
+library pinned to its CPUs; --subnormal: a 60-hidden-layer sigmoid network (width 32, batch 32,
+plain SGD) against the same with relu, per library, and how small fastbp's gradients get.
 """
 
 from __future__ import annotations
@@ -47,9 +75,11 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from typing import Any
@@ -99,13 +129,25 @@ CONFIGS: dict[str, dict[str, Any]] = {
         loss="mse",
     ),
 }
-PEERS = ("fastbp", "sklearn", "torch")
-PEER_MODULE = {"fastbp": "fastbp", "sklearn": "sklearn", "torch": "torch"}
+PEERS = ("fastbp", "sklearn", "torch", "torch.compile", "jax")
+PEER_MODULE = {
+    "fastbp": "fastbp",
+    "sklearn": "sklearn",
+    "torch": "torch",
+    "torch.compile": "torch",
+    "jax": "jax",
+}
+COMPILED = ("torch.compile", "jax")  # peers whose compile time is reported apart
 SKLEARN_ACT = {"sigmoid": "logistic", "relu": "relu", "tanh": "tanh"}
 LOSS_ROWS = 10_000  # rows on which the final training loss is computed
 
 
 # --------------------------------------------------------------------------------- helpers
+def available(peer: str) -> bool:
+    """Whether the peer's library is installed (found without importing it: see CLEAN_ENV)."""
+    return importlib.util.find_spec(PEER_MODULE[peer]) is not None
+
+
 def macs_per_sample(layers: list[int]) -> int:
     return sum(a * b for a, b in zip(layers[:-1], layers[1:]))
 
@@ -330,6 +372,7 @@ def run_fastbp(cfg, X, y, threads, epochs, budget):
         loss=loss,
         accuracy=acc,
         core_train_loss=float(hist.train_loss[-1]),
+        first_layer_grad_norm=[float(g) for g in np.asarray(hist.grad_norms)[:, 0]],
         **noise.result(),
     )
 
@@ -430,7 +473,7 @@ def torch_model(cfg: dict[str, Any], threads: int) -> tuple[Any, Any, Any]:
     return model, opt, loss_fn
 
 
-def run_torch(cfg, X, y, threads, epochs, budget):
+def run_torch(cfg, X, y, threads, epochs, budget, compiled=False):
     import torch
 
     model, opt, loss_fn = torch_model(cfg, threads)
@@ -442,21 +485,40 @@ def run_torch(cfg, X, y, threads, epochs, budget):
     )
     N, bs = len(X), cfg["batch"]
 
+    def step(xb, yb):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        opt.step()
+
+    if compiled:
+        # One static graph per batch shape (the full batch and the remainder): dynamic=True
+        # would trade the full batches' speed for one graph that fits both.
+        step = torch.compile(step, dynamic=False)
+
     def epoch():
         perm = torch.randperm(N)
         Xs, ys = Xt[perm], yt[perm]
         for i in range(0, N, bs):
-            xb, yb = Xs[i : i + bs], ys[i : i + bs]
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            opt.step()
+            step(Xs[i : i + bs], ys[i : i + bs])
 
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    epoch()
+    try:
+        epoch()
+    except Exception as e:  # inductor without a working C++ compiler, an unsupported op...
+        if not compiled:
+            raise
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        return dict(error=f"n/a: torch.compile failed: {type(e).__name__}: {reason}"[:300])
     warmup = time.perf_counter() - t0
-    n = n_timed_epochs(warmup, epochs, budget)
+    if compiled:
+        # The first epoch compiled every graph (both batch shapes, the optimizer's first step
+        # and its later ones); a second warm-up epoch gives the steady time for the budget.
+        t0 = time.perf_counter()
+        epoch()
+        warmup_steady = time.perf_counter() - t0
+    n = n_timed_epochs(warmup_steady if compiled else warmup, epochs, budget)
     times = []
     noise = Interference()
     for _ in range(n):
@@ -470,17 +532,71 @@ def run_torch(cfg, X, y, threads, epochs, budget):
         if cfg["loss"] == "cross_entropy":
             out = torch.softmax(out, dim=1)
     loss, acc = train_loss(cfg, out.numpy(), y[:rows])
+    extra = {}
+    if compiled:
+        extra["compile_s"] = max(0.0, warmup - statistics.median(times))
     return dict(
         times=times,
         warmup_s=warmup,
         loss=loss,
         accuracy=acc,
         torch_threads=torch.get_num_threads(),
+        **extra,
         **noise.result(),
     )
 
 
-RUNNERS = {"fastbp": run_fastbp, "sklearn": run_sklearn, "torch": run_torch}
+def run_torch_compile(cfg, X, y, threads, epochs, budget):
+    return run_torch(cfg, X, y, threads, epochs, budget, compiled=True)
+
+
+# --------------------------------------------------------------------------------- jax
+def run_jax(cfg, X, y, threads, epochs, budget):
+    """XLA:CPU has no thread-count setting: run_worker pins a JAX worker to ``threads`` CPUs
+    (its thread pool sizes itself from the CPUs the process may use)."""
+    import jax
+    import peer_jax
+
+    jax.config.update("jax_platforms", "cpu")
+    run = peer_jax.build(cfg, X, y, init_weights(cfg))
+    params, state = run.params, run.state
+    keys = [jax.random.key(e) for e in range(epochs + 1)]
+
+    def epoch(key):
+        nonlocal params, state
+        params, state, loss = run.epoch(params, state, run.X, run.Y, key)
+        jax.block_until_ready((params, state, loss))
+
+    t0 = time.perf_counter()
+    epoch(keys[0])
+    warmup = time.perf_counter() - t0
+    n = n_timed_epochs(warmup, epochs, budget)
+    times = []
+    noise = Interference()
+    for e in range(n):
+        t0 = time.perf_counter()
+        with noise:
+            epoch(keys[1 + e])
+        times.append(time.perf_counter() - t0)
+    rows = min(len(X), LOSS_ROWS)
+    loss, acc = train_loss(cfg, run.predict(params, X[:rows]), y[:rows])
+    return dict(
+        times=times,
+        warmup_s=warmup,
+        compile_s=run.compile_s,
+        loss=loss,
+        accuracy=acc,
+        **noise.result(),
+    )
+
+
+RUNNERS = {
+    "fastbp": run_fastbp,
+    "sklearn": run_sklearn,
+    "torch": run_torch,
+    "torch.compile": run_torch_compile,
+    "jax": run_jax,
+}
 
 
 # --------------------------------------------------------------------------------- memory
@@ -489,8 +605,18 @@ def memory_run(cfg: dict[str, Any], peer: str, X, y, threads: int) -> dict[str, 
     memory all created inside the measured window; the data set is already loaded)."""
     import gc
 
+    if peer == "torch.compile":
+        return dict(error="n/a: not measured (the compiler's own memory would dominate)")
     if peer == "torch":
         import torch  # noqa: F401  (import before the baseline)
+    elif peer == "jax":
+        import jax
+        import peer_jax
+
+        jax.config.update("jax_platforms", "cpu")
+        # Compiled before the baseline: the window holds what an epoch needs (fresh
+        # parameters, optimizer state, working memory), not the compiler's own memory.
+        run = peer_jax.build(cfg, X, y, init_weights(cfg))
     elif peer == "sklearn":
         import sklearn.neural_network  # noqa: F401
     else:
@@ -514,6 +640,10 @@ def memory_run(cfg: dict[str, Any], peer: str, X, y, threads: int) -> dict[str, 
         limit_numpy_blas(threads)
         warnings.simplefilter("ignore", ConvergenceWarning)
         sklearn_model(cfg).fit(X, y)
+    elif peer == "jax":
+        params = peer_jax.device_params(init_weights(cfg))
+        state = peer_jax.initial_state(cfg, params)
+        jax.block_until_ready(run.epoch(params, state, run.X, run.Y, jax.random.key(0)))
     else:
         import torch
 
@@ -574,6 +704,94 @@ def forward_run(peer: str, threads: int, samples: int, reps: int) -> dict[str, A
     return dict(times=times, samples=samples, **noise.result())
 
 
+# --------------------------------------------------------------------------------- check
+# Tolerances of --check. Almost every weight agrees to float32 rounding (99.9% within 2e-7 in
+# all four configurations); a few Adam weights differ more: Adam divides by sqrt(v), so where a
+# gradient component is near zero, rounding changes that weight's step by a fraction of lr
+# (torch and fastbp differ by as much: up to 1.2e-4 in wide at lr 1e-3).
+CHECK_Q999 = 1e-6  # the 99.9th percentile of |difference| over all weights and biases
+CHECK_MAX_SGD = 1e-5  # the largest |difference|, SGD
+CHECK_MAX_ADAM_LR = 0.5  # the largest |difference|, Adam, as a multiple of lr
+
+
+def jax_check(name: str, threads: int = 1, samples: int | None = None) -> dict[str, Any]:
+    """One epoch of configuration `name` without shuffling, from the same initial weights, by
+    fastbp and by the JAX peer; the largest weight and bias difference per layer.
+
+    relu is replaced by tanh (same layers, batch, optimizer, loss): a relu pre-activation
+    within rounding of 0 legitimately sends two float32 libraries apart (mnist-like, 6th batch:
+    |z| = 1.8e-7 on a 784-term sum). The sample count leaves a last partial batch."""
+    import jax
+    import peer_jax
+
+    jax.config.update("jax_platforms", "cpu")
+    cfg = dict(CONFIGS[name])
+    if cfg["activation"] == "relu":
+        cfg["activation"] = "tanh"
+    bs = cfg["batch"]
+    n = samples or (6 * bs + bs // 2 if bs > 1 else 300)
+    X, y = make_data(cfg, n)
+    init = init_weights(cfg)
+    net, opt = fastbp_net(cfg, threads)
+    fastbp_trainer_cls()(net, opt, batch_size=bs, epochs=1, shuffle=False, progress=False).fit(X, y)
+    jw = peer_jax.train_epochs(cfg, X, y, init, epochs=1, shuffle=False)
+    diff_w = [np.abs(W - w).ravel() for (W, _), w in zip(jw, net.weights)]
+    diff_b = [np.abs(b - bb) for (_, b), bb in zip(jw, net.biases)]
+    every = np.concatenate(diff_w + diff_b)
+    worst, q999 = float(np.max(every)), float(np.quantile(every, 0.999))
+    change = [float(np.max(np.abs(w - W0))) for w, (W0, _) in zip(net.weights, init)]
+    kind, hp = cfg["optimizer"]
+    max_allowed = CHECK_MAX_ADAM_LR * hp["lr"] if kind == "adam" else CHECK_MAX_SGD
+    return dict(
+        config=name,
+        activation=cfg["activation"],
+        optimizer=cfg["optimizer"][0],
+        samples=n,
+        batch=bs,
+        max_abs_diff=worst,
+        q999_abs_diff=q999,
+        max_abs_diff_weights=[float(d.max()) for d in diff_w],
+        max_abs_diff_biases=[float(d.max()) for d in diff_b],
+        max_weight_change=max(change),
+        max_allowed=max_allowed,
+        q999_allowed=CHECK_Q999,
+        ok=bool(worst <= max_allowed and q999 <= CHECK_Q999),
+    )
+
+
+def grad_floor_run(cfg: dict[str, Any], X, y, threads: int, epochs: int) -> dict[str, Any]:
+    """How small fastbp's weight gradients get: ``epochs`` epochs of per-batch backward + step
+    from the benchmark's initial weights (a Python loop: not timed), recording the L2 norm of
+    the first layer's weight gradient (in float64) and the share of weight-gradient entries
+    that are subnormal (0 < |g| < 1.18e-38 in float32)."""
+    net, opt = fastbp_net(cfg, threads)
+    tiny = np.finfo(np.float32).tiny
+    rng = np.random.default_rng(0)
+    bs, n = cfg["batch"], len(X)
+    first_norms = []
+    subnormal = np.zeros(len(net.weights))
+    entries = np.zeros(len(net.weights))
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        for i in range(0, n, bs):
+            idx = order[i : i + bs]
+            net.backward(X[idx], y[idx])
+            first_norms.append(float(np.linalg.norm(net.grad_weights[0].astype(np.float64))))
+            for layer, g in enumerate(net.grad_weights):
+                a = np.abs(g)
+                subnormal[layer] += np.count_nonzero((a > 0) & (a < tiny))
+                entries[layer] += a.size
+            opt.step(net)
+    return dict(
+        batches=len(first_norms),
+        min_first_layer_grad_norm=min(first_norms),
+        median_first_layer_grad_norm=float(np.median(first_norms)),
+        subnormal_share_first_layer=float(subnormal[0] / entries[0]),
+        subnormal_share_all_layers=float(subnormal.sum() / entries.sum()),
+        subnormal_share_per_layer=list(map(float, subnormal / entries)),
+    )
+
+
 # --------------------------------------------------------------------------------- worker
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     threads = spec["threads"]
@@ -606,11 +824,22 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         return dict(seconds=best, gflops=2 * 2048**3 / best / 1e9)
     if spec["kind"] == "forward":
         return forward_run(spec["peer"], threads, spec["samples"], spec.get("reps", 5))
-    cfg = CONFIGS[spec["config"]]
+    if spec["kind"] == "check":
+        return jax_check(spec["config"], threads)
+    cfg = spec.get("cfg") or CONFIGS[spec["config"]]  # sweeps pass their network inline
     X, y = make_data(cfg, spec["samples"])
     if spec["kind"] == "memory":
         return memory_run(cfg, spec["peer"], X, y, threads)
-    return RUNNERS[spec["peer"]](cfg, X, y, threads, spec["epochs"], spec["budget"])
+    if spec["kind"] == "grad_floor":
+        return grad_floor_run(cfg, X, y, threads, spec["epochs"])
+    if spec.get("flush_denormal"):
+        import torch
+
+        if not torch.set_flush_denormal(True):
+            return dict(error="n/a: torch.set_flush_denormal is not supported on this CPU")
+    result = RUNNERS[spec["peer"]](cfg, X, y, threads, spec["epochs"], spec["budget"])
+    result["cpus"] = len(usable_cpus())
+    return result
 
 
 class BusyProcesses:
@@ -632,13 +861,50 @@ class BusyProcesses:
             proc.wait()
 
 
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on, in order."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def run_worker(spec: dict[str, Any], timeout: float = 1800) -> dict[str, Any]:
-    """Run one measurement in a fresh interpreter; returns its result or {"error": ...}."""
+    """Run one measurement in a fresh interpreter; returns its result or {"error": ...}.
+
+    spec["pin"] = n runs the worker on the first n usable CPUs only (the thread sweep pins every
+    library so); a JAX worker is pinned to ``threads`` CPUs whenever that is fewer than all,
+    because pinning is the only way to give XLA:CPU fewer threads. A torch.compile worker gets
+    a fresh inductor cache (unless TORCHINDUCTOR_CACHE_DIR is set), so that its compile time is
+    that of a first run, not of a cache hit from the previous measurement."""
     cmd = [sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(spec)]
+    pin = spec.get("pin")
+    if pin is None and spec.get("peer") == "jax" and spec["threads"] < len(usable_cpus()):
+        pin = spec["threads"]
+    preexec = None
+    if pin and hasattr(os, "sched_setaffinity"):
+        chosen = usable_cpus()[:pin]
+
+        def preexec() -> None:
+            os.sched_setaffinity(0, chosen)
+
+    env, cache = CLEAN_ENV, None
+    if spec.get("peer") == "torch.compile" and "TORCHINDUCTOR_CACHE_DIR" not in CLEAN_ENV:
+        cache = tempfile.mkdtemp(prefix="fastbp-bench-inductor-")
+        env = dict(CLEAN_ENV, TORCHINDUCTOR_CACHE_DIR=cache)
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=CLEAN_ENV)
+        p = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            preexec_fn=preexec,
+        )
     except subprocess.TimeoutExpired:
         return dict(error=f"timed out after {timeout:.0f} s")
+    finally:
+        if cache:
+            shutil.rmtree(cache, ignore_errors=True)
     for line in p.stdout.splitlines():
         if line.startswith(RESULT_TAG):
             return json.loads(line[len(RESULT_TAG) :])
@@ -704,6 +970,8 @@ def machine_info(threads: int) -> dict[str, Any]:
         ("numpy", "numpy"),
         ("sklearn", "scikit-learn"),
         ("torch", "torch"),
+        ("jax", "jax"),
+        ("jaxlib", "jaxlib"),
         ("fastbp", "fastbp"),
     ):
         if importlib.util.find_spec(mod) is not None:  # no import: see CLEAN_ENV
@@ -749,11 +1017,11 @@ def compare(args: argparse.Namespace, peers: list[str], gemm: float | None) -> l
                 r["gemm_share"] = r["gflops"] / gemm if gemm else None
                 r["epochs_timed"] = len(r["times"])
             print(
-                f"  {name:12s} {peer:8s} "
+                f"  {name:12s} {peer:13s} "
                 + (
                     f"{fmt_s(r.get('s_per_epoch'))} s/epoch x {r.get('epochs_timed')}"
                     if "times" in r
-                    else f"FAILED: {r['error']}"
+                    else fmt_error(r)
                 )
                 + f"  ({time.perf_counter() - t0:.0f} s; other CPUs {fmt_noise(r)})",
                 file=sys.stderr,
@@ -761,6 +1029,30 @@ def compare(args: argparse.Namespace, peers: list[str], gemm: float | None) -> l
             )
             results.append(r)
     return results
+
+
+def fmt_error(r: dict[str, Any]) -> str:
+    return r["error"] if fail_label(r) == "n/a" else f"FAILED: {r['error']}"
+
+
+def fail_label(r: dict[str, Any]) -> str:
+    """ "n/a" for a peer that cannot run here (the reason follows), else "FAILED"."""
+    return "n/a" if str(r.get("error", "")).startswith("n/a") else "FAILED"
+
+
+def fmt_compile(r: dict[str, Any]) -> str:
+    c = r.get("compile_s")
+    return "-" if c is None else f"{c:.1f}"
+
+
+def best_peer(by: dict, name: str, peers: list[str]) -> tuple[float, str] | None:
+    """(s/epoch, name) of the fastest library other than fastbp on configuration `name`."""
+    others = [
+        (by[(name, p)]["s_per_epoch"], p)
+        for p in peers
+        if p != "fastbp" and "s_per_epoch" in by.get((name, p), {})
+    ]
+    return min(others) if others else None
 
 
 def report_compare(results: list[dict], peers: list[str]) -> None:
@@ -773,9 +1065,10 @@ def report_compare(results: list[dict], peers: list[str]) -> None:
             if r is None:
                 continue
             if "s_per_epoch" not in r:
-                rows.append(
-                    [name, peer, "-", "FAILED", "-", "-", "-", "-", "-", r.get("error", "")[:60]]
-                )
+                label = fail_label(r)
+                reason = r.get("error", "")
+                reason = reason[len("n/a: ") :] if label == "n/a" else reason
+                rows.append([name, peer, "-", label, "-", "-", "-", "-", "-", "-", reason[:70]])
                 continue
             s = r["s_per_epoch"]
             if peer == "fastbp":
@@ -789,6 +1082,7 @@ def report_compare(results: list[dict], peers: list[str]) -> None:
                     peer,
                     str(r["epochs_timed"]),
                     fmt_s(s),
+                    fmt_compile(r),
                     f"{r['gflops']:.2f}",
                     f"{100 * r['gemm_share']:.1f}%" if r.get("gemm_share") else "-",
                     ratio,
@@ -804,6 +1098,7 @@ def report_compare(results: list[dict], peers: list[str]) -> None:
             "library",
             "epochs",
             "s/epoch",
+            "compile s",
             "GFLOP/s",
             "%GEMM",
             "fastbp x",
@@ -811,6 +1106,10 @@ def report_compare(results: list[dict], peers: list[str]) -> None:
             "acc",
             "other CPUs",
         ],
+    )
+    print(
+        "(compile s: tracing + compiling, not in s/epoch; jax: the whole epoch (lower + compile);"
+        " torch.compile: first epoch minus the median epoch, on an empty inductor cache)"
     )
     if any(fmt_noise(r).endswith("!") for r in results):
         print(
@@ -821,17 +1120,20 @@ def report_compare(results: list[dict], peers: list[str]) -> None:
     summary = []
     for name in dict.fromkeys(r["config"] for r in results):
         fb = by.get((name, "fastbp"), {}).get("s_per_epoch")
-        others = [
-            (by[(name, p)]["s_per_epoch"], p)
-            for p in peers
-            if p != "fastbp" and "s_per_epoch" in by.get((name, p), {})
-        ]
-        if fb and others:
-            best_s, best_p = min(others)
+        best = best_peer(by, name, peers)
+        if fb and best:
+            best_s, best_p = best
             summary.append([name, best_p, fmt_s(best_s), fmt_s(fb), f"{best_s / fb:.2f}"])
     if summary:
-        print("fastbp vs best peer (ratio = best peer s/epoch / fastbp s/epoch; >1: fastbp faster)")
+        print(
+            "fastbp vs the best peer of each configuration (ratio = fastbp's speed / the best "
+            "peer's = peer s/epoch / fastbp s/epoch; >1: fastbp faster)"
+        )
         print_table(summary, ["config", "best peer", "peer s/epoch", "fastbp s/epoch", "ratio"])
+        ran = {r["peer"] for r in results if "s_per_epoch" in r}
+        missing = [p for p in peers if p != "fastbp" and p not in ran]
+        if missing:
+            print(f"(not in the running for best peer: {', '.join(missing)}; see above)")
 
 
 def memory(args: argparse.Namespace, peers: list[str]) -> list[dict]:
@@ -846,11 +1148,11 @@ def memory(args: argparse.Namespace, peers: list[str]) -> list[dict]:
             r.update(config=name, peer=peer)
             out.append(r)
             print(
-                f"  memory {name:12s} {peer:8s} "
+                f"  memory {name:12s} {peer:13s} "
                 + (
                     f"{r['peak_growth_bytes'] / 2**20:.1f} MiB"
                     if "peak_growth_bytes" in r
-                    else f"FAILED: {r['error']}"
+                    else fmt_error(r)
                 ),
                 file=sys.stderr,
                 flush=True,
@@ -858,7 +1160,7 @@ def memory(args: argparse.Namespace, peers: list[str]) -> list[dict]:
     rows = []
     for r in out:
         if "peak_growth_bytes" not in r:
-            rows.append([r["config"], r["peer"], "FAILED", "-", "-", "-"])
+            rows.append([r["config"], r["peer"], fail_label(r), "-", "-", "-"])
             continue
         rows.append(
             [
@@ -1004,6 +1306,349 @@ def scaling(args: argparse.Namespace, peers: list[str]) -> dict[str, Any]:
     return out
 
 
+def check(args: argparse.Namespace) -> tuple[list[dict], bool]:
+    """--check: the JAX peer against fastbp, one epoch without shuffling (see jax_check)."""
+    out, rows = [], []
+    for name in args.config:
+        r = run_worker(dict(kind="check", config=name, threads=args.threads))
+        r.setdefault("config", name)
+        out.append(r)
+        if "max_abs_diff" not in r:
+            rows.append([name, "-", "-", "-", "-", "-", "-", fmt_error(r)[:70]])
+            continue
+        rows.append(
+            [
+                name,
+                r["activation"],
+                r["optimizer"],
+                f"{r['samples']} / {r['batch']}",
+                f"{r['q999_abs_diff']:.1e} ({r['q999_allowed']:.0e})",
+                f"{r['max_abs_diff']:.1e} ({r['max_allowed']:.0e})",
+                f"{r['max_weight_change']:.1e}",
+                "ok" if r["ok"] else "DIFFERS",
+            ]
+        )
+    print(
+        "JAX peer vs fastbp: one epoch, no shuffle, same initial weights (relu replaced by tanh); "
+        "|difference| over all weights and biases (allowed in parentheses)"
+    )
+    print_table(
+        rows,
+        [
+            "config",
+            "activation",
+            "optimizer",
+            "samples / batch",
+            "99.9th pct",
+            "max",
+            "max change",
+            "",
+        ],
+    )
+    return out, all(r.get("ok") for r in out)
+
+
+def sweep_cfg(width: int, depth: int, batch: int) -> dict[str, Any]:
+    """`depth` weight layers: input `width`, depth - 1 hidden relu layers of `width`, 10
+    classes; SGD with momentum (the cheapest update: the sweeps are about the layers)."""
+    return dict(
+        layers=[width] * depth + [10],
+        activation="relu",
+        batch=batch,
+        optimizer=("sgd", dict(lr=0.01, momentum=0.9)),
+        loss="cross_entropy",
+    )
+
+
+def sweep_samples(cfg: dict[str, Any], gflop: float, max_samples: int) -> int:
+    """Enough samples for about `gflop` GFLOP per epoch, at least 16 batches (so that per-epoch
+    costs, such as fastbp's statistics on 512 rows, stay small), at most max_samples, a multiple
+    of the batch size (no partial batch to compile twice)."""
+    bs = cfg["batch"]
+    n = int(gflop * 1e9 / (6 * macs_per_sample(cfg["layers"])))
+    n = min(max(n, 16 * bs), max_samples)
+    return max(bs, n // bs * bs)
+
+
+def sweep_peers(args: argparse.Namespace) -> list[str]:
+    names = [p.strip() for p in args.sweep_peers.split(",") if p.strip()]
+    return [p for p in names if p != "fastbp" and available(p)]
+
+
+def run_points(
+    args: argparse.Namespace, label: str, points: list[tuple[str, dict[str, Any], int]]
+) -> list[dict]:
+    """Time fastbp and each sweep peer on every point (name, network, samples); print one row
+    per point with each library's GFLOP/s, the best peer and fastbp's speed over it."""
+    peers = sweep_peers(args)
+    out, rows = [], []
+    for name, cfg, samples in points:
+        point: dict[str, Any] = dict(point=name, layers=cfg["layers"], samples=samples, runs={})
+        for peer in ["fastbp"] + peers:
+            r = run_worker(
+                dict(
+                    kind="train",
+                    cfg=cfg,
+                    peer=peer,
+                    threads=args.threads,
+                    samples=samples,
+                    epochs=args.scaling_epochs,
+                    budget=args.run_budget,
+                )
+            )
+            if "times" in r:
+                r["s_per_epoch"] = statistics.median(r["times"])
+                r["gflops"] = gflops(cfg["layers"], samples, r["s_per_epoch"])
+            point["runs"][peer] = r
+            print(
+                f"  {label} {name:>6s} {peer:13s} "
+                + (f"{r['gflops']:.1f} GFLOP/s" if "gflops" in r else fmt_error(r)),
+                file=sys.stderr,
+                flush=True,
+            )
+        timed = {p: r for p, r in point["runs"].items() if "gflops" in r}
+        best = max(((timed[p]["gflops"], p) for p in peers if p in timed), default=None)
+        fb = timed.get("fastbp")
+        point["best_peer"] = best[1] if best else None
+        point["fastbp_over_best"] = fb["gflops"] / best[0] if fb and best else None
+        rows.append(
+            [name, str(samples)]
+            + [
+                f"{timed[p]['gflops']:.1f}" if p in timed else fail_label(point["runs"][p])
+                for p in ["fastbp"] + peers
+            ]
+            + [best[1] if best else "-", f"{point['fastbp_over_best']:.2f}" if best and fb else "-"]
+            + [fmt_noise(fb) if fb else "-"]
+        )
+        out.append(point)
+    print_table(
+        rows,
+        [label, "samples", "fastbp"] + peers + ["best peer", "fastbp/best", "other CPUs"],
+    )
+    print("(GFLOP/s per library; fastbp/best = fastbp's GFLOP/s over the best peer's)")
+    return out
+
+
+def int_list(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def width_sweep(args: argparse.Namespace) -> list[dict]:
+    points = []
+    for w in int_list(args.widths):
+        cfg = sweep_cfg(w, args.sweep_depth, args.sweep_batch)
+        points.append((str(w), cfg, sweep_samples(cfg, args.sweep_gflop, args.sweep_max_samples)))
+    print(
+        f"GFLOP/s as width grows: {args.sweep_depth} weight layers (width -> ... -> width -> 10) "
+        f"relu, batch {args.sweep_batch}, SGD momentum, {args.threads} threads"
+    )
+    return run_points(args, "width", points)
+
+
+def depth_sweep(args: argparse.Namespace) -> list[dict]:
+    points = []
+    for d in int_list(args.depths):
+        cfg = sweep_cfg(args.sweep_width, d, args.sweep_batch)
+        points.append((str(d), cfg, sweep_samples(cfg, args.sweep_gflop, args.sweep_max_samples)))
+    print(
+        f"GFLOP/s as depth grows: width {args.sweep_width}, depth = weight layers (the last "
+        f"one -> 10) relu, batch {args.sweep_batch}, SGD momentum, {args.threads} threads"
+    )
+    return run_points(args, "depth", points)
+
+
+def threads_sweep(args: argparse.Namespace) -> list[dict]:
+    """Every library pinned to the first t usable CPUs and told to use t threads (JAX by the
+    pinning alone), t from --thread-counts."""
+    name = args.sweep_config
+    cfg = CONFIGS[name]
+    samples = quick_samples(cfg) if args.quick else cfg["samples"]
+    counts = int_list(args.thread_counts) if args.thread_counts else default_thread_counts()
+    out, rows = [], []
+    for peer in ["fastbp"] + sweep_peers(args):
+        base = None
+        for t in counts:
+            r = run_worker(
+                dict(
+                    kind="train",
+                    config=name,
+                    peer=peer,
+                    threads=t,
+                    pin=t,
+                    samples=samples,
+                    epochs=args.scaling_epochs,
+                    budget=args.run_budget,
+                )
+            )
+            r.update(peer=peer, threads=t)
+            if "times" in r:
+                r["s_per_epoch"] = statistics.median(r["times"])
+                r["gflops"] = gflops(cfg["layers"], samples, r["s_per_epoch"])
+                if t == counts[0]:
+                    base = r["s_per_epoch"]
+                speedup = base / r["s_per_epoch"] if base else None
+                rows.append(
+                    [
+                        peer,
+                        str(t),
+                        fmt_s(r["s_per_epoch"]),
+                        f"{r['gflops']:.1f}",
+                        f"{speedup:.2f}" if speedup else "-",
+                        f"{100 * speedup * counts[0] / t:.0f}%" if speedup else "-",
+                        fmt_noise(r),
+                    ]
+                )
+            else:
+                rows.append([peer, str(t), fail_label(r), "-", "-", "-", "-"])
+            out.append(r)
+            print(
+                f"  threads {peer} {t}: {fmt_s(r.get('s_per_epoch'))}", file=sys.stderr, flush=True
+            )
+    print(
+        f"Thread scaling, {name} ({samples} samples); each run pinned to its first t CPUs; "
+        f"speedup over {counts[0]} thread(s), efficiency = speedup x {counts[0]} / t"
+    )
+    print_table(
+        rows, ["library", "threads", "s/epoch", "GFLOP/s", "speedup", "efficiency", "other CPUs"]
+    )
+    return out
+
+
+def default_thread_counts() -> list[int]:
+    """1, 2, 4, ... up to the usable CPUs, and that count itself."""
+    top = len(usable_cpus())
+    counts = [1]
+    while counts[-1] * 2 <= top:
+        counts.append(counts[-1] * 2)
+    return counts if counts[-1] == top else counts + [top]
+
+
+def subnormal_cfg(activation: str, args: argparse.Namespace) -> dict[str, Any]:
+    """--subnormal's network: input and `--subnormal-depth` hidden layers of width
+    `--subnormal-width`, 10 classes, plain SGD (lr 0.01), cross-entropy."""
+    w = args.subnormal_width
+    return dict(
+        layers=[w] * (args.subnormal_depth + 1) + [10],
+        activation=activation,
+        batch=args.subnormal_batch,
+        optimizer=("sgd", dict(lr=0.01, momentum=0.0)),
+        loss="cross_entropy",
+    )
+
+
+def subnormal(args: argparse.Namespace) -> dict[str, Any]:
+    """A deep sigmoid network, whose backward signals shrink by up to 4x per layer into the
+    subnormal range, against the same network with relu, whose do not: time per epoch of
+    each, and how small fastbp's gradients got."""
+    samples = args.subnormal_samples
+    libs: list[tuple[str, str, bool]] = [("fastbp", "fastbp", False)]
+    for peer in sweep_peers(args):
+        libs.append((peer, peer, False))
+        if peer == "torch":
+            # torch's switch sets FTZ/DAZ on the calling thread; at width 32 and batch 32 torch
+            # computes on that thread: the control that shows what flushing buys
+            libs.append(("torch+flush_denormal", "torch", True))
+    out: dict[str, Any] = dict(
+        samples=samples, configs={a: subnormal_cfg(a, args) for a in ("sigmoid", "relu")}
+    )
+    out["runs"], rows = [], []
+    for label, peer, ftz in libs:
+        per_act = {}
+        for act in ("sigmoid", "relu"):
+            r = run_worker(
+                dict(
+                    kind="train",
+                    cfg=out["configs"][act],
+                    peer=peer,
+                    threads=args.threads,
+                    samples=samples,
+                    epochs=args.subnormal_epochs,
+                    budget=args.run_budget,
+                    flush_denormal=ftz,
+                )
+            )
+            if "times" in r:
+                r["s_per_epoch"] = statistics.median(r["times"])
+            r.update(library=label, activation=act)
+            per_act[act] = r
+            out["runs"].append(r)
+            print(
+                f"  subnormal {label} {act}: "
+                + (fmt_s(r["s_per_epoch"]) if "s_per_epoch" in r else fmt_error(r)),
+                file=sys.stderr,
+                flush=True,
+            )
+        sig, rel = per_act["sigmoid"], per_act["relu"]
+        if "s_per_epoch" in sig and "s_per_epoch" in rel:
+            ratio = f"{sig['s_per_epoch'] / rel['s_per_epoch']:.2f}"
+        else:
+            ratio = fail_label(sig if "s_per_epoch" not in sig else rel)
+        rows.append(
+            [
+                label,
+                fmt_s(sig.get("s_per_epoch")),
+                fmt_s(rel.get("s_per_epoch")),
+                ratio,
+                fmt_noise(sig),
+            ]
+        )
+    depth, w = args.subnormal_depth, args.subnormal_width
+    print(
+        f"Subnormals: {depth} hidden layers of {w}, batch {args.subnormal_batch}, plain SGD, "
+        f"{samples} samples, {args.threads} threads; sigmoid vs relu"
+    )
+    print_table(rows, ["library", "sigmoid s/epoch", "relu s/epoch", "sigmoid/relu", "other CPUs"])
+    print()
+    floor_rows = []
+    out["fastbp_gradients"] = {}
+    for act in ("sigmoid", "relu"):
+        g = run_worker(
+            dict(
+                kind="grad_floor",
+                cfg=out["configs"][act],
+                threads=args.threads,
+                samples=samples,
+                epochs=1 + args.subnormal_epochs,
+            )
+        )
+        out["fastbp_gradients"][act] = g
+        run = next(r for r in out["runs"] if r["library"] == "fastbp" and r["activation"] == act)
+        hist = run.get("first_layer_grad_norm")
+        if "min_first_layer_grad_norm" not in g:
+            floor_rows.append([act, fmt_error(g)[:60], "-", "-", "-", "-", "-"])
+            continue
+        floor_rows.append(
+            [
+                act,
+                f"{g['min_first_layer_grad_norm']:.2e}",
+                f"{g['median_first_layer_grad_norm']:.2e}",
+                f"{min(hist):.2e}" if hist else "-",
+                f"{100 * g['subnormal_share_first_layer']:.1f}%",
+                f"{100 * g['subnormal_share_all_layers']:.1f}%",
+                f"{sum(v > 0.5 for v in g['subnormal_share_per_layer'])} of "
+                f"{len(g['subnormal_share_per_layer'])}",
+            ]
+        )
+    print(
+        "fastbp's first-layer weight gradient (float32 subnormal: below 1.18e-38): per-batch L2 "
+        "norm from a replay of the same training (backward + step per batch), the timed run's "
+        "per-epoch mean, and the share of subnormal weight-gradient entries"
+    )
+    print_table(
+        floor_rows,
+        [
+            "activation",
+            "min norm",
+            "median norm",
+            "min epoch mean",
+            "subnormal 1st layer",
+            "subnormal all layers",
+            "layers > half subnormal",
+        ],
+    )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -1030,7 +1675,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--peers",
         default=",".join(PEERS),
-        help="comma-separated libraries among fastbp,sklearn,torch (default: all)",
+        help="comma-separated libraries among " + ",".join(PEERS) + " (default: all installed)",
     )
     p.add_argument(
         "--run-budget",
@@ -1046,11 +1691,83 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure thread scaling (wide), epoch time vs samples (mnist-like) "
         "and forward on 100,000 rows vs torch inference",
     )
-    p.add_argument("--scaling-epochs", type=int, default=2, help="timed epochs per scaling run")
+    p.add_argument(
+        "--scaling-epochs",
+        type=int,
+        default=2,
+        help="timed epochs per scaling or sweep run (1 with --quick)",
+    )
     p.add_argument(
         "--no-compare",
         action="store_true",
-        help="skip the main comparison (with --memory / --scaling)",
+        help="skip the main comparison (to run only the other modes asked for)",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="also check the JAX peer against fastbp: one epoch without shuffling from the "
+        "same weights (relu replaced by tanh); exit status 1 if they differ",
+    )
+    g = p.add_argument_group(
+        "how the cost grows (fastbp and --sweep-peers; each sweep takes 1-3 minutes on 2 cores)"
+    )
+    g.add_argument(
+        "--width-sweep", action="store_true", help="GFLOP/s as the width grows (--widths)"
+    )
+    g.add_argument(
+        "--depth-sweep", action="store_true", help="GFLOP/s as the depth grows (--depths)"
+    )
+    g.add_argument(
+        "--threads-sweep",
+        action="store_true",
+        help="time per epoch of --sweep-config on 1 .. all CPUs (--thread-counts); each run "
+        "pinned to its CPUs",
+    )
+    g.add_argument(
+        "--sweep-peers",
+        default="torch,jax",
+        help="peers timed in the sweeps and --subnormal, besides fastbp (default: torch,jax)",
+    )
+    g.add_argument("--widths", default="32,64,128,256,512,1024,2048", help="width sweep points")
+    g.add_argument("--sweep-depth", type=int, default=4, help="weight layers in the width sweep")
+    g.add_argument("--depths", default="2,4,8,16,32,64", help="depth sweep points (weight layers)")
+    g.add_argument("--sweep-width", type=int, default=256, help="width in the depth sweep")
+    g.add_argument("--sweep-batch", type=int, default=128, help="batch size in the sweeps")
+    g.add_argument(
+        "--sweep-gflop",
+        type=float,
+        default=4.0,
+        help="work per sweep epoch in GFLOP, which sets the samples (at least 16 batches, at "
+        "most --sweep-max-samples; default 4, 1 with --quick)",
+    )
+    g.add_argument("--sweep-max-samples", type=int, default=16384, help="see --sweep-gflop")
+    g.add_argument(
+        "--sweep-config",
+        choices=list(CONFIGS),
+        default="mnist-like",
+        help="configuration of the threads sweep (default mnist-like)",
+    )
+    g.add_argument(
+        "--thread-counts", help="threads sweep points, e.g. 1,2 (default 1, 2, 4, ..., all CPUs)"
+    )
+    g = p.add_argument_group("subnormals")
+    g.add_argument(
+        "--subnormal",
+        action="store_true",
+        help="time a deep sigmoid network against the same with relu, and report how small "
+        "fastbp's gradients get (subnormal: below 1.18e-38)",
+    )
+    g.add_argument("--subnormal-depth", type=int, default=60, help="hidden layers (default 60)")
+    g.add_argument("--subnormal-width", type=int, default=32, help="their width (default 32)")
+    g.add_argument("--subnormal-batch", type=int, default=32, help="batch size (default 32)")
+    g.add_argument(
+        "--subnormal-samples", type=int, default=4096, help="samples per epoch (default 4096)"
+    )
+    g.add_argument(
+        "--subnormal-epochs",
+        type=int,
+        default=3,
+        help="timed epochs after a warm-up epoch (default 3; 1 with --quick)",
     )
     p.add_argument(
         "--busy",
@@ -1074,11 +1791,13 @@ def main(argv: list[str] | None = None) -> int:
     args.epochs = args.epochs or (1 if args.quick else 3)
     if args.quick:
         args.scaling_epochs = 1
+        args.subnormal_epochs = 1
+        args.sweep_gflop = min(args.sweep_gflop, 1.0)
     peers = [s.strip() for s in args.peers.split(",") if s.strip()]
-    bad = [s for s in peers if s not in PEERS]
+    bad = [s for s in peers + args.sweep_peers.split(",") if s.strip() and s.strip() not in PEERS]
     if bad:
         p.error(f"unknown peers {bad}; choose among {list(PEERS)}")
-    missing = [s for s in peers if importlib.util.find_spec(PEER_MODULE[s]) is None]
+    missing = [s for s in peers if not available(s)]
     for s in missing:
         print(f"note: {s} is not installed; skipped", file=sys.stderr)
     peers = [s for s in peers if s not in missing]
@@ -1095,7 +1814,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         "versions: "
-        + ", ".join(f"{m} {info[m]}" for m in ("numpy", "sklearn", "torch", "fastbp") if m in info)
+        + ", ".join(
+            f"{m} {info[m]}"
+            for m in ("numpy", "sklearn", "torch", "jax", "jaxlib", "fastbp")
+            if m in info
+        )
         + (f" ({info['fastbp_commit']})" if "fastbp_commit" in info else "")
     )
     print(f"environment: {info['env'] or 'no OMP_/GOMP_/KMP_/OPENBLAS_/MKL_ variables'}")
@@ -1130,6 +1853,11 @@ def main(argv: list[str] | None = None) -> int:
             f"busy: {args.busy} busy-looping processes run beside every measurement (their CPU "
             "shows as 'other CPUs')\n"
         )
+    status = 0
+    if args.check:
+        out["check"], ok = check(args)
+        status = 0 if ok else 1
+        print()
     with BusyProcesses(args.busy):
         if not args.no_compare:
             results = compare(args, peers, gemm)
@@ -1141,6 +1869,19 @@ def main(argv: list[str] | None = None) -> int:
             print()
         if args.scaling:
             out["scaling"] = scaling(args, peers)
+            print()
+        if args.width_sweep:
+            out["width_sweep"] = width_sweep(args)
+            print()
+        if args.depth_sweep:
+            out["depth_sweep"] = depth_sweep(args)
+            print()
+        if args.threads_sweep:
+            out["threads_sweep"] = threads_sweep(args)
+            print()
+        if args.subnormal:
+            out["subnormal"] = subnormal(args)
+            print()
     try:
         out["loadavg_end"] = os.getloadavg()
     except OSError:
@@ -1149,7 +1890,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1, default=str)
         print(f"\nresults written to {args.json}", file=sys.stderr)
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 // A barrier for the threads of one parallel region: spin briefly, then yield, then sleep.
 //
 // The epoch loop's team meets three times per mini-batch. libgomp's own barrier either sleeps at
-// once (OMP_WAIT_POLICY=passive: waking a thread costs 40-90 us here, more than a small batch's
-// work) or spins without bound (active: with another busy process on the machine, a spinning
-// thread holds the CPU its partner needs; measured 3-14x slower). This one:
-//  - spins on pause instructions for ~2 us: between the phases of a running batch, a partner
-//    arrives within that and the barrier costs well under a microsecond;
+// once (OMP_WAIT_POLICY=passive: waking a thread takes longer than a small batch's work) or
+// spins without bound (active: with another busy process on the machine, a spinning thread
+// holds the CPU its partner needs, and epochs take several times longer). This one:
+//  - spins on pause instructions briefly: between the phases of a running batch, a partner
+//    arrives within that, and the barrier costs far less than a wake-up;
 //  - then yields the CPU between checks, up to kSpinMicros: a partner descheduled on this same
 //    CPU runs at once, and an unrelated process loses little;
 //  - then sleeps in the kernel (futex), for a partner that is far behind or done with the epoch.
@@ -31,7 +31,7 @@ namespace fastbp {
 
 class SpinBarrier {
  public:
-  static constexpr int kPauses = 64;       // ~2 us of pause instructions (25 ns each here)
+  static constexpr int kPauses = 64;       // a short spin (a pause's length varies by CPU)
   static constexpr int kSpinMicros = 100;  // then yielding, then sleeping
 
   // Not thread-safe: set the team size before the team's first wait.
@@ -74,7 +74,7 @@ class SpinBarrier {
   // Whether thread t runs on the CPU where another thread of the team last arrived. Spinning
   // there would only take the CPU from the thread it waits for. Sleeping instead lets the
   // kernel place the woken thread on an idle CPU: once the kernel has put two threads of a team
-  // on one CPU, threads that never sleep can stay there (measured: epochs twice as long).
+  // on one CPU, threads that never sleep can stay there, and the epoch runs on one CPU.
   bool sharing_cpu(int t) {
 #if defined(__linux__)
     const int cpu = sched_getcpu();
@@ -87,7 +87,7 @@ class SpinBarrier {
     return false;
   }
 
-  // Spins for a few microseconds, then yields the CPU between checks until kSpinMicros: a
+  // Spins kPauses times, then yields the CPU between checks until kSpinMicros: a
   // partner descheduled on this same CPU then runs at once, and both threads stay runnable, so
   // the kernel's load balancer can move one to an idle CPU. (Sleeping instead would let each
   // futex wake-up pull the woken thread next to its waker, and keep the pair on one CPU.)

@@ -1,5 +1,7 @@
 // The only file that knows pybind11: converts arguments, checks shapes, releases the GIL and
-// forwards to the core. No arithmetic lives here.
+// forwards to the core. No arithmetic lives here. One short bind_* function per concept
+// (network, optimizers, training, tables and build information) at the end, each listing its
+// names; the conversions they use come first.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -40,7 +42,8 @@ template <class T>
 HeldTarget<T> make_target(const Network<T>& net, const py::array& Y, long n) {
   HeldTarget<T> h;
   if (py::isinstance<py::array_t<int32_t>>(Y)) {
-    require(net.loss() == Loss::cross_entropy, "integer labels Y are for cross_entropy only");
+    const std::string mismatch = loss_labels_mismatch(net.loss());
+    require(mismatch.empty(), mismatch);
     h.labels = Labels::ensure(Y);
     require(h.labels.ndim() == 1 && h.labels.shape(0) == n, "Y must have one label per row of X");
     const int32_t* p = h.labels.data();  // checked here too: the core must never index out of range
@@ -57,7 +60,6 @@ HeldTarget<T> make_target(const Network<T>& net, const py::array& Y, long n) {
   return h;
 }
 
-template <class T>
 py::dict stats_dict(const EpochStats& s) {
   py::dict d;
   d["loss"] = s.loss;
@@ -74,10 +76,81 @@ py::dict stats_dict(const EpochStats& s) {
   return d;
 }
 
-// Runs f with the GIL released and the network locked (one computation per network at a time;
-// two networks run in parallel). Nothing in f may touch Python objects.
+std::string type_name(py::handle h) { return py::str(py::type::of(h).attr("__name__")); }
+
+// {"step": int, "momentum_fresh": bool, "buffers": {name: 1-D float ndarray (a copy)}}
+template <class T>
+py::dict state_dict_to_python(const OptimizerStateDict<T>& s) {
+  py::dict buffers;
+  for (const auto& [name, values] : s.buffers)
+    buffers[py::str(name)] = py::array_t<T>(py::ssize_t(values.size()), values.data());
+  py::dict d;
+  d["step"] = s.step;
+  d["momentum_fresh"] = s.momentum_fresh;
+  d["buffers"] = buffers;
+  return d;
+}
+
+// state["step"]: a Python or numpy int >= 0.
+long step_from_python(py::handle step) {
+  require(!py::isinstance<py::bool_>(step) && PyIndex_Check(step.ptr()),
+          "state['step'] must be an int, got " + type_name(step));
+  const auto index = py::reinterpret_steal<py::object>(PyNumber_Index(step.ptr()));
+  if (!index) throw py::error_already_set();
+  int overflow = 0;
+  const long long n = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+  require(overflow == 0 && n >= 0,
+          "state['step'] must be an int >= 0, got " + std::string(py::str(index)));
+  return long(n);
+}
+
+// One of state["buffers"]: a 1-D array of real numbers, converted to T.
+template <class T>
+std::vector<T> buffer_from_python(const std::string& name, py::handle values) {
+  const std::string what = "state['buffers']['" + name + "']";
+  const py::array a = py::array::ensure(values);
+  require(bool(a), what + " must be an array of numbers");
+  const char kind = a.dtype().kind();
+  require(kind == 'f' || kind == 'i' || kind == 'u',
+          what + " must hold real numbers, got dtype " + std::string(py::str(a.dtype())));
+  require(a.ndim() == 1, what + " must be 1-D, got " + std::to_string(a.ndim()) + "-D");
+  const auto converted = Array<T>::ensure(a);
+  return std::vector<T>(converted.data(), converted.data() + converted.shape(0));
+}
+
+// The inverse of state_dict_to_python, checking types; the core checks names and lengths.
+template <class T>
+OptimizerStateDict<T> state_dict_from_python(py::handle h) {
+  require(py::isinstance<py::dict>(h), "state must be a dict, as state_dict() returns");
+  const auto d = py::reinterpret_borrow<py::dict>(h);
+  for (const auto& item : d) {
+    const std::string key = py::str(item.first);
+    require(key == "step" || key == "momentum_fresh" || key == "buffers",
+            "state has an unknown key '" + key + "' (expected step, momentum_fresh, buffers)");
+  }
+  for (const char* key : {"step", "momentum_fresh", "buffers"})
+    require(d.contains(key), std::string("state lacks the key '") + key + "'");
+  OptimizerStateDict<T> s;
+  s.step = step_from_python(d["step"]);
+  const py::object fresh = d["momentum_fresh"];
+  require(py::isinstance<py::bool_>(fresh) ||
+              py::isinstance(fresh, py::module_::import("numpy").attr("bool_")),
+          "state['momentum_fresh'] must be a bool, got " + type_name(fresh));
+  s.momentum_fresh = fresh.cast<bool>();
+  const py::object buffers = d["buffers"];
+  require(py::isinstance<py::dict>(buffers), "state['buffers'] must be a dict {name: array}");
+  for (const auto& item : py::reinterpret_borrow<py::dict>(buffers)) {
+    require(py::isinstance<py::str>(item.first), "state['buffers'] keys must be str");
+    const std::string name = py::str(item.first);
+    s.buffers[name] = buffer_from_python<T>(name, item.second);
+  }
+  return s;
+}
+
+// Runs f with the GIL released and the network's lock held: one computation per network at a
+// time, two networks in parallel. Nothing in f may touch Python objects.
 template <class T, class F>
-auto unlocked(Network<T>& net, F&& f) {
+auto locked_without_gil(Network<T>& net, F&& f) {
   py::gil_scoped_release release;
   std::lock_guard<std::mutex> lock(net.mutex());
   return f();
@@ -88,165 +161,262 @@ py::array_t<T> view(py::object owner, T* ptr, std::vector<py::ssize_t> shape) {
   return py::array_t<T>(shape, ptr, owner);  // no copy: owner keeps the memory alive
 }
 
+// --- Network ---
+
 template <class T>
-void bind_dtype(py::module_& m, const std::string& suffix) {
+Network<T>* make_network(std::vector<int> sizes, const std::vector<std::string>& hidden,
+                         const std::string& output, const std::string& loss) {
+  std::vector<Act> acts;
+  for (const std::string& h : hidden) acts.push_back(parse_activation(h));
+  return new Network<T>(std::move(sizes), acts, parse_activation(output), parse_loss(loss));
+}
+
+// [(W_0, b_0), (W_1, b_1), ...] as views of the parameter (or gradient) buffer.
+template <class T>
+py::list layer_views(py::object self, bool grads) {
+  Network<T>& net = self.cast<Network<T>&>();
+  T* base = grads ? net.grads() : net.params();
+  const auto& s = net.sizes();
+  py::list out;
+  for (int l = 0; l < net.n_layers(); ++l)
+    out.append(py::make_tuple(view<T>(self, base + net.w_offset(l), {s[l], s[l + 1]}),
+                              view<T>(self, base + net.b_offset(l), {s[l + 1]})));
+  return out;
+}
+
+template <class T>
+Array<T> forward(Network<T>& net, Array<T> X) {
+  check_inputs(net, X);
+  const long n = long(X.shape(0));
+  Array<T> out({py::ssize_t(n), py::ssize_t(net.n_out())});
+  T* o = out.mutable_data();
+  const T* x = X.data();
+  locked_without_gil(net, [&] { net.forward(x, n, o); });
+  return out;
+}
+
+template <class T>
+auto backward(Network<T>& net, Array<T> X, py::array Y) {
+  check_inputs(net, X);
+  const long n = long(X.shape(0));
+  require(n < (1L << 31), "X has too many rows for one batch");
+  HeldTarget<T> y = make_target(net, Y, n);
+  const T* x = X.data();
+  const LossSums s = locked_without_gil(net, [&] { return net.backward(x, y.target, int(n)); });
+  return py::make_tuple(s.loss, s.correct);
+}
+
+template <class T>
+auto evaluate(Network<T>& net, Array<T> X, py::array Y) {
+  check_inputs(net, X);
+  const long n = long(X.shape(0));
+  HeldTarget<T> y = make_target(net, Y, n);
+  const T* x = X.data();
+  const LossSums s = locked_without_gil(net, [&] { return net.evaluate(x, y.target, n); });
+  return py::make_tuple(s.loss, s.correct);
+}
+
+template <class T>
+auto activation_stats(Network<T>& net, Array<T> X) {
+  check_inputs(net, X);
+  py::array_t<double> saturation(net.n_layers()), dead(net.n_layers());
+  double* s = saturation.mutable_data();
+  double* d = dead.mutable_data();
+  const T* x = X.data();
+  const long n = long(X.shape(0));
+  locked_without_gil(net, [&] { net.activation_stats(x, n, s, d); });
+  return py::make_tuple(saturation, dead);
+}
+
+template <class T>
+py::array_t<double> weight_grad_norms(Network<T>& net) {
+  py::array_t<double> out(net.n_layers());
+  double* o = out.mutable_data();
+  locked_without_gil(net, [&] { net.weight_grad_norms(o); });
+  return out;
+}
+
+template <class T>
+py::array_t<T> params_view(py::object self) {
+  Network<T>& net = self.cast<Network<T>&>();
+  return view<T>(self, net.params(), {py::ssize_t(net.n_params())});
+}
+
+template <class T>
+py::array_t<T> grads_view(py::object self) {
+  Network<T>& net = self.cast<Network<T>&>();
+  return view<T>(self, net.grads(), {py::ssize_t(net.n_params())});
+}
+
+template <class T>
+double clip_grads_by_norm(Network<T>& net, double max_norm) {
+  return locked_without_gil(net,
+                            [&] { return clip_grad_norm(net.grads(), net.n_params(), max_norm); });
+}
+
+template <class T>
+void clip_grads_by_value(Network<T>& net, double value) {
+  locked_without_gil(net, [&] { clip_grad_value(net.grads(), net.n_params(), value); });
+}
+
+template <class T>
+void add_noise_to_grads(Network<T>& net, double eta, double gamma, uint64_t seed, int64_t t) {
+  locked_without_gil(net,
+                     [&] { add_gradient_noise(net.grads(), net.n_params(), eta, gamma, seed, t); });
+}
+
+template <class T>
+void bind_network(py::module_& m, const std::string& suffix) {
   using Net = Network<T>;
-  using Opt = OptimizerState<T>;
   py::class_<Net>(m, ("Network" + suffix).c_str())
-      .def(py::init([](std::vector<int> sizes, std::vector<std::string> hidden, std::string out,
-                       std::string loss) {
-             std::vector<Act> acts;
-             for (auto& h : hidden) acts.push_back(parse_activation(h));
-             return new Net(sizes, acts, parse_activation(out), parse_loss(loss));
-           }),
-           py::arg("sizes"), py::arg("hidden"), py::arg("output"), py::arg("loss"))
+      .def(py::init(&make_network<T>), py::arg("sizes"), py::arg("hidden"), py::arg("output"),
+           py::arg("loss"))
       .def_property_readonly("n_layers", &Net::n_layers)
       .def_property_readonly("sizes", &Net::sizes)
       .def_property_readonly("n_params", &Net::n_params)
-      .def_property_readonly("params",
-                             [](py::object self) {
-                               Net& n = self.cast<Net&>();
-                               return view<T>(self, n.params(), {py::ssize_t(n.n_params())});
-                             })
-      .def_property_readonly("grads",
-                             [](py::object self) {
-                               Net& n = self.cast<Net&>();
-                               return view<T>(self, n.grads(), {py::ssize_t(n.n_params())});
-                             })
-      .def(
-          "layer_views",
-          [](py::object self, bool grads) {
-            // [(W_0, b_0), (W_1, b_1), ...] as views of the parameter (or gradient) buffer
-            Net& n = self.cast<Net&>();
-            T* base = grads ? n.grads() : n.params();
-            py::list out;
-            for (int l = 0; l < n.n_layers(); ++l) {
-              const auto& s = n.sizes();
-              out.append(py::make_tuple(view<T>(self, base + n.w_offset(l), {s[l], s[l + 1]}),
-                                        view<T>(self, base + n.b_offset(l), {s[l + 1]})));
-            }
-            return out;
-          },
-          py::arg("grads"))
-      .def(
-          "forward",
-          [](Net& net, Array<T> X) {
-            check_inputs(net, X);
-            const long n = long(X.shape(0));
-            Array<T> out({py::ssize_t(n), py::ssize_t(net.n_out())});
-            T* o = out.mutable_data();
-            const T* x = X.data();
-            unlocked(net, [&] { net.forward(x, n, o); });
-            return out;
-          },
-          py::arg("X"))
-      .def(
-          "backward",
-          [](Net& net, Array<T> X, py::array Y) {
-            check_inputs(net, X);
-            const long n = long(X.shape(0));
-            require(n < (1L << 31), "X has too many rows for one batch");
-            HeldTarget<T> y = make_target(net, Y, n);
-            const T* x = X.data();
-            const LossSums s = unlocked(net, [&] { return net.backward(x, y.target, int(n)); });
-            return py::make_tuple(s.loss, s.correct);
-          },
-          py::arg("X"), py::arg("Y"),
-          "Fill the gradients of the batch-mean loss; (loss sum, correct)")
-      .def(
-          "evaluate",
-          [](Net& net, Array<T> X, py::array Y) {
-            check_inputs(net, X);
-            const long n = long(X.shape(0));
-            HeldTarget<T> y = make_target(net, Y, n);
-            const T* x = X.data();
-            const LossSums s = unlocked(net, [&] { return net.evaluate(x, y.target, n); });
-            return py::make_tuple(s.loss, s.correct);
-          },
-          py::arg("X"), py::arg("Y"), "(loss sum, correct) over the rows, without gradients")
-      .def(
-          "activation_stats",
-          [](Net& net, Array<T> X) {
-            check_inputs(net, X);
-            py::array_t<double> sat(net.n_layers()), dead(net.n_layers());
-            double* s = sat.mutable_data();
-            double* d = dead.mutable_data();
-            const T* x = X.data();
-            const long n = long(X.shape(0));
-            unlocked(net, [&] { net.activation_stats(x, n, s, d); });
-            return py::make_tuple(sat, dead);
-          },
-          py::arg("X"))
-      .def("weight_grad_norms",
-           [](Net& net) {
-             py::array_t<double> out(net.n_layers());
-             double* o = out.mutable_data();
-             unlocked(net, [&] { net.weight_grad_norms(o); });
-             return out;
-           })
-      .def(
-          "clip_grad_norm",
-          [](Net& net, double max_norm) {
-            return unlocked(net,
-                            [&] { return clip_grad_norm(net.grads(), net.n_params(), max_norm); });
-          },
-          py::arg("max_norm"))
-      .def(
-          "clip_grad_value",
-          [](Net& net, double value) {
-            unlocked(net, [&] { clip_grad_value(net.grads(), net.n_params(), value); });
-          },
-          py::arg("value"))
-      .def(
-          "add_gradient_noise",
-          [](Net& net, double eta, double gamma, uint64_t seed, int64_t t) {
-            unlocked(net,
-                     [&] { add_gradient_noise(net.grads(), net.n_params(), eta, gamma, seed, t); });
-          },
-          py::arg("eta"), py::arg("gamma"), py::arg("seed"), py::arg("t"));
+      .def_property_readonly("params", &params_view<T>)
+      .def_property_readonly("grads", &grads_view<T>)
+      .def("layer_views", &layer_views<T>, py::arg("grads"))
+      .def("forward", &forward<T>, py::arg("X"))
+      .def("backward", &backward<T>, py::arg("X"), py::arg("Y"),
+           "Fill the gradients of the batch-mean loss; (loss sum, correct)")
+      .def("evaluate", &evaluate<T>, py::arg("X"), py::arg("Y"),
+           "(loss sum, correct) over the rows, without gradients")
+      .def("activation_stats", &activation_stats<T>, py::arg("X"))
+      .def("weight_grad_norms", &weight_grad_norms<T>)
+      .def("clip_grad_norm", &clip_grads_by_norm<T>, py::arg("max_norm"))
+      .def("clip_grad_value", &clip_grads_by_value<T>, py::arg("value"))
+      .def("add_gradient_noise", &add_noise_to_grads<T>, py::arg("eta"), py::arg("gamma"),
+           py::arg("seed"), py::arg("t"));
+}
 
+// --- Optimizers ---
+
+void bind_optimizer_config(py::module_& m) {
+  py::enum_<Optim> kinds(m, "Optim");
+#define FASTBP_VALUE(id, Rule) kinds.value(#id, Optim::id);
+  FASTBP_OPTIMIZERS(FASTBP_VALUE)
+#undef FASTBP_VALUE
+  kinds.value("line_search", Optim::line_search);
+
+  py::class_<OptimConfig>(m, "OptimConfig")
+      .def(py::init<>())
+      .def_readwrite("kind", &OptimConfig::kind)
+      .def_readwrite("lr", &OptimConfig::lr)
+      .def_readwrite("momentum", &OptimConfig::momentum)
+      .def_readwrite("dampening", &OptimConfig::dampening)
+      .def_readwrite("weight_decay", &OptimConfig::weight_decay)
+      .def_readwrite("nesterov", &OptimConfig::nesterov)
+      .def_readwrite("beta1", &OptimConfig::beta1)
+      .def_readwrite("beta2", &OptimConfig::beta2)
+      .def_readwrite("eps", &OptimConfig::eps)
+      .def_readwrite("alpha", &OptimConfig::alpha)
+      .def_readwrite("centered", &OptimConfig::centered)
+      .def_readwrite("lr_decay", &OptimConfig::lr_decay)
+      .def_readwrite("c1", &OptimConfig::c1)
+      .def_readwrite("shrink", &OptimConfig::shrink)
+      .def_readwrite("max_iter", &OptimConfig::max_iter);
+}
+
+template <class T>
+void bind_optimizers(py::module_& m, const std::string& suffix) {
+  using Opt = OptimizerState<T>;
   py::class_<Opt>(m, ("OptimizerState" + suffix).c_str())
       .def(py::init<std::size_t>(), py::arg("n_params"))
       .def_property_readonly("steps", &Opt::steps)
+      .def("state_dict", [](const Opt& opt) { return state_dict_to_python(opt.state_dict()); })
+      .def(
+          "load_state_dict",
+          [](Opt& opt, py::handle d) { opt.load_state_dict(state_dict_from_python<T>(d)); },
+          py::arg("state"))
       .def(
           "step",
-          [](Opt& opt, Net& net, const OptimConfig& c) {
+          [](Opt& opt, Network<T>& net, const OptimConfig& c) {
             require(opt.size() == net.n_params(), "the optimizer state belongs to another network");
-            unlocked(net, [&] { opt.step(c, net.params(), net.grads()); });
+            locked_without_gil(net, [&] { opt.step(c, net.params(), net.grads()); });
           },
           py::arg("net"), py::arg("config"));
+}
 
-  m.def(
-      "line_search_step",
-      [](Net& net, const OptimConfig& c, Array<T> X, py::array Y) {
-        check_inputs(net, X);
-        const long n = long(X.shape(0));
-        require(n < (1L << 31), "X has too many rows for one batch");
-        HeldTarget<T> y = make_target(net, Y, n);
-        const T* x = X.data();
-        const auto [loss0, step] =
-            unlocked(net, [&] { return line_search_batch(net, c, x, y.target, int(n)); });
-        return py::make_tuple(loss0, step);
-      },
-      py::arg("net"), py::arg("config"), py::arg("X"), py::arg("Y"));
+// --- Training ---
 
-  m.def(
-      "train_epoch",
-      [](Net& net, Opt& opt, const OptimConfig& c, Array<T> X, py::array Y,
-         py::array_t<T, py::array::c_style> start, const EpochConfig& ec) {
-        check_inputs(net, X);
-        const long n = long(X.shape(0));
-        HeldTarget<T> y = make_target(net, Y, n);
-        require(start.ndim() == 1 && std::size_t(start.shape(0)) == net.n_params(),
-                "start_params must be a contiguous (n_params,) array of the network's dtype");
-        const T* x = X.data();
-        T* p0 = start.mutable_data();
-        const EpochStats s =
-            unlocked(net, [&] { return train_epoch(net, opt, c, x, n, y.target, ec, p0); });
-        return stats_dict<T>(s);
-      },
-      py::arg("net"), py::arg("optimizer"), py::arg("config"), py::arg("X"), py::arg("Y"),
-      py::arg("start_params"), py::arg("epoch_config"));
+void bind_epoch_config(py::module_& m) {
+  py::class_<EpochConfig>(m, "EpochConfig")
+      .def(py::init<>())
+      .def_readwrite("batch_size", &EpochConfig::batch_size)
+      .def_readwrite("shuffle", &EpochConfig::shuffle)
+      .def_readwrite("seed", &EpochConfig::seed)
+      .def_readwrite("epoch", &EpochConfig::epoch)
+      .def_readwrite("clip_norm", &EpochConfig::clip_norm)
+      .def_readwrite("clip_value", &EpochConfig::clip_value)
+      .def_readwrite("noise", &EpochConfig::noise)
+      .def_readwrite("noise_eta", &EpochConfig::noise_eta)
+      .def_readwrite("noise_gamma", &EpochConfig::noise_gamma)
+      .def_readwrite("noise_seed", &EpochConfig::noise_seed)
+      .def_readwrite("noise_t", &EpochConfig::noise_t);
+}
+
+template <class T>
+auto run_line_search_step(Network<T>& net, const OptimConfig& c, Array<T> X, py::array Y) {
+  check_inputs(net, X);
+  const long n = long(X.shape(0));
+  require(n < (1L << 31), "X has too many rows for one batch");
+  HeldTarget<T> y = make_target(net, Y, n);
+  const T* x = X.data();
+  const auto [loss0, step] =
+      locked_without_gil(net, [&] { return line_search_batch(net, c, x, y.target, int(n)); });
+  return py::make_tuple(loss0, step);
+}
+
+template <class T>
+py::dict run_train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfig& c, Array<T> X,
+                         py::array Y, py::array_t<T, py::array::c_style> start,
+                         const EpochConfig& ec) {
+  check_inputs(net, X);
+  const long n = long(X.shape(0));
+  HeldTarget<T> y = make_target(net, Y, n);
+  require(start.ndim() == 1 && std::size_t(start.shape(0)) == net.n_params(),
+          "start_params must be a contiguous (n_params,) array of the network's dtype");
+  const T* x = X.data();
+  T* p0 = start.mutable_data();
+  const EpochStats s =
+      locked_without_gil(net, [&] { return train_epoch(net, opt, c, x, n, y.target, ec, p0); });
+  return stats_dict(s);
+}
+
+template <class T>
+void bind_training(py::module_& m) {
+  m.def("line_search_step", &run_line_search_step<T>, py::arg("net"), py::arg("config"),
+        py::arg("X"), py::arg("Y"));
+  m.def("train_epoch", &run_train_epoch<T>, py::arg("net"), py::arg("optimizer"), py::arg("config"),
+        py::arg("X"), py::arg("Y"), py::arg("start_params"), py::arg("epoch_config"));
+}
+
+// --- Tables, threads, build ---
+
+py::list activation_table_to_python() {
+  py::list out;
+  for (const ActivationInfo& a : activation_table()) {
+    py::dict d;
+    d["name"] = a.name;
+    d["hidden"] = a.hidden;
+    d["auto_init"] = a.auto_init;
+    out.append(d);
+  }
+  return out;
+}
+
+py::list loss_table_to_python() {
+  py::list out;
+  for (const LossInfo& l : loss_table()) {
+    py::dict d;
+    d["name"] = l.name;
+    d["output"] = l.output;
+    d["fused"] = l.fused;
+    d["labels"] = l.labels;
+    out.append(d);
+  }
+  return out;
 }
 
 std::string simd_flags() {
@@ -270,90 +440,54 @@ std::string simd_flags() {
   return s;
 }
 
+py::dict build_info() {
+  py::dict d;
+#if defined(__clang__)
+  d["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  d["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+  d["compiler"] = std::string("unknown");
+#endif
+#ifdef _OPENMP
+  d["openmp"] = std::to_string(_OPENMP);
+#else
+  d["openmp"] = py::none();
+#endif
+  d["blas"] = std::string("OpenBLAS (scipy-openblas32)");
+  d["blas_core"] = blas_core_name();
+  d["blas_threads"] = blas_num_threads();
+  d["simd"] = simd_flags();
+  d["cuda"] = false;
+#ifdef FASTBP_VERSION
+  d["version"] = std::string(FASTBP_VERSION);
+#endif
+#ifdef FASTBP_ISA
+  d["isa"] = std::string(FASTBP_ISA);  // the variant this copy of the core was compiled as
+#endif
+  return d;
+}
+
+void bind_info(py::module_& m) {
+  m.def("activation_table", &activation_table_to_python);
+  m.def("loss_names", &loss_names);
+  m.def("loss_table", &loss_table_to_python);
+  m.def("set_num_threads", &fastbp::set_num_threads, py::arg("n"));
+  m.def("get_num_threads", &fastbp::num_threads);
+  m.def("build_info", &build_info);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastbp's compiled core (private: use the fastbp package)";
-
-  py::enum_<Optim>(m, "Optim")
-      .value("sgd", Optim::sgd)
-      .value("adam", Optim::adam)
-      .value("adamw", Optim::adamw)
-      .value("rmsprop", Optim::rmsprop)
-      .value("adagrad", Optim::adagrad)
-      .value("line_search", Optim::line_search);
-
-  py::class_<OptimConfig>(m, "OptimConfig")
-      .def(py::init<>())
-      .def_readwrite("kind", &OptimConfig::kind)
-      .def_readwrite("lr", &OptimConfig::lr)
-      .def_readwrite("momentum", &OptimConfig::momentum)
-      .def_readwrite("dampening", &OptimConfig::dampening)
-      .def_readwrite("weight_decay", &OptimConfig::weight_decay)
-      .def_readwrite("nesterov", &OptimConfig::nesterov)
-      .def_readwrite("beta1", &OptimConfig::beta1)
-      .def_readwrite("beta2", &OptimConfig::beta2)
-      .def_readwrite("eps", &OptimConfig::eps)
-      .def_readwrite("alpha", &OptimConfig::alpha)
-      .def_readwrite("centered", &OptimConfig::centered)
-      .def_readwrite("lr_decay", &OptimConfig::lr_decay)
-      .def_readwrite("c1", &OptimConfig::c1)
-      .def_readwrite("shrink", &OptimConfig::shrink)
-      .def_readwrite("max_iter", &OptimConfig::max_iter);
-
-  py::class_<EpochConfig>(m, "EpochConfig")
-      .def(py::init<>())
-      .def_readwrite("batch_size", &EpochConfig::batch_size)
-      .def_readwrite("shuffle", &EpochConfig::shuffle)
-      .def_readwrite("seed", &EpochConfig::seed)
-      .def_readwrite("epoch", &EpochConfig::epoch)
-      .def_readwrite("clip_norm", &EpochConfig::clip_norm)
-      .def_readwrite("clip_value", &EpochConfig::clip_value)
-      .def_readwrite("noise", &EpochConfig::noise)
-      .def_readwrite("noise_eta", &EpochConfig::noise_eta)
-      .def_readwrite("noise_gamma", &EpochConfig::noise_gamma)
-      .def_readwrite("noise_seed", &EpochConfig::noise_seed)
-      .def_readwrite("noise_t", &EpochConfig::noise_t);
-
-  bind_dtype<float>(m, "32");
-  bind_dtype<double>(m, "64");
-
-  m.def("activation_table", [] {
-    py::list out;
-    for (const ActivationInfo& a : activation_table()) {
-      py::dict d;
-      d["name"] = a.name;
-      d["hidden"] = a.hidden;
-      d["auto_init"] = a.auto_init;
-      out.append(d);
-    }
-    return out;
-  });
-  m.def("loss_names", &loss_names);
-  m.def("set_num_threads", &fastbp::set_num_threads, py::arg("n"));
-  m.def("get_num_threads", &fastbp::num_threads);
-  m.def("build_info", []() {
-    py::dict d;
-#if defined(__clang__)
-    d["compiler"] = std::string("clang ") + __clang_version__;
-#elif defined(__GNUC__)
-    d["compiler"] = std::string("gcc ") + __VERSION__;
-#else
-    d["compiler"] = std::string("unknown");
-#endif
-#ifdef _OPENMP
-    d["openmp"] = std::to_string(_OPENMP);
-#else
-    d["openmp"] = py::none();
-#endif
-    d["blas"] = std::string("OpenBLAS (scipy-openblas32)");
-    d["blas_core"] = blas_core_name();
-    d["blas_threads"] = blas_num_threads();
-    d["simd"] = simd_flags();
-    d["cuda"] = false;
-#ifdef FASTBP_VERSION
-    d["version"] = std::string(FASTBP_VERSION);
-#endif
-    return d;
-  });
+  bind_optimizer_config(m);
+  bind_epoch_config(m);
+  bind_network<float>(m, "32");
+  bind_optimizers<float>(m, "32");
+  bind_training<float>(m);
+  bind_network<double>(m, "64");
+  bind_optimizers<double>(m, "64");
+  bind_training<double>(m);
+  bind_info(m);
 }

@@ -1,43 +1,15 @@
-// Shared vocabulary of the core: activation and loss kinds, thread count, parallel-loop policy.
+// Shared vocabulary of the core: thread count, parallel-loop policy, argument checks.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 namespace fastbp {
-
-enum class Act : int {
-  identity,
-  sigmoid,
-  tanh,
-  relu,
-  leaky_relu,
-  elu,
-  softplus,
-  gelu,
-  silu,
-  softmax
-};
-enum class Loss : int { mse, cross_entropy, binary_cross_entropy };
-
-Act parse_activation(const std::string& name);
-
-// What Python needs to know of each activation: its name, whether a hidden layer may use it
-// (softmax is an output activation only), and the initialisation "auto" picks before it.
-struct ActivationInfo {
-  std::string name;
-  bool hidden;
-  std::string auto_init;  // "he" or "xavier"
-};
-std::vector<ActivationInfo> activation_table();
-std::vector<std::string> loss_names();
-Loss parse_loss(const std::string& name);
 
 // Threads of fastbp's parallel loops and products (BLAS runs single-threaded inside them).
 int num_threads();

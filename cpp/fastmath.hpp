@@ -7,16 +7,34 @@
 #include <cstdint>
 #include <cstring>
 
+// FASTBP_HD marks the scalar functions that the CUDA backend compiles too (activation
+// formulas, these approximations): host and device functions under nvcc, plain C++ here.
 // Forced inlining: an out-of-line call inside a loop stops it from vectorising.
-#if defined(__GNUC__) || defined(__clang__)
+#if defined(__CUDACC__)
+#define FASTBP_HD __host__ __device__
+#define FASTBP_INLINE __forceinline__
+#elif defined(__GNUC__) || defined(__clang__)
+#define FASTBP_HD
 #define FASTBP_INLINE inline __attribute__((always_inline))
 #else
+#define FASTBP_HD
 #define FASTBP_INLINE inline
 #endif
 
 namespace fastbp {
 
-FASTBP_INLINE float fast_exp(float x) {
+// The float with the given bit pattern (2^n from its exponent bits).
+FASTBP_HD FASTBP_INLINE float float_from_bits(int32_t bits) {
+#if defined(__CUDA_ARCH__)
+  return __int_as_float(bits);
+#else
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+#endif
+}
+
+FASTBP_HD FASTBP_INLINE float fast_exp(float x) {
   // Clamped so 2^n stays a normal float: results below e^-86 or above e^88.5 saturate,
   // far beyond where a sigmoid, tanh or softmax can tell the difference.
   x = x < -86.0f ? -86.0f : (x > 88.5f ? 88.5f : x);  // NaN passes through to the result
@@ -31,15 +49,13 @@ FASTBP_INLINE float fast_exp(float x) {
   p = p * r * r + r + 1.0f;
   n = n < -126.0f ? -126.0f : (n > 128.0f ? 128.0f : n);  // a NaN x: defined int below, p stays NaN
   if (n != n) n = 0.0f;
-  const int32_t bits = (int32_t(n) + 126) << 23;  // 2^(n-1), times 2 below: n may reach 128
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
+  const float scale = float_from_bits((int32_t(n) + 126) << 23);  // 2^(n-1): n may reach 128
   return p * scale * 2.0f;
 }
 
-FASTBP_INLINE double fast_exp(double x) { return std::exp(x); }
+FASTBP_HD FASTBP_INLINE double fast_exp(double x) { return std::exp(x); }
 
-FASTBP_INLINE float fast_tanh(float x) {
+FASTBP_HD FASTBP_INLINE float fast_tanh(float x) {
   // Small |x|: odd minimax polynomial (no cancellation); otherwise 1 - 2 / (e^{2|x|} + 1).
   const float ax = std::fabs(x);
   const float z = x * x;
@@ -53,6 +69,6 @@ FASTBP_INLINE float fast_tanh(float x) {
   return ax < 0.625f ? small : large;
 }
 
-FASTBP_INLINE double fast_tanh(double x) { return std::tanh(x); }
+FASTBP_HD FASTBP_INLINE double fast_tanh(double x) { return std::tanh(x); }
 
 }  // namespace fastbp

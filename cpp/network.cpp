@@ -16,11 +16,11 @@ Network<T>::Network(std::vector<int> sizes, std::vector<Act> hidden, Act out, Lo
   require(sizes_.size() >= 2, "layer_sizes needs at least 2 entries (inputs and outputs)");
   for (int s : sizes_) require(s > 0, "layer_sizes entries must be positive");
   require(acts_.size() == sizes_.size() - 2, "one hidden activation per hidden layer is needed");
-  for (Act a : acts_) require(a != Act::softmax, "softmax is only an output activation");
-  require(loss != Loss::cross_entropy || out == Act::softmax,
-          "cross_entropy needs the softmax output activation");
-  require(loss != Loss::binary_cross_entropy || out == Act::sigmoid,
-          "binary_cross_entropy needs the sigmoid output activation");
+  for (Act a : acts_)
+    require(activation_hidden(a),
+            std::string(activation_name(a)) + " is only an output activation");
+  const std::string mismatch = loss_output_mismatch(loss, out);
+  require(mismatch.empty(), mismatch);
   acts_.push_back(out);
   std::size_t total = 0;
   for (int l = 0; l < n_layers(); ++l) {
@@ -58,7 +58,7 @@ void Network<T>::forward_rows(const T* X, int r0, int r1) {
     for (int i = 0; i < m; ++i) std::copy(b, b + out, z + std::size_t(i) * out);
     gemm<T>(false, false, m, out, in, T(1), layer_input(X, l) + std::size_t(r0) * in, in,
             params_.data() + w_off_[l], out, T(1), z, out);
-    output_forward(acts_[l], z, a_[l].data() + std::size_t(r0) * out, m, out);
+    activation_forward(acts_[l], z, a_[l].data() + std::size_t(r0) * out, m, out);
   }
 }
 
@@ -97,8 +97,7 @@ void Network<T>::backprop_rows(int r0, int r1) {
     T* dprev = dz_[l - 1].data() + off;
     gemm<T>(false, true, m, in, out, T(1), dz_[l].data() + std::size_t(r0) * out, out,
             params_.data() + w_off_[l], out, T(0), dprev, in);
-    activation_backward(acts_[l - 1], z_[l - 1].data() + off, a_[l - 1].data() + off, dprev,
-                        std::size_t(m) * in);
+    activation_backward(acts_[l - 1], z_[l - 1].data() + off, a_[l - 1].data() + off, dprev, m, in);
   }
 }
 
@@ -230,6 +229,8 @@ void Network<T>::weight_grad_norms(double* out) const {
     out[l] = std::sqrt(sum_squares(grads_.data() + w_off_[l], w_size(l)));
 }
 
+// Per layer, by its activation's measure: the share of saturated outputs over all samples, or
+// the share of units no sample makes active; NaN where the activation has no measure.
 template <class T>
 void Network<T>::activation_stats(const T* X, long n, double* saturation, double* dead) {
   const int L = n_layers();
@@ -244,20 +245,21 @@ void Network<T>::activation_stats(const T* X, long n, double* saturation, double
       const int w = sizes_[l + 1];
       const T* a = a_[l].data();
       const std::size_t count = std::size_t(m) * w;
-      if (acts_[l] == Act::sigmoid) {
-        for (std::size_t i = 0; i < count; ++i) saturated[l] += a[i] < T(0.01) || a[i] > T(0.99);
-      } else if (acts_[l] == Act::tanh) {
-        for (std::size_t i = 0; i < count; ++i) saturated[l] += std::abs(a[i]) > T(0.99);
-      } else if (acts_[l] == Act::relu) {
-        for (std::size_t i = 0; i < count; ++i) alive[l][i % w] |= a[i] > T(0);
-      }
+      with_activation(acts_[l], [&](auto kind) {
+        using A = decltype(kind);
+        if constexpr (A::measure == Measure::saturation) {
+          for (std::size_t i = 0; i < count; ++i) saturated[l] += A::saturated(a[i]);
+        } else if constexpr (A::measure == Measure::dead) {
+          for (std::size_t i = 0; i < count; ++i) alive[l][i % w] |= A::active(a[i]);
+        }
+      });
     }
   }
   for (int l = 0; l < L; ++l) {
     const int w = sizes_[l + 1];
-    const bool sat = acts_[l] == Act::sigmoid || acts_[l] == Act::tanh;
-    saturation[l] = sat && n > 0 ? saturated[l] / (double(n) * w) : nan;
-    if (acts_[l] == Act::relu && n > 0) {
+    const Measure measure = activation_measure(acts_[l]);
+    saturation[l] = measure == Measure::saturation && n > 0 ? saturated[l] / (double(n) * w) : nan;
+    if (measure == Measure::dead && n > 0) {
       int d = 0;
       for (char c : alive[l]) d += !c;
       dead[l] = double(d) / w;
@@ -271,36 +273,8 @@ template class Network<float>;
 template class Network<double>;
 
 namespace {
-const char* const kActivationNames[] = {"identity", "sigmoid",  "tanh", "relu", "leaky_relu",
-                                        "elu",      "softplus", "gelu", "silu", "softmax"};
 std::atomic<int> g_threads{0};  // 0: not set, use the OpenMP default
 }  // namespace
-
-std::vector<ActivationInfo> activation_table() {
-  std::vector<ActivationInfo> out;
-  for (int i = 0; i <= int(Act::softmax); ++i) {
-    const Act a = Act(i);
-    const bool relu_family =
-        a == Act::relu || a == Act::leaky_relu || a == Act::elu || a == Act::gelu || a == Act::silu;
-    out.push_back({kActivationNames[i], a != Act::softmax, relu_family ? "he" : "xavier"});
-  }
-  return out;
-}
-
-std::vector<std::string> loss_names() { return {"mse", "cross_entropy", "binary_cross_entropy"}; }
-
-Act parse_activation(const std::string& s) {
-  for (int i = 0; i <= int(Act::softmax); ++i)
-    if (s == kActivationNames[i]) return Act(i);
-  throw std::invalid_argument("unknown activation '" + s + "'");
-}
-
-Loss parse_loss(const std::string& s) {
-  if (s == "mse") return Loss::mse;
-  if (s == "cross_entropy") return Loss::cross_entropy;
-  if (s == "binary_cross_entropy") return Loss::binary_cross_entropy;
-  throw std::invalid_argument("unknown loss '" + s + "'");
-}
 
 int num_threads() {
 #ifdef _OPENMP

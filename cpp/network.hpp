@@ -22,6 +22,7 @@ class Network {
   Loss loss() const { return loss_; }
 
   T* params() { return params_.data(); }
+  const T* params() const { return params_.data(); }
   T* grads() { return grads_.data(); }
   std::size_t n_params() const { return params_.size(); }
   std::size_t w_offset(int l) const { return w_off_[l]; }
@@ -34,8 +35,8 @@ class Network {
   LossSums backward(const T* X, Target<T> y, int n);
   // Loss and correct-prediction sums over n rows, without gradients.
   LossSums evaluate(const T* X, Target<T> y, long n);
-  // Per weight layer: share of saturated outputs (sigmoid/tanh) and of dead units (relu);
-  // NaN where the measure does not apply.
+  // Per weight layer: share of saturated outputs and of dead units, as the layer's activation
+  // measures them (activations.hpp); NaN where its activation has no such measure.
   void activation_stats(const T* X, long n, double* saturation, double* dead);
   // Per weight layer: the L2 norm of its weight gradient.
   void weight_grad_norms(double* out) const;
@@ -68,8 +69,9 @@ class Network {
     }
     if (end > begin) f(begin, end);
   }
-  // Threads worth using for a batch of n rows: a team costs ~1 us to meet with spinning threads
-  // (fastbp's epoch loop, or OMP_WAIT_POLICY=active), ~60 us with sleeping ones.
+  // Threads worth using for a batch of n rows: a team of spinning threads (fastbp's epoch loop,
+  // or OMP_WAIT_POLICY=active) meets much faster than sleeping ones wake, so smaller batches
+  // are worth splitting among them.
   int batch_threads(int n, bool spinning) const;
   static int share(int size, int part, int parts) { return int(long(size) * part / parts); }
 
@@ -78,8 +80,8 @@ class Network {
  private:
   static constexpr int kChunk = 2048;  // rows per pass when no gradient is needed
   static constexpr int kMinRowsPerThread = 8;
-  // Least work (multiply-adds) for a batch to be split: sleeping OpenMP threads take ~60 us to
-  // wake; spinning ones (the epoch loop's barrier, or OMP_WAIT_POLICY=active) ~1 us.
+  // Least work (multiply-adds) for a batch to be split: more where sleeping OpenMP threads must
+  // be woken than where they spin (the epoch loop's barrier, or OMP_WAIT_POLICY=active).
   static constexpr double kBatchParallelMacs = 1 << 24;
   static constexpr double kBatchParallelMacsSpinning = 1 << 21;
   void ensure_capacity(int n);

@@ -2,164 +2,66 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "rng.hpp"
 
 namespace fastbp {
 
+// The rule is taken by value: its pointers and constants are locals the loop keeps in
+// registers, not memory that the stores to p and the buffers might alias.
+template <class Rule, class T>
+void apply_rule(Rule rule, T* p, const T* g, std::size_t begin, std::size_t end) {
+#pragma omp simd
+  for (std::size_t i = begin; i < end; ++i) rule.update(p, g, i);
+}
+
+// f(rule) with the rule a plan holds; nothing while it holds none.
+template <class Plan, class F>
+void with_rule(Plan& plan, F&& f) {
+  std::visit(
+      [&](auto& rule) {
+        if constexpr (!std::is_same_v<std::decay_t<decltype(rule)>, std::monostate>) f(rule);
+      },
+      plan);
+}
+
 template <class T>
-std::vector<T>& OptimizerState<T>::state(int i) {
-  if (s_[i].size() != n_) s_[i].assign(n_, T(0));
-  return s_[i];
+T* OptimizerState<T>::buffer(const std::string& name, bool* created) {
+  std::vector<T>& b = buffers_[name];
+  if (created) *created = b.size() != n_;
+  if (b.size() != n_) b.assign(n_, T(0));
+  return b.data();
 }
 
 template <class T>
 void OptimizerState<T>::prepare(const OptimConfig& c) {
   require(c.kind != Optim::line_search, "line search needs the batch: use the epoch loop");
   switch (c.kind) {
-    case Optim::sgd:
-      if (c.momentum != 0 && s_[0].empty()) {  // torch: the buffer starts as the first gradient
-        state(0);
-        momentum_fresh_ = true;
-      }
-      break;
-    case Optim::adam:
-    case Optim::adamw:
-      state(0);
-      state(1);
-      break;
-    case Optim::rmsprop:
-      state(0);
-      if (c.centered) state(1);
-      if (c.momentum > 0) state(2);
-      break;
-    case Optim::adagrad:
-      state(0);
-      break;
+#define FASTBP_MAKE_RULE(id, Rule) \
+  case Optim::id:                  \
+    rule_ = Rule<T>(c);            \
+    break;
+    FASTBP_OPTIMIZERS(FASTBP_MAKE_RULE)
+#undef FASTBP_MAKE_RULE
     case Optim::line_search:
       break;
   }
+  with_rule(rule_, [&](auto& rule) { rule.prepare(*this); });
 }
 
 template <class T>
-StepPlan<T> OptimizerState<T>::plan(const OptimConfig& c, long ahead) {
-  const double t = double(t_ + 1 + ahead);  // this step's number, from 1
-  StepPlan<T> s;
-  s.kind = c.kind;
-  s.lr = T(c.lr);
-  s.wd = T(c.weight_decay);
-  s.mom = T(c.momentum);
-  s.damp = T(1 - c.dampening);
-  s.nesterov = c.nesterov;
-  s.first = momentum_fresh_ && ahead == 0;
-  s.eps = T(c.eps);
-  switch (c.kind) {
-    case Optim::adam:
-    case Optim::adamw:
-      s.b1 = T(c.beta1);
-      s.b2 = T(c.beta2);
-      s.step_size = T(c.lr / (1 - std::pow(c.beta1, t)));
-      s.inv_sqrt_bc2 = T(1 / std::sqrt(1 - std::pow(c.beta2, t)));
-      if (c.kind == Optim::adamw) {  // decoupled decay shrinks p; Adam adds wd p to the gradient
-        s.shrink = T(1) - s.lr * s.wd;
-        s.wd = T(0);
-      }
-      break;
-    case Optim::rmsprop:
-      s.alpha = T(c.alpha);
-      break;
-    case Optim::adagrad:
-      s.lr = T(c.lr / (1 + (t - 1) * c.lr_decay));
-      break;
-    default:
-      break;
-  }
-  // The buffers this rule and these settings use (prepare() allocated them).
-  auto buffer = [&](int i, bool used) {
-    return used && s_[i].size() == n_ ? s_[i].data() : nullptr;
-  };
-  const bool adam = c.kind == Optim::adam || c.kind == Optim::adamw;
-  s.s[0] = buffer(0, c.kind != Optim::sgd || c.momentum != 0);
-  s.s[1] = buffer(1, adam || (c.kind == Optim::rmsprop && c.centered));
-  s.s[2] = buffer(2, c.kind == Optim::rmsprop && c.momentum > 0);
-  return s;
+StepPlan<T> OptimizerState<T>::plan(long ahead) const {
+  StepPlan<T> plan = rule_;
+  with_rule(plan,
+            [&](auto& rule) { rule.plan(double(t_ + 1 + ahead), momentum_fresh_ && ahead == 0); });
+  return plan;
 }
 
 template <class T>
-void OptimizerState<T>::apply(const StepPlan<T>& s, T* p, const T* g, std::size_t begin,
+void OptimizerState<T>::apply(const StepPlan<T>& plan, T* p, const T* g, std::size_t begin,
                               std::size_t end) {
-  const T lr = s.lr, wd = s.wd;
-  switch (s.kind) {
-    case Optim::sgd: {
-      if (s.mom == T(0)) {
-#pragma omp simd
-        for (std::size_t i = begin; i < end; ++i) p[i] -= lr * (g[i] + wd * p[i]);
-        break;
-      }
-      T* buf = s.s[0];
-      const T mom = s.mom, damp = s.damp;
-      const bool first = s.first, nesterov = s.nesterov;
-#pragma omp simd
-      for (std::size_t i = begin; i < end; ++i) {
-        const T d = g[i] + wd * p[i];
-        buf[i] = first ? d : mom * buf[i] + damp * d;
-        p[i] -= lr * (nesterov ? d + mom * buf[i] : buf[i]);
-      }
-      break;
-    }
-    case Optim::adam:
-    case Optim::adamw: {
-      T* m = s.s[0];
-      T* v = s.s[1];
-      const T b1 = s.b1, b2 = s.b2, eps = s.eps, step_size = s.step_size;
-      const T inv_sqrt_bc2 = s.inv_sqrt_bc2, shrink = s.shrink;
-#pragma omp simd
-      for (std::size_t i = begin; i < end; ++i) {
-        const T d = g[i] + wd * p[i];
-        p[i] *= shrink;
-        m[i] = b1 * m[i] + (T(1) - b1) * d;
-        v[i] = b2 * v[i] + (T(1) - b2) * d * d;
-        p[i] -= step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
-      }
-      break;
-    }
-    case Optim::rmsprop: {
-      T* sq = s.s[0];
-      T* ga = s.s[1];
-      T* buf = s.s[2];
-      const T alpha = s.alpha, eps = s.eps, mom = s.mom;
-      for (std::size_t i = begin; i < end; ++i) {
-        const T d = g[i] + wd * p[i];
-        sq[i] = alpha * sq[i] + (T(1) - alpha) * d * d;
-        T var = sq[i];
-        if (ga) {
-          ga[i] = alpha * ga[i] + (T(1) - alpha) * d;
-          var -= ga[i] * ga[i];
-        }
-        const T step = d / (std::sqrt(var) + eps);
-        if (buf) {
-          buf[i] = mom * buf[i] + step;
-          p[i] -= lr * buf[i];
-        } else {
-          p[i] -= lr * step;
-        }
-      }
-      break;
-    }
-    case Optim::adagrad: {
-      T* sum = s.s[0];
-      const T eps = s.eps;
-#pragma omp simd
-      for (std::size_t i = begin; i < end; ++i) {
-        const T d = g[i] + wd * p[i];
-        sum[i] += d * d;
-        p[i] -= lr * d / (std::sqrt(sum[i]) + eps);
-      }
-      break;
-    }
-    case Optim::line_search:  // refused by prepare()
-      break;
-  }
+  with_rule(plan, [&](const auto& rule) { apply_rule(rule, p, g, begin, end); });
 }
 
 template <class T>
@@ -171,9 +73,40 @@ void OptimizerState<T>::commit(long steps) {
 template <class T>
 void OptimizerState<T>::step(const OptimConfig& c, T* p, const T* g) {
   prepare(c);
-  const StepPlan<T> s = plan(c, 0);
+  const StepPlan<T> s = plan(0);
   parallel_ranges(n_, [&](std::size_t begin, std::size_t end) { apply(s, p, g, begin, end); });
   commit(1);
+}
+
+template <class T>
+OptimizerStateDict<T> OptimizerState<T>::state_dict() const {
+  return {t_, momentum_fresh_, buffers_};
+}
+
+static bool known_buffer(const std::string& name) {
+  bool known = false;
+  auto check = [&](const auto& names) {
+    for (const char* n : names) known = known || name == n;
+  };
+#define FASTBP_CHECK_BUFFERS(id, Rule) check(Rule<float>::buffer_names);
+  FASTBP_OPTIMIZERS(FASTBP_CHECK_BUFFERS)
+#undef FASTBP_CHECK_BUFFERS
+  return known;
+}
+
+template <class T>
+void OptimizerState<T>::load_state_dict(OptimizerStateDict<T> d) {
+  require(d.step >= 0, "state_dict: step must be >= 0, got " + std::to_string(d.step));
+  for (const auto& [name, values] : d.buffers) {
+    require(known_buffer(name), "state_dict: no optimizer has a buffer named '" + name + "'");
+    require(values.size() == n_, "state_dict: buffer '" + name + "' has " +
+                                     std::to_string(values.size()) + " entries, n_params is " +
+                                     std::to_string(n_));
+  }
+  t_ = d.step;
+  momentum_fresh_ = d.momentum_fresh;
+  buffers_ = std::move(d.buffers);
+  rule_ = std::monostate();  // its pointers were into the buffers replaced: prepare() again
 }
 
 double clip_coefficient(double norm, double max_norm) {

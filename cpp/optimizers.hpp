@@ -1,16 +1,46 @@
 // Update rules over flat buffers, following torch.optim exactly, and the gradient transforms
 // applied before a step (clipping, annealed Gaussian noise). p, g and every state buffer
 // have the same length n and layout as the network's parameter buffer.
+//
+// Each rule is one struct: its hyperparameters, its state buffers under torch's names, the
+// constants k of the planned step, and
+//   prepare(state)     allocates (once) and binds the buffers these settings use;
+//   plan(step, fresh)  sets k for step number `step` (from 1); fresh: no step has been taken
+//                      since the momentum buffer was allocated;
+//   update(p, g, i)    entry i's update: the formula both backends run (FASTBP_HD).
+// The CPU loop over a range of entries is apply_rule() in optimizers.cpp.
+// To add a rule, write its struct and add it to FASTBP_OPTIMIZERS (and its hyperparameters to
+// OptimConfig, which Python fills).
 #pragma once
+#include <cmath>
 #include <cstdint>
+#include <map>
+#include <string>
+#include <variant>
 #include <vector>
 
 #include "common.hpp"
+#include "fastmath.hpp"
 
 namespace fastbp {
 
-enum class Optim : int { sgd, adam, adamw, rmsprop, adagrad, line_search };
+// X(enum name, rule), in the order of the Optim enum Python sees. Line search, which needs the
+// batch and is no rule over flat buffers (train.hpp), comes after them.
+#define FASTBP_OPTIMIZERS(X) \
+  X(sgd, SGDRule)            \
+  X(adam, AdamRule)          \
+  X(adamw, AdamWRule)        \
+  X(rmsprop, RMSPropRule)    \
+  X(adagrad, AdaGradRule)
 
+enum class Optim : int {
+#define FASTBP_ENUM_ENTRY(id, Rule) id,
+  FASTBP_OPTIMIZERS(FASTBP_ENUM_ENTRY)
+#undef FASTBP_ENUM_ENTRY
+      line_search
+};
+
+// The hyperparameters of every rule, as Python sets them (torch's argument names).
 struct OptimConfig {
   Optim kind = Optim::sgd;
   double lr = 0.01;
@@ -24,17 +54,190 @@ struct OptimConfig {
   int max_iter = 20;
 };
 
-// The constants of one update, the same for every entry. apply() runs the update on any range
-// of entries, so the threads of a team can each update the part of the parameters whose
-// gradient they computed, without meeting first.
 template <class T>
-struct StepPlan {
-  Optim kind = Optim::sgd;
-  T lr = 0, wd = 0, mom = 0, damp = 0;   // SGD (wd also RMSProp, AdaGrad, coupled Adam)
-  bool nesterov = false, first = false;  // first: the momentum buffer starts as the gradient
-  T b1 = 0, b2 = 0, eps = 0, step_size = 0, inv_sqrt_bc2 = 0, shrink = 1;  // Adam, AdamW
-  T alpha = 0;                                                             // RMSProp
-  T* s[3] = {nullptr, nullptr, nullptr};                                   // state buffers
+class OptimizerState;
+
+// SGD with momentum, dampening, Nesterov and weight decay added to the gradient.
+template <class T>
+struct SGDRule {
+  static constexpr const char* buffer_names[] = {"momentum_buffer"};
+  double lr, momentum, dampening, weight_decay;
+  bool nesterov;
+  T* momentum_buffer = nullptr;  // with momentum only; torch starts it as the first gradient
+  struct {
+    T lr, weight_decay, momentum, one_minus_dampening;
+    bool first;  // this step starts the momentum buffer
+  } k{};
+
+  explicit SGDRule(const OptimConfig& c)
+      : lr(c.lr),
+        momentum(c.momentum),
+        dampening(c.dampening),
+        weight_decay(c.weight_decay),
+        nesterov(c.nesterov) {}
+  void prepare(OptimizerState<T>& state) {
+    bool created = false;
+    if (momentum != 0) momentum_buffer = state.buffer("momentum_buffer", &created);
+    if (created) state.start_momentum();
+  }
+  void plan(double, bool fresh) {
+    k.lr = T(lr);
+    k.weight_decay = T(weight_decay);
+    k.momentum = T(momentum);
+    k.one_minus_dampening = T(1 - dampening);
+    k.first = fresh;
+  }
+  FASTBP_HD FASTBP_INLINE void update(T* p, const T* g, std::size_t i) const {
+    const T d = g[i] + k.weight_decay * p[i];
+    if (!momentum_buffer) {
+      p[i] -= k.lr * d;
+      return;
+    }
+    T* buf = momentum_buffer;
+    buf[i] = k.first ? d : k.momentum * buf[i] + k.one_minus_dampening * d;
+    p[i] -= k.lr * (nesterov ? d + k.momentum * buf[i] : buf[i]);
+  }
+};
+
+// Adam, and AdamW where decoupled: its weight decay shrinks p instead of adding to the gradient.
+template <class T>
+struct AdamRule {
+  static constexpr const char* buffer_names[] = {"exp_avg", "exp_avg_sq"};
+  double lr, beta1, beta2, eps, weight_decay;
+  bool decoupled;
+  T* exp_avg = nullptr;
+  T* exp_avg_sq = nullptr;
+  struct {  // step_size: lr over the first moment's bias correction; inv_sqrt_bc2: 1 / sqrt of
+            // the second's; weight decay in the gradient (Adam) or as a shrink of p (AdamW)
+    T beta1, beta2, eps, weight_decay, shrink, step_size, inv_sqrt_bc2;
+  } k{};
+
+  AdamRule(const OptimConfig& c, bool decoupled_decay)
+      : lr(c.lr),
+        beta1(c.beta1),
+        beta2(c.beta2),
+        eps(c.eps),
+        weight_decay(c.weight_decay),
+        decoupled(decoupled_decay) {}
+  explicit AdamRule(const OptimConfig& c) : AdamRule(c, false) {}
+  void prepare(OptimizerState<T>& state) {
+    exp_avg = state.buffer("exp_avg");
+    exp_avg_sq = state.buffer("exp_avg_sq");
+  }
+  void plan(double step, bool) {
+    k.beta1 = T(beta1);
+    k.beta2 = T(beta2);
+    k.eps = T(eps);
+    k.step_size = T(lr / (1 - std::pow(beta1, step)));
+    k.inv_sqrt_bc2 = T(1 / std::sqrt(1 - std::pow(beta2, step)));
+    k.weight_decay = decoupled ? T(0) : T(weight_decay);
+    k.shrink = decoupled ? T(1) - T(lr) * T(weight_decay) : T(1);
+  }
+  FASTBP_HD FASTBP_INLINE void update(T* p, const T* g, std::size_t i) const {
+    T* m = exp_avg;
+    T* v = exp_avg_sq;
+    const T d = g[i] + k.weight_decay * p[i];
+    p[i] *= k.shrink;
+    m[i] = k.beta1 * m[i] + (T(1) - k.beta1) * d;
+    v[i] = k.beta2 * v[i] + (T(1) - k.beta2) * d * d;
+    p[i] -= k.step_size * m[i] / (std::sqrt(v[i]) * k.inv_sqrt_bc2 + k.eps);
+  }
+};
+
+template <class T>
+struct AdamWRule : AdamRule<T> {
+  explicit AdamWRule(const OptimConfig& c) : AdamRule<T>(c, true) {}
+};
+
+// RMSProp: optionally centered (divides by the variance instead of the second moment) and with
+// momentum on the scaled step.
+template <class T>
+struct RMSPropRule {
+  static constexpr const char* buffer_names[] = {"square_avg", "grad_avg", "momentum_buffer"};
+  double lr, alpha, eps, momentum, weight_decay;
+  bool centered;
+  T* square_avg = nullptr;
+  T* grad_avg = nullptr;         // centered only
+  T* momentum_buffer = nullptr;  // with momentum only
+  struct {
+    T lr, alpha, eps, momentum, weight_decay;
+  } k{};
+
+  explicit RMSPropRule(const OptimConfig& c)
+      : lr(c.lr),
+        alpha(c.alpha),
+        eps(c.eps),
+        momentum(c.momentum),
+        weight_decay(c.weight_decay),
+        centered(c.centered) {}
+  void prepare(OptimizerState<T>& state) {
+    square_avg = state.buffer("square_avg");
+    if (centered) grad_avg = state.buffer("grad_avg");
+    if (momentum > 0) momentum_buffer = state.buffer("momentum_buffer");
+  }
+  void plan(double, bool) {
+    k.lr = T(lr);
+    k.alpha = T(alpha);
+    k.eps = T(eps);
+    k.momentum = T(momentum);
+    k.weight_decay = T(weight_decay);
+  }
+  FASTBP_HD FASTBP_INLINE void update(T* p, const T* g, std::size_t i) const {
+    const T d = g[i] + k.weight_decay * p[i];
+    square_avg[i] = k.alpha * square_avg[i] + (T(1) - k.alpha) * d * d;
+    T var = square_avg[i];
+    if (grad_avg) {
+      grad_avg[i] = k.alpha * grad_avg[i] + (T(1) - k.alpha) * d;
+      var -= grad_avg[i] * grad_avg[i];
+    }
+    const T step = d / (std::sqrt(var) + k.eps);
+    if (momentum_buffer) {
+      momentum_buffer[i] = k.momentum * momentum_buffer[i] + step;
+      p[i] -= k.lr * momentum_buffer[i];
+    } else {
+      p[i] -= k.lr * step;
+    }
+  }
+};
+
+// AdaGrad, its learning rate decayed to lr / (1 + (step - 1) lr_decay).
+template <class T>
+struct AdaGradRule {
+  static constexpr const char* buffer_names[] = {"sum"};
+  double lr, lr_decay, eps, weight_decay;
+  T* sum = nullptr;
+  struct {
+    T lr, eps, weight_decay;
+  } k{};
+
+  explicit AdaGradRule(const OptimConfig& c)
+      : lr(c.lr), lr_decay(c.lr_decay), eps(c.eps), weight_decay(c.weight_decay) {}
+  void prepare(OptimizerState<T>& state) { sum = state.buffer("sum"); }
+  void plan(double step, bool) {
+    k.lr = T(lr / (1 + (step - 1) * lr_decay));
+    k.eps = T(eps);
+    k.weight_decay = T(weight_decay);
+  }
+  FASTBP_HD FASTBP_INLINE void update(T* p, const T* g, std::size_t i) const {
+    const T d = g[i] + k.weight_decay * p[i];
+    sum[i] += d * d;
+    p[i] -= k.lr * d / (std::sqrt(sum[i]) + k.eps);
+  }
+};
+
+// One step's rule, its buffers bound and its constants set: what each thread applies.
+// monostate: no rule prepared yet.
+#define FASTBP_RULE_TYPE(id, Rule) , Rule<T>
+template <class T>
+using StepPlan = std::variant<std::monostate FASTBP_OPTIMIZERS(FASTBP_RULE_TYPE)>;
+#undef FASTBP_RULE_TYPE
+
+// An optimizer's state between steps, all a rule needs to resume exactly where it stopped.
+template <class T>
+struct OptimizerStateDict {
+  long step = 0;
+  bool momentum_fresh = false;
+  std::map<std::string, std::vector<T>> buffers;  // by torch's names, n_params entries each
 };
 
 template <class T>
@@ -46,20 +249,31 @@ class OptimizerState {
   // One update of p from g. Line search is not a plain update (it needs the batch): see train.hpp.
   void step(const OptimConfig& c, T* p, const T* g);
 
-  // step() in parts, for a team of threads: prepare() (one thread) allocates the state buffers
-  // the rule needs; plan(c, ahead) gives the constants of the step `ahead` steps after the next;
-  // apply() runs a plan on [begin, end); commit(k) counts k applied steps.
+  // step() in parts, for a team of threads: prepare(c) (one thread) makes the rule c names and
+  // binds its buffers, allocated on first use; plan(ahead) gives that rule with the constants
+  // of the step `ahead` steps after the next; apply() runs a plan on [begin, end); commit(k)
+  // counts k applied steps.
   void prepare(const OptimConfig& c);
-  StepPlan<T> plan(const OptimConfig& c, long ahead);  // reads only: safe from many threads
-  static void apply(const StepPlan<T>& s, T* p, const T* g, std::size_t begin, std::size_t end);
+  StepPlan<T> plan(long ahead) const;  // reads only: safe from many threads
+  static void apply(const StepPlan<T>& plan, T* p, const T* g, std::size_t begin, std::size_t end);
   void commit(long steps);
 
+  // For the rules' prepare(): the buffer of that name, allocated as zeros on first use.
+  T* buffer(const std::string& name, bool* created = nullptr);
+  // For SGD's prepare(): its momentum buffer is new, the next step starts it (plan's `fresh`).
+  void start_momentum() { momentum_fresh_ = true; }
+
+  OptimizerStateDict<T> state_dict() const;
+  // Replaces the whole state, or changes nothing and throws std::invalid_argument naming the
+  // problem: a buffer name no rule knows, a length other than n_params, a negative step.
+  void load_state_dict(OptimizerStateDict<T> d);
+
  private:
-  std::vector<T>& state(int i);  // allocated on first use: plain SGD carries none
   std::size_t n_;
   long t_ = 0;
   bool momentum_fresh_ = false;  // the SGD momentum buffer holds no step yet
-  std::vector<T> s_[3];
+  std::map<std::string, std::vector<T>> buffers_;
+  StepPlan<T> rule_;  // set by prepare()
 };
 
 // Global L2 norm of g (over all n entries) before clipping; scales g so the norm is at most

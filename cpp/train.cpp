@@ -36,11 +36,210 @@ std::pair<double, double> line_search_batch(Network<T>& net, const OptimConfig& 
 }
 
 namespace {
-// One thread's share of a batch's results, on a cache line of its own.
-struct alignas(64) ThreadPartial {
-  LossSums loss;
-  std::vector<double> sq;  // per layer: sum of squares of the weight gradient; last: of all
+
+// The epoch's sample order: 0..N-1, shuffled (Fisher-Yates) on the counter-based stream
+// (seed, epoch), so that it depends on nothing else.
+std::vector<long> sample_order(long N, const EpochConfig& ec) {
+  std::vector<long> order(N);
+  std::iota(order.begin(), order.end(), 0L);
+  if (ec.shuffle) {
+    const CounterRng rng(ec.seed, Stream::shuffle, uint64_t(ec.epoch));
+    for (long i = N - 1; i > 0; --i)
+      std::swap(order[i], order[rng.below(uint64_t(i), uint64_t(i + 1))]);
+  }
+  return order;
+}
+
+// One mini-batch, gathered from the data set in the epoch's order into contiguous rows: the
+// forward and backward read it as a plain (n, d) matrix and aligned targets.
+template <class T>
+class BatchBuffer {
+ public:
+  BatchBuffer(int capacity, int d, int k, Target<T> y)
+      : d_(d),
+        k_(k),
+        x_(std::size_t(capacity) * d),
+        y_(y.dense ? std::size_t(capacity) * k : 0),
+        labels_(y.labels ? capacity : 0) {}
+
+  // Rows [r0, r1) of the batch whose samples are order[0], order[1], ...: each thread of a
+  // team gathers its own rows.
+  void gather(const T* X, Target<T> y, const long* order, int r0, int r1) {
+    for (int i = r0; i < r1; ++i) {
+      const long r = order[i];
+      std::copy(X + r * d_, X + (r + 1) * d_, x_.data() + std::size_t(i) * d_);
+      if (y.dense)
+        std::copy(y.dense + r * k_, y.dense + (r + 1) * k_, y_.data() + std::size_t(i) * k_);
+      if (y.labels) labels_[i] = y.labels[r];
+    }
+  }
+  const T* x() const { return x_.data(); }
+  Target<T> target() const {
+    Target<T> t;
+    t.dense = y_.empty() ? nullptr : y_.data();
+    t.labels = labels_.empty() ? nullptr : labels_.data();
+    return t;
+  }
+
+ private:
+  int d_, k_;
+  std::vector<T> x_, y_;
+  std::vector<int32_t> labels_;
 };
+
+// A batch's results: loss sums and, per layer, the sum of squares of the weight gradient, the
+// last entry that of the whole gradient. Each thread of a team holds its partial, on a cache
+// line of its own.
+struct alignas(64) BatchSums {
+  LossSums loss;
+  std::vector<double> sq;
+  explicit BatchSums(int layers = 0) : sq(layers + 1, 0.0) {}
+  bool finite() const {
+    bool ok = std::isfinite(loss.loss);
+    for (double v : sq) ok = ok && std::isfinite(v);
+    return ok;
+  }
+};
+
+// The team's partials summed in thread order: every thread gets the same bits, so all take the
+// same decisions.
+void sum_partials(const std::vector<BatchSums>& partial, BatchSums& total) {
+  total.loss = LossSums();
+  std::fill(total.sq.begin(), total.sq.end(), 0.0);
+  for (const BatchSums& p : partial) {
+    total.loss.loss += p.loss.loss;
+    total.loss.correct += p.loss.correct;
+    for (std::size_t l = 0; l < total.sq.size(); ++l) total.sq[l] += p.sq[l];
+  }
+}
+
+// What the epoch does to each batch's gradient before the step: clipping by global norm, by
+// value, and annealed noise. The same for every part of the gradient.
+struct GradientTransforms {
+  const EpochConfig& ec;
+  double clip_coef;  // from the global norm, 1: none
+  int64_t noise_t;   // the noise schedule's step
+
+  GradientTransforms(const EpochConfig& c, const BatchSums& sums, long batch)
+      : ec(c),
+        clip_coef(c.clip_norm > 0 ? clip_coefficient(std::sqrt(sums.sq.back()), c.clip_norm) : 1),
+        noise_t(c.noise_t + batch) {}
+
+  template <class T>
+  void apply(T* g, std::size_t begin, std::size_t end) const {
+    if (clip_coef < 1) scale_range(g, begin, end, clip_coef);
+    if (ec.clip_value > 0) clip_value_range(g, begin, end, ec.clip_value);
+    if (ec.noise) noise_range(g, begin, end, ec.noise_eta, ec.noise_gamma, ec.noise_seed, noise_t);
+  }
+};
+
+// The epoch's statistics, recorded batch by batch (by one thread), and their means at the end.
+class EpochTally {
+ public:
+  EpochTally(EpochStats& s, int layers, int64_t noise_t) : s_(s) {
+    s.grad_norm_mean.assign(layers, 0.0);
+    s.grad_norm_max.assign(layers, 0.0);
+    s.noise_t = noise_t;
+  }
+  void record(const BatchSums& b, int n, bool noise, double step) {
+    for (std::size_t l = 0; l < s_.grad_norm_mean.size(); ++l) {
+      const double norm = std::sqrt(b.sq[l]);
+      s_.grad_norm_mean[l] += norm;
+      s_.grad_norm_max[l] = std::max(s_.grad_norm_max[l], norm);
+    }
+    loss_ += b.loss.loss;
+    correct_ += b.loss.correct;
+    step_ += step;
+    s_.samples += n;
+    ++s_.batches;
+    if (noise) ++s_.noise_t;
+  }
+  void finish() {
+    if (s_.batches == 0) return;
+    for (double& norm : s_.grad_norm_mean) norm /= double(s_.batches);
+    s_.loss = loss_ / double(s_.samples);
+    s_.accuracy = correct_ / double(s_.samples);
+    s_.mean_step = step_ / double(s_.batches);
+  }
+
+ private:
+  EpochStats& s_;
+  double loss_ = 0, correct_ = 0, step_ = 0;
+};
+
+// Per weight layer: ||W - W_start|| / ||W_start|| (the plain norm of the change if W_start = 0).
+template <class T>
+std::vector<double> update_ratios(const Network<T>& net, const T* p_start) {
+  std::vector<double> ratio(net.n_layers());
+  for (int l = 0; l < net.n_layers(); ++l) {
+    const T* w = net.params() + net.w_offset(l);
+    const T* w0 = p_start + net.w_offset(l);
+    double diff = 0, base = 0;
+    for (std::size_t i = 0, m = net.w_size(l); i < m; ++i) {
+      diff += double(w[i] - w0[i]) * double(w[i] - w0[i]);
+      base += double(w0[i]) * double(w0[i]);
+    }
+    ratio[l] = base > 0 ? std::sqrt(diff / base) : std::sqrt(diff);
+  }
+  return ratio;
+}
+
+// f(t, nt) on every thread t of a team of nt (OpenMP may start fewer than asked for), which
+// first sizes the barrier; returns nt.
+template <class F>
+int run_team(int threads, SpinBarrier& barrier, F&& f) {
+#ifdef _OPENMP
+  if (threads > 1) {
+    int team = 1;
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp single
+      {
+        team = omp_get_num_threads();
+        barrier.reset(team);
+      }
+      f(omp_get_thread_num(), team);
+    }
+    return team;
+  }
+#endif
+  (void)barrier;
+  f(0, 1);
+  return 1;
+}
+
+// LineSearchSGD's epoch, on one thread: its trial steps evaluate the whole batch.
+template <class T>
+EpochStats line_search_epoch(Network<T>& net, const OptimConfig& oc, const T* X, long N,
+                             Target<T> y, const EpochConfig& ec, T* p_start) {
+  const int L = net.n_layers(), bs = int(std::min<long>(ec.batch_size, N));
+  const std::vector<long> order = sample_order(N, ec);
+  std::copy(net.params(), net.params() + net.n_params(), p_start);
+  BatchBuffer<T> batch(bs, net.n_in(), net.n_out(), y);
+  net.reserve(bs);
+  BatchSums sums(L);
+  std::vector<T> scratch;
+  EpochStats s;
+  EpochTally tally(s, L, ec.noise_t);
+  for (long first = 0, b = 0; first < N; first += bs, ++b) {
+    const int n = int(std::min<long>(bs, N - first));
+    batch.gather(X, y, order.data() + first, 0, n);
+    sums.loss = net.rows_pass(batch.x(), batch.target(), n, 0, n);
+    net.gradient_part(batch.x(), n, 0, 1, sums.sq.data());
+    if (!sums.finite()) {
+      s.finite = false;
+      break;
+    }
+    GradientTransforms(ec, sums, b).apply(net.grads(), 0, net.n_params());
+    const double step =
+        line_search_step(net, oc, batch.x(), batch.target(), n, sums.loss.loss / n, scratch);
+    tally.record(sums, n, ec.noise, step);
+  }
+  tally.finish();
+  s.update_ratio = update_ratios(net, p_start);
+  return s;
+}
+
 }  // namespace
 
 template <class T>
@@ -49,145 +248,55 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
   require(N > 0, "the training set is empty");
   require(ec.batch_size > 0, "batch_size must be positive");
   require(opt.size() == net.n_params(), "the optimizer state belongs to another network");
-  const int L = net.n_layers(), d = net.n_in(), k = net.n_out();
-  const int bs = int(std::min<long>(ec.batch_size, N));
-  const std::size_t np = net.n_params();
-  const bool search = oc.kind == Optim::line_search;
+  if (oc.kind == Optim::line_search) return line_search_epoch(net, oc, X, N, y, ec, p_start);
 
-  std::vector<long> order(N);
-  std::iota(order.begin(), order.end(), 0L);
-  if (ec.shuffle) {  // Fisher-Yates on the counter-based stream (seed, epoch)
-    const CounterRng rng(ec.seed, Stream::shuffle, uint64_t(ec.epoch));
-    for (long i = N - 1; i > 0; --i)
-      std::swap(order[i], order[rng.below(uint64_t(i), uint64_t(i + 1))]);
-  }
-
-  // Everything the epoch needs is allocated here, before any thread starts: one mini-batch of
-  // inputs and targets, the network's working memory, the optimizer's state, per-thread sums
-  // and, for line search, a scratch copy of the parameters.
-  std::copy(net.params(), net.params() + np, p_start);
-  std::vector<T> xb(std::size_t(bs) * d), yb(y.dense ? std::size_t(bs) * k : 0), scratch;
-  std::vector<int32_t> lb(y.labels ? bs : 0);
+  // Everything the epoch needs is allocated here, before any thread starts: the order, one
+  // mini-batch, the network's working memory, the optimizer's state and per-thread sums.
+  const int L = net.n_layers(), bs = int(std::min<long>(ec.batch_size, N));
+  const std::vector<long> order = sample_order(N, ec);
+  std::copy(net.params(), net.params() + net.n_params(), p_start);
+  BatchBuffer<T> batch(bs, net.n_in(), net.n_out(), y);
   net.reserve(bs);
-  if (!search) opt.prepare(oc);
-  // One team for the whole epoch, meeting at a spin-then-sleep barrier: line search runs on
-  // one thread, as its trial steps evaluate the whole batch.
-  const int team = search ? 1 : net.batch_threads(bs, true);
-  std::vector<ThreadPartial> partial(team);
-  for (ThreadPartial& p : partial) p.sq.assign(L + 1, 0.0);
-  SpinBarrier barrier;
-
+  opt.prepare(oc);
+  const int threads = net.batch_threads(bs, true);
+  std::vector<BatchSums> partial(threads, BatchSums(L));
+  SpinBarrier barrier;  // spins, then yields, then sleeps: see barrier.hpp
   EpochStats s;
-  s.grad_norm_mean.assign(L, 0.0);
-  s.grad_norm_max.assign(L, 0.0);
-  s.noise_t = ec.noise_t;
-  double loss_sum = 0, correct = 0, step_sum = 0;
+  EpochTally tally(s, L, ec.noise_t);
+  T* p = net.params();
+  T* g = net.grads();
 
   // Thread t of nt: its rows of every batch through the forward and backward chain, its part
-  // of the gradient, and the clipping, noise and update of that part. Every thread sums the
-  // partial results in the same order, so all take the same decisions.
+  // of the gradient, and the clipping, noise and update of that part.
   auto run = [&](int t, int nt) {
-    std::vector<double> sq(L + 1);
-    for (long first = 0, batch = 0; first < N; first += bs, ++batch) {
+    BatchSums sums(L);
+    for (long first = 0, b = 0; first < N; first += bs, ++b) {
       const int n = int(std::min<long>(bs, N - first));
       const int r0 = Network<T>::share(n, t, nt), r1 = Network<T>::share(n, t + 1, nt);
-      for (int i = r0; i < r1; ++i) {
-        const long r = order[first + i];
-        std::copy(X + r * d, X + (r + 1) * d, xb.data() + std::size_t(i) * d);
-        if (y.dense)
-          std::copy(y.dense + r * k, y.dense + (r + 1) * k, yb.data() + std::size_t(i) * k);
-        if (y.labels) lb[i] = y.labels[r];
-      }
-      Target<T> yt;
-      yt.dense = y.dense ? yb.data() : nullptr;
-      yt.labels = y.labels ? lb.data() : nullptr;
-
+      batch.gather(X, y, order.data() + first, r0, r1);
       barrier.wait(t);  // the last step is applied everywhere, and the batch is gathered
-      partial[t].loss = net.rows_pass(xb.data(), yt, n, r0, r1);
+      partial[t].loss = net.rows_pass(batch.x(), batch.target(), n, r0, r1);
       barrier.wait(t);  // every row's dZ is known
-      net.gradient_part(xb.data(), n, t, nt, partial[t].sq.data());
+      net.gradient_part(batch.x(), n, t, nt, partial[t].sq.data());
       barrier.wait(t);  // the whole gradient is known
-
-      LossSums ls;
-      std::fill(sq.begin(), sq.end(), 0.0);
-      for (const ThreadPartial& p : partial) {
-        ls.loss += p.loss.loss;
-        ls.correct += p.loss.correct;
-        for (int l = 0; l <= L; ++l) sq[l] += p.sq[l];
-      }
-      bool finite = std::isfinite(ls.loss);
-      for (int l = 0; l <= L; ++l) finite = finite && std::isfinite(sq[l]);
-      if (!finite) {
+      sum_partials(partial, sums);
+      if (!sums.finite()) {  // every thread sees it, on the same batch
         if (t == 0) s.finite = false;
         break;
       }
-      if (t == 0) {
-        for (int l = 0; l < L; ++l) {
-          const double norm = std::sqrt(sq[l]);
-          s.grad_norm_mean[l] += norm;
-          s.grad_norm_max[l] = std::max(s.grad_norm_max[l], norm);
-        }
-        loss_sum += ls.loss;
-        correct += ls.correct;
-        s.samples += n;
-        ++s.batches;
-        if (ec.noise) ++s.noise_t;
-      }
-
-      const double coef = ec.clip_norm > 0 ? clip_coefficient(std::sqrt(sq[L]), ec.clip_norm) : 1;
-      StepPlan<T> plan;
-      if (!search) plan = opt.plan(oc, batch);
-      T* p = net.params();
-      T* g = net.grads();
+      if (t == 0) tally.record(sums, n, ec.noise, oc.lr);
+      const GradientTransforms transforms(ec, sums, b);
+      const StepPlan<T> plan = opt.plan(b);
       net.for_each_part_range(t, nt, [&](std::size_t begin, std::size_t end) {
-        if (coef < 1) scale_range(g, begin, end, coef);
-        if (ec.clip_value > 0) clip_value_range(g, begin, end, ec.clip_value);
-        if (ec.noise)
-          noise_range(g, begin, end, ec.noise_eta, ec.noise_gamma, ec.noise_seed,
-                      ec.noise_t + batch);
-        if (!search) OptimizerState<T>::apply(plan, p, g, begin, end);
+        transforms.apply(g, begin, end);
+        OptimizerState<T>::apply(plan, p, g, begin, end);
       });
-      if (t == 0)
-        step_sum +=
-            search ? line_search_step(net, oc, xb.data(), yt, n, ls.loss / n, scratch) : oc.lr;
     }
   };
-#ifdef _OPENMP
-  if (team > 1) {
-#pragma omp parallel num_threads(team)
-    {
-#pragma omp single
-      {
-        s.threads = omp_get_num_threads();  // OpenMP may start fewer threads than asked for
-        barrier.reset(s.threads);
-      }
-      run(omp_get_thread_num(), s.threads);
-    }
-  } else {
-    run(0, 1);
-  }
-#else
-  run(0, 1);
-#endif
-  if (!search) opt.commit(s.batches);
-
-  if (s.batches > 0) {
-    for (int l = 0; l < L; ++l) s.grad_norm_mean[l] /= double(s.batches);
-    s.loss = loss_sum / double(s.samples);
-    s.accuracy = correct / double(s.samples);
-    s.mean_step = step_sum / double(s.batches);
-  }
-  s.update_ratio.resize(L);
-  for (int l = 0; l < L; ++l) {
-    const T* w = net.params() + net.w_offset(l);
-    const T* w0 = p_start + net.w_offset(l);
-    double diff = 0, base = 0;
-    for (std::size_t i = 0, m = net.w_size(l); i < m; ++i) {
-      diff += double(w[i] - w0[i]) * double(w[i] - w0[i]);
-      base += double(w0[i]) * double(w0[i]);
-    }
-    s.update_ratio[l] = base > 0 ? std::sqrt(diff / base) : std::sqrt(diff);
-  }
+  s.threads = run_team(threads, barrier, run);
+  opt.commit(s.batches);
+  tally.finish();
+  s.update_ratio = update_ratios(net, p_start);
   return s;
 }
 

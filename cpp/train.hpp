@@ -35,6 +35,8 @@ struct EpochStats {
 };
 
 // X is (N, n_in), y has N rows. opt and oc are the optimizer's state and hyperparameters.
+// A team of threads shares each batch (Network::batch_threads); LineSearchSGD's epoch runs on
+// one thread, as its trial steps evaluate the whole batch.
 // p_start (n_params entries, the caller's) receives the parameters at the epoch's start: the
 // update ratios are measured against it, and the caller can restore it if the epoch diverged.
 template <class T>

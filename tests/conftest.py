@@ -25,6 +25,14 @@ def rng():
 
 
 @pytest.fixture
+def openmp(fb):
+    """For a test that needs a team of threads: skipped where the core was built without
+    OpenMP (Apple clang's default), which runs on one thread."""
+    if fb.build_info()["openmp"] is None:
+        pytest.skip("built without OpenMP: fastbp runs on one thread")
+
+
+@pytest.fixture
 def restore_threads(fb):
     """Put the core's thread count back after a test that changes it."""
     before = fb.get_num_threads()

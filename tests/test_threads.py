@@ -18,9 +18,10 @@ def _net_and_data(fb, dtype, seed=0, sizes=(64, 256, 128, 10), n=512):
 
 def test_set_get_num_threads_round_trip(fb, restore_threads):
     assert isinstance(restore_threads, int) and restore_threads >= 1
+    single = fb.build_info()["openmp"] is None  # then there is one thread, whatever is asked
     for n in (1, 2, 3, 1):
         fb.set_num_threads(n)
-        assert fb.get_num_threads() == n
+        assert fb.get_num_threads() == (1 if single else n)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -250,7 +251,7 @@ def _team_epochs(fb, monkeypatch, threads, make_opt, epochs=3, **fit):
     ],
 )
 @pytest.mark.parametrize("fit", [{}, dict(clip_norm=0.5, clip_value=0.02)])
-def test_team_epoch_equals_one_thread(fb, restore_threads, monkeypatch, make_opt, fit):
+def test_team_epoch_equals_one_thread(fb, openmp, restore_threads, monkeypatch, make_opt, fit):
     one = _team_epochs(fb, monkeypatch, 1, lambda: make_opt(fb), **fit)
     two = _team_epochs(fb, monkeypatch, 2, lambda: make_opt(fb), **fit)
     assert one[3] == [1, 1, 1] and two[3] == [2, 2, 2]  # the team really ran
@@ -260,7 +261,7 @@ def test_team_epoch_equals_one_thread(fb, restore_threads, monkeypatch, make_opt
     assert np.abs(two[1].params - two[0].params).max() > 1e-3  # it did train
 
 
-def test_team_epoch_with_noise_equals_the_manual_sequence(fb, restore_threads, monkeypatch):
+def test_team_epoch_with_noise_equals_the_manual_sequence(fb, openmp, restore_threads, monkeypatch):
     noise = fb.GradientNoise(eta=0.05, seed=9)
     start, net, history, used, X, Y = _team_epochs(
         fb,
@@ -288,7 +289,7 @@ def test_team_epoch_with_noise_equals_the_manual_sequence(fb, restore_threads, m
     np.testing.assert_allclose(net.params, manual.params, rtol=1e-11, atol=1e-14)
 
 
-def test_team_epoch_stops_before_a_non_finite_step(fb, restore_threads, monkeypatch):
+def test_team_epoch_stops_before_a_non_finite_step(fb, openmp, restore_threads, monkeypatch):
     # a learning rate far too large: the team must stop together and keep finite weights
     with pytest.warns(fb.NonFiniteWarning):
         start, net, history, used, X, Y = _team_epochs(

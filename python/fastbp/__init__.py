@@ -5,6 +5,8 @@ from typing import Any as _Any
 
 import scipy_openblas32 as _openblas  # noqa: F401  (loads OpenBLAS for the core, RTLD_GLOBAL)
 
+from . import _dispatch
+
 
 def _load_core() -> None:
     """Import the compiled core with idle OpenMP threads set to sleep, not spin, unless the user
@@ -16,7 +18,7 @@ def _load_core() -> None:
     if unset:
         _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:
-        from . import _core  # noqa: F401
+        _dispatch.load_core()  # the core variant for this CPU, as fastbp._core
     finally:
         if unset:
             del _os.environ["OMP_WAIT_POLICY"]
@@ -24,7 +26,7 @@ def _load_core() -> None:
 
 _load_core()
 
-from . import _core, datasets  # noqa: E402  (the core is loaded, under its OpenMP policy)
+from . import _core, datasets, lab  # noqa: E402  (the core is loaded, under its OpenMP policy)
 from .data import LeakWarning, Split, split
 from .diagnostics import GradientReport, diagnose
 from .history import History
@@ -46,7 +48,9 @@ from .optim import (
 from .schedules import CosineAnnealingLR, ExponentialLR, LRSchedule, ReduceLROnPlateau, StepLR
 from .train import Callback, EarlyStopping, NonFiniteWarning, Trainer
 
-__version__ = "0.1.0"
+# The version is written once, in pyproject.toml; the build compiles it into the core, which
+# spares every import the cost of importlib.metadata (tens of milliseconds).
+__version__: str = _core.build_info().get("version") or "0+unknown"
 
 
 def set_num_threads(n: int) -> None:
@@ -73,8 +77,19 @@ def __getattr__(name: str) -> _Any:
 
 
 def build_info() -> dict[str, _Any]:
-    """How the core was built: compiler, OpenMP, BLAS and its kernel, SIMD flags, CUDA."""
+    """How the core was built and which copy of it runs.
+
+    Keys: ``compiler``; ``openmp`` (its version, or None when built without OpenMP);
+    ``threads`` (how many fastbp uses now: always 1 without OpenMP); ``blas``, ``blas_core``
+    (OpenBLAS's kernel for this CPU), ``blas_threads``; ``simd`` (the vector extensions the
+    running core was compiled for); ``isa`` (the core variant running: ``baseline``, ``v2``,
+    ``v3``, ``v4`` or ``native``), ``isa_built`` (the variants installed, best first),
+    ``isa_choice`` (``"auto"``, or the ``FASTBP_ISA`` setting that forced it),
+    ``cpu_features`` (what this CPU and operating system support); ``cuda``; ``version``.
+    """
     info = dict(_core.build_info())
+    info.update(_dispatch.info())
+    info["threads"] = _core.get_num_threads()
     info["version"] = __version__
     return info
 
@@ -114,6 +129,7 @@ __all__ = [
     "LRFinderResult",
     "SweepResult",
     "datasets",
+    "lab",
     "set_num_threads",
     "get_num_threads",
     "build_info",

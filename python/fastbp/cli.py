@@ -1,7 +1,8 @@
 """Command line: ``fastbp demo`` (the vanishing-gradient story on an embedded data set),
 ``fastbp train`` (train on your own CSV or NPZ file, with its gradients diagnosed, and save the
-model), ``fastbp predict`` (a saved model on new data) and ``fastbp info`` (how the core was
-built). A mistake in the command or the data is one line, ``fastbp: error: ...``."""
+model), ``fastbp predict`` (a saved model on new data), ``fastbp lab`` (classic results
+reproduced) and ``fastbp info`` (how the core was built). A mistake in the command or the data
+is one line, ``fastbp: error: ...``."""
 
 from __future__ import annotations
 
@@ -673,6 +674,32 @@ def _predict_estimator(saved: Any, table: Table, proba: bool) -> tuple[list[str]
     return header, [[str(v) for v in row] for row in rows]
 
 
+def lab(args: argparse.Namespace) -> int:
+    from fastbp import lab as labs
+
+    names = labs.list()
+    width = max(map(len, names))
+    listing = "\n".join(f"{name:<{width}}  {text}" for name, text in names.items())
+    if args.list:
+        print(listing)
+        return 0
+    if args.name not in names:
+        problem = "name a lab" if args.name is None else f"unknown lab {args.name!r}"
+        print(f"fastbp lab: {problem}; the labs are:\n{listing}", file=sys.stderr)
+        return 2
+    result = labs.run(args.name, seed=args.seed, quick=args.quick)
+    print(result)
+    if not args.no_plots:
+        out = args.out or os.path.join("fastbp-lab", args.name)
+        try:
+            written = result.save_plots(out)
+        except ImportError:
+            print("\n(matplotlib is not installed: no plots; pip install fastbp[plot])")
+        else:
+            print(f"\nplots written to {out}/: " + ", ".join(p.name for p in written))
+    return 0
+
+
 def info(args: argparse.Namespace) -> int:
     import fastbp as fb
 
@@ -796,10 +823,21 @@ def _parser() -> argparse.ArgumentParser:
         "data", help="CSV with a header row (the model's feature columns by name), or NPZ with X"
     )
     p.add_argument("--proba", action="store_true", help="class probabilities, one column per label")
-    p.add_argument(
-        "-o", "--output", default=None, help="CSV file to write (default: standard output)"
-    )
+    p.add_argument("-o", "--output", default=None, help="CSV file to write; None: standard output")
     p.set_defaults(func=predict)
+
+    p = sub.add_parser(
+        "lab",
+        help="classic results reproduced: fastbp lab --list, fastbp lab NAME",
+        formatter_class=fmt,
+    )
+    p.add_argument("name", nargs="?", help="the lab to run (fastbp lab --list names them)")
+    p.add_argument("--list", action="store_true", help="list the labs and what each shows")
+    p.add_argument("--out", default=None, help="folder for the plots; None: fastbp-lab/NAME")
+    p.add_argument("--seed", type=int, default=0, help="first seed of the lab's runs")
+    p.add_argument("--quick", action="store_true", help="reduced sizes: seconds, not a minute")
+    p.add_argument("--no-plots", action="store_true", help="print the report only")
+    p.set_defaults(func=lab)
 
     p = sub.add_parser(
         "info", help="how fastbp was built (compiler, OpenMP, BLAS, SIMD)", formatter_class=fmt

@@ -1,0 +1,3 @@
+"""CPU feature detection for choosing fastbp's core variant (private: see fastbp._dispatch)."""
+
+def features() -> tuple[str, ...]: ...
