@@ -214,8 +214,7 @@ class Optimizer:
             return None
         if not CORE_STATE_DICT:
             raise NotImplementedError("this fastbp core cannot hand out an optimizer's state")
-        held: Any = self._state  # state_dict is new in the core: typed once _core.pyi has it
-        core = held.state_dict()
+        core = self._state.state_dict()
         core = {**core, "buffers": {k: np.array(v) for k, v in core["buffers"].items()}}
         dtype, n_params = self._made_for
         return {"dtype": dtype.name, "n_params": n_params, "core": core}
@@ -242,7 +241,7 @@ class Optimizer:
         dtype = check_dtype(state["dtype"])
         n_params = check_scalar(state["n_params"], "state['n_params']", min_value=1, integer=True)
         cls = _core.OptimizerState32 if dtype == np.float32 else _core.OptimizerState64
-        core_state: Any = cls(n_params)
+        core_state = cls(n_params)
         try:
             core_state.load_state_dict(state["core"])
         except (TypeError, ValueError, KeyError) as err:
