@@ -14,11 +14,6 @@ import pytest
 import fastbp as fb
 from fastbp.validation import ACTIVATIONS, LOSSES
 
-HAS_STATE_DICT = hasattr(fb._core.OptimizerState32, "state_dict")
-needs_state_dict = pytest.mark.skipif(
-    not HAS_STATE_DICT, reason="the core's OptimizerState has no state_dict yet"
-)
-
 
 def data(n=40, d=3, k=2, seed=0, labels=False):
     rng = np.random.default_rng(seed)
@@ -164,12 +159,6 @@ OPTIMIZERS = {
     "adagrad": lambda: fb.AdaGrad(0.05, lr_decay=1e-3),
     "linesearch": lambda: fb.LineSearchSGD(1.0, c1=1e-3, shrink=0.7, max_iter=10),
 }
-# Rules whose update depends on state that only the core's state_dict can carry.
-STATELESS = {"sgd", "linesearch"}
-
-
-def stateful(name):
-    return pytest.param(name, marks=() if name in STATELESS else needs_state_dict)
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
@@ -181,7 +170,6 @@ def test_optimizer_class_and_hyperparameters_round_trip(name):
     assert ck.grad_noise is None and ck.history is None
 
 
-@needs_state_dict
 def test_optimizer_state_round_trips_and_a_damaged_one_is_named():
     X, Y = data()
     net = fb.MLP([3, 4, 2], seed=0)
@@ -236,7 +224,7 @@ with open(out + ".json", "w") as f:
 """
 
 
-@pytest.mark.parametrize("name", [stateful(n) for n in OPTIMIZERS])
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_a_saved_run_resumes_bit_for_bit_in_a_fresh_process(name, tmp_path):
     """4 epochs, save, 4 more in another interpreter = 8 epochs in one go: weights bit for
     bit, history equal but for the epoch times."""
@@ -329,7 +317,7 @@ def test_classifier_round_trip_with_labels_of_every_kind(y_kind):
 
 @needs_sklearn
 @pytest.mark.filterwarnings("ignore:.*maximum iterations")
-@pytest.mark.parametrize("solver", [stateful("sgd"), stateful("adam")])
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
 def test_a_loaded_classifier_partial_fits_as_the_original(solver):
     kw = dict(solver=solver, momentum=0.0) if solver == "sgd" else dict(solver=solver)
     est, X, labels = fitted_classifier("str", grad_noise=0.01, **kw)

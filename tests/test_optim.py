@@ -342,10 +342,6 @@ def test_copies_keep_the_hyperparameters(fb):
         assert clone.state_dict() is None and clone.steps == 0
 
 
-needs_state_dict = pytest.mark.skipif(
-    not hasattr(__import__("fastbp")._core.OptimizerState32, "state_dict"),
-    reason="the core's OptimizerState has no state_dict yet",
-)
 STATEFUL = {
     "sgd-momentum": lambda fb: fb.SGD(0.05, momentum=0.9, dampening=0.2, weight_decay=1e-3),
     "sgd-nesterov": lambda fb: fb.SGD(0.05, momentum=0.9, nesterov=True),
@@ -361,7 +357,6 @@ COPIES = {
 }
 
 
-@needs_state_dict
 @pytest.mark.parametrize("how", list(COPIES))
 @pytest.mark.parametrize("name", list(STATEFUL))
 def test_a_copied_optimizer_continues_exactly_on_a_copied_network(fb, name, how):
@@ -383,7 +378,6 @@ def test_a_copied_optimizer_continues_exactly_on_a_copied_network(fb, name, how)
     assert clone.steps == opt.steps == 6
 
 
-@needs_state_dict
 def test_state_dict_round_trip_and_binding(fb):
     net, X, y = make_problem(fb)
     opt = fb.Adam(0.01)
@@ -411,7 +405,6 @@ def test_state_dict_round_trip_and_binding(fb):
     assert fresh.steps == 0 and fresh.state_dict() is None
 
 
-@needs_state_dict
 @pytest.mark.parametrize(
     "edit, message",
     [

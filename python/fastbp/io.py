@@ -66,7 +66,6 @@ import numpy as np
 from .history import History
 from .network import MLP
 from .optim import (
-    CORE_STATE_DICT,
     SGD,
     AdaGrad,
     Adam,
@@ -231,8 +230,7 @@ def _optimizer_record(optimizer: Optimizer, with_state: bool) -> dict[str, Any]:
         raise TypeError(
             f"optimizer must be one of fastbp's {list(OPTIMIZERS)} (not a subclass), got {name}"
         )
-    # A core that cannot hand out the state leaves the file with a fresh optimizer.
-    state = optimizer.state_dict() if with_state and CORE_STATE_DICT else None
+    state = optimizer.state_dict() if with_state else None
     return {"class": name, "hyperparameters": optimizer.hyperparameters(), "state": state}
 
 
@@ -571,10 +569,6 @@ def _optimizer(record: dict[str, Any] | None, arrays: Mapping[str, np.ndarray]) 
         optimizer.load_state_dict(state)
     except (TypeError, ValueError) as err:
         raise ValueError(f"optimizer {cls.__name__} state: {_message(err)}") from None
-    except NotImplementedError:
-        raise ValueError(
-            "the file holds an optimizer state, which this fastbp's core cannot take back"
-        ) from None
     return optimizer
 
 

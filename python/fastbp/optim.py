@@ -100,10 +100,6 @@ class Hyperparameter(Generic[T]):
             setattr(config, self._fills or self.name, value)
 
 
-# Whether the core can hand out and take back an optimizer's state (moments, step count).
-CORE_STATE_DICT = hasattr(_core.OptimizerState32, "state_dict")
-
-
 class Optimizer:
     """Base class: hyperparameters live here, the state (moments, step count) in the core,
     bound to the first network stepped.
@@ -204,16 +200,9 @@ class Optimizer:
             {name: ndarray of shape (n_params,)}}``, the buffers copied, under torch's names
             (``momentum_buffer``; ``exp_avg``, ``exp_avg_sq``; ``square_avg``, ``grad_avg``;
             ``sum``). :meth:`load_state_dict` takes it back.
-
-        Raises
-        ------
-        NotImplementedError
-            This build's core cannot hand out its state.
         """
         if self._state is None or self._made_for is None:
             return None
-        if not CORE_STATE_DICT:
-            raise NotImplementedError("this fastbp core cannot hand out an optimizer's state")
         core = self._state.state_dict()
         core = {**core, "buffers": {k: np.array(v) for k, v in core["buffers"].items()}}
         dtype, n_params = self._made_for
@@ -228,16 +217,12 @@ class Optimizer:
         ValueError
             ``state`` is not such a record, or the core refuses it (a buffer of the wrong
             size or kind).
-        NotImplementedError
-            This build's core cannot take a state back.
         """
         if state is None:
             self.reset()
             return
         if not isinstance(state, Mapping) or sorted(state) != ["core", "dtype", "n_params"]:
             raise ValueError(f"state must be a record of state_dict(), got {state!r}"[:200])
-        if not CORE_STATE_DICT:
-            raise NotImplementedError("this fastbp core cannot take an optimizer's state back")
         dtype = check_dtype(state["dtype"])
         n_params = check_scalar(state["n_params"], "state['n_params']", min_value=1, integer=True)
         cls = _core.OptimizerState32 if dtype == np.float32 else _core.OptimizerState64
@@ -251,11 +236,10 @@ class Optimizer:
 
     def __getstate__(self) -> dict[str, Any]:
         """Copies and pickles carry the hyperparameters and the state, not the network the
-        state is bound to: a copy binds to the next network it steps. (With a core that cannot
-        hand out its state, a copy starts afresh.)"""
+        state is bound to: a copy binds to the next network it steps."""
         state = {k: v for k, v in self.__dict__.items() if k not in ("_state", "_owner")}
         state["_made_for"] = None
-        state["state"] = self.state_dict() if CORE_STATE_DICT else None
+        state["state"] = self.state_dict()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
