@@ -414,6 +414,7 @@ py::list loss_table_to_python() {
     d["output"] = l.output;
     d["fused"] = l.fused;
     d["labels"] = l.labels;
+    d["classification"] = l.classification;
     out.append(d);
   }
   return out;

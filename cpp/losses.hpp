@@ -10,6 +10,8 @@
 //            (only `output` is allowed); false: the gradient is dLoss/da, chained through the
 //            output activation's derivative, and any output activation is allowed;
 //   labels   whether targets may be integer class labels (label_row) besides dense rows;
+//   classification  whether its targets are classes: accuracy is counted (`correct`) and
+//            Python's predict returns labels;
 // and gives the per-sample loss of one row of k outputs, with, if d is not null,
 // d = scale * its gradient (scale = 1/batch size gives the gradient of the batch mean).
 //
@@ -33,6 +35,7 @@ struct MeanSquaredError {
   static constexpr Act output = Act::identity;
   static constexpr bool fused = false;
   static constexpr bool labels = false;
+  static constexpr bool classification = false;
   template <class T>
   FASTBP_HD FASTBP_INLINE static LossSums dense_row(const T*, const T* a, const T* t, int k,
                                                     T scale, T* d) {
@@ -53,6 +56,7 @@ struct CrossEntropy {
   static constexpr Act output = Act::softmax;
   static constexpr bool fused = true;
   static constexpr bool labels = true;
+  static constexpr bool classification = true;
   template <class T>
   FASTBP_HD FASTBP_INLINE static double logsumexp(const T* z, int k) {
     const T m = z[argmax(z, k)];
@@ -90,6 +94,7 @@ struct BinaryCrossEntropy {
   static constexpr Act output = Act::sigmoid;
   static constexpr bool fused = true;
   static constexpr bool labels = false;
+  static constexpr bool classification = true;
   template <class T>
   FASTBP_HD FASTBP_INLINE static LossSums dense_row(const T* z, const T* a, const T* t, int k,
                                                     T scale, T* d) {
@@ -145,12 +150,12 @@ inline Loss parse_loss(const std::string& name) {
 // What Python needs to know of each loss, in the list's order.
 struct LossInfo {
   std::string name, output;
-  bool fused, labels;
+  bool fused, labels, classification;
 };
 inline std::vector<LossInfo> loss_table() {
   return {
 #define FASTBP_INFO(id, Type) \
-  {Type::name, activation_name(Type::output), Type::fused, Type::labels},
+  {Type::name, activation_name(Type::output), Type::fused, Type::labels, Type::classification},
       FASTBP_LOSSES(FASTBP_INFO)
 #undef FASTBP_INFO
   };

@@ -36,13 +36,31 @@ def test_loss_names_and_table_agree():
     assert _core.loss_names() == ["mse", "cross_entropy", "binary_cross_entropy"]
     table = {row["name"]: row for row in _core.loss_table()}
     assert list(table) == _core.loss_names()
-    assert table["mse"] == dict(name="mse", output="identity", fused=False, labels=False)
+    assert table["mse"] == dict(
+        name="mse", output="identity", fused=False, labels=False, classification=False
+    )
     assert table["cross_entropy"] == dict(
-        name="cross_entropy", output="softmax", fused=True, labels=True
+        name="cross_entropy", output="softmax", fused=True, labels=True, classification=True
     )
     assert table["binary_cross_entropy"] == dict(
-        name="binary_cross_entropy", output="sigmoid", fused=True, labels=False
+        name="binary_cross_entropy",
+        output="sigmoid",
+        fused=True,
+        labels=False,
+        classification=True,
     )
+
+
+def test_python_reads_the_loss_properties_from_the_core():
+    from fastbp import validation
+
+    assert validation.CLASSIFICATION_LOSSES == {"cross_entropy", "binary_cross_entropy"}
+    assert validation.REGRESSION_LOSSES == {"mse"}
+    assert validation.FUSED_OUTPUT == {
+        "cross_entropy": "softmax",
+        "binary_cross_entropy": "sigmoid",
+    }
+    assert validation.DEFAULT_OUTPUT == {**validation.FUSED_OUTPUT, "mse": "identity"}
 
 
 @pytest.mark.parametrize("name", ["swish", "", "ReLU", "softmax "])

@@ -42,13 +42,13 @@ OUTPUT_ACTIVATIONS = tuple(a["name"] for a in _core.activation_table())
 AUTO_INIT = {a["name"]: a["auto_init"] for a in _core.activation_table()}
 LOSSES = tuple(_core.loss_names())
 
-CLASSIFICATION_LOSSES = frozenset({"cross_entropy", "binary_cross_entropy"})
+CLASSIFICATION_LOSSES = frozenset(x["name"] for x in _core.loss_table() if x["classification"])
 """Losses whose targets are classes: accuracy is measured, ``predict`` returns labels."""
-REGRESSION_LOSSES = frozenset({"mse"})
+REGRESSION_LOSSES = frozenset(LOSSES) - CLASSIFICATION_LOSSES
 """Losses whose targets are real values."""
-FUSED_OUTPUT = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
+FUSED_OUTPUT = {x["name"]: x["output"] for x in _core.loss_table() if x["fused"]}
 """Losses computed from the logits with their output activation fused in: the only one allowed."""
-DEFAULT_OUTPUT = {"mse": "identity", **FUSED_OUTPUT}
+DEFAULT_OUTPUT = {x["name"]: x["output"] for x in _core.loss_table()}
 """The output activation of ``output_activation=None``, by loss."""
 
 MAX_SEED = 2**64 - 1
