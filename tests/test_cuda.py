@@ -17,8 +17,10 @@ with the steps.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -119,6 +121,37 @@ def test_cuda_without_a_usable_gpu_says_so(monkeypatch):
     with pytest.raises(ValueError, match="no CUDA device is usable"):
         net.to("cuda")
     assert net.device == "cpu"  # unchanged by the failed move
+
+
+@pytest.mark.skipif(
+    not os.environ.get("FASTBP_TEST_CUDA_MODULE"),
+    reason="FASTBP_TEST_CUDA_MODULE names no separately built fastbp._cuda (.ci/run sets it)",
+)
+def test_a_separately_built_cuda_module_loads():
+    """The CUDA module that .ci/run compiles on its own (not installed) links against the
+    static CUDA runtime and the wheel's cuBLAS, loads, and answers without a GPU."""
+    path = os.environ["FASTBP_TEST_CUDA_MODULE"]
+    library = _backend.cublas_path("libcublas.so.13")
+    if library is not None:
+        ctypes.CDLL(library, mode=ctypes.RTLD_GLOBAL)
+    name = "fastbp._cuda"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    saved = sys.modules.get(name)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        count, why = module.device_count()
+        assert count >= 0 and (count > 0 or why)
+        info = module.build_info()
+        assert info["cuda_runtime"] == "static" and info["emulated"] is False
+        assert "80" in info["architectures"] and "90" in info["architectures"]
+    finally:
+        if saved is None:
+            del sys.modules[name]
+        else:
+            sys.modules[name] = saved
 
 
 # ---- the backends against the CPU core ------------------------------------------------------

@@ -392,8 +392,10 @@ class DeviceTrainer {
     net_.exec().update(u);
   }
 
-  // n_full replays of the captured batch, capturing it first unless the one captured before
-  // was for the same data, buffers and settings. If capturing fails, the batches run directly.
+  // n_full batches from the captured batch, capturing it first unless the one captured before
+  // was for the same data, buffers and settings. Before a capture one batch runs directly:
+  // every kernel and cuBLAS routine is then loaded (CUDA loads modules lazily, at first use)
+  // and set up before the capture begins. If capturing fails, the batches run directly.
   template <class Batch>
   void replay(const DeviceData<T>& data, int bs, const DeviceOptimizerState<T, Exec>& opt,
               long n_full, Batch&& batch) {
@@ -410,8 +412,11 @@ class DeviceTrainer {
     key.generation = net_.generation();
     key.tf32 = net_.allow_tf32();
     key.path = int(net_.layer_path());
+    long done = 0;
     if (!(ws_.graph.valid() && ws_.key == key)) {
       ws_.graph = typename Exec::Graph();
+      batch();
+      done = 1;
       try {
         exec.begin_capture();
         batch();
@@ -424,10 +429,10 @@ class DeviceTrainer {
       }
     }
     if (!ws_.graph.valid()) {
-      for (long b = 0; b < n_full; ++b) batch();
+      for (long b = done; b < n_full; ++b) batch();
       return;
     }
-    for (long b = 0; b < n_full; ++b) exec.launch(ws_.graph);
+    for (long b = done; b < n_full; ++b) exec.launch(ws_.graph);
   }
 
   // LineSearchSGD's epoch (train.cpp's line_search_epoch): per batch the gradient on the
