@@ -5,7 +5,8 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include <vector>
+#include <stdexcept>
+#include <string>
 
 #include "cuda_check.cuh"
 #include "cuda_exec.hpp"
@@ -35,6 +36,19 @@ __device__ double block_sum(double v, double* shared) {
   return total;
 }
 
+// The kernels over (rows x cols) entries index them in 32 bits (64-bit division is slow on a
+// GPU): their launchers check that the entries fit.
+constexpr std::size_t kMaxEntries = std::size_t(1) << 31;
+void check_entries(std::size_t n, const char* what) {
+  if (n >= kMaxEntries)
+    throw std::invalid_argument(std::string(what) + ": more than 2^31 entries in one launch");
+}
+
+// A grid-stride loop over [0, total) in 32 bits.
+#define FASTBP_GRID_LOOP(e, total)                                              \
+  for (unsigned e = blockIdx.x * blockDim.x + threadIdx.x; e < unsigned(total); \
+       e += gridDim.x * blockDim.x)
+
 // f(kind) for the activations a hidden layer may have.
 template <class F>
 void with_hidden_activation(Act act, F&& f) {
@@ -49,11 +63,9 @@ template <class A, class T>
 __global__ void activation_forward_kernel(const T* z, int n, int cols, T* a, int lda,
                                           const int* stop) {
   if (stopped(stop)) return;
-  const std::size_t total = std::size_t(n) * cols;
-  for (std::size_t e = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; e < total;
-       e += std::size_t(gridDim.x) * blockDim.x) {
-    const std::size_t i = e / cols, j = e - i * cols;
-    a[i * lda + j] = A::forward(z[e]);
+  FASTBP_GRID_LOOP(e, unsigned(n) * unsigned(cols)) {
+    const unsigned i = e / unsigned(cols), j = e - i * unsigned(cols);
+    a[std::size_t(i) * lda + j] = A::forward(z[e]);
   }
 }
 
@@ -61,22 +73,18 @@ template <class A, class T>
 __global__ void activation_backward_kernel(const T* z, const T* a, int lda, T* d, int n, int cols,
                                            const int* stop) {
   if (stopped(stop)) return;
-  const std::size_t total = std::size_t(n) * cols;
-  for (std::size_t e = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; e < total;
-       e += std::size_t(gridDim.x) * blockDim.x) {
-    const std::size_t i = e / cols, j = e - i * cols;
-    d[e] *= A::derivative(z[e], a[i * lda + j]);
+  FASTBP_GRID_LOOP(e, unsigned(n) * unsigned(cols)) {
+    const unsigned i = e / unsigned(cols), j = e - i * unsigned(cols);
+    d[e] *= A::derivative(z[e], a[std::size_t(i) * lda + j]);
   }
 }
 
 template <class A, class T>
 __global__ void dense_forward_kernel(DenseForward<T> f) {
   if (stopped(f.stop)) return;
-  const std::size_t total = std::size_t(f.n) * f.n_out;
-  for (std::size_t e = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; e < total;
-       e += std::size_t(gridDim.x) * blockDim.x) {
-    const int i = int(e / f.n_out), j = int(e - std::size_t(i) * f.n_out);
-    dense_forward_entry<A>(f.in, f.ld_in, f.wb, f.n_in, f.n_out, f.z, f.a, f.lda, i, j);
+  FASTBP_GRID_LOOP(e, unsigned(f.n) * unsigned(f.n_out)) {
+    const unsigned i = e / unsigned(f.n_out), j = e - i * unsigned(f.n_out);
+    dense_forward_entry<A>(f.in, f.ld_in, f.wb, f.n_in, f.n_out, f.z, f.a, f.lda, int(i), int(j));
   }
 }
 
@@ -85,17 +93,16 @@ __global__ void dense_forward_kernel(DenseForward<T> f) {
 template <class A, class T>
 __global__ void dense_backward_kernel(DenseBackward<T> b) {
   if (stopped(b.stop)) return;
-  const std::size_t weights = std::size_t(b.n_in + 1) * b.n_out;
-  const std::size_t inputs = b.dprev ? std::size_t(b.n) * b.n_in : 0;
-  for (std::size_t e = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; e < weights + inputs;
-       e += std::size_t(gridDim.x) * blockDim.x) {
+  const unsigned weights = unsigned(b.n_in + 1) * unsigned(b.n_out);
+  const unsigned inputs = b.dprev ? unsigned(b.n) * unsigned(b.n_in) : 0u;
+  FASTBP_GRID_LOOP(e, weights + inputs) {
     if (e < weights) {
-      const int r = int(e / b.n_out), j = int(e - std::size_t(r) * b.n_out);
-      weight_grad_entry(b.in, b.ld_in, b.dz, b.n, b.n_out, b.gwb, r, j);
+      const unsigned r = e / unsigned(b.n_out), j = e - r * unsigned(b.n_out);
+      weight_grad_entry(b.in, b.ld_in, b.dz, b.n, b.n_out, b.gwb, int(r), int(j));
     } else {
-      const std::size_t f = e - weights;
-      const int i = int(f / b.n_in), c = int(f - std::size_t(i) * b.n_in);
-      input_grad_entry<A>(b.dz, b.wb, b.n_out, b.z_prev, b.in, b.ld_in, b.n_in, b.dprev, i, c);
+      const unsigned f = e - weights, i = f / unsigned(b.n_in), c = f - i * unsigned(b.n_in);
+      input_grad_entry<A>(b.dz, b.wb, b.n_out, b.z_prev, b.in, b.ld_in, b.n_in, b.dprev, int(i),
+                          int(c));
     }
   }
 }
@@ -116,30 +123,30 @@ template <class T>
 __global__ void gather_kernel(GatherArgs<T> g) {
   if (stopped(g.stop)) return;
   const long long first = g.state ? g.state->batch * g.batch_size : g.first;
-  const std::size_t xs = std::size_t(g.n) * g.d;
-  const std::size_t ys = g.Y ? std::size_t(g.n) * g.k : 0;
-  const std::size_t ls = g.labels ? std::size_t(g.n) : 0;
-  for (std::size_t e = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; e < xs + ys + ls;
-       e += std::size_t(gridDim.x) * blockDim.x) {
+  const int32_t* order = g.order + first;
+  const unsigned d = unsigned(g.d), k = unsigned(g.k);
+  const unsigned xs = unsigned(g.n) * d;
+  const unsigned ys = g.Y ? unsigned(g.n) * k : 0u;
+  const unsigned ls = g.labels ? unsigned(g.n) : 0u;
+  FASTBP_GRID_LOOP(e, xs + ys + ls) {
     if (e < xs) {
-      const std::size_t i = e / g.d, j = e - i * g.d;
-      g.x_out[i * g.ld_x + j] = g.X[std::size_t(g.order[first + i]) * g.d + j];
+      const unsigned i = e / d, j = e - i * d;
+      g.x_out[std::size_t(i) * g.ld_x + j] = g.X[std::size_t(order[i]) * d + j];
     } else if (e < xs + ys) {
-      const std::size_t f = e - xs, i = f / g.k, j = f - i * g.k;
-      g.y_out[f] = g.Y[std::size_t(g.order[first + i]) * g.k + j];
+      const unsigned f = e - xs, i = f / k, j = f - i * k;
+      g.y_out[f] = g.Y[std::size_t(order[i]) * k + j];
     } else {
-      const std::size_t i = e - xs - ys;
-      g.labels_out[i] = g.labels[g.order[first + i]];
+      const unsigned i = e - xs - ys;
+      g.labels_out[i] = g.labels[order[i]];
     }
   }
 }
 
 template <class T>
 __global__ void fill_inputs_kernel(T* buf, int rows, int ld, int n_in) {
-  const std::size_t total = std::size_t(rows) * ld;
-  for (std::size_t e = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; e < total;
-       e += std::size_t(gridDim.x) * blockDim.x)
-    buf[e] = int(e % ld) == n_in ? T(1) : T(0);
+  FASTBP_GRID_LOOP(e, unsigned(rows) * unsigned(ld)) {
+    buf[e] = int(e % unsigned(ld)) == n_in ? T(1) : T(0);
+  }
 }
 
 // One block per planned block of the buffer.
@@ -251,6 +258,7 @@ template <class T>
 void CudaExec::activation_forward(Act act, const T* z, int n, int cols, T* a, int lda,
                                   const int* stop) {
   if (n <= 0 || cols <= 0) return;
+  check_entries(std::size_t(n) * cols, "activation_forward");
   with_hidden_activation(act, [&](auto kind) {
     using A = decltype(kind);
     activation_forward_kernel<A, T>
@@ -264,6 +272,7 @@ template <class T>
 void CudaExec::activation_backward(Act act, const T* z, const T* a, int lda, T* d, int n, int cols,
                                    const int* stop) {
   if (n <= 0 || cols <= 0 || act == Act::identity) return;
+  check_entries(std::size_t(n) * cols, "activation_backward");
   with_hidden_activation(act, [&](auto kind) {
     using A = decltype(kind);
     activation_backward_kernel<A, T>
@@ -276,6 +285,7 @@ void CudaExec::activation_backward(Act act, const T* z, const T* a, int lda, T* 
 template <class T>
 void CudaExec::dense_forward(const DenseForward<T>& f) {
   if (f.n <= 0) return;
+  check_entries(std::size_t(f.n) * f.n_out, "dense_forward");
   with_hidden_activation(f.act, [&](auto kind) {
     using A = decltype(kind);
     dense_forward_kernel<A, T>
@@ -289,6 +299,7 @@ void CudaExec::dense_backward(const DenseBackward<T>& b) {
   if (b.n <= 0) return;
   const std::size_t total =
       std::size_t(b.n_in + 1) * b.n_out + (b.dprev ? std::size_t(b.n) * b.n_in : 0);
+  check_entries(total, "dense_backward");
   with_hidden_activation(b.act_prev, [&](auto kind) {
     using A = decltype(kind);
     dense_backward_kernel<A, T><<<grid_for(total, kThreads), kThreads, 0, stream_of(*this)>>>(b);
@@ -322,6 +333,7 @@ void CudaExec::gather(const GatherArgs<T>& g) {
 template <class T>
 void CudaExec::fill_inputs(T* buf, int rows, int ld, int n_in) {
   if (rows <= 0) return;
+  check_entries(std::size_t(rows) * ld, "fill_inputs");
   fill_inputs_kernel<T>
       <<<grid_for(std::size_t(rows) * ld, kThreads), kThreads, 0, stream_of(*this)>>>(buf, rows, ld,
                                                                                       n_in);
