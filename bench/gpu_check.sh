@@ -11,7 +11,7 @@
 #     timeout_s: 480
 # It finishes within DEADLINE seconds (default 450): every step has a timeout and gets at most
 # the time left; a failing step does not stop the others. STEPS chooses steps (default all):
-#     STEPS="build gputest cputest bench compile" bash bench/gpu_check.sh
+#     STEPS="build gputest sanitize cputest bench compile" bash bench/gpu_check.sh
 # (the build is needed by every later step of the same call).
 #
 # Under $OUT (at most 8 files come back): env.log (nvidia-smi, versions), build.log,
@@ -24,7 +24,7 @@ REPO=$(pwd)
 OUT=${OUT:-/tmp/fastbp-gpu-check}
 mkdir -p "$OUT"
 DEADLINE=${DEADLINE:-450}
-STEPS=${STEPS:-"build gputest cputest bench compile"}
+STEPS=${STEPS:-"build gputest sanitize cputest bench compile"}
 START=$(date +%s)
 SITE=/tmp/fastbp-site      # carried wheels
 TARGET=/tmp/fastbp-install # fastbp as pip installs it
@@ -84,8 +84,17 @@ step info "$OUT/build.log" 60 "$PY" -c "import json, fastbp; print(json.dumps(fa
 
 # ---- tests: the installed package, from the repository's tests ----
 if wanted gputest; then
-  step test_gpu "$OUT/test_gpu.log" 200 "$PY" -m pytest -q -rs -p no:cacheprovider \
-    tests/test_cuda.py
+  step test_gpu "$OUT/test_gpu.log" 200 "$PY" -m pytest -q -rs --durations=10 \
+    -p no:cacheprovider tests/test_cuda.py
+fi
+if wanted sanitize && command -v compute-sanitizer >/dev/null 2>&1; then
+  # Out-of-bounds accesses and shared-memory races, on a small workout of every kernel.
+  step memcheck "$OUT/test_gpu.log" 120 compute-sanitizer --tool memcheck --error-exitcode 9 \
+    "$PY" bench/gpu_sanitize.py
+  step racecheck "$OUT/test_gpu.log" 120 compute-sanitizer --tool racecheck --error-exitcode 9 \
+    "$PY" bench/gpu_sanitize.py
+elif wanted sanitize; then
+  STATUS+=("sanitize: skipped (no compute-sanitizer)")
 fi
 if wanted cputest; then
   step test_cpu "$OUT/test_cpu.log" 90 "$PY" -m pytest -q -p no:cacheprovider \

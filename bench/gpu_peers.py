@@ -136,20 +136,22 @@ def run_fastbp(cfg, X, y, epochs, budget, init, n_timed, loss_of):
 # ---- torch -------------------------------------------------------------------------------------
 
 
-def _optimizer(torch, params, cfg, lr, capturable=False):
+def _optimizers(torch, params, cfg, lr, capturable=False):
+    """The optimizer, fastest implementation first: fused kernels where this torch has them,
+    else foreach (Adam capturable for a CUDA graph)."""
     kind, hp = cfg["optimizer"]
-    for fused in (DEVICE == "cuda", False):  # the fused kernels where this torch has them
+    params = list(params)
+    for fused in (DEVICE == "cuda", False):
+        extra = dict(fused=True) if fused else dict(foreach=DEVICE == "cuda")
+        if capturable and kind == "adam":
+            extra["capturable"] = True
         try:
-            extra = dict(fused=True) if fused else dict(foreach=DEVICE == "cuda")
-            if capturable:
-                extra["capturable"] = True if kind == "adam" else None
-                extra = {k: v for k, v in extra.items() if v is not None}
             if kind == "sgd":
-                return torch.optim.SGD(params, lr=lr, momentum=hp["momentum"], **extra)
-            return torch.optim.Adam(params, lr=lr, **extra)
+                yield torch.optim.SGD(params, lr=lr, momentum=hp["momentum"], **extra)
+            else:
+                yield torch.optim.Adam(params, lr=lr, **extra)
         except (TypeError, RuntimeError, ValueError):
             continue
-    raise RuntimeError("no torch optimizer could be built")
 
 
 def _model(torch, cfg, init):
@@ -182,18 +184,27 @@ def run_torch(cfg, X, y, epochs, budget, init, n_timed, loss_of, variant="eager"
         yt = torch.from_numpy(y.reshape(len(y), -1)).to(DEVICE)
     Xt = torch.from_numpy(X).to(DEVICE)
     N, bs = len(X), cfg["batch"]
-    opt = _optimizer(torch, model.parameters(), cfg, lr, capturable=variant == "cudagraph")
+    failures = []
+    for opt in _optimizers(torch, model.parameters(), cfg, lr, capturable=variant == "cudagraph"):
 
-    def step(xb, yb):
-        opt.zero_grad(set_to_none=True)
-        loss_fn(model(xb), yb).backward()
-        opt.step()
+        def step(xb, yb, opt=opt):
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(xb), yb).backward()
+            opt.step()
 
-    full_step = step
-    if variant == "compile":
-        full_step = torch.compile(step, dynamic=False)
-    elif variant == "cudagraph":
-        full_step = _captured(torch, model, opt, loss_fn, Xt[:bs], yt[:bs])
+        full_step = step
+        if variant == "compile":
+            full_step = torch.compile(step, dynamic=False)
+        elif variant == "cudagraph":
+            try:
+                full_step = _captured(torch, model, opt, loss_fn, Xt[:bs], yt[:bs])
+            except Exception as err:  # e.g. a fused optimizer this torch cannot capture
+                failures.append(f"{type(err).__name__}: {err}"[:200])
+                torch.cuda.synchronize()
+                continue
+        break
+    else:
+        raise RuntimeError(f"no optimizer could be captured: {failures}")
 
     def epoch():
         perm = torch.randperm(N, device=DEVICE)
@@ -223,38 +234,46 @@ def run_torch(cfg, X, y, epochs, budget, init, n_timed, loss_of, variant="eager"
         if cfg["loss"] == "cross_entropy":
             out = torch.softmax(out, dim=1)
     loss, acc = loss_of(cfg, out.float().cpu().numpy(), y[:rows])
-    extra = {}
+    extra = {"optimizer": f"{type(opt).__name__}({', '.join(_impl(opt))})"}
     if variant == "compile":
         extra["compile_s"] = max(0.0, warmup - statistics.median(times))
+    if failures:
+        extra["capture_failures"] = failures
     return dict(times=times, warmup_s=warmup, loss=loss, accuracy=acc, **extra)
+
+
+def _impl(opt) -> list[str]:
+    return [k for k in ("fused", "foreach", "capturable") if opt.defaults.get(k)]
 
 
 def _captured(torch, model, opt, loss_fn, x0, y0):
     """A step function replaying one CUDA graph of the whole step on static batch tensors."""
     static_x, static_y = x0.clone(), y0.clone()
     params = [p.detach().clone() for p in model.parameters()]
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up, as torch's documentation asks before a capture
-        for _ in range(3):
-            opt.zero_grad(set_to_none=True)
+    graph = torch.cuda.CUDAGraph()
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up, as torch's documentation asks before a capture
+            for _ in range(3):
+                opt.zero_grad(set_to_none=True)
+                loss_fn(model(static_x), static_y).backward()
+                opt.step()
+        torch.cuda.current_stream().wait_stream(side)
+        opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph):
             loss_fn(model(static_x), static_y).backward()
             opt.step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    opt.zero_grad(set_to_none=True)
-    with torch.cuda.graph(graph):
-        loss_fn(model(static_x), static_y).backward()
-        opt.step()
-    # Undo the warm-up in place (the graph holds these tensors): the weights as they were, the
-    # optimizer's state as before its first step.
-    with torch.no_grad():
-        for p, p0 in zip(model.parameters(), params):
-            p.copy_(p0)
-        for state in opt.state.values():
-            for value in state.values():
-                if torch.is_tensor(value):
-                    value.zero_()
+    finally:
+        # Undo the warm-up in place (the graph holds these tensors): the weights as they were,
+        # the optimizer's state as before its first step.
+        with torch.no_grad():
+            for p, p0 in zip(model.parameters(), params):
+                p.copy_(p0)
+            for state in opt.state.values():
+                for value in state.values():
+                    if torch.is_tensor(value):
+                        value.zero_()
 
     def step(xb, yb):
         static_x.copy_(xb)

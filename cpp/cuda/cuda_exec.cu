@@ -46,8 +46,19 @@ CudaExec::CudaExec(int device) : device_(device) {
   }
 }
 
+namespace {
+// At interpreter exit Python may free networks after the CUDA runtime has begun unloading:
+// then nothing is released (the process is ending), rather than calling into it.
+bool runtime_alive(int device) {
+  const cudaError_t err = cudaSetDevice(device);
+  if (err == cudaSuccess) return true;
+  cudaGetLastError();
+  return false;
+}
+}  // namespace
+
 CudaExec::~CudaExec() {
-  cudaSetDevice(device_);
+  if (!runtime_alive(device_)) return;
   cudaStreamSynchronize(as_stream(stream_));
   cublasDestroy(as_blas(blas_));
   release(workspace_, device_);
@@ -131,8 +142,7 @@ void* CudaExec::allocate(std::size_t bytes, int device) {
 }
 
 void CudaExec::release(void* p, int device) noexcept {
-  if (!p) return;
-  cudaSetDevice(device);
+  if (!p || !runtime_alive(device)) return;
   cudaFree(p);
 }
 
