@@ -11,7 +11,7 @@
 #     timeout_s: 480
 # It finishes within DEADLINE seconds (default 450): every step has a timeout and gets at most
 # the time left; a failing step does not stop the others. STEPS chooses steps (default all):
-#     STEPS="build gputest sanitize cputest bench compile" bash bench/gpu_check.sh
+#     STEPS="build gputest cputest bench sanitize compile" bash bench/gpu_check.sh
 # (the build is needed by every later step of the same call).
 #
 # Under $OUT (at most 8 files come back): env.log (nvidia-smi, versions), build.log,
@@ -24,7 +24,7 @@ REPO=$(pwd)
 OUT=${OUT:-/tmp/fastbp-gpu-check}
 mkdir -p "$OUT"
 DEADLINE=${DEADLINE:-450}
-STEPS=${STEPS:-"build gputest sanitize cputest bench compile"}
+STEPS=${STEPS:-"build gputest cputest bench sanitize compile"}
 START=$(date +%s)
 SITE=/tmp/fastbp-site      # carried wheels
 TARGET=/tmp/fastbp-install # fastbp as pip installs it
@@ -67,7 +67,7 @@ step() {
   "$PY" -c "import sys, torch, numpy; print(sys.version); print('torch', torch.__version__, torch.version.cuda, torch.cuda.is_available()); print('numpy', numpy.__version__)"
   "$PY" -m pip list 2>/dev/null | grep -i -E "^(nvidia-cublas|pybind11|scikit-build-core|cmake|ninja|pytest|hypothesis) "
 } >"$OUT/env.log" 2>&1
-command -v nvcc >/dev/null || export PATH=$PATH:/usr/local/cuda/bin
+export PATH=$PATH:/usr/local/cuda/bin # nvcc, compute-sanitizer, where they are not on PATH yet
 
 # ---- build: the carried wheels, then fastbp with its CUDA backend ----
 if wanted build; then
@@ -87,6 +87,18 @@ if wanted gputest; then
   step test_gpu "$OUT/test_gpu.log" 200 "$PY" -m pytest -q -rs --durations=10 \
     -p no:cacheprovider tests/test_cuda.py
 fi
+if wanted cputest; then
+  step test_cpu "$OUT/test_cpu.log" 90 "$PY" -m pytest -q -p no:cacheprovider \
+    tests/test_network.py tests/test_optim.py tests/test_train.py
+fi
+
+# ---- benchmark: fastbp against eager PyTorch and a CUDA graph of its step; then, with the
+# time left, the sanitizers and torch.compile (its compiling takes minutes) ----
+if wanted bench; then
+  step bench "$OUT/bench.log" 200 "$PY" bench/compare.py --device cuda \
+    --peers fastbp,torch,torch.cudagraph --epochs 3 --run-budget 5 --run-timeout 60 \
+    --json "$OUT/bench.json"
+fi
 if wanted sanitize && command -v compute-sanitizer >/dev/null 2>&1; then
   # Out-of-bounds accesses and shared-memory races, on a small workout of every kernel.
   step memcheck "$OUT/test_gpu.log" 120 compute-sanitizer --tool memcheck --error-exitcode 9 \
@@ -95,18 +107,6 @@ if wanted sanitize && command -v compute-sanitizer >/dev/null 2>&1; then
     "$PY" bench/gpu_sanitize.py
 elif wanted sanitize; then
   STATUS+=("sanitize: skipped (no compute-sanitizer)")
-fi
-if wanted cputest; then
-  step test_cpu "$OUT/test_cpu.log" 90 "$PY" -m pytest -q -p no:cacheprovider \
-    tests/test_network.py tests/test_optim.py tests/test_train.py
-fi
-
-# ---- benchmark: fastbp against eager PyTorch and a CUDA graph of its step, then
-# torch.compile with the time left (its compiling takes minutes) ----
-if wanted bench; then
-  step bench "$OUT/bench.log" 200 "$PY" bench/compare.py --device cuda \
-    --peers fastbp,torch,torch.cudagraph --epochs 3 --run-budget 10 --run-timeout 90 \
-    --json "$OUT/bench.json"
 fi
 if wanted compile; then
   step bench_compile "$OUT/bench.log" 240 "$PY" bench/compare.py --device cuda \
@@ -121,6 +121,7 @@ fi
   if [ -f "$OUT/test_gpu.log" ]; then
     echo "GPU tests: $(grep -E '[0-9]+ (passed|failed)' "$OUT/test_gpu.log" | tail -1)"
     grep -E '^(FAILED|ERROR) ' "$OUT/test_gpu.log" | head -20
+    grep -E '(ERROR|RACECHECK) SUMMARY' "$OUT/test_gpu.log"
   fi
   if [ -f "$OUT/test_cpu.log" ]; then
     echo "CPU tests: $(grep -E '[0-9]+ (passed|failed)' "$OUT/test_cpu.log" | tail -1)"
