@@ -10,6 +10,7 @@ each library (issues #4 and "Lead the compiled peers too").
     python bench/compare.py --check --no-compare  # the JAX peer trains what fastbp trains
     python bench/compare.py --width-sweep --depth-sweep --threads-sweep --no-compare
     python bench/compare.py --subnormal --no-compare
+    python bench/compare.py --device cuda         # on a GPU: fastbp vs PyTorch (bench/gpu_peers.py)
 
 On machines that set OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE globally, run it as
 ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/compare.py``.
@@ -136,6 +137,7 @@ PEER_MODULE = {
     "torch": "torch",
     "torch.compile": "torch",
     "jax": "jax",
+    "torch.cudagraph": "torch",
 }
 COMPILED = ("torch.compile", "jax")  # peers whose compile time is reported apart
 SKLEARN_ACT = {"sigmoid": "logistic", "relu": "relu", "tanh": "tanh"}
@@ -811,6 +813,10 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
             env={k: v for k, v in sorted(os.environ.items()) if k.startswith(WATCHED_ENV)},
         )
     limit_numpy_blas(1)  # data generation must not start numpy's BLAS thread pool
+    if spec["kind"] == "gemm_cuda":
+        import gpu_peers
+
+        return gpu_peers.gemm_rates(reps=spec.get("reps", 10))
     if spec["kind"] == "gemm":
         limit_numpy_blas(threads)
         a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
@@ -837,7 +843,14 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
         if not torch.set_flush_denormal(True):
             return dict(error="n/a: torch.set_flush_denormal is not supported on this CPU")
-    result = RUNNERS[spec["peer"]](cfg, X, y, threads, spec["epochs"], spec["budget"])
+    if spec.get("device") == "cuda":
+        import gpu_peers
+
+        run = gpu_peers.RUNNERS[spec["peer"]]
+        init = init_weights(cfg)
+        result = run(cfg, X, y, spec["epochs"], spec["budget"], init, n_timed_epochs, train_loss)
+    else:
+        result = RUNNERS[spec["peer"]](cfg, X, y, threads, spec["epochs"], spec["budget"])
     result["cpus"] = len(usable_cpus())
     return result
 
@@ -1008,8 +1021,10 @@ def compare(args: argparse.Namespace, peers: list[str], gemm: float | None) -> l
                 epochs=args.epochs,
                 budget=args.run_budget,
             )
+            if args.device == "cuda":
+                spec["device"] = "cuda"
             t0 = time.perf_counter()
-            r = run_worker(spec)
+            r = run_worker(spec, timeout=args.run_timeout)
             r.update(config=name, peer=peer, samples=samples, batch=cfg["batch"])
             if "times" in r:
                 r["s_per_epoch"] = statistics.median(r["times"])
@@ -1028,6 +1043,9 @@ def compare(args: argparse.Namespace, peers: list[str], gemm: float | None) -> l
                 flush=True,
             )
             results.append(r)
+            if args.json:  # what has run so far survives a run cut short
+                with open(args.json, "w") as f:
+                    json.dump(dict(partial=True, gemm=gemm, results=results), f, default=str)
     return results
 
 
@@ -1674,8 +1692,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="fewer samples, one epoch: a smoke test")
     p.add_argument(
         "--peers",
-        default=",".join(PEERS),
-        help="comma-separated libraries among " + ",".join(PEERS) + " (default: all installed)",
+        default=None,
+        help="comma-separated libraries among " + ",".join(PEERS) + " (default: all installed; "
+        "with --device cuda among fastbp,torch,torch.compile,torch.cudagraph)",
     )
     p.add_argument(
         "--run-budget",
@@ -1777,6 +1796,20 @@ def main(argv: list[str] | None = None) -> int:
         help="run N busy-looping processes beside every measurement (after the GEMM "
         "peak): how each library copes with a machine it does not have to itself",
     )
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: the main comparison on a GPU, fastbp's CUDA backend against PyTorch "
+        "(eager, torch.compile, a CUDA graph of the step: bench/gpu_peers.py); %%GEMM against "
+        "the GPU's measured float32 GEMM rate",
+    )
+    p.add_argument(
+        "--run-timeout",
+        type=float,
+        default=1800.0,
+        help="seconds after which one measurement's process is stopped (default 1800)",
+    )
     p.add_argument("--json", metavar="PATH", help="write all results to PATH")
     p.add_argument("--_worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -1793,8 +1826,21 @@ def main(argv: list[str] | None = None) -> int:
         args.scaling_epochs = 1
         args.subnormal_epochs = 1
         args.sweep_gflop = min(args.sweep_gflop, 1.0)
+    known = PEERS + ("torch.cudagraph",) if args.device == "cuda" else PEERS
+    if args.peers is None:
+        args.peers = (
+            "fastbp,torch,torch.compile,torch.cudagraph"
+            if args.device == "cuda"
+            else ",".join(PEERS)
+        )
     peers = [s.strip() for s in args.peers.split(",") if s.strip()]
-    bad = [s for s in peers + args.sweep_peers.split(",") if s.strip() and s.strip() not in PEERS]
+    if args.device == "cuda":
+        gpu_bad = [
+            s for s in peers if s not in ("fastbp", "torch", "torch.compile", "torch.cudagraph")
+        ]
+        if gpu_bad:
+            p.error(f"--device cuda runs fastbp and PyTorch only; not {gpu_bad}")
+    bad = [s for s in peers + args.sweep_peers.split(",") if s.strip() and s.strip() not in known]
     if bad:
         p.error(f"unknown peers {bad}; choose among {list(PEERS)}")
     missing = [s for s in peers if not available(s)]
@@ -1805,12 +1851,30 @@ def main(argv: list[str] | None = None) -> int:
         p.error("none of the requested libraries is installed")
 
     info = machine_info(args.threads)
-    gemm_r = run_worker(dict(kind="gemm", threads=args.threads, reps=5))
-    gemm = gemm_r.get("gflops")
+    if args.device == "cuda":
+        gemm_r = run_worker(dict(kind="gemm_cuda", threads=args.threads, reps=10))
+        gemm = gemm_r.get("gflops")
+        print(
+            f"GPU: {gemm_r.get('device_name', '?')}; float32 GEMM (8192^3, best of 10): "
+            + (
+                f"{gemm:.0f} GFLOP/s (fastbp's cuBLAS call "
+                f"{gemm_r.get('fastbp_cublas', 0):.0f}, TF32 "
+                f"{gemm_r.get('fastbp_cublas_tf32', 0):.0f}; torch {gemm_r.get('torch', 0):.0f})"
+                if gemm
+                else f"FAILED ({gemm_r})"
+            )
+        )
+    else:
+        gemm_r = run_worker(dict(kind="gemm", threads=args.threads, reps=5))
+        gemm = gemm_r.get("gflops")
     print(
         f"machine: {info.get('processor')}, {info['cpu_count']} CPUs; threads {args.threads}; "
-        f"float32 GEMM (2048^3, numpy, best of 5): "
-        + (f"{gemm:.1f} GFLOP/s" if gemm else f"FAILED ({gemm_r.get('error')})")
+        + (
+            ""
+            if args.device == "cuda"
+            else "float32 GEMM (2048^3, numpy, best of 5): "
+            + (f"{gemm:.1f} GFLOP/s" if gemm else f"FAILED ({gemm_r.get('error')})")
+        )
     )
     print(
         "versions: "

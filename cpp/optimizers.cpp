@@ -83,22 +83,12 @@ OptimizerStateDict<T> OptimizerState<T>::state_dict() const {
   return {t_, momentum_fresh_, buffers_};
 }
 
-static bool known_buffer(const std::string& name) {
-  bool known = false;
-  auto check = [&](const auto& names) {
-    for (const char* n : names) known = known || name == n;
-  };
-#define FASTBP_CHECK_BUFFERS(id, Rule) check(Rule<float>::buffer_names);
-  FASTBP_OPTIMIZERS(FASTBP_CHECK_BUFFERS)
-#undef FASTBP_CHECK_BUFFERS
-  return known;
-}
-
 template <class T>
 void OptimizerState<T>::load_state_dict(OptimizerStateDict<T> d) {
   require(d.step >= 0, "state_dict: step must be >= 0, got " + std::to_string(d.step));
   for (const auto& [name, values] : d.buffers) {
-    require(known_buffer(name), "state_dict: no optimizer has a buffer named '" + name + "'");
+    require(is_optimizer_buffer(name),
+            "state_dict: no optimizer has a buffer named '" + name + "'");
     require(values.size() == n_, "state_dict: buffer '" + name + "' has " +
                                      std::to_string(values.size()) + " entries, n_params is " +
                                      std::to_string(n_));
@@ -107,10 +97,6 @@ void OptimizerState<T>::load_state_dict(OptimizerStateDict<T> d) {
   momentum_fresh_ = d.momentum_fresh;
   buffers_ = std::move(d.buffers);
   rule_ = std::monostate();  // its pointers were into the buffers replaced: prepare() again
-}
-
-double clip_coefficient(double norm, double max_norm) {
-  return std::min(1.0, max_norm / (norm + 1e-6));
 }
 
 template <class T>

@@ -4,7 +4,8 @@
 //
 // Each rule is one struct: its hyperparameters, its state buffers under torch's names, the
 // constants k of the planned step, and
-//   prepare(state)     allocates (once) and binds the buffers these settings use;
+//   prepare(state)     allocates (once) and binds the buffers these settings use (state: the
+//                      CPU's OptimizerState, or the CUDA backend's, whose buffers live on the GPU);
 //   plan(step, fresh)  sets k for step number `step` (from 1); fresh: no step has been taken
 //                      since the momentum buffer was allocated;
 //   update(p, g, i)    entry i's update: the formula both backends run (FASTBP_HD).
@@ -75,7 +76,8 @@ struct SGDRule {
         dampening(c.dampening),
         weight_decay(c.weight_decay),
         nesterov(c.nesterov) {}
-  void prepare(OptimizerState<T>& state) {
+  template <class State>
+  void prepare(State& state) {
     bool created = false;
     if (momentum != 0) momentum_buffer = state.buffer("momentum_buffer", &created);
     if (created) state.start_momentum();
@@ -120,7 +122,8 @@ struct AdamRule {
         weight_decay(c.weight_decay),
         decoupled(decoupled_decay) {}
   explicit AdamRule(const OptimConfig& c) : AdamRule(c, false) {}
-  void prepare(OptimizerState<T>& state) {
+  template <class State>
+  void prepare(State& state) {
     exp_avg = state.buffer("exp_avg");
     exp_avg_sq = state.buffer("exp_avg_sq");
   }
@@ -170,7 +173,8 @@ struct RMSPropRule {
         momentum(c.momentum),
         weight_decay(c.weight_decay),
         centered(c.centered) {}
-  void prepare(OptimizerState<T>& state) {
+  template <class State>
+  void prepare(State& state) {
     square_avg = state.buffer("square_avg");
     if (centered) grad_avg = state.buffer("grad_avg");
     if (momentum > 0) momentum_buffer = state.buffer("momentum_buffer");
@@ -212,7 +216,10 @@ struct AdaGradRule {
 
   explicit AdaGradRule(const OptimConfig& c)
       : lr(c.lr), lr_decay(c.lr_decay), eps(c.eps), weight_decay(c.weight_decay) {}
-  void prepare(OptimizerState<T>& state) { sum = state.buffer("sum"); }
+  template <class State>
+  void prepare(State& state) {
+    sum = state.buffer("sum");
+  }
   void plan(double step, bool) {
     k.lr = T(lr / (1 + (step - 1) * lr_decay));
     k.eps = T(eps);
@@ -276,12 +283,29 @@ class OptimizerState {
   StepPlan<T> rule_;  // set by prepare()
 };
 
+#ifndef __CUDACC__  // nvcc's front end cannot size buffer_names here; no kernel needs this
+// Whether some rule keeps a state buffer of this name (what load_state_dict accepts).
+inline bool is_optimizer_buffer(const std::string& name) {
+  bool known = false;
+  auto check = [&](const auto& names) {
+    for (const char* n : names) known = known || name == n;
+  };
+#define FASTBP_CHECK_BUFFERS(id, Rule) check(Rule<float>::buffer_names);
+  FASTBP_OPTIMIZERS(FASTBP_CHECK_BUFFERS)
+#undef FASTBP_CHECK_BUFFERS
+  return known;
+}
+#endif
+
 // Global L2 norm of g (over all n entries) before clipping; scales g so the norm is at most
 // max_norm (torch.nn.utils.clip_grad_norm_: coefficient max_norm / (norm + 1e-6), capped at 1).
 template <class T>
 double clip_grad_norm(T* g, std::size_t n, double max_norm);
 // The scale clip_grad_norm applies for a gradient of the given norm (1: none).
-double clip_coefficient(double norm, double max_norm);
+FASTBP_HD inline double clip_coefficient(double norm, double max_norm) {
+  const double coef = max_norm / (norm + 1e-6);
+  return coef < 1.0 ? coef : 1.0;
+}
 
 template <class T>
 void clip_grad_value(T* g, std::size_t n, double value);

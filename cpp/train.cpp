@@ -1,7 +1,6 @@
 #include "train.hpp"
 
 #include <cmath>
-#include <numeric>
 
 #include "barrier.hpp"
 #include "rng.hpp"
@@ -37,16 +36,10 @@ std::pair<double, double> line_search_batch(Network<T>& net, const OptimConfig& 
 
 namespace {
 
-// The epoch's sample order: 0..N-1, shuffled (Fisher-Yates) on the counter-based stream
-// (seed, epoch), so that it depends on nothing else.
+// The epoch's sample order (rng.hpp: shared with the CUDA backend).
 std::vector<long> sample_order(long N, const EpochConfig& ec) {
   std::vector<long> order(N);
-  std::iota(order.begin(), order.end(), 0L);
-  if (ec.shuffle) {
-    const CounterRng rng(ec.seed, Stream::shuffle, uint64_t(ec.epoch));
-    for (long i = N - 1; i > 0; --i)
-      std::swap(order[i], order[rng.below(uint64_t(i), uint64_t(i + 1))]);
-  }
+  fastbp::sample_order(order.data(), N, ec.shuffle, ec.seed, ec.epoch);
   return order;
 }
 

@@ -27,6 +27,7 @@ def _load_core() -> None:
 _load_core()
 
 from . import _core, datasets, lab  # noqa: E402  (the core is loaded, under its OpenMP policy)
+from ._backend import cuda_available
 from .data import LeakWarning, Split, split
 from .diagnostics import GradientReport, diagnose
 from .history import History
@@ -85,9 +86,17 @@ def build_info() -> dict[str, _Any]:
     running core was compiled for); ``isa`` (the core variant running: ``baseline``, ``v2``,
     ``v3``, ``v4`` or ``native``), ``isa_built`` (the variants installed, best first),
     ``isa_choice`` (``"auto"``, or the ``FASTBP_ISA`` setting that forced it),
-    ``cpu_features`` (what this CPU and operating system support); ``cuda``; ``version``.
+    ``cpu_features`` (what this CPU and operating system support); ``version``; ``cuda``:
+    False when fastbp was built without its CUDA backend, else a dict: ``cuda_version``,
+    ``architectures`` (the GPU code built, e.g. ``"80-real,90"``: machine code for compute
+    capability 8.0 and 9.0, and PTX for newer GPUs), ``cublas_version`` (built against) and,
+    when the module loads, ``cublas_runtime_version``, ``driver_version``, ``devices`` (GPU
+    names), ``available`` (:func:`cuda_available`) and ``unavailable_reason``.
     """
+    from ._backend import cuda_build_info
+
     info = dict(_core.build_info())
+    info["cuda"] = cuda_build_info()
     info.update(_dispatch.info())
     info["threads"] = _core.get_num_threads()
     info["version"] = __version__
@@ -133,5 +142,6 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "build_info",
+    "cuda_available",
     "__version__",
 ]

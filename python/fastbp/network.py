@@ -1,5 +1,6 @@
-"""The multi-layer perceptron: a thin wrapper over the core network, whose parameters and
-gradients Python sees as writable numpy views (no copies)."""
+"""The multi-layer perceptron: a thin wrapper over the core network of its device. On the CPU
+Python sees the parameters and gradients as writable numpy views (no copies); on a GPU they
+live in device memory, and Python sees read-only host copies (:class:`HostCopy`)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,22 @@ from typing import Any, NoReturn, overload
 
 import numpy as np
 
-from . import _core
+from ._backend import Backend, backend_for
 from .validation import (
     AUTO_INIT,
     CLASSIFICATION_LOSSES,
     LOSSES,
     check_activations,
+    check_bool,
     check_choice,
     check_data,
     check_dtype,
     check_init,
     check_inputs,
+    check_layer_params,
     check_layer_sizes,
     check_output_activation,
+    check_params_vector,
     check_seed,
 )
 
@@ -49,6 +53,46 @@ def _init_weight(rng: np.random.Generator, scheme: Any, n_in: int, n_out: int) -
     q, r = np.linalg.qr(a)
     q *= np.sign(np.diag(r))
     return q if n_in >= n_out else q.T
+
+
+_HOST_COPY_WRITE = (
+    "this array is a host copy of a GPU network's parameters or gradients: writing to it "
+    "would not change the network. Use net.set_weights(weights, biases) or "
+    "net.set_params(flat) (net.set_grads(flat) for gradients), or move the network with "
+    "net.to('cpu')"
+)
+
+
+class HostCopy(np.ndarray):
+    """A read-only host copy of a GPU network's parameters or gradients: what ``weights``,
+    ``biases``, ``params`` (and the gradients) of an MLP on a GPU return. Reading works as for
+    any ndarray (results of arithmetic are plain ndarrays); writing into it raises ValueError
+    pointing at :meth:`MLP.set_weights`, :meth:`MLP.set_params` and :meth:`MLP.to`. Copies
+    (``np.array(a)``, ``a.copy()``) are writable."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if not self.flags.writeable:
+            raise ValueError(_HOST_COPY_WRITE)
+        super().__setitem__(key, value)
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        out = kwargs.get("out")
+        if out is not None:
+            if any(isinstance(o, HostCopy) and not o.flags.writeable for o in out):
+                raise ValueError(_HOST_COPY_WRITE)
+            kwargs["out"] = tuple(o.view(np.ndarray) if isinstance(o, HostCopy) else o for o in out)
+        plain = tuple(i.view(np.ndarray) if isinstance(i, HostCopy) else i for i in inputs)
+        return getattr(ufunc, method)(*plain, **kwargs)
+
+    def copy(self, order: Any = "C") -> np.ndarray:
+        return np.array(self.view(np.ndarray), order=order, copy=True)
+
+
+def _host_copy(flat: np.ndarray) -> HostCopy:
+    """``flat`` (a fresh host array) as a read-only HostCopy."""
+    out = flat.view(HostCopy)
+    out.flags.writeable = False
+    return out
 
 
 class LayerViews(Sequence[np.ndarray]):
@@ -133,14 +177,26 @@ class MLP:
     dtype : {"float32", "float64"}, default="float32"
     seed : int or None
         Seed of the initialisation; the same seed gives bit-identical weights.
+    device : {"cpu", "cuda", "cuda:N"}, default="cpu"
+        Where the parameters, gradients and optimizer state live and the arithmetic runs.
+        "cuda" needs fastbp built with its CUDA backend and a usable NVIDIA GPU
+        (:func:`fastbp.cuda_available`); otherwise a ValueError says which is missing.
+        :meth:`to` moves a network.
+    allow_tf32 : bool, default=False
+        On a GPU in float32, let the matrix products use TF32 tensor cores (inputs rounded to
+        10 mantissa bits, the biases too: they are a row of the products). Faster, less
+        exact; no effect on the CPU or in float64.
 
     Attributes
     ----------
     weights, biases : LayerViews of ndarray of shape (n_in, n_out) and (n_out,)
-        Writable views into the flat parameter buffer ``params``, one per weight layer, in a
-        sequence that cannot be changed: set values with ``net.weights[l][...] = W``.
+        On the CPU, writable views into the flat parameter buffer ``params``, one per weight
+        layer, in a sequence that cannot be changed: set values with
+        ``net.weights[l][...] = W``. On a GPU, read-only host copies (:class:`HostCopy`),
+        made at each access: set values with :meth:`set_weights` or :meth:`set_params`.
     grad_weights, grad_biases : LayerViews of ndarray
-        Views into the flat gradient buffer ``grads``, filled by :meth:`backward`.
+        Views into the flat gradient buffer ``grads`` (host copies on a GPU), filled by
+        :meth:`backward`.
 
     Examples
     --------
@@ -161,6 +217,8 @@ class MLP:
         init: Any = "auto",
         dtype: Any = "float32",
         seed: int | None = None,
+        device: str = "cpu",
+        allow_tf32: bool = False,
     ) -> None:
         self.layer_sizes = check_layer_sizes(layer_sizes)
         self.activations = check_activations(activation, len(self.layer_sizes) - 2)
@@ -169,14 +227,22 @@ class MLP:
         self.dtype = check_dtype(dtype)
         self.init = check_init(init, self.dtype)
         self.seed = check_seed(seed)
+        self.allow_tf32 = check_bool(allow_tf32, "allow_tf32")
+        self.device = backend_for(device).device
         self._make_core()
         self.reset_parameters()
 
     def _make_core(self) -> None:
-        """A fresh core network of this structure (zero parameters) and the views into it."""
-        core_cls = _core.Network32 if self.dtype == np.float32 else _core.Network64
-        self._net = core_cls(self.layer_sizes, self.activations, self.output_activation, self.loss)
-        self._bind_views()
+        """A fresh core network of this structure (zero parameters) on ``self.device``, and
+        the views into it (on the CPU)."""
+        self._backend = backend_for(self.device)
+        self._net = self._backend.network(
+            self.dtype, self.layer_sizes, self.activations, self.output_activation, self.loss
+        )
+        if self.device == "cpu":
+            self._bind_views()
+        else:
+            self._net.allow_tf32 = self.allow_tf32
 
     def _bind_views(self) -> None:
         layers = self._net.layer_views(False)
@@ -188,61 +254,137 @@ class MLP:
 
     @property
     def weights(self) -> LayerViews:
-        """Weight matrices, ndarray views of shape (n_in, n_out) into :attr:`params`."""
-        return self._weights
+        """Weight matrices, ndarray views of shape (n_in, n_out) into :attr:`params` (on a
+        GPU, read-only host copies: see :meth:`set_weights`)."""
+        return self._weights if self.device == "cpu" else self._layer_copies(False)[0]
 
     @property
     def biases(self) -> LayerViews:
-        """Bias vectors, ndarray views of shape (n_out,) into :attr:`params`."""
-        return self._biases
+        """Bias vectors, ndarray views of shape (n_out,) into :attr:`params` (on a GPU,
+        read-only host copies)."""
+        return self._biases if self.device == "cpu" else self._layer_copies(False)[1]
 
     @property
     def grad_weights(self) -> LayerViews:
-        """Weight gradients of the last :meth:`backward`, views into :attr:`grads`."""
-        return self._grad_weights
+        """Weight gradients of the last :meth:`backward`, views into :attr:`grads` (on a GPU,
+        read-only host copies)."""
+        return self._grad_weights if self.device == "cpu" else self._layer_copies(True)[0]
 
     @property
     def grad_biases(self) -> LayerViews:
-        """Bias gradients of the last :meth:`backward`, views into :attr:`grads`."""
-        return self._grad_biases
+        """Bias gradients of the last :meth:`backward`, views into :attr:`grads` (on a GPU,
+        read-only host copies)."""
+        return self._grad_biases if self.device == "cpu" else self._layer_copies(True)[1]
+
+    def _layer_offsets(self) -> list[tuple[int, int, int, int]]:
+        """(offset, n_in, n_out, bias offset) of each weight layer in the flat buffers."""
+        out, offset = [], 0
+        for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:]):
+            out.append((offset, n_in, n_out, offset + n_in * n_out))
+            offset += (n_in + 1) * n_out
+        return out
+
+    def _layer_copies(self, grads: bool) -> tuple[LayerViews, LayerViews]:
+        """Per layer views of one host copy of the parameters (or gradients) of a GPU net."""
+        flat = self.grads if grads else self.params
+        ws = [flat[o : o + i * k].reshape(i, k) for o, i, k, _ in self._layer_offsets()]
+        bs = [flat[b : b + k] for _, _, k, b in self._layer_offsets()]
+        prefix = "grad_" if grads else ""
+        return LayerViews(prefix + "weights", ws), LayerViews(prefix + "biases", bs)
 
     def reset_parameters(self, seed: int | None = None) -> None:
         """Draw fresh weights by the ``init`` scheme (with ``seed``, or the network's) and zero
         the biases and gradients."""
         rng = np.random.default_rng(self.seed if seed is None else check_seed(seed))
         drawn = []
-        for w, activation in zip(self.weights, self.layer_activations):
+        for (_, n_in, n_out, _), activation in zip(self._layer_offsets(), self.layer_activations):
             scheme = self.init
             if scheme == "auto":
                 scheme = "he_normal" if AUTO_INIT[activation] == "he" else "xavier_uniform"
-            drawn.append(_init_weight(rng, scheme, *w.shape))
+            drawn.append(_init_weight(rng, scheme, n_in, n_out))
         # check_init bounds the scale; this makes "finite in the network's dtype" a guarantee.
         largest = np.finfo(self.dtype).max
         if not all(np.isfinite(W).all() and np.abs(W).max() <= largest for W in drawn):
             raise ValueError(f"init {self.init!r} drew weights beyond {self.dtype.name}'s range")
-        for w, b, W in zip(self.weights, self.biases, drawn):
-            w[...] = W
-            b[...] = 0
-        self.grads[...] = 0
+        self.set_weights(drawn, [np.zeros(W.shape[1]) for W in drawn])
+        self._backend.set_grads(self._net, np.zeros(self.n_params, dtype=self.dtype))
+
+    def set_weights(self, weights: Sequence[Any], biases: Sequence[Any]) -> None:
+        """Set every layer's weights and biases, on any device.
+
+        Parameters
+        ----------
+        weights : sequence of array-like of shape (n_in, n_out)
+            One per weight layer, as :attr:`weights`.
+        biases : sequence of array-like of shape (n_out,)
+            One per weight layer, as :attr:`biases`.
+        """
+        ws, bs = check_layer_params(weights, biases, self.layer_sizes, self.dtype)
+        flat = np.empty(self.n_params, dtype=self.dtype)
+        for (o, i, k, b), W, B in zip(self._layer_offsets(), ws, bs):
+            flat[o : o + i * k] = W.reshape(-1)
+            flat[b : b + k] = B
+        self._backend.set_params(self._net, flat)
+
+    def set_params(self, flat: Any) -> None:
+        """Set all parameters from one flat array of shape (n_params,), laid out as
+        :attr:`params` (W_0, b_0, W_1, b_1, ..., row-major W), on any device."""
+        self._backend.set_params(
+            self._net, check_params_vector(flat, self.n_params, self.dtype, "flat")
+        )
+
+    def set_grads(self, flat: Any) -> None:
+        """Set all gradients from one flat array of shape (n_params,), laid out as
+        :attr:`grads`, on any device."""
+        self._backend.set_grads(
+            self._net, check_params_vector(flat, self.n_params, self.dtype, "flat")
+        )
+
+    def to(self, device: str) -> MLP:
+        """Move the network's parameters and gradients to ``device`` ("cpu", "cuda" or
+        "cuda:N") and return the network. Views taken of it before (``net.weights`` on the
+        CPU) no longer belong to it; an optimizer that stepped it moves its state along at its
+        next step. A ValueError says why a device cannot be used."""
+        backend = backend_for(device)
+        if backend is self._backend:
+            return self
+        params = np.array(self._backend.get_params(self._net))
+        grads = np.array(self._backend.get_grads(self._net))
+        self.device = backend.device
+        self._make_core()
+        self._backend.set_params(self._net, params)
+        self._backend.set_grads(self._net, grads)
+        return self
 
     # ---- structure -------------------------------------------------------------------------
     @property
     def core(self) -> Any:
-        """The compiled network (``fastbp._core.Network32`` or ``Network64``) that fastbp's own
-        modules (optimizers, Trainer, lr_find) hand to the core. Its methods take arrays already
-        checked and converted (see :mod:`fastbp.validation`) and are not a stable public API:
-        use the methods of MLP instead."""
+        """The compiled network (``Network32`` or ``Network64`` of ``fastbp._core``, or of
+        ``fastbp._cuda`` on a GPU) that fastbp's own modules (optimizers, Trainer, lr_find)
+        hand to the backend. Its methods take arrays already checked and converted (see
+        :mod:`fastbp.validation`) and are not a stable public API: use the methods of MLP
+        instead."""
         return self._net
 
     @property
+    def backend(self) -> Backend:
+        """The primitives of this network's device (:mod:`fastbp._backend`), for fastbp's own
+        modules; not a stable public API."""
+        return self._backend
+
+    @property
     def params(self) -> np.ndarray:
-        """Flat view of all parameters: W_0, b_0, W_1, b_1, ... (row-major W)."""
-        return self._net.params
+        """Flat view of all parameters: W_0, b_0, W_1, b_1, ... (row-major W). On a GPU, a
+        read-only host copy (:class:`HostCopy`): set them with :meth:`set_params`."""
+        flat = self._backend.get_params(self._net)
+        return flat if self.device == "cpu" else _host_copy(flat)
 
     @property
     def grads(self) -> np.ndarray:
-        """Flat view of all gradients, laid out like :attr:`params`."""
-        return self._net.grads
+        """Flat view of all gradients, laid out like :attr:`params` (on a GPU, a read-only
+        host copy)."""
+        flat = self._backend.get_grads(self._net)
+        return flat if self.device == "cpu" else _host_copy(flat)
 
     @property
     def n_params(self) -> int:
@@ -265,9 +407,10 @@ class MLP:
         return self.loss in CLASSIFICATION_LOSSES
 
     def __repr__(self) -> str:
+        device = "" if self.device == "cpu" else f", device={self.device!r}"
         return (
             f"MLP({self.layer_sizes}, activation={self.activations}, loss={self.loss!r}, "
-            f"output_activation={self.output_activation!r}, dtype={self.dtype.name!r})"
+            f"output_activation={self.output_activation!r}, dtype={self.dtype.name!r}{device})"
         )
 
     # ---- computation -----------------------------------------------------------------------
@@ -323,13 +466,14 @@ class MLP:
         return self._net.activation_stats(check_inputs(self, X))
 
     def copy(self) -> MLP:
-        """An independent network with the same structure and parameters."""
+        """An independent network with the same structure and parameters, on the same
+        device."""
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         clone.layer_sizes, clone.activations = list(self.layer_sizes), list(self.activations)
         clone._make_core()
-        clone.params[...] = self.params
-        clone.grads[...] = self.grads
+        clone._backend.restore(clone._net, self._backend.snapshot(self._net))
+        clone._backend.set_grads(clone._net, self._backend.get_grads(self._net))
         return clone
 
     def save(
@@ -365,6 +509,8 @@ class MLP:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         params = state.pop("params")
+        state.setdefault("device", "cpu")
+        state.setdefault("allow_tf32", False)
         self.__dict__.update(state)
         self._make_core()
-        self.params[...] = params
+        self._backend.set_params(self._net, params)

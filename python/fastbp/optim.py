@@ -112,8 +112,8 @@ class Optimizer:
 
     _kind: Any = None
     _fields: tuple[Hyperparameter[Any], ...] = ()  # set for each subclass, base class first
-    _state: _core.OptimizerState32 | _core.OptimizerState64 | None
-    _owner: weakref.ref[Any] | None  # the core network the state is bound to
+    _state: Any  # the backend's OptimizerState32 / 64 (CPU core or GPU), or None
+    _owner: weakref.ref[Any] | None  # the network (MLP) the state is bound to
     _made_for: tuple[np.dtype, int] | None  # the dtype and n_params the state was made for
 
     lr = Hyperparameter(_real(min_value=0), doc="Learning rate; may be changed between steps.")
@@ -153,14 +153,16 @@ class Optimizer:
         return c
 
     def state_for(self, net: MLP) -> Any:
-        """The core state of this optimizer, created for ``net`` on first use; a state that
-        is bound to no network (copied, unpickled, loaded) binds to ``net`` if it was made for
-        a network of the same size and dtype."""
+        """The core state of this optimizer, created for ``net`` on first use, on the
+        network's device; a state that is bound to no network (copied, unpickled, loaded)
+        binds to ``net`` if it was made for a network of the same size and dtype. When the
+        network has moved to another device since (:meth:`MLP.to`), the state moves with it."""
         check_net(net)
+        backend = net.backend
         if self._state is None:
-            cls = _core.OptimizerState32 if net.dtype == np.float32 else _core.OptimizerState64
-            self._state, self._made_for = cls(net.n_params), (net.dtype, net.n_params)
-        elif self._owner is not None and self._owner() is not net.core:
+            self._state = backend.optimizer_state(net.dtype, net.n_params)
+            self._made_for = (net.dtype, net.n_params)
+        elif self._owner is not None and self._owner() is not net:
             raise ValueError(
                 "net: this optimizer already holds the state of another network; "
                 "call opt.reset() or create a new optimizer"
@@ -171,7 +173,11 @@ class Optimizer:
                 f"net: this optimizer's state is for {n_params} {dtype.name} parameters, the "
                 f"network has {net.n_params} {net.dtype.name}; call opt.reset() to start afresh"
             )
-        self._owner = weakref.ref(net.core)
+        if not backend.owns(self._state):
+            moved = backend.optimizer_state(net.dtype, net.n_params)
+            moved.load_state_dict(self._state.state_dict())
+            self._state = moved
+        self._owner = weakref.ref(net)
         return self._state
 
     @property
@@ -397,7 +403,7 @@ class LineSearchSGD(Optimizer):
         if X is None or Y is None:
             raise TypeError("LineSearchSGD.step needs the batch: opt.step(net, X, Y)")
         X, Y = check_data(net, X, Y, y_name="Y")
-        loss, self.last_step = _core.line_search_step(net.core, self.config(), X, Y)
+        loss, self.last_step = net.backend.line_search_step(net.core, self.config(), X, Y)
         return loss
 
 

@@ -126,13 +126,11 @@ def _check_callbacks(callbacks: Iterable[Any]) -> list[Callback]:
     return out
 
 
-def _finite_epoch(stats: dict[str, Any], params: np.ndarray, logs: dict[str, Any]) -> bool:
+def _finite_epoch(stats: dict[str, Any], params_finite: bool, logs: dict[str, Any]) -> bool:
     """Whether every batch's loss and gradient (checked by the core), the weights the epoch
     ended with (its last step can overflow them) and the epoch's losses are finite."""
     losses = [v for v in (logs["train_loss"], logs["val_loss"]) if v is not None]
-    return bool(
-        stats["finite"] and np.isfinite(params).all() and all(math.isfinite(v) for v in losses)
-    )
+    return bool(stats["finite"] and params_finite and all(math.isfinite(v) for v in losses))
 
 
 def _stats_sample(X: np.ndarray, seed: int) -> np.ndarray:
@@ -310,11 +308,16 @@ class Trainer:
         Xv, Yv = (None, None) if validation is None else check_validation_pair(net, validation)
         self._check_monitors(has_validation=Xv is not None)
         seed = resolve_seed(self.seed)
-        X_sample = _stats_sample(X, seed)
+        # The data as the network's device reads them every epoch: on a GPU, copied there once.
+        backend = net.backend
+        X_sample = backend.upload(_stats_sample(X, seed))[0]
+        X, Y = backend.upload(X, Y)
+        if Xv is not None:
+            Xv, Yv = backend.upload(Xv, Yv)
         state = self.optimizer.state_for(net)
         base_lr = self.optimizer.lr
         history = self._begin_training()
-        start_params = np.empty_like(net.params)  # the core writes each epoch's start into it
+        start_params = backend.param_buffer(net.core)  # the core writes each epoch's start there
         best_params = None
         bar = _ProgressBar(self.epochs, self.progress)
         try:
@@ -323,12 +326,12 @@ class Trainer:
                 self.optimizer.lr = self._epoch_lr(epoch, base_lr, history)
                 stats, seconds = self._train_epoch(epoch, state, X, Y, start_params, seed)
                 logs = self._epoch_logs(stats, X_sample, Xv, Yv, seconds)
-                if not _finite_epoch(stats, net.params, logs):
+                if not _finite_epoch(stats, backend.params_finite(net.core), logs):
                     self._roll_back(history, index, epoch, start_params)
                     break
                 improved, stop = self._end_epoch(history, index, epoch, logs)
                 if improved:
-                    best_params = np.array(net.params)
+                    best_params = backend.snapshot(net.core)
                 bar.update(logs)
                 if stop:
                     break
@@ -359,14 +362,15 @@ class Trainer:
         self,
         epoch: int,
         state: Any,
-        X: np.ndarray,
-        Y: np.ndarray,
-        start_params: np.ndarray,
+        X: Any,
+        Y: Any,
+        start_params: Any,
         seed: int,
     ) -> tuple[dict[str, Any], float]:
-        """One epoch in the core; its statistics and the seconds it took."""
+        """One epoch in the core of the network's device; its statistics and the seconds it
+        took."""
         t0 = time.perf_counter()
-        stats = _core.train_epoch(
+        stats = self.net.backend.train_epoch(
             self.net.core,
             state,
             self.optimizer.config(),
@@ -379,11 +383,9 @@ class Trainer:
             self.grad_noise.t = stats["noise_t"]
         return stats, time.perf_counter() - t0
 
-    def _roll_back(
-        self, history: History, index: int, epoch: int, start_params: np.ndarray
-    ) -> None:
+    def _roll_back(self, history: History, index: int, epoch: int, start_params: Any) -> None:
         """Undo an epoch that went non-finite: its start weights back, the optimizer reset."""
-        self.net.params[...] = start_params
+        self.net.backend.restore(self.net.core, start_params)
         # The moments of the diverging epoch are garbage: a later fit starts afresh.
         self.optimizer.reset()
         history.stop_reason = "non_finite"
@@ -417,16 +419,16 @@ class Trainer:
             history.stop_reason = history.stop_reason or "callback"
         return improved, stop
 
-    def _end_training(self, best_params: np.ndarray | None) -> None:
+    def _end_training(self, best_params: Any) -> None:
         """Put back the best weights if early stopping asks to; callbacks are told."""
         es = self.early_stopping
         if es is not None and es.restore_best and best_params is not None:
-            self.net.params[...] = best_params
+            self.net.backend.restore(self.net.core, best_params)
         for cb in self.callbacks:
             cb.on_train_end(self)
 
     def _epoch_logs(
-        self, stats: dict[str, Any], X_sample: np.ndarray, Xv: Any, Yv: Any, seconds: float
+        self, stats: dict[str, Any], X_sample: Any, Xv: Any, Yv: Any, seconds: float
     ) -> dict[str, Any]:
         net = self.net
         classifier = net.is_classifier

@@ -370,6 +370,42 @@ def check_Y(
     return arr
 
 
+def check_params_vector(values: Any, n_params: int, dtype: np.dtype, name: str) -> np.ndarray:
+    """A network's flat parameters (or gradients): numbers, shape (n_params,), as ``dtype``."""
+    arr = _as_numeric(values, name)
+    if arr.shape != (n_params,):
+        raise ValueError(f"{name} must have shape ({n_params},) (n_params), got {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def check_layer_params(
+    weights: Any, biases: Any, layer_sizes: list[int], dtype: np.dtype
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """One weight matrix (n_in, n_out) and one bias vector (n_out,) per weight layer."""
+    n_layers = len(layer_sizes) - 1
+    out = []
+    for name, values in (("weights", weights), ("biases", biases)):
+        if isinstance(values, (str, bytes, np.ndarray)) or not isinstance(values, Sequence):
+            raise TypeError(
+                f"{name} must be a list of arrays, one per weight layer; "
+                f"got {type(values).__name__}"
+            )
+        if len(values) != n_layers:
+            raise ValueError(
+                f"{name} must hold {n_layers} arrays (one per layer), got {len(values)}"
+            )
+        arrays = []
+        for layer, v in enumerate(values):
+            arr = _as_numeric(v, f"{name}[{layer}]")
+            n_in, n_out = layer_sizes[layer], layer_sizes[layer + 1]
+            shape = (n_in, n_out) if name == "weights" else (n_out,)
+            if arr.shape != shape:
+                raise ValueError(f"{name}[{layer}] must have shape {shape}, got {arr.shape}")
+            arrays.append(np.asarray(arr, dtype=dtype))
+        out.append(arrays)
+    return out[0], out[1]
+
+
 def check_inputs(net: MLP, X: Any, name: str = "X") -> np.ndarray:
     """Inputs converted for ``net``'s core: see :func:`check_X`."""
     return check_X(X, net.layer_sizes[0], net.dtype, name=name)

@@ -1,0 +1,714 @@
+// The CUDA backend's module: the same names and calls as the CPU core's (cpp/bindings.cpp), so
+// that fastbp's Python layer runs either through one interface (python/fastbp/_backend.py).
+// Built twice from this file: fastbp._cuda over CudaExec (a GPU), and, for the tests of the
+// backend's logic on machines without one, fastbp._cuda_emu over HostExec
+// (FASTBP_CUDA_EMULATION). Like cpp/bindings.cpp it converts, checks and forwards only.
+//
+// Differences from the CPU module: parameters and gradients are not numpy views (they live on
+// the device): get_params / set_params copy; inputs and targets may be numpy arrays (copied in
+// for the call) or DeviceArray objects (copied once, reused: Trainer.fit uploads its data
+// once); the configuration objects are the CPU module's OptimConfig and EpochConfig, read by
+// attribute.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <string>
+
+#include "device_train.hpp"
+
+#ifdef FASTBP_CUDA_EMULATION
+#include "host_exec.hpp"
+using Exec = fastbp::device::HostExec;
+#define FASTBP_DEVICE_MODULE _cuda_emu
+#else
+#include "cuda_exec.hpp"
+using Exec = fastbp::device::CudaExec;
+#define FASTBP_DEVICE_MODULE _cuda
+#endif
+
+namespace py = pybind11;
+using namespace fastbp;
+using namespace fastbp::device;
+
+namespace {
+
+template <class T>
+using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
+using Labels = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+
+std::string type_name(py::handle h) { return py::str(py::type::of(h).attr("__name__")); }
+
+// ---- arrays on the device ----
+
+enum class Kind { float32, float64, int32 };
+
+template <class T>
+constexpr Kind kind_of() {
+  if constexpr (std::is_same_v<T, float>) return Kind::float32;
+  if constexpr (std::is_same_v<T, double>) return Kind::float64;
+  return Kind::int32;
+}
+
+const char* kind_name(Kind k) {
+  return k == Kind::float32 ? "float32" : k == Kind::float64 ? "float64" : "int32";
+}
+
+// A C-contiguous 1-D or 2-D array copied to a device once: a data set that several calls
+// read (the epochs of one fit). Labels remember their range, so that a network can check
+// them without reading them back.
+class DeviceArray {
+ public:
+  DeviceArray(py::array a, int device) : device_(device) {
+    const char kind = a.dtype().kind();
+    const auto size = a.dtype().itemsize();
+    if (kind == 'f' && size == 4)
+      kind_ = Kind::float32;
+    else if (kind == 'f' && size == 8)
+      kind_ = Kind::float64;
+    else if (kind == 'i' && size == 4)
+      kind_ = Kind::int32;
+    else
+      throw py::type_error("DeviceArray holds float32, float64 or int32 arrays, got " +
+                           std::string(py::str(a.dtype())));
+    require(a.ndim() == 1 || a.ndim() == 2, "DeviceArray holds 1-D or 2-D arrays");
+    require(bool(a.flags() & py::array::c_style), "DeviceArray needs a C-contiguous array");
+    rows_ = long(a.shape(0));
+    cols_ = a.ndim() == 2 ? long(a.shape(1)) : 0;
+    const std::size_t bytes = std::size_t(a.nbytes());
+    buffer_ = DeviceBuffer<unsigned char, Exec>(bytes, device);
+    if (kind_ == Kind::int32 && rows_ > 0) {
+      const int32_t* p = static_cast<const int32_t*>(a.data());
+      const std::size_t n = bytes / sizeof(int32_t);
+      label_min_ = label_max_ = p[0];
+      for (std::size_t i = 1; i < n; ++i) {
+        label_min_ = std::min(label_min_, p[i]);
+        label_max_ = std::max(label_max_, p[i]);
+      }
+    }
+    py::gil_scoped_release release;
+    Exec::upload_sync(buffer_.get(), a.data(), bytes, device);
+  }
+  DeviceArray(std::size_t n, Kind kind, int device)
+      : buffer_(n * (kind == Kind::float64 ? 8 : 4), device),
+        device_(device),
+        kind_(kind),
+        rows_(long(n)) {}
+
+  Kind kind() const { return kind_; }
+  int device() const { return device_; }
+  long rows() const { return rows_; }
+  long cols() const { return cols_; }
+  int ndim() const { return cols_ ? 2 : 1; }
+  std::size_t nbytes() const { return buffer_.size(); }
+  int32_t label_min() const { return label_min_; }
+  int32_t label_max() const { return label_max_; }
+  template <class T>
+  T* data() const {
+    return reinterpret_cast<T*>(buffer_.get());
+  }
+  py::tuple shape() const {
+    if (cols_) return py::make_tuple(rows_, cols_);
+    return py::make_tuple(rows_);
+  }
+  py::array to_numpy() const {
+    std::vector<py::ssize_t> shape{rows_};
+    if (cols_) shape.push_back(cols_);
+    py::array out(py::dtype(kind_name(kind_)), shape);
+    Exec::download_sync(out.mutable_data(), buffer_.get(), nbytes(), device_);
+    return out;
+  }
+
+ private:
+  DeviceBuffer<unsigned char, Exec> buffer_;
+  int device_ = 0;
+  Kind kind_ = Kind::float32;
+  long rows_ = 0, cols_ = 0;
+  int32_t label_min_ = 0, label_max_ = 0;
+};
+
+// ---- the network and what stays with it ----
+
+template <class T>
+struct Net {
+  DeviceNetwork<T, Exec> net;
+  EpochWorkspace<T, Exec> ws;
+  Net(std::vector<int> sizes, const std::vector<std::string>& hidden, const std::string& output,
+      const std::string& loss, int device, bool allow_tf32)
+      : net(std::move(sizes), acts(hidden), parse_activation(output), parse_loss(loss), device,
+            allow_tf32) {}
+  static std::vector<Act> acts(const std::vector<std::string>& names) {
+    std::vector<Act> out;
+    for (const std::string& h : names) out.push_back(parse_activation(h));
+    return out;
+  }
+};
+
+// Runs f with the GIL released and the network's lock held (as the CPU module).
+template <class T, class F>
+auto locked_without_gil(Net<T>& n, F&& f) {
+  py::gil_scoped_release release;
+  std::lock_guard<std::mutex> lock(n.net.mutex());
+  return f();
+}
+
+// Inputs: a DeviceArray, or anything numpy converts (kept alive by `hold`).
+template <class T>
+Rows<T> input_rows(const DeviceNetwork<T, Exec>& net, py::handle X, Array<T>& hold, long* n) {
+  if (py::isinstance<DeviceArray>(X)) {
+    const DeviceArray& d = X.cast<const DeviceArray&>();
+    require(d.kind() == kind_of<T>(), std::string("X is a DeviceArray of ") + kind_name(d.kind()) +
+                                          ", the network's dtype is " + kind_name(kind_of<T>()));
+    require(d.device() == net.device(), "X is on another device than the network");
+    require(d.ndim() == 2 && d.cols() == net.n_in(), "X has " + std::to_string(d.cols()) +
+                                                         " features, the network expects " +
+                                                         std::to_string(net.n_in()));
+    require(d.rows() > 0, "X is empty: at least one sample is needed");
+    *n = d.rows();
+    return {d.data<T>(), true};
+  }
+  hold = Array<T>::ensure(X);
+  require(bool(hold), "X must be a numeric array");
+  require(hold.ndim() == 2,
+          "X must be 2-D (n_samples, n_features), got " + std::to_string(hold.ndim()) + "-D");
+  require(hold.shape(1) == net.n_in(), "X has " + std::to_string(hold.shape(1)) +
+                                           " features, the network expects " +
+                                           std::to_string(net.n_in()));
+  require(hold.shape(0) > 0, "X is empty: at least one sample is needed");
+  *n = long(hold.shape(0));
+  return {hold.data(), false};
+}
+
+// Targets: int32 labels (n,) or (n, n_out) values of the network's dtype, as a DeviceArray
+// or a numpy array.
+template <class T>
+struct HeldTargets {
+  Array<T> dense;
+  Labels labels;
+  Targets<T> targets;
+};
+
+template <class T>
+HeldTargets<T> make_targets(const DeviceNetwork<T, Exec>& net, py::handle Y, long n) {
+  HeldTargets<T> h;
+  auto check_labels = [&](int32_t lo, int32_t hi) {
+    const std::string mismatch = loss_labels_mismatch(net.loss());
+    require(mismatch.empty(), mismatch);
+    require(lo >= 0 && hi < net.n_out(), "Y has a label out of range [0, n_out)");
+  };
+  if (py::isinstance<DeviceArray>(Y)) {
+    const DeviceArray& d = Y.cast<const DeviceArray&>();
+    require(d.device() == net.device(), "Y is on another device than the network");
+    h.targets.on_device = true;
+    if (d.kind() == Kind::int32) {
+      require(d.ndim() == 1 && d.rows() == n, "Y must have one label per row of X");
+      check_labels(d.label_min(), d.label_max());
+      h.targets.labels = d.data<int32_t>();
+    } else {
+      require(d.kind() == kind_of<T>(), std::string("Y is a DeviceArray of ") +
+                                            kind_name(d.kind()) + ", the network's dtype is " +
+                                            kind_name(kind_of<T>()));
+      require(d.ndim() == 2 && d.rows() == n && d.cols() == net.n_out(),
+              "Y must have shape (n_samples, n_out) matching X");
+      h.targets.dense = d.data<T>();
+    }
+    return h;
+  }
+  if (py::isinstance<py::array_t<int32_t>>(Y)) {
+    h.labels = Labels::ensure(Y);
+    require(h.labels.ndim() == 1 && h.labels.shape(0) == n, "Y must have one label per row of X");
+    const int32_t* p = h.labels.data();
+    int32_t lo = 0, hi = 0;
+    for (long i = 0; i < n; ++i) {
+      lo = i == 0 ? p[i] : std::min(lo, p[i]);
+      hi = i == 0 ? p[i] : std::max(hi, p[i]);
+    }
+    check_labels(lo, hi);
+    h.targets.labels = p;
+  } else {
+    h.dense = Array<T>::ensure(Y);
+    require(bool(h.dense), "Y must be a numeric array");
+    require(h.dense.ndim() == 2 && h.dense.shape(0) == n && h.dense.shape(1) == net.n_out(),
+            "Y must have shape (n_samples, n_out) matching X");
+    h.targets.dense = h.dense.data();
+  }
+  return h;
+}
+
+// The CPU module's OptimConfig and EpochConfig, read by attribute (any object with those
+// attributes does).
+OptimConfig optim_config(py::handle c) {
+  OptimConfig o;
+  o.kind = Optim(py::int_(c.attr("kind")).cast<int>());
+  o.lr = c.attr("lr").cast<double>();
+  o.momentum = c.attr("momentum").cast<double>();
+  o.dampening = c.attr("dampening").cast<double>();
+  o.weight_decay = c.attr("weight_decay").cast<double>();
+  o.nesterov = c.attr("nesterov").cast<bool>();
+  o.beta1 = c.attr("beta1").cast<double>();
+  o.beta2 = c.attr("beta2").cast<double>();
+  o.eps = c.attr("eps").cast<double>();
+  o.alpha = c.attr("alpha").cast<double>();
+  o.centered = c.attr("centered").cast<bool>();
+  o.lr_decay = c.attr("lr_decay").cast<double>();
+  o.c1 = c.attr("c1").cast<double>();
+  o.shrink = c.attr("shrink").cast<double>();
+  o.max_iter = c.attr("max_iter").cast<int>();
+  require(int(o.kind) >= 0 && int(o.kind) <= int(Optim::line_search), "unknown optimizer kind");
+  return o;
+}
+
+EpochConfig epoch_config(py::handle c) {
+  EpochConfig e;
+  e.batch_size = c.attr("batch_size").cast<int>();
+  e.shuffle = c.attr("shuffle").cast<bool>();
+  e.seed = c.attr("seed").cast<uint64_t>();
+  e.epoch = c.attr("epoch").cast<int64_t>();
+  e.clip_norm = c.attr("clip_norm").cast<double>();
+  e.clip_value = c.attr("clip_value").cast<double>();
+  e.noise = c.attr("noise").cast<bool>();
+  e.noise_eta = c.attr("noise_eta").cast<double>();
+  e.noise_gamma = c.attr("noise_gamma").cast<double>();
+  e.noise_seed = c.attr("noise_seed").cast<uint64_t>();
+  e.noise_t = c.attr("noise_t").cast<int64_t>();
+  return e;
+}
+
+// As the CPU module's.
+py::dict stats_dict(const EpochStats& s) {
+  py::dict d;
+  d["loss"] = s.loss;
+  d["accuracy"] = s.accuracy;
+  d["samples"] = s.samples;
+  d["batches"] = s.batches;
+  d["grad_norm_mean"] = py::array_t<double>(s.grad_norm_mean.size(), s.grad_norm_mean.data());
+  d["grad_norm_max"] = py::array_t<double>(s.grad_norm_max.size(), s.grad_norm_max.data());
+  d["update_ratio"] = py::array_t<double>(s.update_ratio.size(), s.update_ratio.data());
+  d["noise_t"] = s.noise_t;
+  d["finite"] = s.finite;
+  d["mean_step"] = s.mean_step;
+  d["threads"] = s.threads;
+  return d;
+}
+
+// {"step": int, "momentum_fresh": bool, "buffers": {name: 1-D ndarray}}, as the CPU module.
+template <class T>
+py::dict state_dict_to_python(const OptimizerStateDict<T>& s) {
+  py::dict buffers;
+  for (const auto& [name, values] : s.buffers)
+    buffers[py::str(name)] = py::array_t<T>(py::ssize_t(values.size()), values.data());
+  py::dict d;
+  d["step"] = s.step;
+  d["momentum_fresh"] = s.momentum_fresh;
+  d["buffers"] = buffers;
+  return d;
+}
+
+template <class T>
+OptimizerStateDict<T> state_dict_from_python(py::handle h) {
+  require(py::isinstance<py::dict>(h), "state must be a dict, as state_dict() returns");
+  const auto d = py::reinterpret_borrow<py::dict>(h);
+  for (const auto& item : d) {
+    const std::string key = py::str(item.first);
+    require(key == "step" || key == "momentum_fresh" || key == "buffers",
+            "state has an unknown key '" + key + "' (expected step, momentum_fresh, buffers)");
+  }
+  for (const char* key : {"step", "momentum_fresh", "buffers"})
+    require(d.contains(key), std::string("state lacks the key '") + key + "'");
+  OptimizerStateDict<T> s;
+  const py::object step = d["step"];
+  require(!py::isinstance<py::bool_>(step) && PyIndex_Check(step.ptr()),
+          "state['step'] must be an int, got " + type_name(step));
+  const long long value = py::int_(step).cast<long long>();
+  require(value >= 0, "state['step'] must be an int >= 0, got " + std::to_string(value));
+  s.step = long(value);
+  const py::object fresh = d["momentum_fresh"];
+  require(py::isinstance<py::bool_>(fresh) ||
+              py::isinstance(fresh, py::module_::import("numpy").attr("bool_")),
+          "state['momentum_fresh'] must be a bool, got " + type_name(fresh));
+  s.momentum_fresh = fresh.cast<bool>();
+  const py::object buffers = d["buffers"];
+  require(py::isinstance<py::dict>(buffers), "state['buffers'] must be a dict {name: array}");
+  for (const auto& item : py::reinterpret_borrow<py::dict>(buffers)) {
+    require(py::isinstance<py::str>(item.first), "state['buffers'] keys must be str");
+    const std::string name = py::str(item.first);
+    const py::array a = py::array::ensure(item.second);
+    require(bool(a) && a.ndim() == 1,
+            "state['buffers']['" + name + "'] must be a 1-D array of numbers");
+    const auto converted = Array<T>::ensure(a);
+    require(bool(converted), "state['buffers']['" + name + "'] must hold real numbers");
+    s.buffers[name] = std::vector<T>(converted.data(), converted.data() + converted.shape(0));
+  }
+  return s;
+}
+
+// ---- Network ----
+
+template <class T>
+py::array_t<T> host_copy(Net<T>& n, bool grads) {
+  py::array_t<T> out(py::ssize_t(n.net.n_params()));
+  T* o = out.mutable_data();
+  locked_without_gil(n, [&] { grads ? n.net.get_grads(o) : n.net.get_params(o); });
+  return out;
+}
+
+template <class T>
+void set_flat(Net<T>& n, py::handle values, bool grads) {
+  if (py::isinstance<DeviceArray>(values)) {
+    require(!grads, "gradients are set from host arrays");
+    const DeviceArray& d = values.cast<const DeviceArray&>();
+    require(d.kind() == kind_of<T>() && d.ndim() == 1 && std::size_t(d.rows()) == n.net.n_params(),
+            "params must be a (n_params,) array of the network's dtype");
+    require(d.device() == n.net.device(), "params are on another device than the network");
+    const T* p = d.data<T>();
+    locked_without_gil(n, [&] { n.net.copy_params_from(p); });
+    return;
+  }
+  const Array<T> a = Array<T>::ensure(values);
+  require(bool(a) && a.ndim() == 1 && std::size_t(a.shape(0)) == n.net.n_params(),
+          std::string(grads ? "grads" : "params") + " must be a (n_params,) array of " +
+              std::to_string(n.net.n_params()) + " numbers");
+  const T* p = a.data();
+  locked_without_gil(n, [&] { grads ? n.net.set_grads(p) : n.net.set_params(p); });
+}
+
+template <class T>
+Array<T> forward(Net<T>& n, py::handle X) {
+  Array<T> hold;
+  long rows = 0;
+  const Rows<T> x = input_rows(n.net, X, hold, &rows);
+  Array<T> out({py::ssize_t(rows), py::ssize_t(n.net.n_out())});
+  T* o = out.mutable_data();
+  locked_without_gil(n, [&] { n.net.forward(x, rows, o); });
+  return out;
+}
+
+template <class T>
+py::tuple backward(Net<T>& n, py::handle X, py::handle Y) {
+  Array<T> hold;
+  long rows = 0;
+  const Rows<T> x = input_rows(n.net, X, hold, &rows);
+  require(rows < (1L << 31), "X has too many rows for one batch");
+  const HeldTargets<T> y = make_targets(n.net, Y, rows);
+  const LossSums s = locked_without_gil(n, [&] { return n.net.backward(x, y.targets, int(rows)); });
+  return py::make_tuple(s.loss, s.correct);
+}
+
+template <class T>
+py::tuple evaluate(Net<T>& n, py::handle X, py::handle Y) {
+  Array<T> hold;
+  long rows = 0;
+  const Rows<T> x = input_rows(n.net, X, hold, &rows);
+  const HeldTargets<T> y = make_targets(n.net, Y, rows);
+  const LossSums s = locked_without_gil(n, [&] { return n.net.evaluate(x, y.targets, rows); });
+  return py::make_tuple(s.loss, s.correct);
+}
+
+template <class T>
+py::tuple activation_stats(Net<T>& n, py::handle X) {
+  Array<T> hold;
+  long rows = 0;
+  const Rows<T> x = input_rows(n.net, X, hold, &rows);
+  py::array_t<double> saturation(n.net.n_layers()), dead(n.net.n_layers());
+  double* s = saturation.mutable_data();
+  double* d = dead.mutable_data();
+  locked_without_gil(n, [&] { n.net.activation_stats(x, rows, s, d); });
+  return py::make_tuple(saturation, dead);
+}
+
+template <class T>
+py::array_t<double> weight_grad_norms(Net<T>& n) {
+  py::array_t<double> out(n.net.n_layers());
+  double* o = out.mutable_data();
+  locked_without_gil(n, [&] { n.net.weight_grad_norms(o); });
+  return out;
+}
+
+const char* path_name(LayerPath p) {
+  return p == LayerPath::blas ? "blas" : p == LayerPath::fused ? "fused" : "auto";
+}
+
+LayerPath parse_path(const std::string& s) {
+  if (s == "auto") return LayerPath::automatic;
+  if (s == "blas") return LayerPath::blas;
+  if (s == "fused") return LayerPath::fused;
+  throw std::invalid_argument("layer_path must be 'auto', 'blas' or 'fused', got '" + s + "'");
+}
+
+template <class T>
+void bind_network(py::module_& m, const std::string& suffix) {
+  using N = Net<T>;
+  py::class_<N>(m, ("Network" + suffix).c_str())
+      .def(py::init<std::vector<int>, const std::vector<std::string>&, const std::string&,
+                    const std::string&, int, bool>(),
+           py::arg("sizes"), py::arg("hidden"), py::arg("output"), py::arg("loss"),
+           py::arg("device") = 0, py::arg("allow_tf32") = false)
+      .def_property_readonly("n_layers", [](const N& n) { return n.net.n_layers(); })
+      .def_property_readonly("sizes", [](const N& n) { return n.net.sizes(); })
+      .def_property_readonly("n_params", [](const N& n) { return n.net.n_params(); })
+      .def_property_readonly("device", [](const N& n) { return n.net.device(); })
+      .def_property(
+          "allow_tf32", [](const N& n) { return n.net.allow_tf32(); },
+          [](N& n, bool allow) { locked_without_gil(n, [&] { n.net.set_allow_tf32(allow); }); })
+      .def_property(
+          "use_graphs", [](const N& n) { return n.net.use_graphs(); },
+          [](N& n, bool use) { n.net.set_use_graphs(use); },
+          "Replay each full batch from a CUDA graph (FASTBP_CUDA_GRAPHS=0 turns it off)")
+      .def_property(
+          "layer_path", [](const N& n) { return std::string(path_name(n.net.layer_path())); },
+          [](N& n, const std::string& p) { n.net.set_layer_path(parse_path(p)); },
+          "'auto' (by size), 'blas' (cuBLAS) or 'fused' (small-layer kernels)")
+      .def_property_readonly("graphs_captured", [](const N& n) { return n.ws.graphs_captured; })
+      .def(
+          "get_params", [](N& n) { return host_copy(n, false); }, "A host copy of the parameters")
+      .def(
+          "get_grads", [](N& n) { return host_copy(n, true); }, "A host copy of the gradients")
+      .def(
+          "set_params", [](N& n, py::handle v) { set_flat(n, v, false); }, py::arg("params"))
+      .def(
+          "set_grads", [](N& n, py::handle v) { set_flat(n, v, true); }, py::arg("grads"))
+      .def(
+          "snapshot",
+          [](N& n) {
+            auto copy =
+                std::make_unique<DeviceArray>(n.net.n_params(), kind_of<T>(), n.net.device());
+            T* p = copy->template data<T>();
+            locked_without_gil(n, [&] { n.net.copy_params_to(p); });
+            return copy;
+          },
+          "A device copy of the parameters")
+      .def("params_finite",
+           [](N& n) { return locked_without_gil(n, [&] { return n.net.params_finite(); }); })
+      .def("forward", &forward<T>, py::arg("X"))
+      .def("backward", &backward<T>, py::arg("X"), py::arg("Y"))
+      .def("evaluate", &evaluate<T>, py::arg("X"), py::arg("Y"))
+      .def("activation_stats", &activation_stats<T>, py::arg("X"))
+      .def("weight_grad_norms", &weight_grad_norms<T>)
+      .def(
+          "clip_grad_norm",
+          [](N& n, double max_norm) {
+            return locked_without_gil(n, [&] { return n.net.clip_grad_norm(max_norm); });
+          },
+          py::arg("max_norm"))
+      .def(
+          "clip_grad_value",
+          [](N& n, double value) { locked_without_gil(n, [&] { n.net.clip_grad_value(value); }); },
+          py::arg("value"))
+      .def(
+          "add_gradient_noise",
+          [](N& n, double eta, double gamma, uint64_t seed, int64_t t) {
+            locked_without_gil(n, [&] { n.net.add_gradient_noise(eta, gamma, seed, t); });
+          },
+          py::arg("eta"), py::arg("gamma"), py::arg("seed"), py::arg("t"));
+}
+
+// ---- Optimizers ----
+
+template <class T>
+void bind_optimizers(py::module_& m, const std::string& suffix) {
+  using Opt = DeviceOptimizerState<T, Exec>;
+  py::class_<Opt>(m, ("OptimizerState" + suffix).c_str())
+      .def(py::init<std::size_t, int>(), py::arg("n_params"), py::arg("device") = 0)
+      .def_property_readonly("steps", &Opt::steps)
+      .def_property_readonly("device", &Opt::device)
+      .def("state_dict", [](const Opt& opt) { return state_dict_to_python(opt.state_dict()); })
+      .def(
+          "load_state_dict",
+          [](Opt& opt, py::handle d) { opt.load_state_dict(state_dict_from_python<T>(d)); },
+          py::arg("state"))
+      .def(
+          "step",
+          [](Opt& opt, Net<T>& n, py::handle config) {
+            const OptimConfig c = optim_config(config);
+            require(opt.size() == n.net.n_params(),
+                    "the optimizer state belongs to another network");
+            require(opt.device() == n.net.device(), "the optimizer state is on another device");
+            locked_without_gil(n, [&] { opt.step(n.net, c); });
+          },
+          py::arg("net"), py::arg("config"));
+}
+
+// ---- Training ----
+
+// The data of an epoch on the device: DeviceArrays as they are, numpy arrays copied for the
+// call (into `held`).
+template <class T>
+DeviceData<T> device_data(Net<T>& n, py::handle X, py::handle Y,
+                          std::vector<std::unique_ptr<DeviceArray>>& held) {
+  auto on_device = [&](py::handle a) -> py::object {
+    if (py::isinstance<DeviceArray>(a)) return py::reinterpret_borrow<py::object>(a);
+    py::array arr = py::array::ensure(a, py::array::c_style);
+    require(bool(arr), "X and Y must be arrays");
+    held.push_back(std::make_unique<DeviceArray>(arr, n.net.device()));
+    return py::cast(held.back().get(), py::return_value_policy::reference);
+  };
+  const py::object x = on_device(X);
+  Array<T> unused;
+  long rows = 0;
+  const Rows<T> r = input_rows(n.net, x, unused, &rows);
+  const py::object y = on_device(Y);
+  const HeldTargets<T> t = make_targets(n.net, y, rows);
+  DeviceData<T> d;
+  d.X = r.data;
+  d.N = rows;
+  d.y = t.targets;
+  return d;
+}
+
+template <class T>
+py::dict run_train_epoch(Net<T>& n, DeviceOptimizerState<T, Exec>& opt, py::handle config,
+                         py::handle X, py::handle Y, py::handle start, py::handle epoch) {
+  const OptimConfig c = optim_config(config);
+  const EpochConfig ec = epoch_config(epoch);
+  std::vector<std::unique_ptr<DeviceArray>> held;
+  const DeviceData<T> data = device_data(n, X, Y, held);
+  require(opt.device() == n.net.device(), "the optimizer state is on another device");
+  // start_params: a DeviceArray (n_params,), or a numpy array filled from the device after.
+  std::unique_ptr<DeviceArray> scratch;
+  T* p0 = nullptr;
+  py::array_t<T, py::array::c_style> host_start;
+  if (py::isinstance<DeviceArray>(start)) {
+    const DeviceArray& d = start.cast<const DeviceArray&>();
+    require(d.kind() == kind_of<T>() && d.ndim() == 1 && std::size_t(d.rows()) == n.net.n_params(),
+            "start_params must be a (n_params,) array of the network's dtype");
+    p0 = d.data<T>();
+  } else {
+    host_start = py::array_t<T, py::array::c_style>::ensure(start);
+    // It is written into: a converted copy would take the parameters nowhere.
+    require(bool(host_start) && host_start.ptr() == start.ptr() && host_start.ndim() == 1 &&
+                std::size_t(host_start.shape(0)) == n.net.n_params(),
+            "start_params must be a contiguous (n_params,) array of the network's dtype");
+    scratch = std::make_unique<DeviceArray>(n.net.n_params(), kind_of<T>(), n.net.device());
+    p0 = scratch->data<T>();
+  }
+  const EpochStats s = locked_without_gil(
+      n, [&] { return DeviceTrainer<T, Exec>(n.net, n.ws).epoch(opt, c, data, ec, p0); });
+  if (scratch) {
+    T* out = host_start.mutable_data();
+    locked_without_gil(n, [&] { n.net.download(out, p0, n.net.n_params()); });
+  }
+  return stats_dict(s);
+}
+
+template <class T>
+py::tuple run_line_search_step(Net<T>& n, py::handle config, py::handle X, py::handle Y) {
+  const OptimConfig c = optim_config(config);
+  Array<T> hold;
+  long rows = 0;
+  const Rows<T> x = input_rows(n.net, X, hold, &rows);
+  require(rows < (1L << 31), "X has too many rows for one batch");
+  const HeldTargets<T> y = make_targets(n.net, Y, rows);
+  const auto [loss0, step] = locked_without_gil(n, [&] {
+    DeviceNetwork<T, Exec>& net = n.net;
+    const int m = int(rows);
+    net.exec().activate();
+    net.reserve(m);
+    net.stage_inputs(x, 0, m);
+    const Targets<T> t = net.stage_targets(y.targets, 0, m);
+    net.forward_batch(m, nullptr);
+    net.output_batch(t, m, true, nullptr);
+    net.backward_batch(m, nullptr);
+    const double loss = net.row_sums(m).loss / double(m);
+    double taken = 0;
+    if (std::isfinite(loss)) {
+      DeviceBuffer<T, Exec> p0(net.n_params(), net.device());
+      taken = DeviceTrainer<T, Exec>(net, n.ws).search(c, m, loss, p0.get(), t);
+    }
+    return std::make_pair(loss, taken);
+  });
+  return py::make_tuple(loss0, step);
+}
+
+template <class T>
+void bind_training(py::module_& m) {
+  m.def("line_search_step", &run_line_search_step<T>, py::arg("net"), py::arg("config"),
+        py::arg("X"), py::arg("Y"));
+  m.def("train_epoch", &run_train_epoch<T>, py::arg("net"), py::arg("optimizer"), py::arg("config"),
+        py::arg("X"), py::arg("Y"), py::arg("start_params"), py::arg("epoch_config"));
+}
+
+// ---- arrays, devices, build ----
+
+void bind_arrays(py::module_& m) {
+  py::class_<DeviceArray>(m, "DeviceArray",
+                          "A numpy array copied to a device (float32, float64 or int32)")
+      .def(py::init<py::array, int>(), py::arg("array"), py::arg("device") = 0)
+      .def_static(
+          "empty",
+          [](std::size_t n, const std::string& dtype, int device) {
+            require(dtype == "float32" || dtype == "float64", "dtype must be float32 or float64");
+            return std::make_unique<DeviceArray>(
+                n, dtype == "float32" ? Kind::float32 : Kind::float64, device);
+          },
+          py::arg("n"), py::arg("dtype"), py::arg("device") = 0)
+      .def_property_readonly("shape", &DeviceArray::shape)
+      .def_property_readonly("dtype", [](const DeviceArray& d) { return kind_name(d.kind()); })
+      .def_property_readonly("device", &DeviceArray::device)
+      .def_property_readonly("nbytes", &DeviceArray::nbytes)
+      .def("to_numpy", &DeviceArray::to_numpy);
+}
+
+py::dict build_info() {
+  py::dict d;
+  d["emulated"] = Exec::emulated;
+#ifdef FASTBP_CUDA_VERSION
+  d["cuda_version"] = std::string(FASTBP_CUDA_VERSION);
+#endif
+#ifdef FASTBP_CUDA_ARCHITECTURES
+  d["architectures"] = std::string(FASTBP_CUDA_ARCHITECTURES);
+#endif
+#ifdef FASTBP_CUBLAS_VERSION
+  d["cublas_version"] = std::string(FASTBP_CUBLAS_VERSION);
+#endif
+  d["cuda_runtime"] = "static";
+  d["cuda_runtime_version"] = Exec::runtime_version();
+  d["cublas_runtime_version"] = Exec::cublas_version();
+  d["driver_version"] = Exec::driver_version();
+  return d;
+}
+
+void bind_info(py::module_& m) {
+  m.def(
+      "device_count",
+      [] {
+        std::string why;
+        const int n = Exec::device_count(&why);
+        return py::make_tuple(n, why);
+      },
+      "(number of usable devices, why none when 0)");
+  m.def("device_name", &Exec::device_name, py::arg("device") = 0);
+  m.def("build_info", &build_info);
+#ifndef FASTBP_CUDA_EMULATION
+  m.def(
+      "gemm_gflops",
+      [](int device, int n, int reps, const std::string& dtype, bool tf32) {
+        require(n > 0 && reps > 0, "n and reps must be positive");
+        py::gil_scoped_release release;
+        return gemm_gflops(device, n, reps, dtype == "float64", tf32);
+      },
+      py::arg("device") = 0, py::arg("n") = 8192, py::arg("reps") = 10,
+      py::arg("dtype") = "float32", py::arg("tf32") = false);
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const DeviceOutOfMemory& e) {
+      PyErr_SetString(PyExc_MemoryError, e.what());
+    }
+  });
+#endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(FASTBP_DEVICE_MODULE, m) {
+  m.doc() = "fastbp's CUDA backend (private: use fastbp.MLP(..., device='cuda'))";
+  bind_arrays(m);
+  bind_network<float>(m, "32");
+  bind_optimizers<float>(m, "32");
+  bind_training<float>(m);
+  bind_network<double>(m, "64");
+  bind_optimizers<double>(m, "64");
+  bind_training<double>(m);
+  bind_info(m);
+}
