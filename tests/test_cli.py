@@ -46,7 +46,7 @@ def test_demo_reports_the_gradient_ratio_that_diagnose_reports(capsys):
     run_row = next(line for line in lines if line.startswith("sigmoid, SGD"))
     diagnosis = lines.index("Diagnosis of 'sigmoid, SGD':")
     layer0 = next(line for line in lines[diagnosis:] if line.split()[:2] == ["0", "sigmoid"])
-    assert run_row.split()[5] == layer0.split()[3]  # first/last grad == layer 0's vs output
+    assert run_row.split()[5] == layer0.split()[5]  # first/last grad == layer 0's vs output
 
 
 def test_info_is_json_with_the_build(capsys):
