@@ -116,6 +116,9 @@ def test_lr_find_curve_uses_a_log_axis_and_marks_the_suggestion():
     assert list(marker.get_xdata()) == [1e-3, 1e-3]
     assert ax.get_ylim()[1] < 10  # the blow-up at the end does not flatten the curve
     assert png_bytes(fig).startswith(PNG_MAGIC)
+    result = SimpleNamespace(lrs=lrs, losses=losses, suggestion=1e-3, min_loss_lr=1e-2)
+    curve, lowest, marker = plot.lr_find_curve(result).axes[0].get_lines()
+    assert list(lowest.get_xdata()) == [1e-2, 1e-2] and list(marker.get_xdata()) == [1e-3, 1e-3]
 
 
 def test_lr_find_curve_without_suggestion_and_bad_result():

@@ -250,7 +250,7 @@ def lr_find_curve(result: Any, ax: Axes | None = None) -> Figure:
     ----------
     result : LRFinderResult
         Anything with ``lrs`` and ``losses`` (array-like of shape (n_steps,))
-        and ``suggestion`` (float or None).
+        and ``suggestion`` (float or None); ``min_loss_lr``, where present, is marked too.
     ax : matplotlib Axes, optional
         Draw into this Axes instead of a new Figure.
 
@@ -258,7 +258,8 @@ def lr_find_curve(result: Any, ax: Axes | None = None) -> Figure:
     -------
     matplotlib.figure.Figure
         The figure: the loss curve on a log learning-rate axis and, when there
-        is a suggestion, a dashed vertical line at it.
+        is a suggestion, a dashed vertical line at it (and a dotted one at the rate of the
+        lowest loss it derives from).
     """
     lrs = np.asarray(result.lrs, dtype=np.float64)
     losses = np.asarray(result.losses, dtype=np.float64)
@@ -277,6 +278,9 @@ def lr_find_curve(result: Any, ax: Axes | None = None) -> Figure:
         if top > finite.min():
             margin = 0.05 * (top - finite.min())
             ax.set_ylim(finite.min() - margin, top + margin)
+    lowest = getattr(result, "min_loss_lr", None)
+    if lowest is not None and np.isfinite(lowest):
+        ax.axvline(lowest, color="0.5", linestyle=":", label=f"lowest loss at {lowest:.2g}")
     if result.suggestion is not None:
         ax.axvline(
             result.suggestion,
