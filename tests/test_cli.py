@@ -2,6 +2,7 @@
 `fastbp info` reports the build."""
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -27,7 +28,9 @@ def test_demo_prints_tables_and_writes_plots(tmp_path, capsys):
         assert run in text
     assert "vanishing" in text and "Remedies to try" in text
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert "grad_norms_compare.png" in pngs and "lr_find.png" in pngs
+    assert "grad_norms_by_run.png" in pngs and "relu_he_sgd_lr_find.png" in pngs
+    for run in ("sigmoid_sgd", "sigmoid_momentum", "sigmoid_grad_noise", "relu_he_sgd"):
+        assert f"{run}_loss_curves.png" in pngs and f"{run}_grad_norm_heatmap.png" in pngs
     assert len(pngs) == 10
     for p in out.glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -40,13 +43,30 @@ def test_demo_without_plots_writes_nothing(tmp_path, capsys):
     assert "healthy" in capsys.readouterr().out
 
 
-def test_demo_reports_the_gradient_ratio_that_diagnose_reports(capsys):
+def test_demo_prints_for_each_run_what_diagnose_finds_in_its_history(capsys, monkeypatch):
+    # Every history the demo trains, captured on its way out of Trainer.fit: the demo's four
+    # runs first (then any reference runs of its note).
+    histories = []
+    fit = fb.Trainer.fit
+
+    def recording_fit(self, *args, **kwargs):
+        histories.append(fit(self, *args, **kwargs))
+        return histories[-1]
+
+    monkeypatch.setattr(fb.Trainer, "fit", recording_fit)
     assert main(["demo", "--epochs", "12", "--patience", "12", "--no-plots"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    run_row = next(line for line in lines if line.startswith("sigmoid, SGD"))
-    diagnosis = lines.index("Diagnosis of 'sigmoid, SGD':")
-    layer0 = next(line for line in lines[diagnosis:] if line.split()[:2] == ["0", "sigmoid"])
-    assert run_row.split()[5] == layer0.split()[5]  # first/last grad == layer 0's vs output
+    names = ("sigmoid, SGD", "sigmoid, momentum", "sigmoid, grad noise", "ReLU + He, SGD")
+    row = re.compile(r"^.{20} +\S+ +\d+ +\d+ +\S+ +\S+ +(\S+) +(\S+)  (.+)$")
+    for name, history in zip(names, histories):
+        report = fb.diagnose(history)
+        first, last, verdict = row.match(next(ln for ln in lines if ln.startswith(name))).groups()
+        assert verdict == report.brief
+        assert first == f"{report.layers[0].ratio:.2e}"
+        assert last == f"{report.layers[0].final_ratio:.2e}"
+    # not a vacuous comparison: the plain sigmoid run vanishes, the ReLU run does not
+    assert fb.diagnose(histories[0]).brief.startswith("vanishing in layers 0-")
+    assert fb.diagnose(histories[3]).brief == "healthy"
 
 
 def test_info_is_json_with_the_build(capsys):

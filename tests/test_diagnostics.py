@@ -162,7 +162,12 @@ def test_a_layer_keeps_every_flag_and_its_verdict_follows_precedence():
 def test_vanishing_is_judged_on_the_first_epochs():
     grad = profile(1.0, n_epochs=20)
     grad[8:, 0] *= 1e-4  # the first layer's gradient collapses late, in 12 of 20 epochs
-    assert diagnose(make_history(grad, activation="relu")).vanishing == []
+    report = diagnose(make_history(grad, activation="relu"))
+    assert report.vanishing == []
+    assert report.layers[0].final_ratio < 1e-3 < 0.5 < report.layers[0].ratio  # seen at the end
+    np.testing.assert_allclose(
+        report.layers[0].final_grad_norm, np.median(grad[-5:, 0]), rtol=1e-12
+    )
     assert diagnose(make_history(grad, activation="relu"), window=20).vanishing == [0]
 
 

@@ -15,6 +15,7 @@ from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from fastbp import plot  # noqa: E402
+from fastbp.diagnostics import diagnose  # noqa: E402
 from fastbp.history import HIST_BINS, History  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -128,14 +129,20 @@ def test_lr_find_curve_without_suggestion_and_bad_result():
         plot.lr_find_curve(SimpleNamespace(lrs=[1e-3], losses=[1.0, 2.0], suggestion=None))
 
 
-def test_compare_grad_norms_has_one_log_panel_per_run():
-    runs = {"sigmoid": make_history(n_layers=4), "relu": make_history(n_layers=6)}
+def test_compare_grad_norms_draws_what_diagnose_judges_one_log_panel_per_run():
+    runs = {"sigmoid": make_history(n_epochs=12, n_layers=4), "relu": make_history(n_layers=6)}
     fig = plot.compare_grad_norms(runs)
-    assert [ax.get_title() for ax in fig.axes] == ["sigmoid", "relu"]
-    for ax, h in zip(fig.axes, runs.values()):
+    for ax, (name, h) in zip(fig.axes, runs.items()):
+        report = diagnose(h)
+        assert ax.get_title().splitlines()[0] == name
+        assert " ".join(ax.get_title().splitlines()[1:]) == report.brief
         assert ax.get_yscale() == "log"
-        (line,) = ax.get_lines()
-        np.testing.assert_allclose(line.get_ydata(), h.grad_norms.mean(axis=0))
+        first, last = ax.get_lines()
+        # diagnose's window: medians over the first and over the last 5 epochs
+        np.testing.assert_allclose(first.get_ydata(), np.median(h.grad_norms[:5], axis=0))
+        np.testing.assert_allclose(last.get_ydata(), np.median(h.grad_norms[-5:], axis=0))
+        np.testing.assert_allclose(first.get_ydata(), [x.grad_norm for x in report.layers])
+    assert "vanishing in layer 0" in fig.axes[0].get_title()  # 1e-3 of the output layer's
     assert png_bytes(fig).startswith(PNG_MAGIC)
 
 

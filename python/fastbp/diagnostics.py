@@ -132,6 +132,9 @@ class LayerDiagnosis:
         the output layer's (1 for the output layer).
     peak_ratio : float
         Largest per-epoch value of that quotient over all epochs.
+    final_grad_norm, final_ratio : float
+        ``grad_norm`` and ``ratio`` over the last ``window`` epochs instead: where the
+        gradients ended up (a remedy such as gradient noise may lift a vanishing layer later).
     update_ratio : float
         Largest per-epoch ``||W_end - W_start|| / ||W_start||``.
     grad_scale : float
@@ -154,6 +157,8 @@ class LayerDiagnosis:
     grad_norm: float
     ratio: float
     peak_ratio: float
+    final_grad_norm: float
+    final_ratio: float
     update_ratio: float
     grad_scale: float
     signal: float
@@ -419,7 +424,8 @@ def _statistics(
     # An all-NaN row is an epoch whose gradient norms were not recorded, not an overflow.
     recorded = grad[~np.all(np.isnan(grad), axis=1)]
     ratio = _ratio_to_output(recorded)
-    grad_norm = _median(_finite_or_nan(recorded)[:window])
+    finite = _finite_or_nan(recorded)
+    grad_norm = _median(finite[:window])
     signal = _median(_finite_or_nan(_rms(history))[:window])
     with np.errstate(divide="ignore", invalid="ignore"):
         signal_ratio = signal / signal[0]
@@ -427,6 +433,8 @@ def _statistics(
         "grad_norm": grad_norm,
         "ratio": _median(ratio[:window]),
         "peak_ratio": _max(ratio),
+        "final_grad_norm": _median(finite[-window:]),
+        "final_ratio": _median(ratio[-window:]),
         "update_ratio": _max(_finite_or_nan(history.update_ratios)),
         "grad_scale": grad_norm / _loss_gradient_scale(history, window),
         "signal": signal,

@@ -10,13 +10,14 @@ Jupyter a returned Figure displays itself.
 
 from __future__ import annotations
 
-import warnings
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .diagnostics import WINDOW, diagnose
 from .history import HIST_BINS, History, hist_edges
 from .validation import check_instance
 
@@ -294,37 +295,46 @@ def lr_find_curve(result: Any, ax: Axes | None = None) -> Figure:
     return fig
 
 
-def compare_grad_norms(histories: Mapping[str, History]) -> Figure:
-    """Mean weight-gradient norm per layer, one panel per run, on a shared log scale.
+def compare_grad_norms(histories: Mapping[str, History], window: int = WINDOW) -> Figure:
+    """Weight-gradient norm per layer at the start and at the end of each run, one panel per
+    run, on a shared log scale: the numbers `fastbp.diagnose` judges.
 
     Parameters
     ----------
     histories : mapping of str to History
-        Runs to compare, by name (the panel titles); each with at least one epoch.
+        Runs to compare, by name; each with at least one epoch.
+    window : int, default=WINDOW
+        Epochs in the medians, as `diagnose`'s ``window``.
 
     Returns
     -------
     matplotlib.figure.Figure
-        One Axes per run: a line through the mean over epochs of each layer's
-        gradient norm, and a band from the smallest to the largest epoch value.
+        One Axes per run, titled with its name and `diagnose`'s findings
+        (``GradientReport.brief``): a solid line through each layer's median gradient norm over
+        the first ``window`` epochs (``LayerDiagnosis.grad_norm``, on which vanishing is
+        judged) and a dashed one over the last ``window`` epochs (``final_grad_norm``).
     """
     if not histories:
         raise ValueError("histories must name at least one run")
     for history in histories.values():
         _check_epochs(history)
+    reports = {name: diagnose(history, window=window) for name, history in histories.items()}
     Figure = _figure_class()
-    fig = Figure(figsize=(3.2 * len(histories), 3.6), layout="constrained")
+    fig = Figure(figsize=(3.4 * len(histories), 3.9), layout="constrained")
     axes = fig.subplots(1, len(histories), sharey=True, squeeze=False)[0]
-    for ax, (name, history) in zip(axes, histories.items()):
-        low, mean, high = _spread_over_epochs(history.grad_norms)
-        layers = np.arange(history.n_layers)
-        ax.fill_between(layers, low, high, alpha=0.25, linewidth=0)
-        ax.plot(layers, mean, "o-")
+    for ax, (name, report) in zip(axes, reports.items()):
+        layers = np.arange(len(report.layers))
+        # a log scale cannot show a zero norm (a layer that gets no gradient): left out
+        first = _positive([layer.grad_norm for layer in report.layers])
+        last = _positive([layer.final_grad_norm for layer in report.layers])
+        ax.plot(layers, first, "o-", color="C0", label=f"first {report.window} epochs")
+        ax.plot(layers, last, "s--", color="C1", label=f"last {report.window} epochs")
         ax.set_yscale("log")
-        ax.set_title(name)
+        ax.set_title(f"{name}\n{textwrap.fill(report.brief, 34)}", fontsize="small")
         ax.set_xticks(layers)
         ax.set_xlabel("weight layer (0 = input side)")
-    axes[0].set_ylabel("weight-gradient norm\n(mean over epochs; band: range)")
+    axes[0].set_ylabel("weight-gradient norm\n(median over the epochs)")
+    axes[0].legend(fontsize="small")
     return fig
 
 
@@ -388,12 +398,10 @@ def _colormap(name: str) -> Any:
     return colormaps[name]
 
 
-def _spread_over_epochs(norms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per layer (column): smallest, mean and largest finite value; NaN if there is none."""
-    norms = np.where(np.isfinite(norms), norms, np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a layer that was never finite
-        return np.nanmin(norms, axis=0), np.nanmean(norms, axis=0), np.nanmax(norms, axis=0)
+def _positive(values: list[float]) -> np.ndarray:
+    """The values, NaN where not positive."""
+    out = np.asarray(values, dtype=np.float64)
+    return np.where(out > 0, out, np.nan)
 
 
 def _edge_ticks(edges: np.ndarray) -> tuple[list[float], list[str]]:
