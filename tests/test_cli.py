@@ -69,6 +69,28 @@ def test_demo_prints_for_each_run_what_diagnose_finds_in_its_history(capsys, mon
     assert fb.diagnose(histories[3]).brief == "healthy"
 
 
+def test_the_demo_explains_a_remedy_run_that_generalises_less_well_and_only_then():
+    import argparse
+
+    from fastbp import cli
+
+    X, y = fb.datasets.load_demo()
+    sp = fb.split(X[:600], y[:600], val=0.2, test=0.2, stratify=True, seed=0)
+    args = argparse.Namespace(lr=0.3, width=8, batch_size=32, epochs=5, patience=5, seed=0)
+    history = fb.History(["relu", "softmax"])
+    history.record({"train_loss": 1.0})
+
+    def run(accuracy):
+        return cli._Run(0.1, history, None, accuracy)
+
+    worse = {"sigmoid, grad noise": run(0.9), cli.RELU_RUN: run(0.8)}
+    note = cli._remedy_note(fb, worse, sp, args)
+    assert "lower test accuracy (0.800 against 0.900)" in note
+    assert re.search(r"sigmoid reaches \d\.\d{3} and ReLU \d\.\d{3}", note)
+    better = {"sigmoid, grad noise": run(0.9), cli.RELU_RUN: run(0.9)}
+    assert cli._remedy_note(fb, better, sp, args) == ""
+
+
 def test_info_is_json_with_the_build(capsys):
     assert main(["info"]) == 0
     info = json.loads(capsys.readouterr().out)

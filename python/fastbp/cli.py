@@ -236,8 +236,8 @@ def _remedy_note(fb: Any, runs: dict[str, _Run], sp: Any, args: argparse.Namespa
     if shallow["sigmoid"] > shallow["relu"]:
         lines[0] += (
             ": on this data set, labelled by a smooth tanh teacher network, sigmoid units "
-            "generalise better at any depth. Depth made sigmoid hard to train, not worse "
-            "at the task, and the remedies that reach the first layers recover that."
+            "generalise better than ReLU units with one hidden layer too. Depth made the "
+            "sigmoid network hard to train, not worse at the task."
         )
     else:
         lines[0] += "."
