@@ -9,12 +9,14 @@
 //   auto_init  the initialisation init="auto" picks for the layer before it: "he" or "xavier";
 //   measure    what activation_stats reports for its layers: the share of saturated outputs
 //              (saturated(a): where f' nearly vanishes), the share of dead units (active(a):
-//              no sample makes the unit active), or nothing.
+//              no sample makes the unit active), or nothing;
+//   bins       the bins of its outputs' histogram in layer_stats (Bins, below).
 //
 // To add an activation, write its struct and add it to FASTBP_ACTIVATIONS: the enum, the
 // names, parsing, activation_table() (which Python reads) and the loops follow from the list.
 #pragma once
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <string>
@@ -27,6 +29,44 @@
 namespace fastbp {
 
 enum class Measure { none, saturation, dead };
+
+// The coarse histogram of a layer's outputs that layer_stats records each epoch (fastai's
+// "colorful dimension"): kHistBins bins, fixed per activation kind so that epochs, layers and
+// runs compare. Bin b holds the outputs a with edge[b-1] <= a < edge[b], where edge[-1] = -inf
+// and edge[kHistBins-1] = +inf: outputs beyond the outer edges land in the end bins, NaN in none.
+//   unit        [0, 1] in steps of 0.05: edges 0.05, 0.1, ..., 0.95 (sigmoid, softmax);
+//   symmetric   [-1, 1] in steps of 0.1: edges -0.9, -0.8, ..., 0.9 (tanh);
+//   log         below 1e-3 (the zeros of inactive units), then half-decades: edges 1e-3,
+//               10^-2.5, 1e-2, ..., 10^5.5, 1e6 (relu, softplus: outputs >= 0);
+//   signed_log  decades on either side of 0: edges -1e6, -1e5, ..., -1e-2, 0, 1e-2, ...,
+//               1e5, 1e6 (identity, leaky_relu, elu, gelu, silu).
+// The unbounded kinds use a log scale so that a signal growing through the layers stays in
+// view (a forward explosion moves the mass a decade at a time) instead of piling up in a
+// clipped end bin.
+enum class Bins { unit, symmetric, log, signed_log };
+constexpr int kHistBins = 20;
+
+// The kHistBins - 1 inner edges of `bins`, increasing.
+inline std::array<double, kHistBins - 1> histogram_edges(Bins bins) {
+  std::array<double, kHistBins - 1> edges{};
+  for (int k = 0; k < kHistBins - 1; ++k) {
+    switch (bins) {
+      case Bins::unit:
+        edges[k] = (k + 1) / 20.0;
+        break;
+      case Bins::symmetric:
+        edges[k] = (k - 9) / 10.0;
+        break;
+      case Bins::log:
+        edges[k] = std::pow(10.0, -3.0 + 0.5 * k);
+        break;
+      case Bins::signed_log:  // k = 9 is 0; k = 9 -+ j is -+10^(j - 3)
+        edges[k] = k == 9 ? 0.0 : (k < 9 ? -1.0 : 1.0) * std::pow(10.0, std::abs(k - 9) - 3.0);
+        break;
+    }
+  }
+  return edges;
+}
 
 template <class T>
 FASTBP_HD FASTBP_INLINE int argmax(const T* v, int k) {  // the first maximum of v[0..k)
@@ -41,6 +81,7 @@ struct Identity {
   static constexpr bool hidden = true;
   static constexpr const char* auto_init = "xavier";
   static constexpr Measure measure = Measure::none;
+  static constexpr Bins bins = Bins::signed_log;
   template <class T>
   FASTBP_HD FASTBP_INLINE static T forward(T z) {
     return z;
@@ -56,6 +97,7 @@ struct Sigmoid {
   static constexpr bool hidden = true;
   static constexpr const char* auto_init = "xavier";
   static constexpr Measure measure = Measure::saturation;
+  static constexpr Bins bins = Bins::unit;
   template <class T>
   FASTBP_HD FASTBP_INLINE static T forward(T z) {  // e^-z may overflow to inf: 1/inf = 0, no NaN
     return T(1) / (T(1) + fast_exp(-z));
@@ -75,6 +117,7 @@ struct Tanh {
   static constexpr bool hidden = true;
   static constexpr const char* auto_init = "xavier";
   static constexpr Measure measure = Measure::saturation;
+  static constexpr Bins bins = Bins::symmetric;
   template <class T>
   FASTBP_HD FASTBP_INLINE static T forward(T z) {
     return fast_tanh(z);
@@ -94,6 +137,7 @@ struct Relu {
   static constexpr bool hidden = true;
   static constexpr const char* auto_init = "he";
   static constexpr Measure measure = Measure::dead;
+  static constexpr Bins bins = Bins::log;
   template <class T>
   FASTBP_HD FASTBP_INLINE static T forward(T z) {  // a NaN compares false: it passes through
     return z <= T(0) ? T(0) : z;
@@ -113,6 +157,7 @@ struct LeakyRelu {
   static constexpr bool hidden = true;
   static constexpr const char* auto_init = "he";
   static constexpr Measure measure = Measure::none;
+  static constexpr Bins bins = Bins::signed_log;
   static constexpr double slope = 0.01;
   template <class T>
   FASTBP_HD FASTBP_INLINE static T forward(T z) {
@@ -129,6 +174,7 @@ struct Elu {  // alpha = 1
   static constexpr bool hidden = true;
   static constexpr const char* auto_init = "he";
   static constexpr Measure measure = Measure::none;
+  static constexpr Bins bins = Bins::signed_log;
   template <class T>
   FASTBP_HD FASTBP_INLINE static T forward(T z) {
     return z > T(0) ? z : std::expm1(z);
@@ -144,6 +190,7 @@ struct Softplus {
   static constexpr bool hidden = true;
   static constexpr const char* auto_init = "xavier";
   static constexpr Measure measure = Measure::none;
+  static constexpr Bins bins = Bins::log;
   template <class T>
   FASTBP_HD FASTBP_INLINE static T forward(T z) {  // log(1 + e^z) without overflow
     return (z < T(0) ? T(0) : z) + std::log1p(fast_exp(-std::fabs(z)));
@@ -159,6 +206,7 @@ struct Gelu {  // x Phi(x), the erf form
   static constexpr bool hidden = true;
   static constexpr const char* auto_init = "he";
   static constexpr Measure measure = Measure::none;
+  static constexpr Bins bins = Bins::signed_log;
   template <class T>
   FASTBP_HD FASTBP_INLINE static T forward(T z) {
     return T(0.5) * z * (T(1) + std::erf(z * T(0.70710678118654752440)));
@@ -176,6 +224,7 @@ struct Silu {  // x sigmoid(x)
   static constexpr bool hidden = true;
   static constexpr const char* auto_init = "he";
   static constexpr Measure measure = Measure::none;
+  static constexpr Bins bins = Bins::signed_log;
   template <class T>
   FASTBP_HD FASTBP_INLINE static T forward(T z) {
     return z * Sigmoid::forward(z);
@@ -194,6 +243,7 @@ struct Softmax {
   static constexpr bool hidden = false;
   static constexpr const char* auto_init = "xavier";
   static constexpr Measure measure = Measure::none;
+  static constexpr Bins bins = Bins::unit;
   template <class T>
   FASTBP_HD FASTBP_INLINE static void forward_row(const T* z, T* a, int k) {
     const T m = z[argmax(z, k)];  // shifted by the row maximum so exp never overflows
@@ -260,6 +310,9 @@ inline bool activation_hidden(Act act) {
 inline Measure activation_measure(Act act) {
   return with_activation(act, [](auto a) { return decltype(a)::measure; });
 }
+inline Bins activation_bins(Act act) {
+  return with_activation(act, [](auto a) { return decltype(a)::bins; });
+}
 
 inline Act parse_activation(const std::string& name) {
 #define FASTBP_PARSE(id, Type) \
@@ -274,10 +327,12 @@ struct ActivationInfo {
   std::string name;
   bool hidden;
   std::string auto_init;
+  std::array<double, kHistBins - 1> hist_edges;
 };
 inline std::vector<ActivationInfo> activation_table() {
   return {
-#define FASTBP_INFO(id, Type) {Type::name, Type::hidden, Type::auto_init},
+#define FASTBP_INFO(id, Type) \
+  {Type::name, Type::hidden, Type::auto_init, histogram_edges(Type::bins)},
       FASTBP_ACTIVATIONS(FASTBP_INFO)
 #undef FASTBP_INFO
   };

@@ -8,6 +8,20 @@
 
 namespace fastbp {
 
+// What one forward pass over a sample shows of each weight layer l (n_layers entries each,
+// input side first), over all n_samples x width_l entries of the layer pooled together:
+struct LayerStats {
+  // Share of saturated outputs, and share of dead units, as the layer's activation measures
+  // them (activations.hpp); NaN where its activation has no such measure.
+  std::vector<double> saturation, dead;
+  // Mean and standard deviation (population, ddof 0) of the pre-activations Z_l and of the
+  // activations A_l = f_l(Z_l); NaN or inf where a value is not finite.
+  std::vector<double> pre_mean, pre_std, act_mean, act_std;
+  // (n_layers, kHistBins), row-major: the share of A_l's entries in each bin of the layer's
+  // activation kind (activations.hpp, Bins); a row sums to 1 less the share of NaN.
+  std::vector<double> act_hist;
+};
+
 template <class T>
 class Network {
  public:
@@ -35,9 +49,8 @@ class Network {
   LossSums backward(const T* X, Target<T> y, int n);
   // Loss and correct-prediction sums over n rows, without gradients.
   LossSums evaluate(const T* X, Target<T> y, long n);
-  // Per weight layer: share of saturated outputs and of dead units, as the layer's activation
-  // measures them (activations.hpp); NaN where its activation has no such measure.
-  void activation_stats(const T* X, long n, double* saturation, double* dead);
+  // The forward signal of each weight layer over the n rows of X (layer_stats, below).
+  LayerStats layer_stats(const T* X, long n);
   // Per weight layer: the L2 norm of its weight gradient.
   void weight_grad_norms(double* out) const;
 

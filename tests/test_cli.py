@@ -2,6 +2,7 @@
 `fastbp info` reports the build."""
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -27,7 +28,9 @@ def test_demo_prints_tables_and_writes_plots(tmp_path, capsys):
         assert run in text
     assert "vanishing" in text and "Remedies to try" in text
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert "grad_norms_compare.png" in pngs and "lr_find.png" in pngs
+    assert "grad_norms_by_run.png" in pngs and "relu_he_sgd_lr_find.png" in pngs
+    for run in ("sigmoid_sgd", "sigmoid_momentum", "sigmoid_grad_noise", "relu_he_sgd"):
+        assert f"{run}_loss_curves.png" in pngs and f"{run}_grad_norm_heatmap.png" in pngs
     assert len(pngs) == 10
     for p in out.glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -40,13 +43,52 @@ def test_demo_without_plots_writes_nothing(tmp_path, capsys):
     assert "healthy" in capsys.readouterr().out
 
 
-def test_demo_reports_the_gradient_ratio_that_diagnose_reports(capsys):
+def test_demo_prints_for_each_run_what_diagnose_finds_in_its_history(capsys, monkeypatch):
+    # Every history the demo trains, captured on its way out of Trainer.fit: the demo's four
+    # runs first (then any reference runs of its note).
+    histories = []
+    fit = fb.Trainer.fit
+
+    def recording_fit(self, *args, **kwargs):
+        histories.append(fit(self, *args, **kwargs))
+        return histories[-1]
+
+    monkeypatch.setattr(fb.Trainer, "fit", recording_fit)
     assert main(["demo", "--epochs", "12", "--patience", "12", "--no-plots"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    run_row = next(line for line in lines if line.startswith("sigmoid, SGD"))
-    diagnosis = lines.index("Diagnosis of 'sigmoid, SGD':")
-    layer0 = next(line for line in lines[diagnosis:] if line.split()[:2] == ["0", "sigmoid"])
-    assert run_row.split()[5] == layer0.split()[3]  # first/last grad == layer 0's vs output
+    names = ("sigmoid, SGD", "sigmoid, momentum", "sigmoid, grad noise", "ReLU + He, SGD")
+    row = re.compile(r"^.{20} +\S+ +\d+ +\d+ +\S+ +\S+ +(\S+) +(\S+)  (.+)$")
+    for name, history in zip(names, histories):
+        report = fb.diagnose(history)
+        first, last, verdict = row.match(next(ln for ln in lines if ln.startswith(name))).groups()
+        assert verdict == report.brief
+        assert first == f"{report.layers[0].ratio:.2e}"
+        assert last == f"{report.layers[0].final_ratio:.2e}"
+    # not a vacuous comparison: the plain sigmoid run vanishes, the ReLU run does not
+    assert fb.diagnose(histories[0]).brief.startswith("vanishing in layers 0-")
+    assert fb.diagnose(histories[3]).brief == "healthy"
+
+
+def test_the_demo_explains_a_remedy_run_that_generalises_less_well_and_only_then():
+    import argparse
+
+    from fastbp import cli
+
+    X, y = fb.datasets.load_demo()
+    sp = fb.split(X[:600], y[:600], val=0.2, test=0.2, stratify=True, seed=0)
+    args = argparse.Namespace(lr=0.3, width=8, batch_size=32, epochs=5, patience=5, seed=0)
+    history = fb.History(["relu", "softmax"])
+    history.record({"train_loss": 1.0})
+
+    def run(accuracy):
+        return cli._Run(0.1, history, None, accuracy)
+
+    worse = {"sigmoid, grad noise": run(0.9), cli.RELU_RUN: run(0.8)}
+    note = cli._remedy_note(fb, worse, sp, args)
+    assert "lower test accuracy (0.800 against 0.900)" in note
+    assert re.search(r"sigmoid reaches \d\.\d{3} and ReLU \d\.\d{3}", note)
+    better = {"sigmoid, grad noise": run(0.9), cli.RELU_RUN: run(0.9)}
+    assert cli._remedy_note(fb, better, sp, args) == ""
 
 
 def test_info_is_json_with_the_build(capsys):

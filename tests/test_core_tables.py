@@ -28,7 +28,9 @@ NETWORKS = {np.float32: _core.Network32, np.float64: _core.Network64}
 
 def test_activation_table_is_the_documented_list():
     table = _core.activation_table()
-    assert [tuple(sorted(row)) for row in table] == [("auto_init", "hidden", "name")] * len(table)
+    keys = ("auto_init", "hidden", "hist_edges", "name")
+    assert [tuple(sorted(row)) for row in table] == [keys] * len(table)
+    assert all(len(r["hist_edges"]) == 19 for r in table)  # their values: test_network.py
     assert [(r["name"], r["hidden"], r["auto_init"]) for r in table] == ACTIVATIONS
 
 

@@ -7,9 +7,20 @@ import os
 import numpy as np
 import pytest
 
-from fastbp.history import History
+from fastbp.history import HIST_BINS, History
 
 ACTIVATIONS = ["relu", "relu", "softmax"]
+PER_LAYER = (
+    "grad_norms",
+    "grad_norms_max",
+    "update_ratios",
+    "saturation",
+    "dead",
+    "preactivation_mean",
+    "preactivation_std",
+    "activation_mean",
+    "activation_std",
+)
 
 
 def epoch_stats(i, val=True):
@@ -22,6 +33,11 @@ def epoch_stats(i, val=True):
         "update_ratios": [1e-3, 2e-3, 3e-3],
         "saturation": [np.nan, np.nan, np.nan],
         "dead": [0.0, 0.25, np.nan],
+        "preactivation_mean": [0.1 * i, -0.2, 0.3],
+        "preactivation_std": [1.0, 2.0 + i, 3.0],
+        "activation_mean": [0.5, 0.6, 0.25],
+        "activation_std": [0.7, 0.8 + i, 0.4],
+        "activation_hist": np.full((3, HIST_BINS), 1 / HIST_BINS),
         "train_accuracy": 0.5,
     }
     if val:
@@ -40,8 +56,9 @@ def filled(n=3, val=True):
 def test_empty_history_has_zero_rows_of_the_right_width():
     h = History(ACTIVATIONS)
     assert len(h) == 0 and h.n_epochs == 0 and h.n_layers == 3
-    for name in ("grad_norms", "grad_norms_max", "update_ratios", "saturation", "dead"):
+    for name in PER_LAYER:
         assert getattr(h, name).shape == (0, 3)
+    assert h.activation_hist.shape == (0, 3, HIST_BINS)
     assert h.train_loss == [] and h.val_loss == []
     assert h.best_epoch is None and h.stopped_epoch is None and h.stop_reason is None
 
@@ -54,6 +71,47 @@ def test_record_appends_one_row_per_epoch():
     assert h.train_loss == [1.0, 0.5, 1 / 3, 0.25]
     assert h.lr == [0.1] * 4 and h.epoch_time == [0.01] * 4
     assert np.isnan(h.saturation).all() and h.dead[2, 1] == 0.25
+
+
+def test_forward_statistics_are_recorded_per_layer_and_bin():
+    h = filled(3)
+    assert h.activation_std.shape == h.preactivation_mean.shape == (3, 3)
+    np.testing.assert_array_equal(h.activation_std[:, 1], [0.8, 1.8, 2.8])
+    np.testing.assert_array_equal(h.preactivation_mean[:, 0], [0.0, 0.1, 0.2])
+    assert h.activation_hist.shape == (3, 3, HIST_BINS)
+    np.testing.assert_allclose(h.activation_hist.sum(axis=2), 1.0)
+    unrecorded = History(ACTIVATIONS)
+    unrecorded.record({"train_loss": 1.0})
+    assert np.isnan(unrecorded.activation_hist).all() and unrecorded.activation_hist.shape[2] == 20
+
+
+def test_a_histogram_of_the_wrong_shape_is_refused():
+    h = History(ACTIVATIONS)
+    for bad in (
+        np.zeros((3, HIST_BINS - 1)),
+        np.zeros((2, HIST_BINS)),
+        [[0.0] * HIST_BINS] * 3 + [[]],
+    ):
+        with pytest.raises(ValueError, match="activation_hist"):
+            h.record({"train_loss": 1.0, "activation_hist": bad})
+    assert len(h) == 0
+
+
+def test_version_2_records_load_with_nan_forward_statistics():
+    """Version 2 had no forward statistics; its files still load, and extend newer ones."""
+    data = filled(2).to_dict()
+    data["version"] = 2
+    forward = ("preactivation_mean", "preactivation_std", "activation_mean", "activation_std")
+    for key in (*forward, "activation_hist"):
+        del data[key]
+    old = History.from_json(json.dumps(data))
+    np.testing.assert_array_equal(old.grad_norms, filled(2).grad_norms)
+    for key in forward:
+        assert getattr(old, key).shape == (2, 3) and np.isnan(getattr(old, key)).all()
+    assert old.activation_hist.shape == (2, 3, HIST_BINS) and np.isnan(old.activation_hist).all()
+    old.extend(filled(1))
+    np.testing.assert_array_equal(old.activation_std[2], filled(1).activation_std[0])
+    assert np.isnan(old.activation_std[:2]).all()
 
 
 def test_missing_optional_stats_are_nan_or_empty():
@@ -111,7 +169,7 @@ def assert_same(a, b):
     assert a.layer_activations == b.layer_activations and a.n_layers == b.n_layers
     for name in ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr", "epoch_time"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))  # NaN == NaN here
-    for name in ("grad_norms", "grad_norms_max", "update_ratios", "saturation", "dead"):
+    for name in (*PER_LAYER, "activation_hist"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
     assert (a.best_epoch, a.stopped_epoch, a.stop_reason) == (
         b.best_epoch,
@@ -209,7 +267,7 @@ def test_version_1_records_are_read():
 def test_records_name_the_layer_activations():
     data = filled(1).to_dict()
     assert data["layer_activations"] == ACTIVATIONS and "activations" not in data
-    assert data["version"] == 2
+    assert data["version"] == 3
 
 
 def test_from_dict_rejects_other_records_and_ragged_series():
@@ -295,6 +353,8 @@ def test_malformed_records_give_one_clear_value_error(key):
         ("lr", ["fast", 0.1]),
         ("grad_norms", [[1.0, 2.0], [1.0, 2.0]]),
         ("grad_norms", [[1.0, 2.0, [3.0]], [1.0, 2.0, 3.0]]),
+        ("activation_hist", [[[0.5] * 20] * 3, [[0.5] * 19] * 3]),
+        ("activation_std", [[1.0, 2.0, "x"], [1.0, 2.0, 3.0]]),
         ("best_epoch", 2),
         ("best_epoch", "1"),
         ("stopped_epoch", 3),

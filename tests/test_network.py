@@ -967,3 +967,144 @@ def test_gradient_check_mse_with_softmax_output(fb):
     gW, gb = ref.get_grads(net)
     fW, fb_ = finite_difference(net, X, Y)
     assert rel_err(ref.flatten(gW + gb), ref.flatten(fW + fb_)) < 1e-6
+
+
+# --------------------------------------------------------------------------------------------
+# layer_stats: the forward signal of each layer, against a float64 NumPy computation.
+
+# The histogram bins as documented (cpp/activations.hpp, fastbp.history.hist_edges), written
+# out here independently of the core.
+_UNIT = np.arange(1, 20) / 20
+_SYMMETRIC = (np.arange(19) - 9) / 10
+_LOG = 10.0 ** (-3 + 0.5 * np.arange(19))
+_SIGNED_LOG = np.concatenate([-(10.0 ** np.arange(6, -3, -1)), [0.0], 10.0 ** np.arange(-2, 7)])
+SPEC_EDGES = {
+    "identity": _SIGNED_LOG,
+    "sigmoid": _UNIT,
+    "tanh": _SYMMETRIC,
+    "relu": _LOG,
+    "leaky_relu": _SIGNED_LOG,
+    "elu": _SIGNED_LOG,
+    "softplus": _LOG,
+    "gelu": _SIGNED_LOG,
+    "silu": _SIGNED_LOG,
+    "softmax": _UNIT,
+}
+
+
+def reference_layer_stats(X, weights, biases, hidden, output):
+    """Per layer, pooled over samples and units: mean and std of Z and A, bin shares of A."""
+    zs, outs = ref.mlp_forward(X, weights, biases, hidden, output)
+    names = list(hidden) + [output]
+    out = {k: [] for k in ("pre_mean", "pre_std", "act_mean", "act_std", "hist")}
+    for z, a, name in zip(zs, outs[1:], names):
+        out["pre_mean"].append(z.mean())
+        out["pre_std"].append(z.std())
+        out["act_mean"].append(a.mean())
+        out["act_std"].append(a.std())
+        bins = np.searchsorted(SPEC_EDGES[name], a.ravel(), side="right")
+        out["hist"].append(np.bincount(bins, minlength=20) / a.size)
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def test_histogram_edges_are_the_documented_ones(fb):
+    from fastbp.history import HIST_BINS, hist_edges
+
+    assert HIST_BINS == 20
+    for name, edges in SPEC_EDGES.items():
+        np.testing.assert_allclose(hist_edges(name), edges, rtol=1e-15)
+    with pytest.raises(ValueError, match="activation"):
+        hist_edges("swish")
+
+
+@pytest.mark.parametrize(
+    "hidden, output",
+    [
+        (["relu", "tanh", "sigmoid"], "softmax"),
+        (["leaky_relu", "elu", "softplus"], "identity"),
+        (["gelu", "silu", "identity"], "sigmoid"),
+    ],
+)
+def test_layer_stats_match_a_float64_reference(fb, rng, hidden, output):
+    # 2500 rows: two of the core's chunks of 2048, so the chunks' moments must combine.
+    sizes = [7, 13, 9, 11, 3]
+    loss = {"softmax": "cross_entropy", "identity": "mse", "sigmoid": "binary_cross_entropy"}
+    net = fb.MLP(sizes, activation=hidden, loss=loss[output], dtype="float64", seed=0)
+    Ws, bs = ref.random_params(sizes, rng, scale=2.0)
+    bs = [b + 0.5 for b in bs]  # means away from 0
+    ref.load_params(net, Ws, bs)
+    X = rng.normal(1.0, 2.0, size=(2500, 7))
+    got = net.layer_stats(X)
+    want = reference_layer_stats(X, Ws, bs, hidden, output)
+    np.testing.assert_allclose(got["preactivation_mean"], want["pre_mean"], rtol=1e-11)
+    np.testing.assert_allclose(got["preactivation_std"], want["pre_std"], rtol=1e-11)
+    np.testing.assert_allclose(got["activation_mean"], want["act_mean"], rtol=1e-11)
+    np.testing.assert_allclose(got["activation_std"], want["act_std"], rtol=1e-11)
+    assert got["activation_hist"].shape == (4, 20)
+    # The core's exp and tanh may differ from NumPy's in the last bit: a value that close to an
+    # edge may fall on its other side. None does here, so the counts agree exactly.
+    entries = X.shape[0] * np.array(sizes[1:])[:, None]
+    np.testing.assert_array_equal(
+        np.round(got["activation_hist"] * entries), np.round(want["hist"] * entries)
+    )
+    np.testing.assert_allclose(got["activation_hist"].sum(axis=1), 1.0, rtol=1e-12)
+    # the saturation and dead shares are those of activation_stats, from the same pass
+    saturation, dead = net.activation_stats(X)
+    np.testing.assert_array_equal(got["saturation"], saturation)
+    np.testing.assert_array_equal(got["dead"], dead)
+
+
+def test_layer_stats_in_float32_agree_with_float64(fb, rng):
+    sizes = [10, 32, 32, 4]
+    Ws, bs = ref.random_params(sizes, rng, scale=1.5)
+    X = rng.standard_normal((600, 10))
+    nets = {}
+    for dtype in ("float32", "float64"):
+        nets[dtype] = fb.MLP(sizes, activation="relu", loss="cross_entropy", dtype=dtype, seed=0)
+        ref.load_params(
+            nets[dtype], [W.astype(np.float32) for W in Ws], [b.astype(np.float32) for b in bs]
+        )
+    s32, s64 = (nets[d].layer_stats(X.astype(np.float32)) for d in ("float32", "float64"))
+    for key in ("preactivation_mean", "preactivation_std", "activation_mean", "activation_std"):
+        np.testing.assert_allclose(s32[key], s64[key], rtol=1e-4, atol=1e-6)
+    # a float32 rounding may move a value across an edge: a few entries of 600 x 32 at most
+    np.testing.assert_allclose(s32["activation_hist"], s64["activation_hist"], atol=5 / 600)
+
+
+def test_layer_stats_keep_the_spread_under_a_large_mean(fb):
+    # sum(x^2) - n mean^2 would cancel to noise here: mean 1e6, standard deviation 1e-3.
+    net = fb.MLP([1, 1], loss="mse", dtype="float64", seed=0)
+    net.weights[0][...] = 1e-3
+    net.biases[0][...] = 1e6
+    X = np.resize([-1.0, 1.0], 4096)[:, None]
+    s = net.layer_stats(X)
+    np.testing.assert_allclose(s["preactivation_std"], [1e-3], rtol=1e-6)
+    np.testing.assert_allclose(s["activation_mean"], [1e6], rtol=1e-15)
+    # 1e6 + 1e-3 in the last bin (from 1e6 up), 1e6 - 1e-3 in the one below
+    np.testing.assert_array_equal(s["activation_hist"][0, -2:], [0.5, 0.5])
+
+
+def test_layer_stats_show_a_non_finite_signal(fb, rng):
+    net = fb.MLP([3, 4, 2], activation="tanh", loss="mse", dtype="float64", seed=0)
+    net.weights[0][0, 1] = np.nan
+    s = net.layer_stats(rng.standard_normal((50, 3)))
+    assert np.isnan(s["preactivation_std"]).all() and np.isnan(s["activation_mean"]).all()
+    # the NaN outputs of unit 1 are in no bin; the other three units' are
+    np.testing.assert_allclose(s["activation_hist"][0].sum(), 0.75)
+    assert s["activation_hist"][1].sum() == 0.0  # every output mixes in unit 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_histogram_bins_values_next_to_the_edges_as_the_double_edges_do(fb, dtype):
+    # identity output, W = 1, b = 0: the outputs are X itself, so values one ulp either side of
+    # each edge (in the network's dtype) test the binning exactly.
+    net = fb.MLP([1, 1], loss="mse", dtype=dtype.__name__, seed=0)
+    net.weights[0][...] = 1.0
+    net.biases[0][...] = 0.0
+    edges = SPEC_EDGES["identity"].astype(dtype)
+    values = np.concatenate(
+        [edges, np.nextafter(edges, dtype(-np.inf)), np.nextafter(edges, dtype(np.inf))]
+    )
+    hist = net.layer_stats(values[:, None])["activation_hist"][0]
+    bins = np.searchsorted(SPEC_EDGES["identity"], values.astype(np.float64), side="right")
+    np.testing.assert_array_equal(hist * len(values), np.bincount(bins, minlength=20))

@@ -15,7 +15,8 @@ from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from fastbp import plot  # noqa: E402
-from fastbp.history import History  # noqa: E402
+from fastbp.diagnostics import diagnose  # noqa: E402
+from fastbp.history import HIST_BINS, History  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -116,6 +117,9 @@ def test_lr_find_curve_uses_a_log_axis_and_marks_the_suggestion():
     assert list(marker.get_xdata()) == [1e-3, 1e-3]
     assert ax.get_ylim()[1] < 10  # the blow-up at the end does not flatten the curve
     assert png_bytes(fig).startswith(PNG_MAGIC)
+    result = SimpleNamespace(lrs=lrs, losses=losses, suggestion=1e-3, min_loss_lr=1e-2)
+    curve, lowest, marker = plot.lr_find_curve(result).axes[0].get_lines()
+    assert list(lowest.get_xdata()) == [1e-2, 1e-2] and list(marker.get_xdata()) == [1e-3, 1e-3]
 
 
 def test_lr_find_curve_without_suggestion_and_bad_result():
@@ -125,20 +129,86 @@ def test_lr_find_curve_without_suggestion_and_bad_result():
         plot.lr_find_curve(SimpleNamespace(lrs=[1e-3], losses=[1.0, 2.0], suggestion=None))
 
 
-def test_compare_grad_norms_has_one_log_panel_per_run():
-    runs = {"sigmoid": make_history(n_layers=4), "relu": make_history(n_layers=6)}
+def test_compare_grad_norms_draws_what_diagnose_judges_one_log_panel_per_run():
+    runs = {"sigmoid": make_history(n_epochs=12, n_layers=4), "relu": make_history(n_layers=6)}
     fig = plot.compare_grad_norms(runs)
-    assert [ax.get_title() for ax in fig.axes] == ["sigmoid", "relu"]
-    for ax, h in zip(fig.axes, runs.values()):
+    for ax, (name, h) in zip(fig.axes, runs.items()):
+        report = diagnose(h)
+        assert ax.get_title().splitlines()[0] == name
+        assert " ".join(ax.get_title().splitlines()[1:]) == report.brief
         assert ax.get_yscale() == "log"
-        (line,) = ax.get_lines()
-        np.testing.assert_allclose(line.get_ydata(), h.grad_norms.mean(axis=0))
+        first, last = ax.get_lines()
+        # diagnose's window: medians over the first and over the last 5 epochs
+        np.testing.assert_allclose(first.get_ydata(), np.median(h.grad_norms[:5], axis=0))
+        np.testing.assert_allclose(last.get_ydata(), np.median(h.grad_norms[-5:], axis=0))
+        np.testing.assert_allclose(first.get_ydata(), [x.grad_norm for x in report.layers])
+    assert "vanishing in layer 0" in fig.axes[0].get_title()  # 1e-3 of the output layer's
     assert png_bytes(fig).startswith(PNG_MAGIC)
 
 
-def test_save_all_writes_three_pngs(tmp_path):
+def forward_history(n_epochs=5):
+    """A relu, tanh, softmax net whose statistics are easy to recognise in the figures."""
+    h = History(["relu", "tanh", "softmax"])
+    for e in range(n_epochs):
+        hist = np.zeros((3, HIST_BINS))
+        hist[0, e] = 1.0  # relu: all mass in bin e
+        hist[1, [0, -1]] = 0.5  # tanh: saturated at both ends
+        hist[2, 10] = 1.0
+        h.record(
+            {
+                "train_loss": 1.0,
+                "activation_std": [10.0**e, 0.5, 0.1],
+                "activation_hist": hist,
+            }
+        )
+    return h
+
+
+def test_activation_std_lines_draws_one_log_line_per_layer():
+    h = forward_history()
+    fig = plot.activation_std_lines(h)
+    (ax,) = fig.axes
+    assert ax.get_yscale() == "log"
+    lines = ax.get_lines()
+    assert len(lines) == 3
+    np.testing.assert_allclose(lines[0].get_ydata(), [1, 10, 100, 1e3, 1e4])
+    assert png_bytes(fig).startswith(PNG_MAGIC)
+
+
+def test_activation_hist_has_one_image_per_layer_bins_up_epochs_across():
+    h = forward_history()
+    fig = plot.activation_hist(h, max_columns=2)
+    panels = [ax for ax in fig.axes if ax.get_images()]
+    assert len(panels) == 3  # 2 x 2 grid, the fourth hidden; plus the colorbar's axes
+    image = panels[0].get_images()[0]
+    data = image.get_array()
+    assert data.shape == (HIST_BINS, 5)
+    assert isinstance(image.norm, LogNorm)
+    for e in range(5):  # relu layer: epoch e's mass in bin e, the rest masked (empty)
+        assert data[e, e] == 1.0 and data.mask[:, e].sum() == HIST_BINS - 1
+    labels = [t.get_text() for t in panels[0].get_yticklabels()]
+    assert labels[:4] == ["0.001", "0.01", "0.1", "1"]  # relu's decades
+    assert "0" in [t.get_text() for t in panels[1].get_yticklabels()]  # tanh's middle
+    assert png_bytes(fig).startswith(PNG_MAGIC)
+    with pytest.raises(ValueError, match="max_columns"):
+        plot.activation_hist(h, max_columns=0)
+
+
+def test_forward_plots_of_a_record_without_forward_statistics_draw_nothing():
+    h = make_history()  # as a version 2 file: NaN statistics
+    assert png_bytes(plot.activation_std_lines(h)).startswith(PNG_MAGIC)
+    assert png_bytes(plot.activation_hist(h)).startswith(PNG_MAGIC)
+
+
+def test_save_all_writes_five_pngs(tmp_path):
     paths = plot.save_all(make_history(), tmp_path / "out", prefix="run_")
-    assert [p.name for p in paths] == ["run_loss.png", "run_grad_heatmap.png", "run_grad_norms.png"]
+    assert [p.name for p in paths] == [
+        "run_loss.png",
+        "run_grad_heatmap.png",
+        "run_grad_norms.png",
+        "run_activation_std.png",
+        "run_activation_hist.png",
+    ]
     for path in paths:
         assert path.read_bytes().startswith(PNG_MAGIC)
 

@@ -355,6 +355,36 @@ def test_saturation_against_numpy(activation, scale):
     assert np.isnan(history.dead[:, 0]).all()
 
 
+def test_forward_statistics_are_those_of_each_epochs_end_weights_on_the_sample():
+    # 700 rows: the statistics see a sample of STATS_SAMPLE of them, drawn once per fit.
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(700, 5))
+    y = (X[:, 0] + X[:, 1] > 0).astype(np.int64)
+    net = fb.MLP(
+        [5, 12, 7, 2], activation=["tanh", "relu"], loss="cross_entropy", dtype="float64", seed=1
+    )
+    snaps = Snapshots()
+    history = fb.Trainer(
+        net, fb.SGD(0.1), batch_size=32, epochs=3, seed=4, callbacks=[snaps], progress=False
+    ).fit(X, y)
+    sample = fastbp.train._stats_sample(X, 4)
+    assert sample.shape[0] == fastbp.train.STATS_SAMPLE
+    for epoch, params in enumerate(snaps.params):
+        probe = net.copy()
+        probe.params[...] = params
+        weights, biases = ref.get_params(probe)
+        zs, outs = ref.mlp_forward(sample, weights, biases, ["tanh", "relu"], "softmax")
+        np.testing.assert_allclose(history.preactivation_mean[epoch], [z.mean() for z in zs])
+        np.testing.assert_allclose(history.preactivation_std[epoch], [z.std() for z in zs])
+        np.testing.assert_allclose(history.activation_mean[epoch], [a.mean() for a in outs[1:]])
+        np.testing.assert_allclose(history.activation_std[epoch], [a.std() for a in outs[1:]])
+        tanh_bins = np.searchsorted((np.arange(19) - 9) / 10, outs[1].ravel(), side="right")
+        np.testing.assert_allclose(
+            history.activation_hist[epoch, 0], np.bincount(tanh_bins, minlength=20) / outs[1].size
+        )
+        assert snaps.logs[epoch]["activation_std"] is not None  # callbacks see them too
+
+
 # --------------------------------------------------------------------------------------------
 # 3. Non-finite loss or gradients
 # --------------------------------------------------------------------------------------------

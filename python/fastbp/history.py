@@ -15,15 +15,63 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["History"]
+from . import _core
+
+__all__ = ["HIST_BINS", "History", "hist_edges"]
 
 _SCALARS = ("train_loss", "lr", "time")
 _OPTIONAL_SCALARS = ("val_loss", "train_accuracy", "val_accuracy")
-_PER_LAYER = ("grad_norms", "grad_norms_max", "update_ratios", "saturation", "dead")
-_STAT_KEYS = frozenset(_SCALARS + _OPTIONAL_SCALARS + _PER_LAYER)
+_PER_LAYER = (
+    "grad_norms",
+    "grad_norms_max",
+    "update_ratios",
+    "saturation",
+    "dead",
+    "preactivation_mean",
+    "preactivation_std",
+    "activation_mean",
+    "activation_std",
+)
+_HIST = "activation_hist"  # the one series of shape (n_epochs, n_layers, HIST_BINS)
+_STAT_KEYS = frozenset(_SCALARS + _OPTIONAL_SCALARS + _PER_LAYER + (_HIST,))
 _STOP_REASONS = (None, "early_stopping", "non_finite", "callback")
 _FORMAT = "fastbp.History"
-_VERSION = 2  # 2: "layer_activations" (1 said "activations")
+# 2: "layer_activations" (1 said "activations"); 3: the forward statistics (pre-activation and
+# activation mean and std, activation histograms), NaN when reading an older record.
+_VERSION = 3
+
+_HIST_EDGES = {a["name"]: np.array(a["hist_edges"]) for a in _core.activation_table()}
+HIST_BINS = len(next(iter(_HIST_EDGES.values()))) + 1
+"""Bins of ``History.activation_hist``, the same for every activation (fixed by the core)."""
+
+
+def hist_edges(activation: str) -> np.ndarray:
+    """The inner bin edges of ``History.activation_hist`` for a layer with this activation.
+
+    Bin ``b`` holds the outputs ``a`` with ``edges[b - 1] <= a < edges[b]``, the first bin
+    everything below ``edges[0]`` and the last everything from ``edges[-1]`` up; NaN is in no
+    bin. The bins, fixed per activation kind by the core (``cpp/activations.hpp``):
+
+    - sigmoid, softmax: [0, 1] in steps of 0.05;
+    - tanh: [-1, 1] in steps of 0.1;
+    - relu, softplus: below 1e-3 (the zeros of inactive units), then half-decades from 1e-3 to
+      1e6;
+    - identity, leaky_relu, elu, gelu, silu: decades on either side of 0, from 1e-2 to 1e6 in
+      size (edges -1e6, ..., -1e-2, 0, 1e-2, ..., 1e6).
+
+    Parameters
+    ----------
+    activation : str
+        An activation name, e.g. an entry of ``History.layer_activations``.
+
+    Returns
+    -------
+    ndarray of shape (HIST_BINS - 1,)
+        Increasing edges.
+    """
+    if not isinstance(activation, str) or activation not in _HIST_EDGES:
+        raise ValueError(f"activation must be one of {sorted(_HIST_EDGES)}, got {activation!r}")
+    return _HIST_EDGES[activation].copy()
 
 
 class History:
@@ -68,6 +116,16 @@ class History:
     dead : ndarray of shape (n_epochs, n_layers)
         Share of ReLU units that output 0 on every sample checked; NaN where it
         does not apply.
+    preactivation_mean, preactivation_std : ndarray of shape (n_epochs, n_layers)
+        Mean and standard deviation of the layer's pre-activations ``Z = A_prev W + b``
+        over all its entries (samples and units pooled) on the sample of training rows
+        the trainer checks after each epoch (``fastbp.train.STATS_SAMPLE`` rows).
+    activation_mean, activation_std : ndarray of shape (n_epochs, n_layers)
+        The same for the layer's outputs ``A = f(Z)`` (the output layer's: the
+        probabilities of softmax and sigmoid outputs).
+    activation_hist : ndarray of shape (n_epochs, n_layers, HIST_BINS)
+        Share of the layer's outputs in each bin of its activation kind (see
+        `hist_edges`), on the same sample: fastai's "colorful dimension".
     best_epoch : int or None
         0-based epoch with the lowest validation loss, or the lowest training
         loss when there is no validation loss; None before any epoch or when
@@ -81,7 +139,8 @@ class History:
     Notes
     -----
     Per-layer arrays always have shape ``(n_epochs, n_layers)``, ``(0, n_layers)``
-    before the first epoch; a statistic not recorded in an epoch is NaN there.
+    before the first epoch (``activation_hist`` one more axis of HIST_BINS); a statistic
+    not recorded in an epoch is NaN there, as in records written before version 3.
     ``len(history)`` is the number of epochs.
     """
 
@@ -102,7 +161,7 @@ class History:
         self.val_loss: list[float] = []
         self.train_accuracy: list[float] = []
         self.val_accuracy: list[float] = []
-        self._per_layer: dict[str, list[np.ndarray]] = {key: [] for key in _PER_LAYER}
+        self._per_layer: dict[str, list[np.ndarray]] = {key: [] for key in _PER_LAYER + (_HIST,)}
         self._best_epoch: int | None = None
         self.stopped_epoch: int | None = None
         self.stop_reason: str | None = None
@@ -115,9 +174,11 @@ class History:
         stats : dict
             ``train_loss`` (float) is required. Optional: ``val_loss``,
             ``train_accuracy``, ``val_accuracy`` (float or None), ``lr``,
-            ``time`` (float), and ``grad_norms``, ``grad_norms_max``,
-            ``update_ratios``, ``saturation``, ``dead`` (array-like of shape
-            (n_layers,)). Missing entries are recorded as NaN.
+            ``time`` (float), ``grad_norms``, ``grad_norms_max``,
+            ``update_ratios``, ``saturation``, ``dead``, ``preactivation_mean``,
+            ``preactivation_std``, ``activation_mean``, ``activation_std`` (array-like
+            of shape (n_layers,)) and ``activation_hist`` (array-like of shape
+            (n_layers, HIST_BINS)). Missing entries are recorded as NaN.
         """
         unknown = set(stats) - _STAT_KEYS
         if unknown:
@@ -127,6 +188,7 @@ class History:
         if stats.get("train_loss") is None:
             raise ValueError("stats must contain 'train_loss'")
         rows = {key: self._layer_row(key, stats.get(key)) for key in _PER_LAYER}
+        rows[_HIST] = self._hist_row(_HIST, stats.get(_HIST))
         epoch = self.n_epochs
         self.train_loss.append(_to_float(stats["train_loss"], "train_loss"))
         self.lr.append(_to_float(stats.get("lr"), "lr"))
@@ -166,7 +228,7 @@ class History:
             mine, theirs = getattr(self, key), getattr(other, key)
             if mine or theirs:
                 setattr(self, key, (mine or [math.nan] * n) + (theirs or [math.nan] * n_other))
-        for key in _PER_LAYER:
+        for key in _PER_LAYER + (_HIST,):
             self._per_layer[key].extend(np.array(row) for row in other._per_layer[key])
         self._best_epoch = None if other._best_epoch is None else n + other._best_epoch
         self.stopped_epoch = None if other.stopped_epoch is None else n + other.stopped_epoch
@@ -211,6 +273,26 @@ class History:
     def dead(self) -> np.ndarray:
         return self._stacked("dead")
 
+    @property
+    def preactivation_mean(self) -> np.ndarray:
+        return self._stacked("preactivation_mean")
+
+    @property
+    def preactivation_std(self) -> np.ndarray:
+        return self._stacked("preactivation_std")
+
+    @property
+    def activation_mean(self) -> np.ndarray:
+        return self._stacked("activation_mean")
+
+    @property
+    def activation_std(self) -> np.ndarray:
+        return self._stacked("activation_std")
+
+    @property
+    def activation_hist(self) -> np.ndarray:
+        return self._stacked(_HIST)
+
     def __len__(self) -> int:
         return self.n_epochs
 
@@ -231,7 +313,7 @@ class History:
         data["layer_activations"] = list(self.layer_activations)
         for key in ("train_loss", "lr", "epoch_time", *_OPTIONAL_SCALARS):
             data[key] = list(getattr(self, key))
-        for key in _PER_LAYER:
+        for key in _PER_LAYER + (_HIST,):
             data[key] = self._stacked(key).tolist()
         data.update(
             best_epoch=self.best_epoch,
@@ -244,7 +326,8 @@ class History:
     def from_dict(cls, data: Mapping[str, Any]) -> History:
         """Rebuild a History from `to_dict` output (or its JSON-decoded form).
 
-        Records of version 1, which named the layer activations ``"activations"``, are read too.
+        Records of version 1, which named the layer activations ``"activations"``, are read too,
+        and those of versions 1 and 2, which lack the forward statistics, have NaN there.
 
         Raises
         ------
@@ -265,6 +348,8 @@ class History:
         for key in _PER_LAYER:
             rows = _record_list(data, key) or [None] * n
             history._per_layer[key] = [history._layer_row(f"data[{key!r}]", r) for r in rows]
+        rows = _record_list(data, _HIST) or [None] * n
+        history._per_layer[_HIST] = [history._hist_row(f"data[{_HIST!r}]", r) for r in rows]
         history._check_lengths()
         history.best_epoch = _record_epoch(data, "best_epoch", last=n - 1)
         # A run that diverges stops at the epoch it could not record: one past the last.
@@ -345,10 +430,31 @@ class History:
             )
         return np.array([_to_float(v, key) for v in values], dtype=np.float64)
 
+    def _hist_row(self, key: str, values: Any) -> np.ndarray:
+        shape = (self.n_layers, HIST_BINS)
+        if values is None:
+            return np.full(shape, np.nan)
+        if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+            if values.shape != shape:
+                raise ValueError(f"{key} must have shape {shape}, got {values.shape}")
+            return values.astype(np.float64)
+        if not (
+            isinstance(values, (list, tuple))
+            and len(values) == self.n_layers
+            and all(isinstance(r, (list, tuple, np.ndarray)) for r in values)
+            and all(len(r) == HIST_BINS for r in values)
+        ):
+            raise ValueError(
+                f"{key} must have shape {shape}: per weight layer, the share of its outputs in "
+                f"each of the {HIST_BINS} bins"
+            )
+        return np.array([[_to_float(v, key) for v in row] for row in values], dtype=np.float64)
+
     def _check_lengths(self) -> None:
         n = self.n_epochs
-        for key in ("lr", "epoch_time", *_PER_LAYER, *_OPTIONAL_SCALARS):
-            length = len(getattr(self, key) if key not in _PER_LAYER else self._per_layer[key])
+        series = (*_PER_LAYER, _HIST)
+        for key in ("lr", "epoch_time", *series, *_OPTIONAL_SCALARS):
+            length = len(getattr(self, key) if key not in series else self._per_layer[key])
             if length != n and not (length == 0 and key in _OPTIONAL_SCALARS):
                 optional = "none or " if key in _OPTIONAL_SCALARS else ""
                 raise ValueError(
@@ -359,7 +465,7 @@ class History:
     def _stacked(self, key: str) -> np.ndarray:
         rows = self._per_layer[key]
         if not rows:
-            return np.empty((0, self.n_layers))
+            return np.empty((0, self.n_layers, HIST_BINS) if key == _HIST else (0, self.n_layers))
         return np.stack(rows)
 
 

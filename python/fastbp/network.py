@@ -465,6 +465,22 @@ class MLP:
         where the measure does not apply. Two ndarrays of shape (n_layers,)."""
         return self._net.activation_stats(check_inputs(self, X))
 
+    def layer_stats(self, X: Any) -> dict[str, np.ndarray]:
+        """What one forward pass over X shows of each weight layer, samples and units pooled.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``saturation`` and ``dead`` as in :meth:`activation_stats`;
+            ``preactivation_mean``, ``preactivation_std``, ``activation_mean``,
+            ``activation_std`` (each of shape (n_layers,)): mean and standard deviation
+            (ddof 0) of the pre-activations ``Z = A_prev W + b`` and of the outputs
+            ``A = f(Z)``; ``activation_hist`` of shape (n_layers, HIST_BINS): the share of
+            each layer's outputs in the bins of its activation kind
+            (:func:`fastbp.history.hist_edges`). The trainer records these each epoch.
+        """
+        return self._net.layer_stats(check_inputs(self, X))
+
     def copy(self) -> MLP:
         """An independent network with the same structure and parameters, on the same
         device."""

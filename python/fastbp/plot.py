@@ -1,4 +1,5 @@
-"""Figures of a training run: losses, gradient norms per layer, the learning-rate range test.
+"""Figures of a training run: losses, gradient norms and the forward signal per layer, the
+learning-rate range test.
 
 matplotlib is optional (``pip install fastbp[plot]``) and imported only when a
 function here is called. Figures are built with the object API
@@ -9,14 +10,15 @@ Jupyter a returned Figure displays itself.
 
 from __future__ import annotations
 
-import warnings
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .history import History
+from .diagnostics import WINDOW, diagnose
+from .history import HIST_BINS, History, hist_edges
 from .validation import check_instance
 
 if TYPE_CHECKING:
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "activation_hist",
+    "activation_std_lines",
     "compare_grad_norms",
     "grad_norm_heatmap",
     "grad_norm_lines",
@@ -145,6 +149,101 @@ def grad_norm_lines(history: History, ax: Axes | None = None) -> Figure:
     return fig
 
 
+def activation_std_lines(history: History, ax: Axes | None = None) -> Figure:
+    """Standard deviation of each layer's outputs per epoch, one line per layer, on a log scale.
+
+    The forward counterpart of `grad_norm_lines`: in a well-initialised network the lines lie
+    together; lines stacked a constant factor apart, in the order of the layers, are a signal
+    that grows (or shrinks) geometrically with depth.
+
+    Parameters
+    ----------
+    history : History
+        A run with at least one epoch; reads ``activation_std`` of shape (n_epochs, n_layers)
+        (NaN in a record from before fastbp recorded it: nothing is drawn then).
+    ax : matplotlib Axes, optional
+        Draw into this Axes instead of a new Figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure, with ``history.n_layers`` lines coloured from the input side (dark) to
+        the output side (light).
+    """
+    _check_epochs(history)
+    fig, ax = _figure_and_axes(ax, (6.0, 4.0))
+    colors = _colormap("viridis")(np.linspace(0.0, 0.9, history.n_layers))
+    epochs = np.arange(history.n_epochs)
+    for label, std, color in zip(_layer_labels(history), history.activation_std.T, colors):
+        ax.plot(epochs, std, color=color, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("standard deviation of the layer's outputs")
+    ax.legend(title="layer", fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+def activation_hist(history: History, max_columns: int = 4) -> Figure:
+    """How each layer's outputs spread over its histogram bins, epoch after epoch.
+
+    fastai's "colorful dimension": one panel per weight layer, epochs across, the bins of the
+    layer's activation kind upwards (`fastbp.history.hist_edges`), the share of outputs in a
+    bin as colour on a log scale (empty bins white). A sigmoid layer that saturates shows its
+    mass moving into the top or bottom rows; a ReLU layer whose signal explodes, its mass
+    climbing the decades; dying units, a growing bottom row (the zeros).
+
+    Parameters
+    ----------
+    history : History
+        A run with at least one epoch; reads ``activation_hist`` of shape
+        (n_epochs, n_layers, HIST_BINS).
+    max_columns : int, default=4
+        Panels per row; layers fill the rows input side first.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One Axes per layer and a shared colorbar.
+    """
+    _check_epochs(history)
+    if isinstance(max_columns, bool) or not isinstance(max_columns, int) or max_columns < 1:
+        raise ValueError(f"max_columns must be a positive int, got {max_columns!r}")
+    from matplotlib.colors import LogNorm
+
+    n = history.n_layers
+    columns = min(n, max_columns)
+    rows = -(-n // columns)
+    fig = _figure_class()(figsize=(3.2 * columns, 2.6 * rows), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    cmap = _colormap("magma_r").with_extremes(bad="white")
+    smallest = 1e-4  # shares below are drawn in the colour of this one; empty bins white
+    norm = LogNorm(vmin=smallest, vmax=1.0)
+    hist = history.activation_hist
+    images = []
+    for layer, (ax, label) in enumerate(zip(axes, _layer_labels(history))):
+        shares = hist[:, layer, :].T  # bins up, epochs across
+        image = np.ma.masked_array(shares, mask=~(np.isfinite(shares) & (shares > 0)))
+        mappable = ax.imshow(
+            np.ma.maximum(image, smallest),
+            aspect="auto",
+            interpolation="nearest",
+            origin="lower",
+            cmap=cmap,
+            norm=norm,
+            extent=(-0.5, history.n_epochs - 0.5, 0, HIST_BINS),
+        )
+        images.append(mappable)
+        ticks, labels = _edge_ticks(hist_edges(history.layer_activations[layer]))
+        ax.set_yticks(ticks)
+        ax.set_yticklabels(labels, fontsize="x-small")
+        ax.set_title(f"layer {label}", fontsize="small")
+        ax.set_xlabel("epoch", fontsize="small")
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    fig.colorbar(images[0], ax=list(axes[:n]), label="share of the layer's outputs")
+    return fig
+
+
 def lr_find_curve(result: Any, ax: Axes | None = None) -> Figure:
     """Loss against learning rate from `fastbp.lr_find`, the suggested rate marked.
 
@@ -152,7 +251,7 @@ def lr_find_curve(result: Any, ax: Axes | None = None) -> Figure:
     ----------
     result : LRFinderResult
         Anything with ``lrs`` and ``losses`` (array-like of shape (n_steps,))
-        and ``suggestion`` (float or None).
+        and ``suggestion`` (float or None); ``min_loss_lr``, where present, is marked too.
     ax : matplotlib Axes, optional
         Draw into this Axes instead of a new Figure.
 
@@ -160,7 +259,8 @@ def lr_find_curve(result: Any, ax: Axes | None = None) -> Figure:
     -------
     matplotlib.figure.Figure
         The figure: the loss curve on a log learning-rate axis and, when there
-        is a suggestion, a dashed vertical line at it.
+        is a suggestion, a dashed vertical line at it (and a dotted one at the rate of the
+        lowest loss it derives from).
     """
     lrs = np.asarray(result.lrs, dtype=np.float64)
     losses = np.asarray(result.losses, dtype=np.float64)
@@ -179,6 +279,9 @@ def lr_find_curve(result: Any, ax: Axes | None = None) -> Figure:
         if top > finite.min():
             margin = 0.05 * (top - finite.min())
             ax.set_ylim(finite.min() - margin, top + margin)
+    lowest = getattr(result, "min_loss_lr", None)
+    if lowest is not None and np.isfinite(lowest):
+        ax.axvline(lowest, color="0.5", linestyle=":", label=f"lowest loss at {lowest:.2g}")
     if result.suggestion is not None:
         ax.axvline(
             result.suggestion,
@@ -192,42 +295,52 @@ def lr_find_curve(result: Any, ax: Axes | None = None) -> Figure:
     return fig
 
 
-def compare_grad_norms(histories: Mapping[str, History]) -> Figure:
-    """Mean weight-gradient norm per layer, one panel per run, on a shared log scale.
+def compare_grad_norms(histories: Mapping[str, History], window: int = WINDOW) -> Figure:
+    """Weight-gradient norm per layer at the start and at the end of each run, one panel per
+    run, on a shared log scale: the numbers `fastbp.diagnose` judges.
 
     Parameters
     ----------
     histories : mapping of str to History
-        Runs to compare, by name (the panel titles); each with at least one epoch.
+        Runs to compare, by name; each with at least one epoch.
+    window : int, default=WINDOW
+        Epochs in the medians, as `diagnose`'s ``window``.
 
     Returns
     -------
     matplotlib.figure.Figure
-        One Axes per run: a line through the mean over epochs of each layer's
-        gradient norm, and a band from the smallest to the largest epoch value.
+        One Axes per run, titled with its name and `diagnose`'s findings
+        (``GradientReport.brief``): a solid line through each layer's median gradient norm over
+        the first ``window`` epochs (``LayerDiagnosis.grad_norm``, on which vanishing is
+        judged) and a dashed one over the last ``window`` epochs (``final_grad_norm``).
     """
     if not histories:
         raise ValueError("histories must name at least one run")
     for history in histories.values():
         _check_epochs(history)
+    reports = {name: diagnose(history, window=window) for name, history in histories.items()}
     Figure = _figure_class()
-    fig = Figure(figsize=(3.2 * len(histories), 3.6), layout="constrained")
+    fig = Figure(figsize=(3.4 * len(histories), 3.9), layout="constrained")
     axes = fig.subplots(1, len(histories), sharey=True, squeeze=False)[0]
-    for ax, (name, history) in zip(axes, histories.items()):
-        low, mean, high = _spread_over_epochs(history.grad_norms)
-        layers = np.arange(history.n_layers)
-        ax.fill_between(layers, low, high, alpha=0.25, linewidth=0)
-        ax.plot(layers, mean, "o-")
+    for ax, (name, report) in zip(axes, reports.items()):
+        layers = np.arange(len(report.layers))
+        # a log scale cannot show a zero norm (a layer that gets no gradient): left out
+        first = _positive([layer.grad_norm for layer in report.layers])
+        last = _positive([layer.final_grad_norm for layer in report.layers])
+        ax.plot(layers, first, "o-", color="C0", label=f"first {report.window} epochs")
+        ax.plot(layers, last, "s--", color="C1", label=f"last {report.window} epochs")
         ax.set_yscale("log")
-        ax.set_title(name)
+        ax.set_title(f"{name}\n{textwrap.fill(report.brief, 34)}", fontsize="small")
         ax.set_xticks(layers)
         ax.set_xlabel("weight layer (0 = input side)")
-    axes[0].set_ylabel("weight-gradient norm\n(mean over epochs; band: range)")
+    axes[0].set_ylabel("weight-gradient norm\n(median over the epochs)")
+    axes[0].legend(fontsize="small")
     return fig
 
 
 def save_all(history: History, out_dir: str | Path, prefix: str = "") -> list[Path]:
-    """Save `loss_curves`, `grad_norm_heatmap` and `grad_norm_lines` as PNG files.
+    """Save `loss_curves`, `grad_norm_heatmap`, `grad_norm_lines`, `activation_std_lines` and
+    `activation_hist` as PNG files.
 
     Parameters
     ----------
@@ -242,7 +355,8 @@ def save_all(history: History, out_dir: str | Path, prefix: str = "") -> list[Pa
     -------
     list of Path
         The files written: ``{prefix}loss.png``, ``{prefix}grad_heatmap.png``,
-        ``{prefix}grad_norms.png``.
+        ``{prefix}grad_norms.png``, ``{prefix}activation_std.png``,
+        ``{prefix}activation_hist.png``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -250,6 +364,8 @@ def save_all(history: History, out_dir: str | Path, prefix: str = "") -> list[Pa
         "loss": loss_curves(history),
         "grad_heatmap": grad_norm_heatmap(history),
         "grad_norms": grad_norm_lines(history),
+        "activation_std": activation_std_lines(history),
+        "activation_hist": activation_hist(history),
     }
     paths = []
     for name, fig in figures.items():
@@ -282,12 +398,20 @@ def _colormap(name: str) -> Any:
     return colormaps[name]
 
 
-def _spread_over_epochs(norms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per layer (column): smallest, mean and largest finite value; NaN if there is none."""
-    norms = np.where(np.isfinite(norms), norms, np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a layer that was never finite
-        return np.nanmin(norms, axis=0), np.nanmean(norms, axis=0), np.nanmax(norms, axis=0)
+def _positive(values: list[float]) -> np.ndarray:
+    """The values, NaN where not positive."""
+    out = np.asarray(values, dtype=np.float64)
+    return np.where(out > 0, out, np.nan)
+
+
+def _edge_ticks(edges: np.ndarray) -> tuple[list[float], list[str]]:
+    """Tick positions and labels for a histogram image whose bin b spans [b, b + 1): a label
+    at every other edge (edge k lies between bins k and k + 1), the half with the rounder
+    numbers (the decades of a half-decade scale)."""
+    halves = [range(0, len(edges), 2), range(1, len(edges), 2)]
+    labels = [[f"{edges[k]:.3g}" for k in half] for half in halves]
+    best = min((0, 1), key=lambda h: sum(map(len, labels[h])))
+    return [k + 1.0 for k in halves[best]], labels[best]
 
 
 def _layer_labels(history: History) -> list[str]:

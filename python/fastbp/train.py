@@ -432,7 +432,8 @@ class Trainer:
     ) -> dict[str, Any]:
         net = self.net
         classifier = net.is_classifier
-        saturation, dead = net.core.activation_stats(X_sample)
+        # Saturation, dead units and the forward signal's statistics, in one pass of the core.
+        forward = net.core.layer_stats(X_sample)
         logs: dict[str, Any] = {
             "train_loss": stats["loss"],
             "train_accuracy": stats["accuracy"] if classifier else None,
@@ -442,8 +443,7 @@ class Trainer:
             "grad_norms": stats["grad_norm_mean"],
             "grad_norms_max": stats["grad_norm_max"],
             "update_ratios": stats["update_ratio"],
-            "saturation": saturation,
-            "dead": dead,
+            **forward,
             "time": seconds,
         }
         if Xv is not None:

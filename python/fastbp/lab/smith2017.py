@@ -11,9 +11,10 @@ as a fixed rate.)
 
 fastbp's :func:`~fastbp.lr_find` runs the test the way later practice does: the rate rises
 exponentially over 100 mini-batches (Smith raised it linearly over a few epochs) and the
-suggestion is the rate where the smoothed loss falls fastest. The lab uses that suggestion as
-it comes, so it also tests the suggestion rule: a pick at the noisy start of the curve, where
-the rate is too small to move the loss, shows as a run that never reaches the target.
+suggestion is a tenth of the rate at the lowest point of the smoothed loss (past the moving
+average's first steps). The lab uses that suggestion as it comes, so it also tests the
+suggestion rule: a pick at the noisy start of the curve, where the rate is too small to move
+the loss, shows as a run that never reaches the target.
 
 Settings (defaults; ``quick=True`` in brackets):
 
