@@ -9,6 +9,7 @@
 #include <string>
 
 #include "gemm.hpp"
+#include "py_layer_stats.hpp"
 #include "train.hpp"
 
 namespace py = pybind11;
@@ -216,37 +217,12 @@ auto evaluate(Network<T>& net, Array<T> X, py::array Y) {
   return py::make_tuple(s.loss, s.correct);
 }
 
-py::array_t<double> to_array(const std::vector<double>& v) {
-  return py::array_t<double>(py::ssize_t(v.size()), v.data());
-}
-
 template <class T>
 LayerStats run_layer_stats(Network<T>& net, Array<T> X) {
   check_inputs(net, X);
   const T* x = X.data();
   const long n = long(X.shape(0));
   return locked_without_gil(net, [&] { return net.layer_stats(x, n); });
-}
-
-template <class T>
-auto activation_stats(Network<T>& net, Array<T> X) {
-  const LayerStats s = run_layer_stats(net, X);
-  return py::make_tuple(to_array(s.saturation), to_array(s.dead));
-}
-
-template <class T>
-py::dict layer_stats(Network<T>& net, Array<T> X) {
-  const LayerStats s = run_layer_stats(net, X);
-  py::dict d;
-  d["saturation"] = to_array(s.saturation);
-  d["dead"] = to_array(s.dead);
-  d["preactivation_mean"] = to_array(s.pre_mean);
-  d["preactivation_std"] = to_array(s.pre_std);
-  d["activation_mean"] = to_array(s.act_mean);
-  d["activation_std"] = to_array(s.act_std);
-  d["activation_hist"] =
-      to_array(s.act_hist).reshape({py::ssize_t(net.n_layers()), py::ssize_t(kHistBins)});
-  return d;
 }
 
 template <class T>
@@ -303,8 +279,16 @@ void bind_network(py::module_& m, const std::string& suffix) {
            "Fill the gradients of the batch-mean loss; (loss sum, correct)")
       .def("evaluate", &evaluate<T>, py::arg("X"), py::arg("Y"),
            "(loss sum, correct) over the rows, without gradients")
-      .def("activation_stats", &activation_stats<T>, py::arg("X"))
-      .def("layer_stats", &layer_stats<T>, py::arg("X"))
+      .def(
+          "activation_stats",
+          [](Network<T>& net, Array<T> X) {
+            return activation_stats_tuple(run_layer_stats(net, X));
+          },
+          py::arg("X"))
+      .def(
+          "layer_stats",
+          [](Network<T>& net, Array<T> X) { return layer_stats_dict(run_layer_stats(net, X)); },
+          py::arg("X"))
       .def("weight_grad_norms", &weight_grad_norms<T>)
       .def("clip_grad_norm", &clip_grads_by_norm<T>, py::arg("max_norm"))
       .def("clip_grad_value", &clip_grads_by_value<T>, py::arg("value"))

@@ -229,130 +229,16 @@ void Network<T>::weight_grad_norms(double* out) const {
     out[l] = std::sqrt(sum_squares(grads_.data() + w_off_[l], w_size(l)));
 }
 
-namespace {
-
-// Count, mean and sum of squared deviations of a stream of values, fed block by block: each
-// block's own mean first, then Chan et al.'s update, so that a large mean does not cancel the
-// variance away as it would in sum(x^2) - n mean^2.
-struct Moments {
-  double count = 0, mean = 0, m2 = 0;
-
-  template <class T>
-  void add(const T* x, std::size_t n) {
-    if (n == 0) return;
-    const long nn = long(n);
-    double sum = 0;
-#pragma omp simd reduction(+ : sum)
-    for (long i = 0; i < nn; ++i) sum += double(x[i]);
-    const double block_mean = sum / double(n);
-    double block_m2 = 0;
-#pragma omp simd reduction(+ : block_m2)
-    for (long i = 0; i < nn; ++i) {
-      const double d = double(x[i]) - block_mean;
-      block_m2 += d * d;
-    }
-    const double total = count + double(n), delta = block_mean - mean;
-    m2 += block_m2 + delta * delta * count * double(n) / total;
-    mean += delta * double(n) / total;
-    count = total;
-  }
-  double stddev() const { return std::sqrt(m2 / count); }
-};
-
-// The edges as T, each rounded up to the nearest T, so that for every T value a, a >= edge
-// holds in T exactly when it holds for the double edge: float compares are twice as wide.
-template <class T>
-std::array<T, kHistBins - 1> edges_as(const std::array<double, kHistBins - 1>& edges) {
-  std::array<T, kHistBins - 1> out{};
-  for (int k = 0; k < kHistBins - 1; ++k) {
-    out[k] = T(edges[k]);
-    if (double(out[k]) < edges[k])
-      out[k] = std::nextafter(out[k], std::numeric_limits<T>::infinity());
-  }
-  return out;
-}
-
-// Adds to counts[b] the number of x's entries in bin b of the edges (activations.hpp, Bins):
-// the bin of a is the number of edges <= a, which is what NumPy's searchsorted(edges, a,
-// side="right") returns. NaN falls in no bin. The bins are found a block at a time in a loop
-// that vectorises across entries, then counted.
-template <class T>
-void add_to_histogram(const T* x, std::size_t n, const std::array<T, kHistBins - 1>& edges,
-                      double* counts) {
-  constexpr int kBlock = 256;
-  int bins[kBlock];
-  const T* e = edges.data();
-  for (std::size_t first = 0; first < n; first += kBlock) {
-    const int m = int(std::min<std::size_t>(kBlock, n - first));
-    const T* block = x + first;
-#pragma omp simd
-    for (int i = 0; i < m; ++i) {
-      const T a = block[i];
-      int bin = 0;
-      for (int k = 0; k < kHistBins - 1; ++k) bin += a >= e[k];
-      bins[i] = a == a ? bin : -1;  // NaN: no bin
-    }
-    for (int i = 0; i < m; ++i)
-      if (bins[i] >= 0) counts[bins[i]] += 1;
-  }
-}
-}  // namespace
-
 // One forward pass over X, chunk by chunk; each layer's statistics gather over the chunks.
 template <class T>
 LayerStats Network<T>::layer_stats(const T* X, long n) {
-  const int L = n_layers();
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  std::vector<double> saturated(L, 0.0);
-  std::vector<std::vector<char>> alive(L);
-  std::vector<Moments> pre(L), act(L);
-  LayerStats out;
-  out.act_hist.assign(std::size_t(L) * kHistBins, 0.0);
-  for (int l = 0; l < L; ++l) alive[l].assign(sizes_[l + 1], 0);
+  LayerStatsBuilder stats(std::vector<int>(sizes_.begin() + 1, sizes_.end()), acts_);
   for (long r = 0; r < n; r += kChunk) {
     const int m = int(std::min<long>(kChunk, n - r));
     forward_batch(X + r * n_in(), m);
-    for (int l = 0; l < L; ++l) {
-      const int w = sizes_[l + 1];
-      const T* a = a_[l].data();
-      const std::size_t count = std::size_t(m) * w;
-      pre[l].add(z_[l].data(), count);
-      act[l].add(a, count);
-      add_to_histogram(a, count, edges_as<T>(histogram_edges(activation_bins(acts_[l]))),
-                       out.act_hist.data() + std::size_t(l) * kHistBins);
-      with_activation(acts_[l], [&](auto kind) {
-        using A = decltype(kind);
-        if constexpr (A::measure == Measure::saturation) {
-          for (std::size_t i = 0; i < count; ++i) saturated[l] += A::saturated(a[i]);
-        } else if constexpr (A::measure == Measure::dead) {
-          for (std::size_t i = 0; i < count; ++i) alive[l][i % w] |= A::active(a[i]);
-        }
-      });
-    }
+    for (int l = 0; l < n_layers(); ++l) stats.add(l, z_[l].data(), a_[l].data(), m);
   }
-  for (int l = 0; l < L; ++l) {
-    const int w = sizes_[l + 1];
-    const double entries = double(n) * w;
-    const Measure measure = activation_measure(acts_[l]);
-    out.saturation.push_back(measure == Measure::saturation && n > 0 ? saturated[l] / entries
-                                                                     : nan);
-    if (measure == Measure::dead && n > 0) {
-      int d = 0;
-      for (char c : alive[l]) d += !c;
-      out.dead.push_back(double(d) / w);
-    } else {
-      out.dead.push_back(nan);
-    }
-    out.pre_mean.push_back(n > 0 ? pre[l].mean : nan);
-    out.pre_std.push_back(n > 0 ? pre[l].stddev() : nan);
-    out.act_mean.push_back(n > 0 ? act[l].mean : nan);
-    out.act_std.push_back(n > 0 ? act[l].stddev() : nan);
-    for (int b = 0; b < kHistBins; ++b) {
-      double& share = out.act_hist[std::size_t(l) * kHistBins + b];
-      share = n > 0 ? share / entries : nan;
-    }
-  }
-  return out;
+  return stats.finish(n);
 }
 
 template class Network<float>;

@@ -4,23 +4,10 @@
 #include <mutex>
 #include <vector>
 
+#include "layer_stats.hpp"
 #include "losses.hpp"
 
 namespace fastbp {
-
-// What one forward pass over a sample shows of each weight layer l (n_layers entries each,
-// input side first), over all n_samples x width_l entries of the layer pooled together:
-struct LayerStats {
-  // Share of saturated outputs, and share of dead units, as the layer's activation measures
-  // them (activations.hpp); NaN where its activation has no such measure.
-  std::vector<double> saturation, dead;
-  // Mean and standard deviation (population, ddof 0) of the pre-activations Z_l and of the
-  // activations A_l = f_l(Z_l); NaN or inf where a value is not finite.
-  std::vector<double> pre_mean, pre_std, act_mean, act_std;
-  // (n_layers, kHistBins), row-major: the share of A_l's entries in each bin of the layer's
-  // activation kind (activations.hpp, Bins); a row sums to 1 less the share of NaN.
-  std::vector<double> act_hist;
-};
 
 template <class T>
 class Network {

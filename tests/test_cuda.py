@@ -231,16 +231,22 @@ def test_cross_entropy_with_probability_rows_and_predict(backend):
     np.testing.assert_array_equal(gpu.predict(X), cpu.predict(X))
 
 
-def test_forward_in_chunks_and_activation_stats(backend):
+def test_forward_in_chunks_and_layer_stats(backend):
     cpu, gpu = pair([3, 16, 16, 2], activation="relu", loss="mse")
     X = np.random.default_rng(4).normal(size=(20000, 3))  # beyond one device chunk (8192)
     assert rel(gpu.forward(X), cpu.forward(X)) < 1e-12
-    for act in ("relu", "sigmoid", "tanh"):
-        cpu, gpu = pair([3, 16, 16, 2], activation=act, loss="mse", init=("normal", 3.0))
+    for act in HIDDEN:  # every histogram kind; softmax through cross-entropy
+        cpu, gpu = pair([3, 16, 16, 4], activation=act, loss="cross_entropy", init=("normal", 3.0))
         s_cpu, d_cpu = cpu.activation_stats(X[:9000])
         s_gpu, d_gpu = gpu.activation_stats(X[:9000])
         np.testing.assert_allclose(s_gpu, s_cpu, rtol=1e-12, equal_nan=True)
         np.testing.assert_allclose(d_gpu, d_cpu, rtol=1e-12, equal_nan=True)
+        stats_cpu, stats_gpu = cpu.layer_stats(X[:9000]), gpu.layer_stats(X[:9000])
+        assert stats_gpu.keys() == stats_cpu.keys()
+        for key in stats_cpu:
+            np.testing.assert_allclose(
+                stats_gpu[key], stats_cpu[key], rtol=1e-10, atol=1e-12, equal_nan=True, err_msg=key
+            )
 
 
 OPTIMIZERS = {

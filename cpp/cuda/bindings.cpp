@@ -17,6 +17,7 @@
 #include <string>
 
 #include "device_train.hpp"
+#include "py_layer_stats.hpp"
 
 #ifdef FASTBP_CUDA_EMULATION
 #include "host_exec.hpp"
@@ -406,15 +407,11 @@ py::tuple evaluate(Net<T>& n, py::handle X, py::handle Y) {
 }
 
 template <class T>
-py::tuple activation_stats(Net<T>& n, py::handle X) {
+LayerStats run_layer_stats(Net<T>& n, py::handle X) {
   Array<T> hold;
   long rows = 0;
   const Rows<T> x = input_rows(n.net, X, hold, &rows);
-  py::array_t<double> saturation(n.net.n_layers()), dead(n.net.n_layers());
-  double* s = saturation.mutable_data();
-  double* d = dead.mutable_data();
-  locked_without_gil(n, [&] { n.net.activation_stats(x, rows, s, d); });
-  return py::make_tuple(saturation, dead);
+  return locked_without_gil(n, [&] { return n.net.layer_stats(x, rows); });
 }
 
 template <class T>
@@ -483,7 +480,13 @@ void bind_network(py::module_& m, const std::string& suffix) {
       .def("forward", &forward<T>, py::arg("X"))
       .def("backward", &backward<T>, py::arg("X"), py::arg("Y"))
       .def("evaluate", &evaluate<T>, py::arg("X"), py::arg("Y"))
-      .def("activation_stats", &activation_stats<T>, py::arg("X"))
+      .def(
+          "activation_stats",
+          [](N& n, py::handle X) { return activation_stats_tuple(run_layer_stats(n, X)); },
+          py::arg("X"))
+      .def(
+          "layer_stats", [](N& n, py::handle X) { return layer_stats_dict(run_layer_stats(n, X)); },
+          py::arg("X"))
       .def("weight_grad_norms", &weight_grad_norms<T>)
       .def(
           "clip_grad_norm",

@@ -110,10 +110,6 @@ class CudaExec {
   void step_from(T* p, const T* p0, const T* g, T t, std::size_t n);
   template <class T>
   void flag_nonfinite(const T* x, std::size_t n, int* flag);
-  template <class T>
-  void saturated_rows(Act act, const T* a, int n, int cols, int lda, int* counts);
-  template <class T>
-  void active_units(Act act, const T* a, int n, int cols, int lda, unsigned char* alive);
 
   // For the kernels' launchers.
   void* stream() const { return stream_; }

@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "../layer_stats.hpp"
 #include "executor.hpp"
 
 namespace fastbp {
@@ -217,61 +218,35 @@ class DeviceNetwork {
     return total;
   }
 
-  // Per weight layer, as Network::activation_stats.
-  void activation_stats(Rows<T> X, long n, double* saturation, double* dead) {
+  // As Network::layer_stats: the forward pass runs here; each chunk's pre-activations and
+  // activations come to the host and gather there (layer_stats.hpp), so that both backends
+  // report the same statistics from one implementation. Trainer.fit asks for them once an
+  // epoch on a sample of 512 rows: a few megabytes over the bus even for wide layers.
+  LayerStats layer_stats(Rows<T> X, long n) {
     exec_.activate();
     const int L = n_layers();
-    std::vector<double> saturated(L, 0.0);
-    std::vector<Buffer<unsigned char>> alive(L);
-    for (int l = 0; l < L; ++l)
-      if (activation_measure(acts_[l]) == Measure::dead) {
-        alive[l] = Buffer<unsigned char>(sizes_[l + 1], device_);
-        exec_.zero(alive[l].get(), sizes_[l + 1]);
-      }
-    // Per chunk, every saturation layer's counts per row side by side, read back at once.
-    std::vector<int> sat_layers;
-    for (int l = 0; l < L; ++l)
-      if (activation_measure(acts_[l]) == Measure::saturation) sat_layers.push_back(l);
-    const std::size_t per_layer = std::size_t(std::min<long>(kChunk, n));
-    Buffer<int> counts_dev(std::max<std::size_t>(1, per_layer * sat_layers.size()), device_);
-    std::vector<int> counts;
+    LayerStatsBuilder stats(std::vector<int>(sizes_.begin() + 1, sizes_.end()), acts_);
+    std::vector<T> z, a, padded;
     for (long r = 0; r < n; r += kChunk) {
       const int m = int(std::min<long>(kChunk, n - r));
       reserve(m);
       stage_inputs(X, r, m);
       forward_batch(m, nullptr);
       exec_.output(output_args(m, nullptr));
-      for (std::size_t s = 0; s < sat_layers.size(); ++s) {
-        const int l = sat_layers[s];
-        exec_.saturated_rows(acts_[l], act_out(l), m, sizes_[l + 1], act_ld(l),
-                             counts_dev.get() + s * per_layer);
-      }
-      for (int l = 0; l < L; ++l)
-        if (activation_measure(acts_[l]) == Measure::dead)
-          exec_.active_units(acts_[l], act_out(l), m, sizes_[l + 1], act_ld(l), alive[l].get());
-      if (!sat_layers.empty()) {
-        counts.resize(per_layer * sat_layers.size());
-        download(counts.data(), counts_dev.get(), counts.size());
-        for (std::size_t s = 0; s < sat_layers.size(); ++s)
-          for (int i = 0; i < m; ++i) saturated[sat_layers[s]] += counts[s * per_layer + i];
-      }
-    }
-    const double nan = std::numeric_limits<double>::quiet_NaN();
-    for (int l = 0; l < L; ++l) {
-      const int w = sizes_[l + 1];
-      const Measure measure = activation_measure(acts_[l]);
-      saturation[l] =
-          measure == Measure::saturation && n > 0 ? saturated[l] / (double(n) * w) : nan;
-      dead[l] = nan;
-      if (measure == Measure::dead && n > 0) {
-        std::vector<unsigned char> on(w);
-        download(on.data(), alive[l].get(), std::size_t(w));
-        int d = 0;
-        for (unsigned char c : on) d += !c;
-        dead[l] = double(d) / w;
+      for (int l = 0; l < L; ++l) {
+        const std::size_t w = std::size_t(sizes_[l + 1]), ld = std::size_t(act_ld(l));
+        z.resize(std::size_t(m) * w);
+        a.resize(std::size_t(m) * w);
+        padded.resize(std::size_t(m) * ld);
+        download(z.data(), z_[l].get(), z.size());
+        download(padded.data(), act_out(l), padded.size());
+        for (int i = 0; i < m; ++i)  // drop the padding columns (device_ops.hpp)
+          std::copy_n(padded.data() + i * ld, w, a.data() + i * w);
+        stats.add(l, z.data(), a.data(), m);
       }
     }
     exec_.synchronize();
+    return stats.finish(n);
   }
 
   // Per weight layer, the L2 norm of its weight gradient.

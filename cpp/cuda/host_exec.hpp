@@ -286,38 +286,6 @@ class HostExec {
     });
   }
 
-  template <class T>
-  void saturated_rows(Act act, const T* a, int n, int cols, int lda, int* counts) {
-    run([=] {
-      with_activation(act, [&](auto kind) {
-        using A = decltype(kind);
-        if constexpr (A::measure == Measure::saturation) {
-          for (int i = 0; i < n; ++i) {
-            int c = 0;
-            for (int j = 0; j < cols; ++j) c += A::saturated(a[std::size_t(i) * lda + j]);
-            counts[i] = c;
-          }
-        }
-      });
-    });
-  }
-
-  template <class T>
-  void active_units(Act act, const T* a, int n, int cols, int lda, unsigned char* alive) {
-    run([=] {
-      with_activation(act, [&](auto kind) {
-        using A = decltype(kind);
-        if constexpr (A::measure == Measure::dead) {
-          for (int j = 0; j < cols; ++j) {
-            unsigned char on = alive[j];
-            for (int i = 0; i < n; ++i) on |= A::active(a[std::size_t(i) * lda + j]) ? 1 : 0;
-            alive[j] = on;
-          }
-        }
-      });
-    });
-  }
-
   static Transform transform_of(const EpochState& s) {
     Transform t;
     t.clip_coef = s.clip_coef;

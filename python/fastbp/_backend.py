@@ -3,7 +3,7 @@
 A backend is the compiled module that holds a network and its epoch loop: the CPU core
 (``fastbp._core``, always there) or the CUDA backend (``fastbp._cuda``, built with
 ``FASTBP_CUDA=ON``). Both export the same names with the same arguments: ``Network32`` /
-``Network64`` (forward, backward, evaluate, activation_stats, weight_grad_norms,
+``Network64`` (forward, backward, evaluate, activation_stats, layer_stats, weight_grad_norms,
 clip_grad_norm, clip_grad_value, add_gradient_noise), ``OptimizerState32`` / ``64`` (step,
 state_dict, load_state_dict), ``train_epoch`` and ``line_search_step``. What differs is where
 the memory lives, and the :class:`Backend` objects below hide that: the CPU backend's
