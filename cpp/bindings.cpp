@@ -474,6 +474,7 @@ void bind_info(py::module_& m) {
   m.def("loss_table", &loss_table_to_python);
   m.def("set_num_threads", &fastbp::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &fastbp::num_threads);
+  m.def("max_threads", &fastbp::max_threads);
   m.def("build_info", &build_info);
 }
 

@@ -273,21 +273,25 @@ template class Network<float>;
 template class Network<double>;
 
 namespace {
-std::atomic<int> g_threads{0};  // 0: not set, use the OpenMP default
+std::atomic<int> g_threads{0};                 // 0: not set, use the OpenMP default
+const int g_max_threads = blas_max_threads();  // read when the module loads
 }  // namespace
+
+int max_threads() { return g_max_threads; }
 
 int num_threads() {
 #ifdef _OPENMP
   const int n = g_threads.load();
-  return n > 0 ? n : omp_get_max_threads();
+  return std::min(n > 0 ? n : omp_get_max_threads(), max_threads());
 #else
   return 1;
 #endif
 }
 
-void set_num_threads(int n) {
+int set_num_threads(int n) {
   require(n >= 1, "n must be >= 1");
   g_threads = n;
+  return num_threads();
 }
 
 }  // namespace fastbp

@@ -349,3 +349,61 @@ def test_import_leaves_the_environment_as_it_was():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+# --- the team's bound -----------------------------------------------------------------------
+# Every thread of a team calls BLAS at once, and OpenBLAS aborts the process when more threads
+# call it at once than it has buffers for: 4000 threads printed "too many memory regions"
+# hundreds of times, then crashed.
+
+
+def test_set_num_threads_beyond_the_bound_is_clamped(fb, openmp, restore_threads):
+    bound = fb.build_info()["max_threads"]
+    assert 1 <= bound <= 64
+    with pytest.warns(RuntimeWarning, match=f"at most {bound} threads"):
+        fb.set_num_threads(bound + 1)
+    assert fb.get_num_threads() == bound
+    fb.set_num_threads(bound)  # the bound itself is granted without a word
+    assert fb.get_num_threads() == bound
+
+
+def test_thousands_of_threads_train_instead_of_crashing(openmp):
+    from isolated import describe, run_python
+
+    done = run_python("""
+        import warnings
+        import numpy as np, fastbp as fb
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(40000, 64)).astype(np.float32); y = rng.integers(0, 10, 40000)
+        net = fb.MLP([64, 128, 10], loss="cross_entropy", seed=0)
+        fb.set_num_threads(1)
+        one = net.backward(X, y)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fb.set_num_threads(4000)
+        print(abs(net.backward(X, y) - one) / one, len(caught), fb.get_num_threads())
+    """)
+    assert done.returncode == 0, describe(done)
+    assert "memory regions" not in done.stdout + done.stderr
+    relative, warned, threads = done.stdout.split()
+    assert float(relative) < 1e-5
+    assert int(warned) == 1 and 1 < int(threads) <= 64
+
+
+def test_the_openmp_default_is_clamped_too(openmp):
+    from isolated import describe, run_python
+
+    env = dict(__import__("os").environ, OMP_NUM_THREADS="4000")
+    done = run_python(
+        """
+        import numpy as np, fastbp as fb
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(40000, 64)).astype(np.float32); y = rng.integers(0, 10, 40000)
+        net = fb.MLP([64, 128, 10], loss="cross_entropy", seed=0)
+        print(net.backward(X, y), fb.get_num_threads())
+        """,
+        env=env,
+    )
+    assert done.returncode == 0, describe(done)
+    loss, threads = done.stdout.split()
+    assert np.isfinite(float(loss)) and 1 < int(threads) <= 64
