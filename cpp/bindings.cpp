@@ -152,7 +152,7 @@ OptimizerStateDict<T> state_dict_from_python(py::handle h) {
 template <class T, class F>
 auto locked_without_gil(Network<T>& net, F&& f) {
   py::gil_scoped_release release;
-  std::lock_guard<std::mutex> lock(net.mutex());
+  std::lock_guard<ForkSafeMutex> lock(net.mutex());
   return f();
 }
 
@@ -475,6 +475,7 @@ void bind_info(py::module_& m) {
   m.def("set_num_threads", &fastbp::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &fastbp::num_threads);
   m.def("max_threads", &fastbp::max_threads);
+  m.def("forked_child", &fastbp::forked_child);
   m.def("build_info", &build_info);
 }
 
@@ -482,6 +483,7 @@ void bind_info(py::module_& m) {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastbp's compiled core (private: use the fastbp package)";
+  install_fork_handler();
   bind_optimizer_config(m);
   bind_epoch_config(m);
   bind_network<float>(m, "32");

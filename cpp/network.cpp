@@ -184,19 +184,18 @@ LossSums Network<T>::evaluate(const T* X, Target<T> y, long n) {
   return total;
 }
 
-// With the user's OMP_WAIT_POLICY=active, libgomp's threads spin between regions.
-static bool omp_threads_spin() {
-  static const bool spinning = [] {
-    const char* policy = std::getenv("OMP_WAIT_POLICY");
-    return policy && (std::string(policy) == "active" || std::string(policy) == "ACTIVE");
-  }();
-  return spinning;
-}
+// With the user's OMP_WAIT_POLICY=active, libgomp's threads spin between regions. Read when
+// the module loads (a function's static would be set up under a lock, which a fork in the
+// middle would leave taken in the child).
+static const bool g_omp_threads_spin = [] {
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  return policy && (std::string(policy) == "active" || std::string(policy) == "ACTIVE");
+}();
 
 template <class T>
 LossSums Network<T>::backward(const T* X, Target<T> y, int n) {
   ensure_capacity(n);
-  const int threads = batch_threads(n, omp_threads_spin());
+  const int threads = batch_threads(n, g_omp_threads_spin);
   if (threads == 1) {
     const LossSums s = rows_pass(X, y, n, 0, n);
     gradient_part(X, n, 0, 1, nullptr);
@@ -277,7 +276,7 @@ std::atomic<int> g_threads{0};                 // 0: not set, use the OpenMP def
 const int g_max_threads = blas_max_threads();  // read when the module loads
 }  // namespace
 
-int max_threads() { return g_max_threads; }
+int max_threads() { return forked_child() ? 1 : g_max_threads; }
 
 int num_threads() {
 #ifdef _OPENMP

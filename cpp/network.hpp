@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "losses.hpp"
+#include "process.hpp"
 
 namespace fastbp {
 
@@ -75,7 +76,8 @@ class Network {
   int batch_threads(int n, bool spinning) const;
   static int share(int size, int part, int parts) { return int(long(size) * part / parts); }
 
-  std::mutex& mutex() { return mutex_; }
+  // Held by every computation on the network: one at a time, and none half-done in a fork.
+  ForkSafeMutex& mutex() { return mutex_; }
 
  private:
   static constexpr int kChunk = 2048;  // rows per pass when no gradient is needed
@@ -101,7 +103,7 @@ class Network {
   int capacity_ = 0;
   std::vector<std::vector<T>> z_, a_, dz_;  // per layer: pre-activation, activation, dLoss/dZ
   std::vector<LossSums> partial_;           // per-thread loss sums of a batch-parallel backward
-  std::mutex mutex_;
+  ForkSafeMutex mutex_;
 };
 
 }  // namespace fastbp

@@ -64,18 +64,25 @@ def set_num_threads(n: int) -> None:
     a RuntimeWarning; :func:`get_num_threads` reports the count in use. Without ``set_num_threads``
     fastbp uses OpenMP's default (``OMP_NUM_THREADS``, or one thread per CPU), clamped the same
     way.
+
+    In a child process made by ``fork()`` (``os.fork``, multiprocessing's and joblib's "fork"
+    start method) after fastbp was imported, fastbp runs on one thread: the OpenMP thread pool
+    of the parent does not exist in the child, and using it there would wait forever.
     """
     from .validation import check_scalar
 
     n = check_scalar(n, "n", min_value=1, integer=True)
     used = _core.set_num_threads(min(n, 2**31 - 1))
     if used < n:
-        _warnings.warn(
-            f"set_num_threads({n}): fastbp runs at most {_core.max_threads()} threads, as many "
-            f"as OpenBLAS supports calling it at once (its MAX_THREADS); using {used}",
-            RuntimeWarning,
-            stacklevel=2,
+        why = (
+            "in a process made by fork() fastbp runs on one thread (OpenMP's threads do not "
+            "survive fork; the 'spawn' and 'forkserver' start methods of multiprocessing "
+            "give full teams)"
+            if _core.forked_child()
+            else f"fastbp runs at most {_core.max_threads()} threads, as many as OpenBLAS "
+            "supports calling it at once (its MAX_THREADS)"
         )
+        _warnings.warn(f"set_num_threads({n}): {why}; using {used}", RuntimeWarning, stacklevel=2)
 
 
 def get_num_threads() -> int:
