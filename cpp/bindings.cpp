@@ -6,7 +6,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <string>
+#include <thread>
 
 #include "gemm.hpp"
 #include "train.hpp"
@@ -73,6 +75,9 @@ py::dict stats_dict(const EpochStats& s) {
   d["finite"] = s.finite;
   d["mean_step"] = s.mean_step;
   d["threads"] = s.threads;
+  d["stopped"] = s.stop == StopReason::requested  ? py::object(py::str("requested"))
+                 : s.stop == StopReason::shutdown ? py::object(py::str("shutdown"))
+                                                  : py::object(py::none());
   return d;
 }
 
@@ -147,10 +152,55 @@ OptimizerStateDict<T> state_dict_from_python(py::handle h) {
   return s;
 }
 
+// --- Stopping, and the interpreter's exit ---
+// A thread still inside the core when the interpreter exits crashes the process: OpenBLAS is
+// torn down under it, or, coming back for the GIL of a finalizing interpreter, it is ended
+// inside gil_scoped_release's destructor (std::terminate). So the exit (shut_down, registered
+// with atexit) stops every computation at its next check, refuses new ones, and waits until no
+// call is in the core.
+
+// Raised instead of starting or finishing a computation once the interpreter exits. SystemExit
+// ends a daemon thread quietly, as the interpreter itself would a moment later.
+[[noreturn]] void raise_exiting() {
+  PyErr_SetString(PyExc_SystemExit,
+                  "fastbp: the interpreter is exiting; no computation starts or finishes now");
+  throw py::error_already_set();
+}
+
+// One call counted in g_calls_in_core, from before its GIL is released until after it is taken
+// back. Made with the GIL held, as the shutdown flag is set: a call either starts before the
+// flag and is waited for, or sees the flag and does not start.
+class CallInCore {
+ public:
+  CallInCore() {
+    if (shutting_down()) raise_exiting();
+    g_calls_in_core.fetch_add(1, std::memory_order_acq_rel);
+  }
+  ~CallInCore() { g_calls_in_core.fetch_sub(1, std::memory_order_acq_rel); }
+  CallInCore(const CallInCore&) = delete;
+  CallInCore& operator=(const CallInCore&) = delete;
+};
+
+// atexit runs after the interpreter has joined its non-daemon threads and before it tears itself
+// down, so daemon threads can still take the GIL back and leave the core.
+void shut_down() {
+  g_shutting_down.store(true, std::memory_order_release);
+  py::gil_scoped_release release;
+  while (g_calls_in_core.load(std::memory_order_acquire) > 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+// After a computation a StopCheck may have cut short, with the GIL held: an incomplete result
+// (a forward pass over some of the rows) is never returned.
+void raise_if_cut_short(const StopCheck& stop) {
+  if (stop.stopped()) raise_exiting();
+}
+
 // Runs f with the GIL released and the network's lock held: one computation per network at a
 // time, two networks in parallel. Nothing in f may touch Python objects.
 template <class T, class F>
 auto locked_without_gil(Network<T>& net, F&& f) {
+  const CallInCore call;
   py::gil_scoped_release release;
   std::lock_guard<ForkSafeMutex> lock(net.mutex());
   return f();
@@ -191,7 +241,9 @@ Array<T> forward(Network<T>& net, Array<T> X) {
   Array<T> out({py::ssize_t(n), py::ssize_t(net.n_out())});
   T* o = out.mutable_data();
   const T* x = X.data();
-  locked_without_gil(net, [&] { net.forward(x, n, o); });
+  StopCheck stop(nullptr, nullptr, nullptr);
+  locked_without_gil(net, [&] { net.forward(x, n, o, &stop); });
+  raise_if_cut_short(stop);
   return out;
 }
 
@@ -212,7 +264,9 @@ auto evaluate(Network<T>& net, Array<T> X, py::array Y) {
   const long n = long(X.shape(0));
   HeldTarget<T> y = make_target(net, Y, n);
   const T* x = X.data();
-  const LossSums s = locked_without_gil(net, [&] { return net.evaluate(x, y.target, n); });
+  StopCheck stop(nullptr, nullptr, nullptr);
+  const LossSums s = locked_without_gil(net, [&] { return net.evaluate(x, y.target, n, &stop); });
+  raise_if_cut_short(stop);
   return py::make_tuple(s.loss, s.correct);
 }
 
@@ -363,15 +417,17 @@ auto run_line_search_step(Network<T>& net, const OptimConfig& c, Array<T> X, py:
   require(n < (1L << 31), "X has too many rows for one batch");
   HeldTarget<T> y = make_target(net, Y, n);
   const T* x = X.data();
+  StopCheck stop(nullptr, nullptr, nullptr);
   const auto [loss0, step] =
-      locked_without_gil(net, [&] { return line_search_batch(net, c, x, y.target, int(n)); });
+      locked_without_gil(net, [&] { return line_search_batch(net, c, x, y.target, int(n), stop); });
+  raise_if_cut_short(stop);
   return py::make_tuple(loss0, step);
 }
 
 template <class T>
 py::dict run_train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfig& c, Array<T> X,
                          py::array Y, py::array_t<T, py::array::c_style> start,
-                         const EpochConfig& ec) {
+                         const EpochConfig& ec, const StopToken* token) {
   check_inputs(net, X);
   const long n = long(X.shape(0));
   HeldTarget<T> y = make_target(net, Y, n);
@@ -379,8 +435,9 @@ py::dict run_train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimCon
           "start_params must be a contiguous (n_params,) array of the network's dtype");
   const T* x = X.data();
   T* p0 = start.mutable_data();
-  const EpochStats s =
-      locked_without_gil(net, [&] { return train_epoch(net, opt, c, x, n, y.target, ec, p0); });
+  StopCheck stop(token, nullptr, nullptr);
+  const EpochStats s = locked_without_gil(
+      net, [&] { return train_epoch(net, opt, c, x, n, y.target, ec, p0, stop); });
   return stats_dict(s);
 }
 
@@ -389,7 +446,19 @@ void bind_training(py::module_& m) {
   m.def("line_search_step", &run_line_search_step<T>, py::arg("net"), py::arg("config"),
         py::arg("X"), py::arg("Y"));
   m.def("train_epoch", &run_train_epoch<T>, py::arg("net"), py::arg("optimizer"), py::arg("config"),
-        py::arg("X"), py::arg("Y"), py::arg("start_params"), py::arg("epoch_config"));
+        py::arg("X"), py::arg("Y"), py::arg("start_params"), py::arg("epoch_config"),
+        py::arg("stop") = py::none());
+}
+
+void bind_stopping(py::module_& m) {
+  py::class_<StopToken>(m, "StopToken")
+      .def(py::init<>())
+      .def("set", [](StopToken& t) { t.flag.store(true); })
+      .def("clear", [](StopToken& t) { t.flag.store(false); })
+      .def_property_readonly("is_set", [](const StopToken& t) { return t.flag.load(); });
+  m.def("shutting_down", &shutting_down);
+  m.def("_shut_down", &shut_down);
+  py::module_::import("atexit").attr("register")(m.attr("_shut_down"));
 }
 
 // --- Tables, threads, build ---
@@ -484,6 +553,7 @@ void bind_info(py::module_& m) {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastbp's compiled core (private: use the fastbp package)";
   install_fork_handler();
+  bind_stopping(m);
   bind_optimizer_config(m);
   bind_epoch_config(m);
   bind_network<float>(m, "32");

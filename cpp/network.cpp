@@ -161,9 +161,10 @@ int Network<T>::batch_threads(int n, bool spinning) const {
 }
 
 template <class T>
-void Network<T>::forward(const T* X, long n, T* out) {
+void Network<T>::forward(const T* X, long n, T* out, StopCheck* stop) {
   const int k = n_out();
   for (long r = 0; r < n; r += kChunk) {
+    if (r > 0 && stop && stop->requested()) return;
     const int m = int(std::min<long>(kChunk, n - r));
     forward_batch(X + r * n_in(), m);
     std::copy(a_.back().data(), a_.back().data() + std::size_t(m) * k, out + r * k);
@@ -171,10 +172,11 @@ void Network<T>::forward(const T* X, long n, T* out) {
 }
 
 template <class T>
-LossSums Network<T>::evaluate(const T* X, Target<T> y, long n) {
+LossSums Network<T>::evaluate(const T* X, Target<T> y, long n, StopCheck* stop) {
   LossSums total;
   const int k = n_out();
   for (long r = 0; r < n; r += kChunk) {
+    if (r > 0 && stop && stop->requested()) break;
     const int m = int(std::min<long>(kChunk, n - r));
     forward_batch(X + r * n_in(), m);
     const LossSums s = loss_rows(rows_from(y, r, k), 0, m, T(0), false);

@@ -31,11 +31,13 @@ class Network {
   std::size_t w_size(int l) const { return std::size_t(sizes_[l]) * sizes_[l + 1]; }
 
   // X is (n, n_in), out is (n, n_out): output activations (probabilities for softmax).
-  void forward(const T* X, long n, T* out);
+  // stop (may be null) is asked between chunks of rows: once it says stop, out is incomplete.
+  void forward(const T* X, long n, T* out, StopCheck* stop = nullptr);
   // Fills the gradients with those of the batch-mean loss over the n rows of X; returns sums.
   LossSums backward(const T* X, Target<T> y, int n);
-  // Loss and correct-prediction sums over n rows, without gradients.
-  LossSums evaluate(const T* X, Target<T> y, long n);
+  // Loss and correct-prediction sums over n rows, without gradients; stop as for forward (the
+  // sums then cover only some rows).
+  LossSums evaluate(const T* X, Target<T> y, long n, StopCheck* stop = nullptr);
   // Per weight layer: share of saturated outputs and of dead units, as the layer's activation
   // measures them (activations.hpp); NaN where its activation has no such measure.
   void activation_stats(const T* X, long n, double* saturation, double* dead);

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,28 +176,67 @@ class SweepResult:
         return "\n".join(lines)
 
 
-def _train_one(
-    net: MLP,
-    optimizer: Optimizer,
-    lr: float,
-    X: np.ndarray,
-    Y: np.ndarray,
-    Xv: np.ndarray,
-    Yv: np.ndarray,
-    patience: int,
-    trainer_kwargs: dict[str, Any],
-) -> History:
-    candidate = net.copy()
-    opt = _fresh(optimizer)
-    opt.lr = lr
-    # Each candidate its own EarlyStopping: candidates may train at once, in threads.
-    trainer = Trainer(
-        candidate,
-        opt,
-        early_stopping=EarlyStopping("val_loss", patience=patience),
-        **trainer_kwargs,
-    )
-    return trainer.fit(X, Y, validation=(Xv, Yv))
+class _Sweep:
+    """The candidates of one sweep, trained one after another or in threads, and stopped
+    together: when the caller is interrupted (Ctrl-C) or a candidate fails, the ones training
+    stop after their current mini-batch and the others never start, so that no thread is left
+    training after :func:`lr_sweep` has returned or raised."""
+
+    def __init__(
+        self,
+        net: MLP,
+        optimizer: Optimizer,
+        data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        patience: int,
+        trainer_kwargs: dict[str, Any],
+    ) -> None:
+        self.net, self.optimizer, self.data = net, optimizer, data
+        self.patience, self.trainer_kwargs = patience, trainer_kwargs
+        self._lock = threading.Lock()
+        self._running: list[Trainer] = []
+        self._stopping = False
+
+    def train(self, lr: float) -> History | None:
+        """Train the candidate of rate ``lr``; None if the sweep was stopped before it began."""
+        opt = _fresh(self.optimizer)
+        opt.lr = lr
+        # Each candidate its own network and EarlyStopping: candidates may train at once.
+        trainer = Trainer(
+            self.net.copy(),
+            opt,
+            early_stopping=EarlyStopping("val_loss", patience=self.patience),
+            **self.trainer_kwargs,
+        )
+        with self._lock:
+            if self._stopping:
+                return None
+            self._running.append(trainer)
+        X, Y, Xv, Yv = self.data
+        try:
+            return trainer.fit(X, Y, validation=(Xv, Yv))
+        finally:
+            with self._lock:
+                self._running.remove(trainer)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            for trainer in self._running:
+                trainer.stop()
+
+    def run(self, rates: list[float], n_jobs: int) -> list[History]:
+        if n_jobs == 1:  # here an interrupt reaches the running fit itself
+            return [h for h in map(self.train, rates) if h is not None]
+        # Threads, not processes: the core releases the GIL, and nothing needs pickling. The
+        # pool's exit waits for its threads, which stop() has told to stop.
+        with ThreadPoolExecutor(max_workers=n_jobs, thread_name_prefix="lr_sweep") as pool:
+            futures = [pool.submit(self.train, lr) for lr in rates]
+            try:
+                histories = [f.result() for f in futures]
+            except BaseException:
+                self.stop()
+                raise
+        return [h for h in histories if h is not None]
 
 
 def lr_sweep(
@@ -227,7 +268,9 @@ def lr_sweep(
     optimizer : Optimizer or None
         The rule to use (default SGD); its ``lr`` is replaced by each candidate.
     n_jobs : int
-        Candidates trained at once, with joblib (installed with ``fastbp[parallel]``) when > 1.
+        Candidates trained at once, each in a thread of its own (the core releases the GIL).
+        An interrupt (Ctrl-C) or an error stops every candidate within a mini-batch before
+        ``lr_sweep`` raises it: no thread is left training.
     seed : int or None
         Shuffling seed, shared by all candidates (drawn once when None): the result does not
         depend on ``n_jobs``.
@@ -250,17 +293,7 @@ def lr_sweep(
         seed=resolve_seed(check_seed(seed)),
         progress=False,
     )
-    if n_jobs > 1:
-        try:
-            from joblib import Parallel, delayed
-        except ImportError as err:
-            raise ImportError("n_jobs > 1 needs joblib: pip install fastbp[parallel]") from err
-        # Threads, not processes: the core releases the GIL, and nothing needs pickling.
-        histories = Parallel(n_jobs=n_jobs, prefer="threads")(
-            delayed(_train_one)(net, optimizer, lr, X, Y, Xv, Yv, patience, kwargs) for lr in rates
-        )
-    else:
-        histories = [_train_one(net, optimizer, lr, X, Y, Xv, Yv, patience, kwargs) for lr in rates]
+    histories = _Sweep(net, optimizer, (X, Y, Xv, Yv), patience, kwargs).run(rates, n_jobs)
     rows = [_sweep_row(lr, h) for lr, h in zip(rates, histories)]
     return SweepResult(rows, _best_lr(rows), dict(zip(rates, histories)))
 
