@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -190,11 +191,46 @@ void shut_down() {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
-// After a computation a StopCheck may have cut short, with the GIL held: an incomplete result
-// (a forward pass over some of the rows) is never returned.
-void raise_if_cut_short(const StopCheck& stop) {
-  if (stop.stopped()) raise_exiting();
+// Whether the calling thread is Python's main thread, the one where Python runs its signal
+// handlers (after a fork, the thread that forked).
+bool on_main_thread() {
+  const py::object main = py::module_::import("threading").attr("main_thread")();
+  return main.attr("ident").cast<unsigned long>() == PyThread_get_thread_ident();
 }
+
+// The StopCheck of a call from Python: the caller's token and the exit, and, on the main
+// thread, Python's signal handlers, which the core's loops would otherwise keep from running
+// until the call returns (Ctrl-C used to wait for the end of the epoch). At most every
+// StopCheck::kPollInterval the poll takes the GIL for a moment and runs the handlers; what one
+// raises (KeyboardInterrupt) stops the computation, and is raised when the call returns.
+class PythonStop {
+ public:
+  explicit PythonStop(const StopToken* token = nullptr)
+      : check_(token, on_main_thread() ? &poll : nullptr, this) {}
+  PythonStop(const PythonStop&) = delete;
+  PythonStop& operator=(const PythonStop&) = delete;
+
+  StopCheck& check() { return check_; }
+
+  // After the computation, with the GIL held: raises what a signal handler raised. With
+  // complete_only, a computation cut short for another reason (the exit) raises too: an
+  // incomplete result (a forward pass over some of the rows) is never returned.
+  void raise_if_stopped(bool complete_only) {
+    if (error_) throw *error_;
+    if (complete_only && check_.stopped()) raise_exiting();
+  }
+
+ private:
+  static bool poll(void* self) {
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() == 0) return false;
+    static_cast<PythonStop*>(self)->error_.emplace();  // takes the handler's exception
+    return true;
+  }
+
+  std::optional<py::error_already_set> error_;
+  StopCheck check_;
+};
 
 // Runs f with the GIL released and the network's lock held: one computation per network at a
 // time, two networks in parallel. Nothing in f may touch Python objects.
@@ -241,9 +277,9 @@ Array<T> forward(Network<T>& net, Array<T> X) {
   Array<T> out({py::ssize_t(n), py::ssize_t(net.n_out())});
   T* o = out.mutable_data();
   const T* x = X.data();
-  StopCheck stop(nullptr, nullptr, nullptr);
-  locked_without_gil(net, [&] { net.forward(x, n, o, &stop); });
-  raise_if_cut_short(stop);
+  PythonStop stop;
+  locked_without_gil(net, [&] { net.forward(x, n, o, &stop.check()); });
+  stop.raise_if_stopped(true);
   return out;
 }
 
@@ -264,9 +300,10 @@ auto evaluate(Network<T>& net, Array<T> X, py::array Y) {
   const long n = long(X.shape(0));
   HeldTarget<T> y = make_target(net, Y, n);
   const T* x = X.data();
-  StopCheck stop(nullptr, nullptr, nullptr);
-  const LossSums s = locked_without_gil(net, [&] { return net.evaluate(x, y.target, n, &stop); });
-  raise_if_cut_short(stop);
+  PythonStop stop;
+  const LossSums s =
+      locked_without_gil(net, [&] { return net.evaluate(x, y.target, n, &stop.check()); });
+  stop.raise_if_stopped(true);
   return py::make_tuple(s.loss, s.correct);
 }
 
@@ -417,10 +454,10 @@ auto run_line_search_step(Network<T>& net, const OptimConfig& c, Array<T> X, py:
   require(n < (1L << 31), "X has too many rows for one batch");
   HeldTarget<T> y = make_target(net, Y, n);
   const T* x = X.data();
-  StopCheck stop(nullptr, nullptr, nullptr);
-  const auto [loss0, step] =
-      locked_without_gil(net, [&] { return line_search_batch(net, c, x, y.target, int(n), stop); });
-  raise_if_cut_short(stop);
+  PythonStop stop;
+  const auto [loss0, step] = locked_without_gil(
+      net, [&] { return line_search_batch(net, c, x, y.target, int(n), stop.check()); });
+  stop.raise_if_stopped(true);
   return py::make_tuple(loss0, step);
 }
 
@@ -435,9 +472,10 @@ py::dict run_train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimCon
           "start_params must be a contiguous (n_params,) array of the network's dtype");
   const T* x = X.data();
   T* p0 = start.mutable_data();
-  StopCheck stop(token, nullptr, nullptr);
+  PythonStop stop(token);
   const EpochStats s = locked_without_gil(
-      net, [&] { return train_epoch(net, opt, c, x, n, y.target, ec, p0, stop); });
+      net, [&] { return train_epoch(net, opt, c, x, n, y.target, ec, p0, stop.check()); });
+  stop.raise_if_stopped(false);  // a shorter epoch is a result: stats["stopped"] says why
   return stats_dict(s);
 }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <mutex>
 #include <new>
+#include <stdexcept>
 #include <thread>
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -48,14 +49,28 @@ inline void install_fork_handler() {
 
 // A mutex that a forked child can use even if a thread of the parent held it at fork: that
 // thread does not exist in the child, so the child's first locker starts from a fresh mutex
-// (the memory it guarded is as the fork found it, possibly in the middle of a step).
+// (the memory it guarded is as the fork found it, possibly in the middle of a step). A thread
+// that locks it again while holding it (a Python signal handler, run by a computation's poll on
+// the computation's own thread, calling into the same network) gets an exception instead of
+// waiting for itself forever.
 class ForkSafeMutex {
  public:
   void lock() {
     if (generation_.load(std::memory_order_acquire) != fork_generation()) renew();
-    mutex_.lock();
+    if (!mutex_.try_lock()) {
+      // Only this thread ever stores its own id, so the comparison needs no ordering.
+      if (owner_.load(std::memory_order_relaxed) == std::this_thread::get_id())
+        throw std::runtime_error(
+            "the network is busy with a computation on this same thread (called again from a "
+            "signal handler?)");
+      mutex_.lock();
+    }
+    owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   }
-  void unlock() { mutex_.unlock(); }
+  void unlock() {
+    owner_.store(std::thread::id(), std::memory_order_relaxed);
+    mutex_.unlock();
+  }
 
  private:
   static constexpr uint64_t kRenewing = ~uint64_t(0);
@@ -69,6 +84,7 @@ class ForkSafeMutex {
     while (seen != now) {
       if (generation_.compare_exchange_weak(seen, kRenewing, std::memory_order_acq_rel)) {
         new (&mutex_) std::mutex;  // the old one's owner is gone with the parent's threads
+        owner_.store(std::thread::id(), std::memory_order_relaxed);
         generation_.store(now, std::memory_order_release);
         return;
       }
@@ -80,6 +96,7 @@ class ForkSafeMutex {
   }
 
   std::mutex mutex_;
+  std::atomic<std::thread::id> owner_{};
   std::atomic<uint64_t> generation_{fork_generation()};
 };
 

@@ -310,9 +310,9 @@ def test_interrupting_a_threaded_sweep_stops_its_threads_and_exits_cleanly():
     import signal
     import time
 
-    from isolated import describe, finish, start_python, wait_for_line
+    from isolated import Child, describe
 
-    child = start_python("""
+    child = Child("""
         import threading, numpy as np, fastbp as fb
         rng = np.random.default_rng(0)
         X = rng.normal(size=(20000, 256)).astype(np.float32); y = rng.integers(0, 10, 20000)
@@ -325,11 +325,11 @@ def test_interrupting_a_threaded_sweep_stops_its_threads_and_exits_cleanly():
             print("threads", threading.active_count(), flush=True)
             raise
     """)
-    assert wait_for_line(child, 60) == "ready\n"
+    assert child.wait_for("ready", 60), describe(child.finish(1))
     time.sleep(0.5)  # two candidates are training
     t0 = time.monotonic()
     child.send_signal(signal.SIGINT)
-    done = finish(child, 60)
+    done = child.finish(60)
     waited = time.monotonic() - t0
     assert done.returncode == -signal.SIGINT, describe(done)  # KeyboardInterrupt's own exit
     assert "threads 1" in done.stdout, describe(done)  # no thread left training

@@ -11,6 +11,7 @@ import json
 import math
 import sys
 import warnings
+from textwrap import dedent
 
 import numpy as np
 import pytest
@@ -1040,3 +1041,130 @@ def test_no_computation_starts_once_the_interpreter_exits():
     lines = done.stdout.splitlines()
     assert lines[0] == "(1, 1)"
     assert lines[1].startswith("refused: fastbp: the interpreter is exiting")
+
+
+# Ctrl-C: the core's loops run Python's signal handlers (on the main thread, taking the GIL for
+# a moment at most every 25 ms), so KeyboardInterrupt arrives within a mini-batch, not at the
+# end of the epoch (14 s late on a 16 s epoch).
+
+_INTERRUPTED = """
+    import signal, sys, time
+    import numpy as np, fastbp as fb
+    rng = np.random.default_rng(0)
+
+    def report(**details):
+        print("caught", time.time(), *(f"{k}={v}" for k, v in details.items()), flush=True)
+"""
+
+_INTERRUPT_CASES = {
+    # Early stopping tracks the best epoch; the interrupt comes in the middle of epoch 2.
+    "fit": """
+        X = rng.normal(size=(60000, 64)).astype(np.float32); y = rng.integers(0, 10, 60000)
+        net = fb.MLP([64, 256, 256, 10], loss="cross_entropy", seed=0)
+        saved = []
+
+        def progress(epoch, logs):
+            saved.append(np.array(net.params))
+            print("epoch", epoch, flush=True)
+
+        trainer = fb.Trainer(net, fb.SGD(0.01), batch_size=64, epochs=1000, progress=False,
+                             early_stopping=fb.EarlyStopping("train_loss", patience=1000),
+                             callbacks=[progress])
+        try:
+            trainer.fit(X, y)
+        except KeyboardInterrupt:
+            h = trainer.history
+            report(reason=h.stop_reason, stopped=h.stopped_epoch, epochs=h.n_epochs,
+                   best=np.array_equal(net.params, saved[h.best_epoch]))
+            raise
+    """,
+    # Each try shrinks the step by 1e-9: billions of tries (of a whole batch each).
+    "line_search": """
+        X = rng.normal(size=(256, 32)); y = rng.integers(0, 2, 256)
+        net = fb.MLP([32, 16, 2], loss="cross_entropy", dtype="float64", seed=0)
+        start = np.array(net.params)
+        opt = fb.LineSearchSGD(lr=1e30, shrink=1 - 1e-9, max_iter=2**31 - 1)
+        print("epoch 1", flush=True)
+        try:
+            opt.step(net, X, y)
+        except KeyboardInterrupt:
+            report(unchanged=np.array_equal(net.params, start))
+            raise
+    """,
+    # ~10 s of rows; the pass runs 2048 rows at a time.
+    "forward": """
+        X = rng.normal(size=(300000, 64)).astype(np.float32)
+        net = fb.MLP([64, 1024, 1024, 10], seed=0)
+        print("epoch 1", flush=True)
+        try:
+            net.forward(X)
+        except KeyboardInterrupt:
+            report()
+            raise
+    """,
+}
+
+
+@pytest.mark.parametrize("case", sorted(_INTERRUPT_CASES))
+def test_ctrl_c_stops_within_a_fifth_of_a_second(case):
+    import signal
+    import time
+
+    from isolated import Child, describe
+
+    child = Child(dedent(_INTERRUPTED) + dedent(_INTERRUPT_CASES[case]))
+    assert child.wait_for("epoch 1", 60), describe(child.finish(1))
+    time.sleep(0.3)  # inside an epoch, a search, a forward pass
+    sent = time.time()
+    child.send_signal(signal.SIGINT)
+    done = child.finish(60)
+    exited = time.time()
+    assert done.returncode == -signal.SIGINT, describe(done)  # KeyboardInterrupt's own exit
+    report = next(line for line in done.stdout.splitlines() if line.startswith("caught"))
+    _, caught, *details = report.split()
+    assert float(caught) - sent < 0.2, describe(done)
+    assert exited - sent < 0.2 + 1.0, describe(done)  # and the interpreter's exit
+    expected = {
+        "fit": ["reason=interrupted", "stopped=2", "epochs=2", "best=True"],
+        "line_search": ["unchanged=True"],
+        "forward": [],
+    }[case]
+    assert details == expected, describe(done)
+
+
+def test_a_signal_handler_can_stop_a_fit_but_not_reenter_its_network():
+    # SIGTERM -> trainer.stop() ends the fit normally; a handler calling into the network being
+    # trained (on the same thread, inside the computation) gets an error instead of a deadlock.
+    import signal
+
+    from isolated import Child, describe
+
+    child = Child(
+        dedent(_INTERRUPTED)
+        + dedent(
+            """
+        X = rng.normal(size=(200000, 64)).astype(np.float32); y = rng.integers(0, 10, 200000)
+        net = fb.MLP([64, 256, 256, 10], loss="cross_entropy", seed=0)
+        trainer = fb.Trainer(net, fb.SGD(0.01), batch_size=64, epochs=1000, progress=False)
+        signal.signal(signal.SIGTERM, lambda *args: trainer.stop())
+        signal.signal(signal.SIGUSR1, lambda *args: net.forward(X[:1]))
+        print("ready", flush=True)
+        try:
+            trainer.fit(X, y)
+        except RuntimeError as err:
+            print("reentry:", err, flush=True)
+        print("ready", flush=True)
+        h = trainer.fit(X, y)
+        print(h.stop_reason, h.stopped_epoch, flush=True)
+    """
+        )
+    )
+    for sig in (signal.SIGUSR1, signal.SIGTERM):
+        assert child.wait_for("ready", 60), describe(child.finish(1))
+        __import__("time").sleep(0.3)
+        child.send_signal(sig)
+    done = child.finish(60)
+    assert done.returncode == 0, describe(done)
+    ready, reentry, again, stopped = done.stdout.splitlines()
+    assert reentry.startswith("reentry: the network is busy"), describe(done)
+    assert stopped == "stopped 0", describe(done)

@@ -303,7 +303,10 @@ class Trainer:
         Notes
         -----
         :meth:`stop` ends the fit after the current mini-batch; so does the interpreter's
-        exit, for a fit running in a daemon thread. A fit stopped during an epoch does not
+        exit, for a fit running in a daemon thread. Ctrl-C (KeyboardInterrupt) interrupts
+        it within a mini-batch too: the core runs Python's signal handlers every 25 ms, and
+        fit re-raises what they raise, with ``stop_reason="interrupted"`` recorded. A fit
+        stopped during an epoch does not
         record that epoch; ``history.stopped_epoch`` is its index. Whatever ends the fit, an
         exception included (KeyboardInterrupt, or one raised by a callback), the network is
         left with finite weights: the best epoch's with ``EarlyStopping(restore_best=True)``,
