@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include <chrono>
+#include <limits>
 #include <optional>
 #include <string>
 #include <thread>
@@ -31,6 +32,16 @@ void check_inputs(const Network<T>& net, const Array<T>& X) {
                                         " features, the network expects " +
                                         std::to_string(net.n_in()));
   require(X.shape(0) > 0, "X is empty: at least one sample is needed");
+  // The core counts rows in a long: 32 bits on Windows.
+  require(static_cast<unsigned long long>(X.shape(0)) <=
+              static_cast<unsigned long long>(std::numeric_limits<long>::max()),
+          "X has more rows than this platform's core can count");
+}
+
+// One batch's rows are ints (the forward and backward index them with BLAS's 32-bit ints).
+void check_batch_rows(long n) {
+  require(n <= std::numeric_limits<int>::max(),
+          "X has " + std::to_string(n) + " rows, more than one batch may have (2**31 - 1)");
 }
 
 // Y is either int32 class labels (n,) or (n, n_out) values of the network's dtype.
@@ -249,12 +260,23 @@ py::array_t<T> view(py::object owner, T* ptr, std::vector<py::ssize_t> shape) {
 
 // --- Network ---
 
+// Sizes arrive as 64-bit ints, so that one beyond 32 bits gets this message, not pybind11's
+// "incompatible constructor arguments".
 template <class T>
-Network<T>* make_network(std::vector<int> sizes, const std::vector<std::string>& hidden,
-                         const std::string& output, const std::string& loss) {
+Network<T>* make_network(const std::vector<long long>& sizes,
+                         const std::vector<std::string>& hidden, const std::string& output,
+                         const std::string& loss) {
+  std::vector<int> checked;
+  for (long long s : sizes) {
+    require(s > 0 && s <= Network<T>::kMaxSize,
+            "layer_sizes entries must lie in [1, 2**31 - 1] (BLAS's dimensions are 32-bit "
+            "ints), got " +
+                std::to_string(s));
+    checked.push_back(int(s));
+  }
   std::vector<Act> acts;
   for (const std::string& h : hidden) acts.push_back(parse_activation(h));
-  return new Network<T>(std::move(sizes), acts, parse_activation(output), parse_loss(loss));
+  return new Network<T>(std::move(checked), acts, parse_activation(output), parse_loss(loss));
 }
 
 // [(W_0, b_0), (W_1, b_1), ...] as views of the parameter (or gradient) buffer.
@@ -287,7 +309,7 @@ template <class T>
 auto backward(Network<T>& net, Array<T> X, py::array Y) {
   check_inputs(net, X);
   const long n = long(X.shape(0));
-  require(n < (1L << 31), "X has too many rows for one batch");
+  check_batch_rows(n);
   HeldTarget<T> y = make_target(net, Y, n);
   const T* x = X.data();
   const LossSums s = locked_without_gil(net, [&] { return net.backward(x, y.target, int(n)); });
@@ -451,7 +473,7 @@ template <class T>
 auto run_line_search_step(Network<T>& net, const OptimConfig& c, Array<T> X, py::array Y) {
   check_inputs(net, X);
   const long n = long(X.shape(0));
-  require(n < (1L << 31), "X has too many rows for one batch");
+  check_batch_rows(n);
   HeldTarget<T> y = make_target(net, Y, n);
   const T* x = X.data();
   PythonStop stop;

@@ -25,7 +25,12 @@ Network<T>::Network(std::vector<int> sizes, std::vector<Act> hidden, Act out, Lo
   std::size_t total = 0;
   for (int l = 0; l < n_layers(); ++l) {
     w_off_.push_back(total);
-    total += std::size_t(sizes_[l] + 1) * sizes_[l + 1];
+    // Below 2^31 each, (in + 1) * out < 2^62: no overflow before the check.
+    const std::size_t layer = (std::size_t(sizes_[l]) + 1) * std::size_t(sizes_[l + 1]);
+    require(layer <= kMaxParams - total,
+            "the network has more parameters than one buffer can hold (" +
+                std::to_string(kMaxParams) + " at most)");
+    total += layer;
   }
   params_.assign(total, T(0));
   grads_.assign(total, T(0));

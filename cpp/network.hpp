@@ -1,6 +1,8 @@
 // A dense network: layer shapes, one flat parameter buffer and one flat gradient buffer
 // (W0 b0 W1 b1 ... with W_l of shape (n_in, n_out), row-major), forward and backward.
 #pragma once
+#include <cstddef>
+#include <limits>
 #include <mutex>
 #include <vector>
 
@@ -15,6 +17,12 @@ class Network {
   // sizes: [n_in, hidden..., n_out]; hidden: one activation per hidden layer; out: the output
   // activation (softmax for cross-entropy, sigmoid for binary cross-entropy).
   Network(std::vector<int> sizes, std::vector<Act> hidden, Act out, Loss loss);
+
+  // The largest layer: BLAS (scipy-openblas32) takes 32-bit int dimensions.
+  static constexpr long long kMaxSize = std::numeric_limits<int>::max();
+  // The most parameters: each buffer (parameters, gradients, optimizer state) must be a
+  // std::vector, and numpy's views index them with ssize_t.
+  static constexpr std::size_t kMaxParams = std::numeric_limits<std::ptrdiff_t>::max() / sizeof(T);
 
   int n_layers() const { return int(sizes_.size()) - 1; }
   int n_in() const { return sizes_.front(); }

@@ -14,12 +14,14 @@ from .validation import (
     CLASSIFICATION_LOSSES,
     LOSSES,
     check_activations,
+    check_batch_rows,
     check_choice,
     check_data,
     check_dtype,
     check_init,
     check_inputs,
     check_layer_sizes,
+    check_network_memory,
     check_output_activation,
     check_seed,
 )
@@ -169,6 +171,7 @@ class MLP:
         self.dtype = check_dtype(dtype)
         self.init = check_init(init, self.dtype)
         self.seed = check_seed(seed)
+        check_network_memory(self.layer_sizes, self.dtype)
         self._make_core()
         self.reset_parameters()
 
@@ -286,6 +289,7 @@ class MLP:
             Integer labels (n_samples,) or probability rows (n_samples, n_out) for
             cross_entropy; (n_samples, n_out), or (n_samples,) when n_out == 1, otherwise.
         """
+        check_batch_rows(X)
         X, Y = check_data(self, X, Y, y_name="Y")
         loss_sum, _ = self._net.backward(X, Y)
         return loss_sum / X.shape[0]

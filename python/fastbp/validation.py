@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
@@ -52,6 +53,9 @@ DEFAULT_OUTPUT = {"mse": "identity", **FUSED_OUTPUT}
 """The output activation of ``output_activation=None``, by loss."""
 
 MAX_SEED = 2**64 - 1
+MAX_INT32 = 2**31 - 1
+"""The largest layer size and batch: BLAS (scipy-openblas32) takes 32-bit int dimensions, and
+the core indexes a batch's rows with them."""
 
 
 def nan_or_inf(name: str, value: Any = None) -> ValueError:
@@ -218,7 +222,7 @@ INITS = (
 
 
 def check_layer_sizes(layer_sizes: Any) -> list[int]:
-    """``[n_in, hidden..., n_out]``: at least two positive ints."""
+    """``[n_in, hidden..., n_out]``: at least two ints in [1, 2**31 - 1]."""
     if isinstance(layer_sizes, (str, bytes)) or not isinstance(layer_sizes, Sequence):
         raise TypeError(f"layer_sizes must be a list of ints, got {type(layer_sizes).__name__}")
     sizes = list(layer_sizes)
@@ -229,7 +233,79 @@ def check_layer_sizes(layer_sizes: Any) -> list[int]:
             raise TypeError(f"layer_sizes entries must be ints, got {s!r}")
         if s <= 0:
             raise ValueError(f"layer_sizes entries must be positive, got {sizes}")
+        if int(s) > MAX_INT32:
+            raise ValueError(
+                f"layer_sizes entries must be at most 2**31 - 1 = {MAX_INT32} (BLAS's "
+                f"dimensions are 32-bit ints), got {s}"
+            )
     return [int(s) for s in sizes]
+
+
+def count_params(layer_sizes: Sequence[int]) -> int:
+    """Weights and biases of a network of these sizes: sum of (n_in + 1) * n_out."""
+    return sum((a + 1) * b for a, b in zip(layer_sizes, layer_sizes[1:]))
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate without being killed for it: the system's
+    available memory (Linux: MemAvailable; elsewhere the physical memory), within the
+    container's limit (cgroup) if there is one; None where unknown."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    if not limits and hasattr(os, "sysconf"):
+        try:
+            limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        except (ValueError, OSError):
+            pass
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
+        (  # cgroup v1
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        try:
+            with open(limit_file) as f:
+                limit = f.read().strip()
+            with open(usage_file) as f:
+                usage = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit():  # "max": no limit
+            limits.append(max(0, int(limit) - usage))
+        break
+    return min(limits) if limits else None
+
+
+def check_network_memory(layer_sizes: list[int], dtype: np.dtype) -> None:
+    """MemoryError, before anything is allocated, when a network of these sizes does not fit
+    in memory: its parameters and gradients in ``dtype``, and its weights' initial draw in
+    float64 (numpy draws them at that precision)."""
+    n = count_params(layer_sizes)
+    need = n * (2 * np.dtype(dtype).itemsize + 8)
+    available = available_memory()
+    if available is not None and need > available:
+        raise MemoryError(
+            f"layer_sizes {layer_sizes}: {n} parameters need {need / 2**30:.3g} GiB "
+            f"(parameters and gradients in {np.dtype(dtype).name}, and the initial weights drawn "
+            f"in float64); {available / 2**30:.3g} GiB of memory is available"
+        )
+
+
+def check_batch_rows(X: Any, name: str = "X") -> None:
+    """That X's rows fit in one batch (at most 2**31 - 1): checked before X is converted, which
+    could copy it."""
+    shape = np.shape(X)
+    if shape and shape[0] > MAX_INT32:
+        raise ValueError(
+            f"{name} has {shape[0]} rows; one batch may have at most 2**31 - 1 = {MAX_INT32}"
+        )
 
 
 def check_activations(activation: Any, n_hidden: int) -> list[str]:
