@@ -385,6 +385,24 @@ def _all_finite(arr: np.ndarray) -> bool:
     return all(np.isfinite(flat[i : i + step]).all() for i in range(0, flat.size, step))
 
 
+def _as_dtype(arr: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
+    """``arr`` as a C-contiguous array of ``dtype``. A finite value beyond ``dtype``'s range
+    (1e300 for float32) is refused here by name, rather than turned into an infinity with
+    numpy's overflow warning."""
+    largest = float(np.finfo(dtype).max)
+    if np.issubdtype(arr.dtype, np.floating) and arr.dtype.itemsize > np.dtype(dtype).itemsize:
+        flat = arr.reshape(-1)
+        step = 1 << 20
+        for i in range(0, flat.size, step):
+            part = np.abs(flat[i : i + step])
+            if (part[np.isfinite(part)] > largest).any():
+                raise ValueError(
+                    f"{name} has values beyond {np.dtype(dtype).name}'s range (about "
+                    f"+-{largest:.3g}); use a float64 network, or scale {name}"
+                )
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
 def check_X(X: Any, n_features: int, dtype: np.dtype, name: str = "X") -> np.ndarray:
     """Return X as a C-contiguous (n_samples, n_features) array of ``dtype``.
 
@@ -403,7 +421,7 @@ def check_X(X: Any, n_features: int, dtype: np.dtype, name: str = "X") -> np.nda
         raise ValueError(
             f"{name} has {arr.shape[1]} features per sample, the network expects {n_features}"
         )
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    arr = _as_dtype(arr, dtype, name)
     if not _all_finite(arr):
         raise nan_or_inf(name)
     return arr
@@ -436,7 +454,7 @@ def check_Y(
         raise ValueError(
             f"{name} must have shape ({n_samples}, {n_out}) for loss={loss!r}, got {arr.shape}"
         )
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    arr = _as_dtype(arr, dtype, name)
     if not _all_finite(arr):
         raise nan_or_inf(name)
     if loss == "binary_cross_entropy" and (arr.min() < 0 or arr.max() > 1):
