@@ -6,10 +6,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
+#include <limits>
+#include <optional>
 #include <string>
+#include <thread>
 
 #include "gemm.hpp"
-#include "py_layer_stats.hpp"
+#include "py_convert.hpp"
 #include "train.hpp"
 
 namespace py = pybind11;
@@ -29,6 +33,16 @@ void check_inputs(const Network<T>& net, const Array<T>& X) {
                                         " features, the network expects " +
                                         std::to_string(net.n_in()));
   require(X.shape(0) > 0, "X is empty: at least one sample is needed");
+  // The core counts rows in a long: 32 bits on Windows.
+  require(static_cast<unsigned long long>(X.shape(0)) <=
+              static_cast<unsigned long long>(std::numeric_limits<long>::max()),
+          "X has more rows than this platform's core can count");
+}
+
+// One batch's rows are ints (the forward and backward index them with BLAS's 32-bit ints).
+void check_batch_rows(long n) {
+  require(n <= std::numeric_limits<int>::max(),
+          "X has " + std::to_string(n) + " rows, more than one batch may have (2**31 - 1)");
 }
 
 // Y is either int32 class labels (n,) or (n, n_out) values of the network's dtype.
@@ -61,36 +75,7 @@ HeldTarget<T> make_target(const Network<T>& net, const py::array& Y, long n) {
   return h;
 }
 
-py::dict stats_dict(const EpochStats& s) {
-  py::dict d;
-  d["loss"] = s.loss;
-  d["accuracy"] = s.accuracy;
-  d["samples"] = s.samples;
-  d["batches"] = s.batches;
-  d["grad_norm_mean"] = py::array_t<double>(s.grad_norm_mean.size(), s.grad_norm_mean.data());
-  d["grad_norm_max"] = py::array_t<double>(s.grad_norm_max.size(), s.grad_norm_max.data());
-  d["update_ratio"] = py::array_t<double>(s.update_ratio.size(), s.update_ratio.data());
-  d["noise_t"] = s.noise_t;
-  d["finite"] = s.finite;
-  d["mean_step"] = s.mean_step;
-  d["threads"] = s.threads;
-  return d;
-}
-
 std::string type_name(py::handle h) { return py::str(py::type::of(h).attr("__name__")); }
-
-// {"step": int, "momentum_fresh": bool, "buffers": {name: 1-D float ndarray (a copy)}}
-template <class T>
-py::dict state_dict_to_python(const OptimizerStateDict<T>& s) {
-  py::dict buffers;
-  for (const auto& [name, values] : s.buffers)
-    buffers[py::str(name)] = py::array_t<T>(py::ssize_t(values.size()), values.data());
-  py::dict d;
-  d["step"] = s.step;
-  d["momentum_fresh"] = s.momentum_fresh;
-  d["buffers"] = buffers;
-  return d;
-}
 
 // state["step"]: a Python or numpy int >= 0.
 long step_from_python(py::handle step) {
@@ -148,12 +133,92 @@ OptimizerStateDict<T> state_dict_from_python(py::handle h) {
   return s;
 }
 
+// --- Stopping, and the interpreter's exit ---
+// A thread still inside the core when the interpreter exits crashes the process: OpenBLAS is
+// torn down under it, or, coming back for the GIL of a finalizing interpreter, it is ended
+// inside gil_scoped_release's destructor (std::terminate). So the exit (shut_down, registered
+// with atexit) stops every computation at its next check, refuses new ones, and waits until no
+// call is in the core.
+
+// Raised instead of starting or finishing a computation once the interpreter exits. SystemExit
+// ends a daemon thread quietly, as the interpreter itself would a moment later.
+[[noreturn]] void raise_exiting() {
+  PyErr_SetString(PyExc_SystemExit,
+                  "fastbp: the interpreter is exiting; no computation starts or finishes now");
+  throw py::error_already_set();
+}
+
+// One call counted in g_calls_in_core, from before its GIL is released until after it is taken
+// back. Made with the GIL held, as the shutdown flag is set: a call either starts before the
+// flag and is waited for, or sees the flag and does not start.
+class CallInCore {
+ public:
+  CallInCore() {
+    if (shutting_down()) raise_exiting();
+    g_calls_in_core.fetch_add(1, std::memory_order_acq_rel);
+  }
+  ~CallInCore() { g_calls_in_core.fetch_sub(1, std::memory_order_acq_rel); }
+  CallInCore(const CallInCore&) = delete;
+  CallInCore& operator=(const CallInCore&) = delete;
+};
+
+// atexit runs after the interpreter has joined its non-daemon threads and before it tears itself
+// down, so daemon threads can still take the GIL back and leave the core.
+void shut_down() {
+  g_shutting_down.store(true, std::memory_order_release);
+  py::gil_scoped_release release;
+  while (g_calls_in_core.load(std::memory_order_acquire) > 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+// Whether the calling thread is Python's main thread, the one where Python runs its signal
+// handlers (after a fork, the thread that forked).
+bool on_main_thread() {
+  const py::object main = py::module_::import("threading").attr("main_thread")();
+  return main.attr("ident").cast<unsigned long>() == PyThread_get_thread_ident();
+}
+
+// The StopCheck of a call from Python: the caller's token and the exit, and, on the main
+// thread, Python's signal handlers, which the core's loops would otherwise keep from running
+// until the call returns (Ctrl-C used to wait for the end of the epoch). At most every
+// StopCheck::kPollInterval the poll takes the GIL for a moment and runs the handlers; what one
+// raises (KeyboardInterrupt) stops the computation, and is raised when the call returns.
+class PythonStop {
+ public:
+  explicit PythonStop(const StopToken* token = nullptr)
+      : check_(token, on_main_thread() ? &poll : nullptr, this) {}
+  PythonStop(const PythonStop&) = delete;
+  PythonStop& operator=(const PythonStop&) = delete;
+
+  StopCheck& check() { return check_; }
+
+  // After the computation, with the GIL held: raises what a signal handler raised. With
+  // complete_only, a computation cut short for another reason (the exit) raises too: an
+  // incomplete result (a forward pass over some of the rows) is never returned.
+  void raise_if_stopped(bool complete_only) {
+    if (error_) throw *error_;
+    if (complete_only && check_.stopped()) raise_exiting();
+  }
+
+ private:
+  static bool poll(void* self) {
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() == 0) return false;
+    static_cast<PythonStop*>(self)->error_.emplace();  // takes the handler's exception
+    return true;
+  }
+
+  std::optional<py::error_already_set> error_;
+  StopCheck check_;
+};
+
 // Runs f with the GIL released and the network's lock held: one computation per network at a
 // time, two networks in parallel. Nothing in f may touch Python objects.
 template <class T, class F>
 auto locked_without_gil(Network<T>& net, F&& f) {
+  const CallInCore call;
   py::gil_scoped_release release;
-  std::lock_guard<std::mutex> lock(net.mutex());
+  std::lock_guard<ForkSafeMutex> lock(net.mutex());
   return f();
 }
 
@@ -164,12 +229,23 @@ py::array_t<T> view(py::object owner, T* ptr, std::vector<py::ssize_t> shape) {
 
 // --- Network ---
 
+// Sizes arrive as 64-bit ints, so that one beyond 32 bits gets this message, not pybind11's
+// "incompatible constructor arguments".
 template <class T>
-Network<T>* make_network(std::vector<int> sizes, const std::vector<std::string>& hidden,
-                         const std::string& output, const std::string& loss) {
+Network<T>* make_network(const std::vector<long long>& sizes,
+                         const std::vector<std::string>& hidden, const std::string& output,
+                         const std::string& loss) {
+  std::vector<int> checked;
+  for (long long s : sizes) {
+    require(s > 0 && s <= Network<T>::kMaxSize,
+            "layer_sizes entries must lie in [1, 2**31 - 1] (BLAS's dimensions are 32-bit "
+            "ints), got " +
+                std::to_string(s));
+    checked.push_back(int(s));
+  }
   std::vector<Act> acts;
   for (const std::string& h : hidden) acts.push_back(parse_activation(h));
-  return new Network<T>(std::move(sizes), acts, parse_activation(output), parse_loss(loss));
+  return new Network<T>(std::move(checked), acts, parse_activation(output), parse_loss(loss));
 }
 
 // [(W_0, b_0), (W_1, b_1), ...] as views of the parameter (or gradient) buffer.
@@ -192,7 +268,9 @@ Array<T> forward(Network<T>& net, Array<T> X) {
   Array<T> out({py::ssize_t(n), py::ssize_t(net.n_out())});
   T* o = out.mutable_data();
   const T* x = X.data();
-  locked_without_gil(net, [&] { net.forward(x, n, o); });
+  PythonStop stop;
+  locked_without_gil(net, [&] { net.forward(x, n, o, &stop.check()); });
+  stop.raise_if_stopped(true);
   return out;
 }
 
@@ -200,7 +278,7 @@ template <class T>
 auto backward(Network<T>& net, Array<T> X, py::array Y) {
   check_inputs(net, X);
   const long n = long(X.shape(0));
-  require(n < (1L << 31), "X has too many rows for one batch");
+  check_batch_rows(n);
   HeldTarget<T> y = make_target(net, Y, n);
   const T* x = X.data();
   const LossSums s = locked_without_gil(net, [&] { return net.backward(x, y.target, int(n)); });
@@ -213,7 +291,10 @@ auto evaluate(Network<T>& net, Array<T> X, py::array Y) {
   const long n = long(X.shape(0));
   HeldTarget<T> y = make_target(net, Y, n);
   const T* x = X.data();
-  const LossSums s = locked_without_gil(net, [&] { return net.evaluate(x, y.target, n); });
+  PythonStop stop;
+  const LossSums s =
+      locked_without_gil(net, [&] { return net.evaluate(x, y.target, n, &stop.check()); });
+  stop.raise_if_stopped(true);
   return py::make_tuple(s.loss, s.correct);
 }
 
@@ -366,18 +447,20 @@ template <class T>
 auto run_line_search_step(Network<T>& net, const OptimConfig& c, Array<T> X, py::array Y) {
   check_inputs(net, X);
   const long n = long(X.shape(0));
-  require(n < (1L << 31), "X has too many rows for one batch");
+  check_batch_rows(n);
   HeldTarget<T> y = make_target(net, Y, n);
   const T* x = X.data();
-  const auto [loss0, step] =
-      locked_without_gil(net, [&] { return line_search_batch(net, c, x, y.target, int(n)); });
+  PythonStop stop;
+  const auto [loss0, step] = locked_without_gil(
+      net, [&] { return line_search_batch(net, c, x, y.target, int(n), stop.check()); });
+  stop.raise_if_stopped(true);
   return py::make_tuple(loss0, step);
 }
 
 template <class T>
 py::dict run_train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfig& c, Array<T> X,
                          py::array Y, py::array_t<T, py::array::c_style> start,
-                         const EpochConfig& ec) {
+                         const EpochConfig& ec, const StopToken* token) {
   check_inputs(net, X);
   const long n = long(X.shape(0));
   HeldTarget<T> y = make_target(net, Y, n);
@@ -385,8 +468,10 @@ py::dict run_train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimCon
           "start_params must be a contiguous (n_params,) array of the network's dtype");
   const T* x = X.data();
   T* p0 = start.mutable_data();
-  const EpochStats s =
-      locked_without_gil(net, [&] { return train_epoch(net, opt, c, x, n, y.target, ec, p0); });
+  PythonStop stop(token);
+  const EpochStats s = locked_without_gil(
+      net, [&] { return train_epoch(net, opt, c, x, n, y.target, ec, p0, stop.check()); });
+  stop.raise_if_stopped(false);  // a shorter epoch is a result: stats["stopped"] says why
   return stats_dict(s);
 }
 
@@ -395,7 +480,19 @@ void bind_training(py::module_& m) {
   m.def("line_search_step", &run_line_search_step<T>, py::arg("net"), py::arg("config"),
         py::arg("X"), py::arg("Y"));
   m.def("train_epoch", &run_train_epoch<T>, py::arg("net"), py::arg("optimizer"), py::arg("config"),
-        py::arg("X"), py::arg("Y"), py::arg("start_params"), py::arg("epoch_config"));
+        py::arg("X"), py::arg("Y"), py::arg("start_params"), py::arg("epoch_config"),
+        py::arg("stop") = py::none());
+}
+
+void bind_stopping(py::module_& m) {
+  py::class_<StopToken>(m, "StopToken")
+      .def(py::init<>())
+      .def("set", [](StopToken& t) { t.flag.store(true); })
+      .def("clear", [](StopToken& t) { t.flag.store(false); })
+      .def_property_readonly("is_set", [](const StopToken& t) { return t.flag.load(); });
+  m.def("shutting_down", &shutting_down);
+  m.def("_shut_down", &shut_down);
+  py::module_::import("atexit").attr("register")(m.attr("_shut_down"));
 }
 
 // --- Tables, threads, build ---
@@ -482,6 +579,8 @@ void bind_info(py::module_& m) {
   m.def("loss_table", &loss_table_to_python);
   m.def("set_num_threads", &fastbp::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &fastbp::num_threads);
+  m.def("max_threads", &fastbp::max_threads);
+  m.def("forked_child", &fastbp::forked_child);
   m.def("build_info", &build_info);
 }
 
@@ -489,6 +588,8 @@ void bind_info(py::module_& m) {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastbp's compiled core (private: use the fastbp package)";
+  install_fork_handler();
+  bind_stopping(m);
   bind_optimizer_config(m);
   bind_epoch_config(m);
   bind_network<float>(m, "32");

@@ -11,9 +11,19 @@
 
 namespace fastbp {
 
-// Threads of fastbp's parallel loops and products (BLAS runs single-threaded inside them).
+// Threads of fastbp's parallel loops and products (BLAS runs single-threaded inside them): the
+// count set_num_threads asked for, else OpenMP's default (OMP_NUM_THREADS, or one per CPU), and
+// never more than max_threads(): one in a child made by fork() (process.hpp).
 int num_threads();
-void set_num_threads(int n);
+// Asks for n threads (n >= 1); returns the count fastbp will use, which is smaller than n
+// beyond max_threads().
+int set_num_threads(int n);
+// The most threads a team may have. Every thread of a team calls BLAS at the same time, and
+// OpenBLAS keeps working buffers for 2 x MAX_THREADS callers at once (its build setting; 64 in
+// scipy-openblas32, so 128 callers): one more and it aborts the process ("too many memory
+// regions"). A team of at most MAX_THREADS leaves room for a second one training at the same
+// time (two networks in two Python threads, lr_sweep's n_jobs=2). One in a forked child.
+int max_threads();
 
 // Inside a parallel region everything runs on the calling thread: no nested teams.
 inline bool in_parallel() {

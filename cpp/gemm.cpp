@@ -3,6 +3,8 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "common.hpp"
 
@@ -116,6 +118,13 @@ template void gemm<double>(bool, bool, int, int, int, double, const double*, int
                            int, double, double*, int);
 
 int blas_num_threads() { return scipy_openblas_get_num_threads(); }
+
+int blas_max_threads() {
+  const char* config = scipy_openblas_get_config();  // "OpenBLAS 0.3.x ... MAX_THREADS=64"
+  const char* key = config ? std::strstr(config, "MAX_THREADS=") : nullptr;
+  const int n = key ? std::atoi(key + std::strlen("MAX_THREADS=")) : 0;
+  return n > 0 ? n : 32;
+}
 
 std::string blas_core_name() {
   const char* name = scipy_openblas_get_corename();

@@ -12,5 +12,8 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, 
 
 std::string blas_core_name();
 int blas_num_threads();
+// The MAX_THREADS OpenBLAS was built with, from its configuration string; a cautious 32 when
+// the string does not say.
+int blas_max_threads();
 
 }  // namespace fastbp

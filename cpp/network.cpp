@@ -25,7 +25,12 @@ Network<T>::Network(std::vector<int> sizes, std::vector<Act> hidden, Act out, Lo
   std::size_t total = 0;
   for (int l = 0; l < n_layers(); ++l) {
     w_off_.push_back(total);
-    total += std::size_t(sizes_[l] + 1) * sizes_[l + 1];
+    // Below 2^31 each, (in + 1) * out < 2^62: no overflow before the check.
+    const std::size_t layer = (std::size_t(sizes_[l]) + 1) * std::size_t(sizes_[l + 1]);
+    require(layer <= kMaxParams - total,
+            "the network has more parameters than one buffer can hold (" +
+                std::to_string(kMaxParams) + " at most)");
+    total += layer;
   }
   params_.assign(total, T(0));
   grads_.assign(total, T(0));
@@ -161,9 +166,10 @@ int Network<T>::batch_threads(int n, bool spinning) const {
 }
 
 template <class T>
-void Network<T>::forward(const T* X, long n, T* out) {
+void Network<T>::forward(const T* X, long n, T* out, StopCheck* stop) {
   const int k = n_out();
   for (long r = 0; r < n; r += kChunk) {
+    if (r > 0 && stop && stop->requested()) return;
     const int m = int(std::min<long>(kChunk, n - r));
     forward_batch(X + r * n_in(), m);
     std::copy(a_.back().data(), a_.back().data() + std::size_t(m) * k, out + r * k);
@@ -171,10 +177,11 @@ void Network<T>::forward(const T* X, long n, T* out) {
 }
 
 template <class T>
-LossSums Network<T>::evaluate(const T* X, Target<T> y, long n) {
+LossSums Network<T>::evaluate(const T* X, Target<T> y, long n, StopCheck* stop) {
   LossSums total;
   const int k = n_out();
   for (long r = 0; r < n; r += kChunk) {
+    if (r > 0 && stop && stop->requested()) break;
     const int m = int(std::min<long>(kChunk, n - r));
     forward_batch(X + r * n_in(), m);
     const LossSums s = loss_rows(rows_from(y, r, k), 0, m, T(0), false);
@@ -184,19 +191,18 @@ LossSums Network<T>::evaluate(const T* X, Target<T> y, long n) {
   return total;
 }
 
-// With the user's OMP_WAIT_POLICY=active, libgomp's threads spin between regions.
-static bool omp_threads_spin() {
-  static const bool spinning = [] {
-    const char* policy = std::getenv("OMP_WAIT_POLICY");
-    return policy && (std::string(policy) == "active" || std::string(policy) == "ACTIVE");
-  }();
-  return spinning;
-}
+// With the user's OMP_WAIT_POLICY=active, libgomp's threads spin between regions. Read when
+// the module loads (a function's static would be set up under a lock, which a fork in the
+// middle would leave taken in the child).
+static const bool g_omp_threads_spin = [] {
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  return policy && (std::string(policy) == "active" || std::string(policy) == "ACTIVE");
+}();
 
 template <class T>
 LossSums Network<T>::backward(const T* X, Target<T> y, int n) {
   ensure_capacity(n);
-  const int threads = batch_threads(n, omp_threads_spin());
+  const int threads = batch_threads(n, g_omp_threads_spin);
   if (threads == 1) {
     const LossSums s = rows_pass(X, y, n, 0, n);
     gradient_part(X, n, 0, 1, nullptr);
@@ -245,21 +251,25 @@ template class Network<float>;
 template class Network<double>;
 
 namespace {
-std::atomic<int> g_threads{0};  // 0: not set, use the OpenMP default
+std::atomic<int> g_threads{0};                 // 0: not set, use the OpenMP default
+const int g_max_threads = blas_max_threads();  // read when the module loads
 }  // namespace
+
+int max_threads() { return forked_child() ? 1 : g_max_threads; }
 
 int num_threads() {
 #ifdef _OPENMP
   const int n = g_threads.load();
-  return n > 0 ? n : omp_get_max_threads();
+  return std::min(n > 0 ? n : omp_get_max_threads(), max_threads());
 #else
   return 1;
 #endif
 }
 
-void set_num_threads(int n) {
+int set_num_threads(int n) {
   require(n >= 1, "n must be >= 1");
   g_threads = n;
+  return num_threads();
 }
 
 }  // namespace fastbp

@@ -1,11 +1,14 @@
 // A dense network: layer shapes, one flat parameter buffer and one flat gradient buffer
 // (W0 b0 W1 b1 ... with W_l of shape (n_in, n_out), row-major), forward and backward.
 #pragma once
+#include <cstddef>
+#include <limits>
 #include <mutex>
 #include <vector>
 
 #include "layer_stats.hpp"
 #include "losses.hpp"
+#include "process.hpp"
 
 namespace fastbp {
 
@@ -15,6 +18,12 @@ class Network {
   // sizes: [n_in, hidden..., n_out]; hidden: one activation per hidden layer; out: the output
   // activation (softmax for cross-entropy, sigmoid for binary cross-entropy).
   Network(std::vector<int> sizes, std::vector<Act> hidden, Act out, Loss loss);
+
+  // The largest layer: BLAS (scipy-openblas32) takes 32-bit int dimensions.
+  static constexpr long long kMaxSize = std::numeric_limits<int>::max();
+  // The most parameters: each buffer (parameters, gradients, optimizer state) must be a
+  // std::vector, and numpy's views index them with ssize_t.
+  static constexpr std::size_t kMaxParams = std::numeric_limits<std::ptrdiff_t>::max() / sizeof(T);
 
   int n_layers() const { return int(sizes_.size()) - 1; }
   int n_in() const { return sizes_.front(); }
@@ -31,12 +40,14 @@ class Network {
   std::size_t w_size(int l) const { return std::size_t(sizes_[l]) * sizes_[l + 1]; }
 
   // X is (n, n_in), out is (n, n_out): output activations (probabilities for softmax).
-  void forward(const T* X, long n, T* out);
+  // stop (may be null) is asked between chunks of rows: once it says stop, out is incomplete.
+  void forward(const T* X, long n, T* out, StopCheck* stop = nullptr);
   // Fills the gradients with those of the batch-mean loss over the n rows of X; returns sums.
   LossSums backward(const T* X, Target<T> y, int n);
-  // Loss and correct-prediction sums over n rows, without gradients.
-  LossSums evaluate(const T* X, Target<T> y, long n);
-  // The forward signal of each weight layer over the n rows of X (layer_stats, below).
+  // Loss and correct-prediction sums over n rows, without gradients; stop as for forward (the
+  // sums then cover only some rows).
+  LossSums evaluate(const T* X, Target<T> y, long n, StopCheck* stop = nullptr);
+  // The forward signal of each weight layer over the n rows of X (layer_stats.hpp).
   LayerStats layer_stats(const T* X, long n);
   // Per weight layer: the L2 norm of its weight gradient.
   void weight_grad_norms(double* out) const;
@@ -75,7 +86,8 @@ class Network {
   int batch_threads(int n, bool spinning) const;
   static int share(int size, int part, int parts) { return int(long(size) * part / parts); }
 
-  std::mutex& mutex() { return mutex_; }
+  // Held by every computation on the network: one at a time, and none half-done in a fork.
+  ForkSafeMutex& mutex() { return mutex_; }
 
  private:
   static constexpr int kChunk = 2048;  // rows per pass when no gradient is needed
@@ -101,7 +113,7 @@ class Network {
   int capacity_ = 0;
   std::vector<std::vector<T>> z_, a_, dz_;  // per layer: pre-activation, activation, dLoss/dZ
   std::vector<LossSums> partial_;           // per-thread loss sums of a batch-parallel backward
-  std::mutex mutex_;
+  ForkSafeMutex mutex_;
 };
 
 }  // namespace fastbp

@@ -9,7 +9,7 @@ namespace fastbp {
 
 template <class T>
 double line_search_step(Network<T>& net, const OptimConfig& oc, const T* X, Target<T> y, int n,
-                        double loss0, std::vector<T>& p0) {
+                        double loss0, std::vector<T>& p0, StopCheck* stop) {
   T* p = net.params();
   const T* g = net.grads();
   const std::size_t np = net.n_params();
@@ -17,6 +17,7 @@ double line_search_step(Network<T>& net, const OptimConfig& oc, const T* X, Targ
   p0.assign(p, p + np);
   double t = oc.lr;
   for (int it = 0; it < oc.max_iter; ++it, t *= oc.shrink) {
+    if (stop && stop->requested()) break;
     for (std::size_t i = 0; i < np; ++i) p[i] = p0[i] - T(t) * g[i];
     const double loss = net.evaluate(X, y, n).loss / n;
     if (std::isfinite(loss) && loss <= loss0 - oc.c1 * t * gg) return t;
@@ -27,10 +28,11 @@ double line_search_step(Network<T>& net, const OptimConfig& oc, const T* X, Targ
 
 template <class T>
 std::pair<double, double> line_search_batch(Network<T>& net, const OptimConfig& oc, const T* X,
-                                            Target<T> y, int n) {
+                                            Target<T> y, int n, StopCheck& stop) {
   const double loss0 = net.backward(X, y, n).loss / double(n);
   std::vector<T> scratch;
-  const double step = std::isfinite(loss0) ? line_search_step(net, oc, X, y, n, loss0, scratch) : 0;
+  const double step =
+      std::isfinite(loss0) ? line_search_step(net, oc, X, y, n, loss0, scratch, &stop) : 0;
   return {loss0, step};
 }
 
@@ -204,7 +206,7 @@ int run_team(int threads, SpinBarrier& barrier, F&& f) {
 // LineSearchSGD's epoch, on one thread: its trial steps evaluate the whole batch.
 template <class T>
 EpochStats line_search_epoch(Network<T>& net, const OptimConfig& oc, const T* X, long N,
-                             Target<T> y, const EpochConfig& ec, T* p_start) {
+                             Target<T> y, const EpochConfig& ec, T* p_start, StopCheck& stop) {
   const int L = net.n_layers(), bs = int(std::min<long>(ec.batch_size, N));
   const std::vector<long> order = sample_order(N, ec);
   std::copy(net.params(), net.params() + net.n_params(), p_start);
@@ -215,6 +217,7 @@ EpochStats line_search_epoch(Network<T>& net, const OptimConfig& oc, const T* X,
   EpochStats s;
   EpochTally tally(s, L, ec.noise_t);
   for (long first = 0, b = 0; first < N; first += bs, ++b) {
+    if (stop.requested()) break;
     const int n = int(std::min<long>(bs, N - first));
     batch.gather(X, y, order.data() + first, 0, n);
     sums.loss = net.rows_pass(batch.x(), batch.target(), n, 0, n);
@@ -225,9 +228,11 @@ EpochStats line_search_epoch(Network<T>& net, const OptimConfig& oc, const T* X,
     }
     GradientTransforms(ec, sums, b).apply(net.grads(), 0, net.n_params());
     const double step =
-        line_search_step(net, oc, batch.x(), batch.target(), n, sums.loss.loss / n, scratch);
+        line_search_step(net, oc, batch.x(), batch.target(), n, sums.loss.loss / n, scratch, &stop);
+    if (stop.stopped()) break;  // the search was cut short: this batch took no step
     tally.record(sums, n, ec.noise, step);
   }
+  s.stop = stop.reason();
   tally.finish();
   s.update_ratio = update_ratios(net, p_start);
   return s;
@@ -237,11 +242,11 @@ EpochStats line_search_epoch(Network<T>& net, const OptimConfig& oc, const T* X,
 
 template <class T>
 EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfig& oc, const T* X,
-                       long N, Target<T> y, const EpochConfig& ec, T* p_start) {
+                       long N, Target<T> y, const EpochConfig& ec, T* p_start, StopCheck& stop) {
   require(N > 0, "the training set is empty");
   require(ec.batch_size > 0, "batch_size must be positive");
   require(opt.size() == net.n_params(), "the optimizer state belongs to another network");
-  if (oc.kind == Optim::line_search) return line_search_epoch(net, oc, X, N, y, ec, p_start);
+  if (oc.kind == Optim::line_search) return line_search_epoch(net, oc, X, N, y, ec, p_start, stop);
 
   // Everything the epoch needs is allocated here, before any thread starts: the order, one
   // mini-batch, the network's working memory, the optimizer's state and per-thread sums.
@@ -258,16 +263,21 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
   EpochTally tally(s, L, ec.noise_t);
   T* p = net.params();
   T* g = net.grads();
+  // Thread 0's answer to stop.requested() before each batch, which every thread reads after the
+  // next barrier; thread 0 writes the next one only after two more barriers, once all have read.
+  bool halt = false;
 
   // Thread t of nt: its rows of every batch through the forward and backward chain, its part
   // of the gradient, and the clipping, noise and update of that part.
   auto run = [&](int t, int nt) {
     BatchSums sums(L);
     for (long first = 0, b = 0; first < N; first += bs, ++b) {
+      if (t == 0) halt = stop.requested();  // the caller's thread: its poll may take locks
       const int n = int(std::min<long>(bs, N - first));
       const int r0 = Network<T>::share(n, t, nt), r1 = Network<T>::share(n, t + 1, nt);
       batch.gather(X, y, order.data() + first, r0, r1);
-      barrier.wait(t);  // the last step is applied everywhere, and the batch is gathered
+      barrier.wait(t);  // the last step is applied everywhere, the batch gathered, halt known
+      if (halt) break;  // every thread, at the same batch
       partial[t].loss = net.rows_pass(batch.x(), batch.target(), n, r0, r1);
       barrier.wait(t);  // every row's dZ is known
       net.gradient_part(batch.x(), n, t, nt, partial[t].sq.data());
@@ -287,6 +297,7 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
     }
   };
   s.threads = run_team(threads, barrier, run);
+  s.stop = stop.reason();
   opt.commit(s.batches);
   tally.finish();
   s.update_ratio = update_ratios(net, p_start);
@@ -295,11 +306,12 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
 
 #define FASTBP_INSTANTIATE(T)                                                                    \
   template EpochStats train_epoch<T>(Network<T>&, OptimizerState<T>&, const OptimConfig&,        \
-                                     const T*, long, Target<T>, const EpochConfig&, T*);         \
+                                     const T*, long, Target<T>, const EpochConfig&, T*,          \
+                                     StopCheck&);                                                \
   template double line_search_step<T>(Network<T>&, const OptimConfig&, const T*, Target<T>, int, \
-                                      double, std::vector<T>&);                                  \
+                                      double, std::vector<T>&, StopCheck*);                      \
   template std::pair<double, double> line_search_batch<T>(Network<T>&, const OptimConfig&,       \
-                                                          const T*, Target<T>, int);
+                                                          const T*, Target<T>, int, StopCheck&);
 FASTBP_INSTANTIATE(float)
 FASTBP_INSTANTIATE(double)
 

@@ -6,6 +6,7 @@
 
 #include "network.hpp"
 #include "optimizers.hpp"
+#include "process.hpp"
 
 namespace fastbp {
 
@@ -32,6 +33,7 @@ struct EpochStats {
   bool finite = true;  // false: a batch gave a non-finite loss or gradient; stopped before its step
   double mean_step = 0;  // mean step size taken (the line search's accepted steps, else lr)
   int threads = 1;       // threads that shared each batch
+  StopReason stop = StopReason::none;  // why the epoch ended before its last batch, if it did
 };
 
 // X is (N, n_in), y has N rows. opt and oc are the optimizer's state and hyperparameters.
@@ -39,22 +41,26 @@ struct EpochStats {
 // one thread, as its trial steps evaluate the whole batch.
 // p_start (n_params entries, the caller's) receives the parameters at the epoch's start: the
 // update ratios are measured against it, and the caller can restore it if the epoch diverged.
+// stop is asked before each batch: once it says stop, the epoch ends there, with the parameters
+// and optimizer state of the last finished batch, and the statistics of the batches run
+// (stats.stop says why).
 template <class T>
 EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfig& oc, const T* X,
-                       long N, Target<T> y, const EpochConfig& ec, T* p_start);
+                       long N, Target<T> y, const EpochConfig& ec, T* p_start, StopCheck& stop);
 
 // Armijo backtracking along -g on one batch, whose gradient net already holds:
 // the first t in lr, lr*shrink, lr*shrink^2, ... (max_iter tries) with
 // loss(p - t g) <= loss(p) - c1 t |g|^2 is taken; if none is, p is left unchanged.
-// Returns the step taken (0 if none). p0 is scratch of n_params entries.
+// Returns the step taken (0 if none). p0 is scratch of n_params entries. stop (may be null) is
+// asked before each try: once it says stop, p is left unchanged.
 template <class T>
 double line_search_step(Network<T>& net, const OptimConfig& oc, const T* X, Target<T> y, int n,
-                        double loss0, std::vector<T>& p0);
+                        double loss0, std::vector<T>& p0, StopCheck* stop);
 
 // One LineSearchSGD step by hand: the batch's gradient, then the search along it.
 // Returns (loss before the step, step taken).
 template <class T>
 std::pair<double, double> line_search_batch(Network<T>& net, const OptimConfig& oc, const T* X,
-                                            Target<T> y, int n);
+                                            Target<T> y, int n, StopCheck& stop);
 
 }  // namespace fastbp

@@ -613,3 +613,23 @@ def test_no_warning_from_a_plain_gpu_fit(backend):
         warnings.simplefilter("error")
         fb.Trainer(net, fb.SGD(0.01), epochs=2, progress=False).fit(X, Y)
     assert repr(net).endswith("device='cuda')")
+
+
+def test_stop_ends_a_gpu_fit_after_its_epoch(backend):
+    # A GPU epoch is queued whole: the token is read when the epoch ends, not between batches.
+    X, Y = data(200, 8, 3, "cross_entropy", seed=2)
+    net = fb.MLP([8, 12, 3], loss="cross_entropy", seed=0, device="cuda")
+    trainer = fb.Trainer(
+        net,
+        fb.Adam(0.01),
+        epochs=6,
+        batch_size=16,
+        progress=False,
+        callbacks=[lambda epoch, logs: trainer.stop() if epoch == stop_at else None],
+    )
+    stop_at = 1
+    history = trainer.fit(X, Y)
+    assert history.n_epochs == 2 and history.stop_reason == "stopped"
+    assert history.stopped_epoch == 1 and np.isfinite(net.params).all()
+    stop_at = -1
+    assert trainer.fit(X, Y).n_epochs == 6  # the next fit starts with the token cleared

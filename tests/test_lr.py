@@ -253,14 +253,14 @@ def test_lr_sweep_never_picks_a_candidate_that_diverged():
 
 def test_lr_sweep_excludes_candidates_with_non_finite_losses(monkeypatch):
     # A history whose losses are not finite counts as diverged even without the stop reason.
-    def fake_train_one(net, optimizer, lr, *args):
-        history = fb.History(net.layer_activations)
+    def fake_train(sweep, lr):
+        history = fb.History(sweep.net.layer_activations)
         for val_loss in (0.01, math.inf) if lr > 0.1 else (0.5, 0.4):
             history.record({"train_loss": 1.0, "val_loss": val_loss})
         history.best_epoch = 0
         return history
 
-    monkeypatch.setattr(fb.lr, "_train_one", fake_train_one)
+    monkeypatch.setattr(fb.lr._Sweep, "train", fake_train)
     (X, y), val = easy_problem()
     net = fb.MLP([4, 2], loss="cross_entropy", seed=0)
     sweep = fb.lr_sweep(net, X, y, val, lrs=(0.01, 0.5))
@@ -375,3 +375,37 @@ def test_lr_sweep_rejects_bad_arguments(kwargs, error, name):
     args.update(kwargs)
     with pytest.raises(error, match=name):
         fb.lr_sweep(**args)
+
+
+def test_interrupting_a_threaded_sweep_stops_its_threads_and_exits_cleanly():
+    # Ctrl-C reached the main thread, waiting for the candidates, while their threads trained
+    # on; at exit the process then aborted ("terminate called without an active exception").
+    import signal
+    import time
+
+    from isolated import Child, describe
+
+    child = Child("""
+        import threading, numpy as np, fastbp as fb
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(20000, 256)).astype(np.float32); y = rng.integers(0, 10, 20000)
+        net = fb.MLP([256, 512, 512, 10], loss="cross_entropy", seed=0)
+        print("ready", flush=True)
+        try:
+            fb.lr_sweep(net, X, y, (X[:500], y[:500]), lrs=(0.01, 0.02, 0.03), epochs=50,
+                        n_jobs=2)
+        except KeyboardInterrupt:
+            print("threads", threading.active_count(), flush=True)
+            raise
+    """)
+    assert child.wait_for("ready", 60), describe(child.finish(1))
+    time.sleep(0.5)  # two candidates are training
+    t0 = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    done = child.finish(60)
+    waited = time.monotonic() - t0
+    assert done.returncode == -signal.SIGINT, describe(done)  # KeyboardInterrupt's own exit
+    assert "threads 1" in done.stdout, describe(done)  # no thread left training
+    for crash in ("terminate called", "Segmentation", "Abort", "Bad memory", "Fatal Python"):
+        assert crash not in done.stderr, describe(done)
+    assert waited < 5, waited

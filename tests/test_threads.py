@@ -419,3 +419,180 @@ def test_the_default_thread_count_follows_threadpoolctl():
     out = _probe_threads()
     assert out["limited"] == [1, 1]  # the team of an epoch, not only the reported number
     assert out["after"] == out["default"]
+
+
+# --- the team's bound -----------------------------------------------------------------------
+# Every thread of a team calls BLAS at once, and OpenBLAS aborts the process when more threads
+# call it at once than it has buffers for: 4000 threads printed "too many memory regions"
+# hundreds of times, then crashed.
+
+
+def test_set_num_threads_beyond_the_bound_is_clamped(fb, openmp, restore_threads):
+    bound = fb.build_info()["max_threads"]
+    assert 1 <= bound <= 64
+    with pytest.warns(RuntimeWarning, match=f"at most {bound} threads"):
+        fb.set_num_threads(bound + 1)
+    assert fb.get_num_threads() == bound
+    fb.set_num_threads(bound)  # the bound itself is granted without a word
+    assert fb.get_num_threads() == bound
+
+
+def test_thousands_of_threads_train_instead_of_crashing(openmp):
+    from isolated import describe, run_python
+
+    done = run_python("""
+        import warnings
+        import numpy as np, fastbp as fb
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(40000, 64)).astype(np.float32); y = rng.integers(0, 10, 40000)
+        net = fb.MLP([64, 128, 10], loss="cross_entropy", seed=0)
+        fb.set_num_threads(1)
+        one = net.backward(X, y)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fb.set_num_threads(4000)
+        print(abs(net.backward(X, y) - one) / one, len(caught), fb.get_num_threads())
+    """)
+    assert done.returncode == 0, describe(done)
+    assert "memory regions" not in done.stdout + done.stderr
+    relative, warned, threads = done.stdout.split()
+    assert float(relative) < 1e-5
+    assert int(warned) == 1 and 1 < int(threads) <= 64
+
+
+def test_the_openmp_default_is_clamped_too(openmp):
+    from isolated import describe, run_python
+
+    env = dict(__import__("os").environ, OMP_NUM_THREADS="4000")
+    done = run_python(
+        """
+        import numpy as np, fastbp as fb
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(40000, 64)).astype(np.float32); y = rng.integers(0, 10, 40000)
+        net = fb.MLP([64, 128, 10], loss="cross_entropy", seed=0)
+        print(net.backward(X, y), fb.get_num_threads())
+        """,
+        env=env,
+    )
+    assert done.returncode == 0, describe(done)
+    loss, threads = done.stdout.split()
+    assert np.isfinite(float(loss)) and 1 < int(threads) <= 64
+
+
+# --- fork -----------------------------------------------------------------------------------
+# libgomp's thread pool does not survive fork(): once the parent had trained with a team, a
+# forked child hung forever in its first parallel region. A child now runs on one thread.
+
+needs_fork = pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork()")
+
+_FORK_SETUP = """
+    import os, warnings
+    import numpy as np, fastbp as fb
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2048, 64)).astype(np.float32); y = rng.integers(0, 10, 2048)
+
+    def train(threads=None):
+        if threads is not None:
+            fb.set_num_threads(threads)
+        net = fb.MLP([64, 256, 256, 10], loss="cross_entropy", seed=0)
+        fb.Trainer(net, fb.SGD(0.05, momentum=0.9), batch_size=256, epochs=2, seed=0,
+                   progress=False).fit(X, y)
+        return net.params.copy()
+
+    one = train(1)  # what a one-thread team computes
+    team = train(2)  # the parent starts OpenMP's pool
+"""
+
+
+@needs_fork
+def test_a_forked_child_trains_on_one_thread_and_the_parent_is_unaffected(openmp):
+    from isolated import describe, run_python
+
+    done = run_python(
+        _FORK_SETUP
+        + """
+    pid = os.fork()
+    if pid == 0:
+        try:
+            same = np.array_equal(train(), one)  # hung here: the parent's pool is gone
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                fb.set_num_threads(2)
+            ok = fb.get_num_threads() == 1 and len(caught) == 1 and "fork" in str(caught[0].message)
+            os._exit(0 if same and ok else 3)
+        except BaseException:
+            os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status), fb.get_num_threads(), np.array_equal(train(), team))
+    """,
+        timeout=60,
+    )
+    assert done.returncode == 0, describe(done)
+    assert done.stdout.split() == ["0", "2", "True"], describe(done)
+
+
+@needs_fork
+@pytest.mark.parametrize("how", ["multiprocessing", "joblib"])
+def test_fork_based_worker_pools_train(openmp, how):
+    from isolated import describe, run_python
+
+    if how == "joblib":
+        pytest.importorskip("joblib")
+        pool = """
+    from joblib import Parallel, delayed
+    results = Parallel(n_jobs=2, backend="multiprocessing")(delayed(work)(i) for i in range(2))
+    """
+    else:
+        pool = """
+    import multiprocessing
+    with multiprocessing.get_context("fork").Pool(2) as p:
+        results = p.map(work, range(2))
+    """
+    done = run_python(
+        _FORK_SETUP
+        + """
+    def work(i):
+        return fb.get_num_threads(), np.array_equal(train(), one)
+    """
+        + pool
+        + """
+    print(results == [(1, True), (1, True)], np.array_equal(train(), team))
+    """,
+        timeout=60,
+    )
+    assert done.returncode == 0, describe(done)
+    assert done.stdout.split() == ["True", "True"], describe(done)
+
+
+@needs_fork
+def test_a_child_forked_while_a_thread_trains_can_use_that_network(openmp):
+    # The training thread holds the network's lock at the fork; it does not exist in the child.
+    from isolated import describe, run_python
+
+    done = run_python(
+        _FORK_SETUP
+        + """
+    import threading, time
+    net = fb.MLP([64, 256, 256, 10], loss="cross_entropy", seed=0)
+    started = threading.Event()
+    trainer = fb.Trainer(net, fb.SGD(0.05), batch_size=64, epochs=6, progress=False,
+                         callbacks=[lambda epoch, logs: started.set()])
+    worker = threading.Thread(target=trainer.fit, args=(X, y))
+    worker.start()
+    started.wait(60)
+    time.sleep(0.05)  # inside an epoch, the lock held
+    pid = os.fork()
+    if pid == 0:
+        try:
+            out = net.forward(X[:8])
+            os._exit(0 if out.shape == (8, 10) and np.isfinite(out).all() else 3)
+        except BaseException:
+            os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    worker.join()
+    print(os.waitstatus_to_exitcode(status))
+    """,
+        timeout=60,
+    )
+    assert done.returncode == 0, describe(done)
+    assert done.stdout.split() == ["0"], describe(done)

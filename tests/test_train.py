@@ -11,6 +11,7 @@ import json
 import math
 import sys
 import warnings
+from textwrap import dedent
 
 import numpy as np
 import pytest
@@ -66,7 +67,7 @@ def test_one_core_call_per_epoch_and_no_per_batch_python(monkeypatch):
     real = fastbp.train._core.train_epoch
 
     def counting(*args):
-        calls.append(args[-1].epoch)
+        calls.append(args[6].epoch)  # (net, state, config, X, Y, start, epoch_config, stop)
         return real(*args)
 
     def forbidden(*args, **kwargs):
@@ -978,3 +979,295 @@ def test_optimizer_bound_to_another_network():
     fb.Trainer(_net(), opt, progress=False, epochs=1).fit(X, Y)
     with pytest.raises(ValueError, match="net"):
         fb.Trainer(_net(), opt, progress=False, epochs=1).fit(X, Y)
+
+
+# --------------------------------------------------------------------------------------------
+# Stopping: Trainer.stop(), exceptions, the interpreter's exit. The core's epoch loop asks before
+# each mini-batch whether to stop; whatever ends a fit, the network keeps finite weights, the
+# best epoch's when early stopping tracked them.
+
+
+def long_problem(n=20000, d=32, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    return X, (X[:, 0] > 0).astype(np.int64)
+
+
+def fit_in_thread(trainer, X, y):
+    out = {}
+
+    def work():
+        try:
+            out["history"] = trainer.fit(X, y)
+        except BaseException as err:  # surfaced by the test
+            out["error"] = err
+
+    thread = __import__("threading").Thread(target=work, daemon=True)  # a failed stop leaves it
+    thread.start()
+    return thread, out
+
+
+def test_stop_from_another_thread_ends_the_fit_within_a_mini_batch():
+    import time
+
+    X, y = long_problem(n=200000)
+    net = fb.MLP([32, 64, 2], loss="cross_entropy", seed=0)
+    start = np.array(net.params)
+    trainer = fb.Trainer(net, fb.SGD(0.01), batch_size=1, epochs=1000, progress=False)
+    thread, out = fit_in_thread(trainer, X, y)
+    time.sleep(0.3)  # inside the first epoch: 200000 batches of one sample
+    t0 = time.perf_counter()
+    trainer.stop()
+    thread.join(30)
+    waited = time.perf_counter() - t0
+    assert not thread.is_alive() and "error" not in out, out
+    history = out["history"]
+    assert history.stop_reason == "stopped" and history.n_epochs == 0
+    assert history.stopped_epoch == 0  # stopped during epoch 0, which is not recorded
+    assert np.isfinite(net.params).all() and not np.array_equal(net.params, start)
+    assert waited < 1.0
+    # the request is forgotten: the next fit runs all its epochs
+    again = fb.Trainer(net, fb.SGD(0.01), batch_size=64, epochs=2, progress=False)
+    again.stop()
+    assert again.fit(X, y).n_epochs == 0  # a request before the fit stops it at once
+    assert again.fit(X, y).n_epochs == 2
+
+
+def test_stop_from_a_callback_ends_the_fit_after_that_epoch():
+    X, y = classification(n=64)
+    net = fb.MLP([4, 8, 2], loss="cross_entropy", seed=0)
+    snaps = Snapshots()
+
+    def stop_at_two(epoch, logs):
+        if epoch == 2:
+            trainer.stop()
+
+    trainer = fb.Trainer(
+        net, fb.SGD(0.1), batch_size=8, epochs=10, progress=False, callbacks=[snaps, stop_at_two]
+    )
+    history = trainer.fit(X, y)
+    assert history.n_epochs == 3 and history.stopped_epoch == 2
+    assert history.stop_reason == "stopped" and snaps.ended == 1
+    np.testing.assert_array_equal(net.params, snaps.params[-1])
+
+
+def test_stop_cuts_a_line_search_short():
+    import time
+
+    X, y = long_problem(n=256)
+    net = fb.MLP([32, 16, 2], loss="cross_entropy", seed=0)
+    start = np.array(net.params)
+    # each try shrinks the step by 1e-9: billions of tries before one is small enough
+    opt = fb.LineSearchSGD(lr=1e30, shrink=1 - 1e-9, max_iter=2**31 - 1)
+    trainer = fb.Trainer(net, opt, batch_size=256, epochs=1, progress=False)
+    thread, out = fit_in_thread(trainer, X, y)
+    time.sleep(0.3)
+    trainer.stop()
+    thread.join(30)
+    assert not thread.is_alive() and "error" not in out, out
+    assert out["history"].stop_reason == "stopped"
+    np.testing.assert_array_equal(net.params, start)  # the cut search took no step
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+def test_an_exception_in_a_callback_keeps_the_best_weights(error):
+    # The validation loss is best at epoch 2 (the callback below makes every later epoch
+    # worse by raising the rate); the exception comes at epoch 5.
+    X, y = classification(n=200, noise=0.3)
+    Xv, yv = classification(n=100, noise=0.3, seed=1)
+    net = fb.MLP([4, 16, 2], activation="tanh", loss="cross_entropy", seed=0)
+    snaps = Snapshots()
+
+    def fail(epoch, logs):
+        if epoch == 5:
+            raise error("from a callback")
+
+    trainer = fb.Trainer(
+        net,
+        fb.SGD(0.05),
+        batch_size=20,
+        epochs=50,
+        lr_schedule=lambda epoch, lr: lr if epoch <= 2 else 40.0,
+        early_stopping=fb.EarlyStopping("val_loss", patience=20),
+        progress=False,
+        callbacks=[snaps, fail],
+    )
+    with pytest.raises(error, match="from a callback"):
+        trainer.fit(X, y, validation=(Xv, yv))
+    history = trainer.history
+    assert history.n_epochs == 6 and history.best_epoch == 2
+    np.testing.assert_array_equal(net.params, snaps.params[2])
+    assert snaps.ended == 0  # on_train_end is for fits that end normally
+    if error is KeyboardInterrupt:
+        assert history.stop_reason == "interrupted" and history.stopped_epoch == 5
+
+
+def test_a_daemon_thread_training_at_exit_leaves_a_clean_exit():
+    # The interpreter used to tear OpenBLAS down under the thread ("Bad memory unallocation",
+    # then a segfault), or end it inside pybind11's GIL guard (std::terminate: an abort).
+    from isolated import describe, run_python
+
+    done = run_python("""
+        import threading, time, numpy as np, fastbp as fb
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(20000, 256)).astype(np.float32); y = rng.integers(0, 10, 20000)
+        net = fb.MLP([256, 512, 512, 10], loss="cross_entropy", seed=0)
+        trainer = fb.Trainer(net, fb.SGD(0.01), epochs=50, progress=False)
+        threading.Thread(target=trainer.fit, args=(X, y), daemon=True).start()
+        time.sleep(1.0)
+        print("main ends", flush=True)
+    """)
+    assert done.returncode == 0 and done.stdout == "main ends\n", describe(done)
+    assert done.stderr == "", describe(done)
+
+
+def test_no_computation_starts_once_the_interpreter_exits():
+    # An atexit handler registered before fastbp's runs after it: fastbp refuses to start,
+    # with SystemExit (which ends a daemon thread quietly).
+    from isolated import describe, run_python
+
+    done = run_python("""
+        import atexit, numpy as np
+
+        def late():
+            try:
+                net.forward(np.zeros((1, 2)))
+            except SystemExit as err:
+                print("refused:", err, flush=True)
+
+        atexit.register(late)
+        import fastbp as fb
+        net = fb.MLP([2, 1])
+        print(net.forward(np.zeros((1, 2))).shape, flush=True)
+    """)
+    assert done.returncode == 0, describe(done)
+    lines = done.stdout.splitlines()
+    assert lines[0] == "(1, 1)"
+    assert lines[1].startswith("refused: fastbp: the interpreter is exiting")
+
+
+# Ctrl-C: the core's loops run Python's signal handlers (on the main thread, taking the GIL for
+# a moment at most every 25 ms), so KeyboardInterrupt arrives within a mini-batch, not at the
+# end of the epoch (14 s late on a 16 s epoch).
+
+_INTERRUPTED = """
+    import signal, sys, time
+    import numpy as np, fastbp as fb
+    rng = np.random.default_rng(0)
+
+    def report(**details):
+        print("caught", time.time(), *(f"{k}={v}" for k, v in details.items()), flush=True)
+"""
+
+_INTERRUPT_CASES = {
+    # Early stopping tracks the best epoch; the interrupt comes in the middle of epoch 2.
+    "fit": """
+        X = rng.normal(size=(60000, 64)).astype(np.float32); y = rng.integers(0, 10, 60000)
+        net = fb.MLP([64, 256, 256, 10], loss="cross_entropy", seed=0)
+        saved = []
+
+        def progress(epoch, logs):
+            saved.append(np.array(net.params))
+            print("epoch", epoch, flush=True)
+
+        trainer = fb.Trainer(net, fb.SGD(0.01), batch_size=64, epochs=1000, progress=False,
+                             early_stopping=fb.EarlyStopping("train_loss", patience=1000),
+                             callbacks=[progress])
+        try:
+            trainer.fit(X, y)
+        except KeyboardInterrupt:
+            h = trainer.history
+            report(reason=h.stop_reason, stopped=h.stopped_epoch, epochs=h.n_epochs,
+                   best=np.array_equal(net.params, saved[h.best_epoch]))
+            raise
+    """,
+    # Each try shrinks the step by 1e-9: billions of tries (of a whole batch each).
+    "line_search": """
+        X = rng.normal(size=(256, 32)); y = rng.integers(0, 2, 256)
+        net = fb.MLP([32, 16, 2], loss="cross_entropy", dtype="float64", seed=0)
+        start = np.array(net.params)
+        opt = fb.LineSearchSGD(lr=1e30, shrink=1 - 1e-9, max_iter=2**31 - 1)
+        print("epoch 1", flush=True)
+        try:
+            opt.step(net, X, y)
+        except KeyboardInterrupt:
+            report(unchanged=np.array_equal(net.params, start))
+            raise
+    """,
+    # ~10 s of rows; the pass runs 2048 rows at a time.
+    "forward": """
+        X = rng.normal(size=(300000, 64)).astype(np.float32)
+        net = fb.MLP([64, 1024, 1024, 10], seed=0)
+        print("epoch 1", flush=True)
+        try:
+            net.forward(X)
+        except KeyboardInterrupt:
+            report()
+            raise
+    """,
+}
+
+
+@pytest.mark.parametrize("case", sorted(_INTERRUPT_CASES))
+def test_ctrl_c_stops_within_a_fifth_of_a_second(case):
+    import signal
+    import time
+
+    from isolated import Child, describe
+
+    child = Child(dedent(_INTERRUPTED) + dedent(_INTERRUPT_CASES[case]))
+    assert child.wait_for("epoch 1", 60), describe(child.finish(1))
+    time.sleep(0.3)  # inside an epoch, a search, a forward pass
+    sent = time.time()
+    child.send_signal(signal.SIGINT)
+    done = child.finish(60)
+    exited = time.time()
+    assert done.returncode == -signal.SIGINT, describe(done)  # KeyboardInterrupt's own exit
+    report = next(line for line in done.stdout.splitlines() if line.startswith("caught"))
+    _, caught, *details = report.split()
+    assert float(caught) - sent < 0.2, describe(done)
+    assert exited - sent < 0.2 + 1.0, describe(done)  # and the interpreter's exit
+    expected = {
+        "fit": ["reason=interrupted", "stopped=2", "epochs=2", "best=True"],
+        "line_search": ["unchanged=True"],
+        "forward": [],
+    }[case]
+    assert details == expected, describe(done)
+
+
+def test_a_signal_handler_can_stop_a_fit_but_not_reenter_its_network():
+    # SIGTERM -> trainer.stop() ends the fit normally; a handler calling into the network being
+    # trained (on the same thread, inside the computation) gets an error instead of a deadlock.
+    import signal
+
+    from isolated import Child, describe
+
+    child = Child(
+        dedent(_INTERRUPTED)
+        + dedent(
+            """
+        X = rng.normal(size=(200000, 64)).astype(np.float32); y = rng.integers(0, 10, 200000)
+        net = fb.MLP([64, 256, 256, 10], loss="cross_entropy", seed=0)
+        trainer = fb.Trainer(net, fb.SGD(0.01), batch_size=64, epochs=1000, progress=False)
+        signal.signal(signal.SIGTERM, lambda *args: trainer.stop())
+        signal.signal(signal.SIGUSR1, lambda *args: net.forward(X[:1]))
+        print("ready", flush=True)
+        try:
+            trainer.fit(X, y)
+        except RuntimeError as err:
+            print("reentry:", err, flush=True)
+        print("ready", flush=True)
+        h = trainer.fit(X, y)
+        print(h.stop_reason, h.stopped_epoch, flush=True)
+    """
+        )
+    )
+    for sig in (signal.SIGUSR1, signal.SIGTERM):
+        assert child.wait_for("ready", 60), describe(child.finish(1))
+        __import__("time").sleep(0.3)
+        child.send_signal(sig)
+    done = child.finish(60)
+    assert done.returncode == 0, describe(done)
+    ready, reentry, again, stopped = done.stdout.splitlines()
+    assert reentry.startswith("reentry: the network is busy"), describe(done)
+    assert stopped == "stopped 0", describe(done)

@@ -17,7 +17,7 @@
 #include <string>
 
 #include "device_train.hpp"
-#include "py_layer_stats.hpp"
+#include "py_convert.hpp"
 
 #ifdef FASTBP_CUDA_EMULATION
 #include "host_exec.hpp"
@@ -277,35 +277,6 @@ EpochConfig epoch_config(py::handle c) {
 }
 
 // As the CPU module's.
-py::dict stats_dict(const EpochStats& s) {
-  py::dict d;
-  d["loss"] = s.loss;
-  d["accuracy"] = s.accuracy;
-  d["samples"] = s.samples;
-  d["batches"] = s.batches;
-  d["grad_norm_mean"] = py::array_t<double>(s.grad_norm_mean.size(), s.grad_norm_mean.data());
-  d["grad_norm_max"] = py::array_t<double>(s.grad_norm_max.size(), s.grad_norm_max.data());
-  d["update_ratio"] = py::array_t<double>(s.update_ratio.size(), s.update_ratio.data());
-  d["noise_t"] = s.noise_t;
-  d["finite"] = s.finite;
-  d["mean_step"] = s.mean_step;
-  d["threads"] = s.threads;
-  return d;
-}
-
-// {"step": int, "momentum_fresh": bool, "buffers": {name: 1-D ndarray}}, as the CPU module.
-template <class T>
-py::dict state_dict_to_python(const OptimizerStateDict<T>& s) {
-  py::dict buffers;
-  for (const auto& [name, values] : s.buffers)
-    buffers[py::str(name)] = py::array_t<T>(py::ssize_t(values.size()), values.data());
-  py::dict d;
-  d["step"] = s.step;
-  d["momentum_fresh"] = s.momentum_fresh;
-  d["buffers"] = buffers;
-  return d;
-}
-
 template <class T>
 OptimizerStateDict<T> state_dict_from_python(py::handle h) {
   require(py::isinstance<py::dict>(h), "state must be a dict, as state_dict() returns");
@@ -561,7 +532,8 @@ DeviceData<T> device_data(Net<T>& n, py::handle X, py::handle Y,
 
 template <class T>
 py::dict run_train_epoch(Net<T>& n, DeviceOptimizerState<T, Exec>& opt, py::handle config,
-                         py::handle X, py::handle Y, py::handle start, py::handle epoch) {
+                         py::handle X, py::handle Y, py::handle start, py::handle epoch,
+                         py::handle /*stop*/) {
   const OptimConfig c = optim_config(config);
   const EpochConfig ec = epoch_config(epoch);
   std::vector<std::unique_ptr<DeviceArray>> held;
@@ -628,7 +600,10 @@ void bind_training(py::module_& m) {
   m.def("line_search_step", &run_line_search_step<T>, py::arg("net"), py::arg("config"),
         py::arg("X"), py::arg("Y"));
   m.def("train_epoch", &run_train_epoch<T>, py::arg("net"), py::arg("optimizer"), py::arg("config"),
-        py::arg("X"), py::arg("Y"), py::arg("start_params"), py::arg("epoch_config"));
+        py::arg("X"), py::arg("Y"), py::arg("start_params"), py::arg("epoch_config"),
+        // The CPU module's StopToken, not read: a GPU epoch is queued whole, so Trainer.stop()
+        // and Ctrl-C end a fit on the GPU when its epoch ends (the Trainer checks the token there).
+        py::arg("stop") = py::none());
 }
 
 // ---- arrays, devices, build ----

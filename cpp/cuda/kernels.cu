@@ -225,6 +225,132 @@ __global__ void flag_nonfinite_kernel(const T* x, std::size_t n, int* flag) {
 }
 
 template <class T>
+__global__ void fill_random_kernel(T* x, std::size_t n, uint64_t seed) {
+  const CounterRng rng(seed, Stream::gradient_noise, 0);
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::size_t(gridDim.x) * blockDim.x)
+    x[i] = T(rng.uniform(i) - 0.5);
+}
+
+}  // namespace
+
+// ---- launchers ----
+
+template <class T>
+void CudaExec::activation_forward(Act act, const T* z, int n, int cols, T* a, int lda,
+                                  const int* stop) {
+  if (n <= 0 || cols <= 0) return;
+  check_entries(std::size_t(n) * cols, "activation_forward");
+  with_hidden_activation(act, [&](auto kind) {
+    using A = decltype(kind);
+    activation_forward_kernel<A, T>
+        <<<grid_for(std::size_t(n) * cols, kThreads), kThreads, 0, stream_of(*this)>>>(
+            z, n, cols, a, lda, stop);
+  });
+  check_launch("activation_forward_kernel");
+}
+
+template <class T>
+void CudaExec::activation_backward(Act act, const T* z, const T* a, int lda, T* d, int n, int cols,
+                                   const int* stop) {
+  if (n <= 0 || cols <= 0 || act == Act::identity) return;
+  check_entries(std::size_t(n) * cols, "activation_backward");
+  with_hidden_activation(act, [&](auto kind) {
+    using A = decltype(kind);
+    activation_backward_kernel<A, T>
+        <<<grid_for(std::size_t(n) * cols, kThreads), kThreads, 0, stream_of(*this)>>>(
+            z, a, lda, d, n, cols, stop);
+  });
+  check_launch("activation_backward_kernel");
+}
+
+template <class T>
+void CudaExec::dense_forward(const DenseForward<T>& f) {
+  if (f.n <= 0) return;
+  check_entries(std::size_t(f.n) * f.n_out, "dense_forward");
+  with_hidden_activation(f.act, [&](auto kind) {
+    using A = decltype(kind);
+    dense_forward_kernel<A, T>
+        <<<grid_for(std::size_t(f.n) * f.n_out, kThreads), kThreads, 0, stream_of(*this)>>>(f);
+  });
+  check_launch("dense_forward_kernel");
+}
+
+template <class T>
+void CudaExec::dense_backward(const DenseBackward<T>& b) {
+  if (b.n <= 0) return;
+  const std::size_t total =
+      std::size_t(b.n_in + 1) * b.n_out + (b.dprev ? std::size_t(b.n) * b.n_in : 0);
+  check_entries(total, "dense_backward");
+  with_hidden_activation(b.act_prev, [&](auto kind) {
+    using A = decltype(kind);
+    dense_backward_kernel<A, T><<<grid_for(total, kThreads), kThreads, 0, stream_of(*this)>>>(b);
+  });
+  check_launch("dense_backward_kernel");
+}
+
+template <class T>
+void CudaExec::output(const OutputArgs<T>& o) {
+  if (o.n <= 0) return;
+  with_loss(o.loss, [&](auto lk) {
+    using L = decltype(lk);
+    with_activation(o.act, [&](auto ak) {
+      using A = decltype(ak);
+      if constexpr (loss_allows<L, A>())
+        output_kernel<L, A, T><<<grid_for(std::size_t(o.n), 128), 128, 0, stream_of(*this)>>>(o);
+    });
+  });
+  check_launch("output_kernel");
+}
+
+template <class T>
+void CudaExec::gather(const GatherArgs<T>& g) {
+  if (g.n <= 0) return;
+  const std::size_t total =
+      std::size_t(g.n) * (std::size_t(g.d) + (g.Y ? g.k : 0)) + (g.labels ? std::size_t(g.n) : 0);
+  gather_kernel<T><<<grid_for(total, kThreads), kThreads, 0, stream_of(*this)>>>(g);
+  check_launch("gather_kernel");
+}
+
+template <class T>
+void CudaExec::fill_inputs(T* buf, int rows, int ld, int n_in) {
+  if (rows <= 0) return;
+  check_entries(std::size_t(rows) * ld, "fill_inputs");
+  fill_inputs_kernel<T>
+      <<<grid_for(std::size_t(rows) * ld, kThreads), kThreads, 0, stream_of(*this)>>>(buf, rows, ld,
+                                                                                      n_in);
+  check_launch("fill_inputs_kernel");
+}
+
+template <class T>
+void CudaExec::segment_sums(const T* x, const T* x0, const SegmentPlan& plan, double* partials,
+                            const int* stop) {
+  if (plan.n_blocks <= 0) return;
+  segment_sums_kernel<T>
+      <<<plan.n_blocks, kReduce, 0, stream_of(*this)>>>(x, x0, plan, partials, stop);
+  check_launch("segment_sums_kernel");
+}
+
+void CudaExec::finish(const FinishArgs& f) {
+  finish_kernel<<<1, kReduce, 0, stream_of(*this)>>>(f);
+  check_launch("finish_kernel");
+}
+
+template <class Rule, class T>
+void CudaExec::update(const UpdateArgs<Rule, T>& u) {
+  if (u.n == 0) return;
+  update_kernel<Rule, T><<<grid_for(u.n, kThreads), kThreads, 0, stream_of(*this)>>>(u);
+  check_launch("update_kernel");
+}
+
+template <class T>
+void CudaExec::step_from(T* p, const T* p0, const T* g, T t, std::size_t n) {
+  if (n == 0) return;
+  step_from_kernel<T><<<grid_for(n, kThreads), kThreads, 0, stream_of(*this)>>>(p, p0, g, t, n);
+  check_launch("step_from_kernel");
+}
+
+template <class T>
 void CudaExec::flag_nonfinite(const T* x, std::size_t n, int* flag) {
   if (n == 0) return;
   flag_nonfinite_kernel<T><<<grid_for(n, kThreads), kThreads, 0, stream_of(*this)>>>(x, n, flag);

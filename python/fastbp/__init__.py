@@ -1,6 +1,7 @@
 """fastbp: fast dense neural networks by backpropagation, with the gradients made visible."""
 
 import os as _os
+import warnings as _warnings
 from typing import Any as _Any
 
 import scipy_openblas32 as _openblas  # noqa: F401  (loads OpenBLAS for the core, RTLD_GLOBAL)
@@ -56,14 +57,38 @@ __version__: str = _core.build_info().get("version") or "0+unknown"
 
 def set_num_threads(n: int) -> None:
     """Set the threads of fastbp's parallel loops and matrix products (its BLAS calls run
-    single-threaded inside them, so there is one thread pool)."""
+    single-threaded inside them, so there is one thread pool).
+
+    A team has at most ``build_info()["max_threads"]`` threads: OpenBLAS's ``MAX_THREADS``
+    (64 in scipy-openblas32). Every thread of a team calls BLAS at once, and OpenBLAS aborts the
+    process when more threads call it at once than it has buffers for (twice ``MAX_THREADS``,
+    which leaves room for two teams training at the same time). A larger ``n`` is clamped, with
+    a RuntimeWarning; :func:`get_num_threads` reports the count in use. Without ``set_num_threads``
+    fastbp uses OpenMP's default (``OMP_NUM_THREADS``, or one thread per CPU), clamped the same
+    way.
+
+    In a child process made by ``fork()`` (``os.fork``, multiprocessing's and joblib's "fork"
+    start method) after fastbp was imported, fastbp runs on one thread: the OpenMP thread pool
+    of the parent does not exist in the child, and using it there would wait forever.
+    """
     from .validation import check_scalar
 
-    _core.set_num_threads(check_scalar(n, "n", min_value=1, integer=True))
+    n = check_scalar(n, "n", min_value=1, integer=True)
+    used = _core.set_num_threads(min(n, 2**31 - 1))
+    if used < n:
+        why = (
+            "in a process made by fork() fastbp runs on one thread (OpenMP's threads do not "
+            "survive fork; the 'spawn' and 'forkserver' start methods of multiprocessing "
+            "give full teams)"
+            if _core.forked_child()
+            else f"fastbp runs at most {_core.max_threads()} threads, as many as OpenBLAS "
+            "supports calling it at once (its MAX_THREADS)"
+        )
+        _warnings.warn(f"set_num_threads({n}): {why}; using {used}", RuntimeWarning, stacklevel=2)
 
 
 def get_num_threads() -> int:
-    """The number of threads fastbp's loops use."""
+    """The number of threads fastbp's loops use (see :func:`set_num_threads`)."""
     return _core.get_num_threads()
 
 
@@ -81,7 +106,8 @@ def build_info() -> dict[str, _Any]:
     """How the core was built and which copy of it runs.
 
     Keys: ``compiler``; ``openmp`` (its version, or None when built without OpenMP);
-    ``threads`` (how many fastbp uses now: always 1 without OpenMP); ``blas``, ``blas_core``
+    ``threads`` (how many fastbp uses now: always 1 without OpenMP), ``max_threads`` (the
+    most it will use: see :func:`set_num_threads`); ``blas``, ``blas_core``
     (OpenBLAS's kernel for this CPU), ``blas_threads``; ``simd`` (the vector extensions the
     running core was compiled for); ``isa`` (the core variant running: ``baseline``, ``v2``,
     ``v3``, ``v4`` or ``native``), ``isa_built`` (the variants installed, best first),
@@ -99,6 +125,7 @@ def build_info() -> dict[str, _Any]:
     info["cuda"] = cuda_build_info()
     info.update(_dispatch.info())
     info["threads"] = _core.get_num_threads()
+    info["max_threads"] = _core.max_threads()
     info["version"] = __version__
     return info
 

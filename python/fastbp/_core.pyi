@@ -34,6 +34,17 @@ class OptimConfig:
     max_iter: int
     def __init__(self) -> None: ...
 
+class StopToken:
+    """A request to stop, which the epoch loop reads before each mini-batch; thread-safe."""
+    def __init__(self) -> None: ...
+    def set(self) -> None: ...
+    def clear(self) -> None: ...
+    @property
+    def is_set(self) -> bool: ...
+
+def shutting_down() -> bool:
+    """Whether the interpreter has begun to exit: no computation starts any more."""
+
 class EpochConfig:
     batch_size: int
     shuffle: bool
@@ -101,7 +112,11 @@ def train_epoch(
     Y: npt.NDArray[Any],
     start_params: npt.NDArray[Any],
     epoch_config: EpochConfig,
-) -> dict[str, Any]: ...
+    stop: StopToken | None = None,
+) -> dict[str, Any]:
+    """One epoch; its statistics. ``stop`` (and the interpreter's exit) ends it before any
+    mini-batch: ``"stopped"`` is then ``"requested"`` (or ``"shutdown"``), else None."""
+
 def line_search_step(
     net: _Network, config: OptimConfig, X: npt.NDArray[Any], Y: npt.NDArray[Any]
 ) -> tuple[float, float]: ...
@@ -111,6 +126,13 @@ def activation_table() -> list[dict[str, Any]]:
 
 def loss_names() -> list[str]: ...
 def loss_table() -> list[dict[str, Any]]: ...
-def set_num_threads(n: int) -> None: ...
+def set_num_threads(n: int) -> int:
+    """Ask for ``n`` threads; returns the count used (at most ``max_threads()``)."""
+
 def get_num_threads() -> int: ...
+def max_threads() -> int: ...
+def forked_child() -> bool:
+    """Whether this process was made by fork() after the core was loaded: it then runs on one
+    thread."""
+
 def build_info() -> dict[str, Any]: ...

@@ -34,7 +34,7 @@ _PER_LAYER = (
 )
 _HIST = "activation_hist"  # the one series of shape (n_epochs, n_layers, HIST_BINS)
 _STAT_KEYS = frozenset(_SCALARS + _OPTIONAL_SCALARS + _PER_LAYER + (_HIST,))
-_STOP_REASONS = (None, "early_stopping", "non_finite", "callback")
+_STOP_REASONS = (None, "early_stopping", "non_finite", "callback", "stopped", "interrupted")
 _FORMAT = "fastbp.History"
 # 2: "layer_activations" (1 said "activations"); 3: the forward statistics (pre-activation and
 # activation mean and std, activation histograms), NaN when reading an older record.
@@ -132,9 +132,12 @@ class History:
         every loss is NaN. Assigning a value (as early stopping with
         ``min_delta`` may) overrides this; assigning None restores it.
     stopped_epoch : int or None
-        0-based epoch at which training stopped early; None if all epochs ran.
-    stop_reason : {"early_stopping", "non_finite", "callback"} or None
-        Why training stopped early.
+        0-based epoch at which training stopped early; None if all epochs ran. A fit
+        stopped or interrupted during an epoch does not record that epoch: ``stopped_epoch``
+        is then ``len(history)``.
+    stop_reason : {"early_stopping", "non_finite", "callback", "stopped", "interrupted"} or None
+        Why training stopped early: ``"stopped"`` by :meth:`Trainer.stop`,
+        ``"interrupted"`` by KeyboardInterrupt (Ctrl-C) or the interpreter's exit.
 
     Notes
     -----

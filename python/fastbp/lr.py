@@ -5,7 +5,10 @@ in :mod:`fastbp.optim`."""
 from __future__ import annotations
 
 import math
+import os
+import threading
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,28 +193,90 @@ class SweepResult:
         return "\n".join(lines)
 
 
+def _candidate(
+    net: MLP, optimizer: Optimizer, lr: float, patience: int, trainer_kwargs: dict[str, Any]
+) -> Trainer:
+    """The Trainer of one candidate rate: its own copy of ``net`` and its own EarlyStopping,
+    so that candidates may train at once."""
+    opt = _fresh(optimizer)
+    opt.lr = lr
+    early = EarlyStopping("val_loss", patience=patience)
+    return Trainer(net.copy(), opt, early_stopping=early, **trainer_kwargs)
+
+
 def _train_one(
     net: MLP,
     optimizer: Optimizer,
     lr: float,
-    X: np.ndarray,
-    Y: np.ndarray,
-    Xv: np.ndarray,
-    Yv: np.ndarray,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     patience: int,
     trainer_kwargs: dict[str, Any],
 ) -> History:
-    candidate = net.copy()
-    opt = _fresh(optimizer)
-    opt.lr = lr
-    # Each candidate its own EarlyStopping: candidates may train at once, in threads.
-    trainer = Trainer(
-        candidate,
-        opt,
-        early_stopping=EarlyStopping("val_loss", patience=patience),
-        **trainer_kwargs,
-    )
-    return trainer.fit(X, Y, validation=(Xv, Yv))
+    """One candidate from start to end: what a joblib backend's worker runs (picklable)."""
+    X, Y, Xv, Yv = data
+    return _candidate(net, optimizer, lr, patience, trainer_kwargs).fit(X, Y, validation=(Xv, Yv))
+
+
+def _threads(n_jobs: int | None) -> int:
+    """Threads for n_jobs as joblib counts them: None 1, -1 every CPU, -2 all but one..."""
+    if n_jobs is None:
+        return 1
+    return n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+
+
+class _Sweep:
+    """The candidates of one sweep, trained one after another or in threads, and stopped
+    together: when the caller is interrupted (Ctrl-C) or a candidate fails, the ones training
+    stop after their current mini-batch and the others never start, so that no thread is left
+    training after :func:`lr_sweep` has returned or raised."""
+
+    def __init__(
+        self,
+        net: MLP,
+        optimizer: Optimizer,
+        data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        patience: int,
+        trainer_kwargs: dict[str, Any],
+    ) -> None:
+        self.net, self.optimizer, self.data = net, optimizer, data
+        self.patience, self.trainer_kwargs = patience, trainer_kwargs
+        self._lock = threading.Lock()
+        self._running: list[Trainer] = []
+        self._stopping = False
+
+    def train(self, lr: float) -> History | None:
+        """Train the candidate of rate ``lr``; None if the sweep was stopped before it began."""
+        trainer = _candidate(self.net, self.optimizer, lr, self.patience, self.trainer_kwargs)
+        with self._lock:
+            if self._stopping:
+                return None
+            self._running.append(trainer)
+        X, Y, Xv, Yv = self.data
+        try:
+            return trainer.fit(X, Y, validation=(Xv, Yv))
+        finally:
+            with self._lock:
+                self._running.remove(trainer)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            for trainer in self._running:
+                trainer.stop()
+
+    def run(self, rates: list[float], n_jobs: int) -> list[History]:
+        if n_jobs == 1:  # here an interrupt reaches the running fit itself
+            return [h for h in map(self.train, rates) if h is not None]
+        # Threads, not processes: the core releases the GIL, and nothing needs pickling. The
+        # pool's exit waits for its threads, which stop() has told to stop.
+        with ThreadPoolExecutor(max_workers=n_jobs, thread_name_prefix="lr_sweep") as pool:
+            futures = [pool.submit(self.train, lr) for lr in rates]
+            try:
+                histories = [f.result() for f in futures]
+            except BaseException:
+                self.stop()
+                raise
+        return [h for h in histories if h is not None]
 
 
 def lr_sweep(
@@ -244,9 +309,11 @@ def lr_sweep(
     optimizer : Optimizer or None
         The rule to use (default SGD); its ``lr`` is replaced by each candidate.
     n_jobs : int or None
-        Candidates trained at once, with joblib (installed with ``fastbp[parallel]``) unless
-        1; negative as in joblib (-1: all CPUs, or all the backend's workers). None: 1, or
-        with a ``backend``, -1.
+        Candidates trained at once; negative as in joblib (-1: all CPUs, or all the backend's
+        workers). None: 1, or with a ``backend``, -1. Without a ``backend`` each runs in a
+        thread of its own (the core releases the GIL), and an interrupt (Ctrl-C) or an error
+        stops every candidate within a mini-batch before ``lr_sweep`` raises it: no thread is
+        left training.
     seed : int or None
         Shuffling seed, shared by all candidates (drawn once when None): the result does not
         depend on ``n_jobs`` or ``backend`` (beyond the last bits of float arithmetic, which
@@ -280,25 +347,20 @@ def lr_sweep(
         seed=resolve_seed(check_seed(seed)),
         progress=False,
     )
-    if backend is None and n_jobs in (None, 1):
-        histories = [_train_one(net, optimizer, lr, X, Y, Xv, Yv, patience, kwargs) for lr in rates]
+    data = (X, Y, Xv, Yv)
+    if backend is None:
+        histories = _Sweep(net, optimizer, data, patience, kwargs).run(rates, _threads(n_jobs))
     else:
         try:
             from joblib import Parallel, delayed, parallel_backend
         except ImportError as err:
             raise ImportError(
-                "n_jobs other than 1 and backend need joblib: pip install fastbp[parallel]"
+                "lr_sweep's backend needs joblib: pip install fastbp[parallel]"
             ) from err
-        jobs = (
-            delayed(_train_one)(net, optimizer, lr, X, Y, Xv, Yv, patience, kwargs) for lr in rates
-        )
-        if backend is None:
-            # Threads, not processes: the core releases the GIL, and nothing needs pickling.
-            histories = Parallel(n_jobs=n_jobs, prefer="threads")(jobs)
-        else:
-            # parallel_backend, not Parallel(backend=...): only it finds "dask" (and "ray")
-            with parallel_backend(backend):
-                histories = Parallel(n_jobs=-1 if n_jobs is None else n_jobs)(jobs)
+        jobs = (delayed(_train_one)(net, optimizer, lr, data, patience, kwargs) for lr in rates)
+        # parallel_backend, not Parallel(backend=...): only it finds "dask" (and "ray")
+        with parallel_backend(backend):
+            histories = Parallel(n_jobs=-1 if n_jobs is None else n_jobs)(jobs)
     rows = [_sweep_row(lr, h) for lr, h in zip(rates, histories)]
     return SweepResult(rows, _best_lr(rows), dict(zip(rates, histories)))
 

@@ -15,6 +15,7 @@ from .validation import (
     CLASSIFICATION_LOSSES,
     LOSSES,
     check_activations,
+    check_batch_rows,
     check_bool,
     check_choice,
     check_data,
@@ -23,6 +24,7 @@ from .validation import (
     check_inputs,
     check_layer_params,
     check_layer_sizes,
+    check_network_memory,
     check_output_activation,
     check_params_vector,
     check_seed,
@@ -229,6 +231,7 @@ class MLP:
         self.seed = check_seed(seed)
         self.allow_tf32 = check_bool(allow_tf32, "allow_tf32")
         self.device = backend_for(device).device
+        check_network_memory(self.layer_sizes, self.dtype)
         self._make_core()
         self.reset_parameters()
 
@@ -429,6 +432,7 @@ class MLP:
             Integer labels (n_samples,) or probability rows (n_samples, n_out) for
             cross_entropy; (n_samples, n_out), or (n_samples,) when n_out == 1, otherwise.
         """
+        check_batch_rows(X)
         X, Y = check_data(self, X, Y, y_name="Y")
         loss_sum, _ = self._net.backward(X, Y)
         return loss_sum / X.shape[0]

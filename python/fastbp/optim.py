@@ -12,6 +12,7 @@ import numpy as np
 from . import _core
 from .network import MLP
 from .validation import (
+    check_batch_rows,
     check_bool,
     check_data,
     check_dtype,
@@ -385,7 +386,7 @@ class LineSearchSGD(Optimizer):
     shrink = Hyperparameter(
         _real(min_value=0, max_value=1, min_inclusive=False, max_inclusive=False)
     )
-    max_iter = Hyperparameter(_integer(min_value=1))
+    max_iter = Hyperparameter(_integer(min_value=1, max_value=2**31 - 1))  # the core's int
 
     def __init__(
         self, lr: float = 1.0, c1: float = 1e-4, shrink: float = 0.5, max_iter: int = 20
@@ -402,6 +403,7 @@ class LineSearchSGD(Optimizer):
         check_net(net)
         if X is None or Y is None:
             raise TypeError("LineSearchSGD.step needs the batch: opt.step(net, X, Y)")
+        check_batch_rows(X)
         X, Y = check_data(net, X, Y, y_name="Y")
         loss, self.last_step = net.backend.line_search_step(net.core, self.config(), X, Y)
         return loss

@@ -3,7 +3,8 @@
 Per-epoch work only happens here: the learning rate for the epoch, validation loss, activation
 statistics on a sample of the training data, early stopping, callbacks and the progress bar.
 Everything per mini-batch (shuffle, gather, forward, backward, clip, noise, step) runs in the
-core's epoch loop with the GIL released.
+core's epoch loop with the GIL released. The loop asks before each mini-batch whether to stop
+(:meth:`Trainer.stop`, the interpreter's exit), so a fit stops within one mini-batch.
 """
 
 from __future__ import annotations
@@ -139,6 +140,10 @@ def _stats_sample(X: np.ndarray, seed: int) -> np.ndarray:
     return X[np.sort(rng.choice(X.shape[0], min(STATS_SAMPLE, X.shape[0]), replace=False))]
 
 
+# How the core's reason for ending an epoch early is recorded in ``History.stop_reason``.
+_STOPPED = {"requested": "stopped", "shutdown": "interrupted"}
+
+
 class _ProgressBar:
     """A tqdm bar over the epochs when asked for, tqdm is installed and stderr is a terminal;
     otherwise it does nothing."""
@@ -240,6 +245,18 @@ class Trainer:
         self.callbacks = _check_callbacks(callbacks)
         self.progress = check_bool(progress, "progress")
         self.history: History | None = None
+        self._stop = _core.StopToken()
+
+    def stop(self) -> None:
+        """Ask :meth:`fit` to stop after the mini-batch it is running.
+
+        Thread-safe: call it from a callback, a signal handler or another thread. The fit then
+        returns its history with ``stop_reason="stopped"``; the network keeps the weights of its
+        last finished mini-batch (or the best epoch's, with ``EarlyStopping(restore_best=True)``).
+        A request made while no fit runs stops the next one before its first mini-batch; each
+        fit forgets the request when it returns.
+        """
+        self._stop.set()
 
     # ---------------------------------------------------------------------------------------
     def _epoch_lr(self, epoch: int, base_lr: float, history: History) -> float:
@@ -301,6 +318,18 @@ class Trainer:
             of this call (its indices such as ``best_epoch`` count from 0 in it).
             ``history.lr`` is the mean step size taken in each epoch: the epoch's learning
             rate, or with LineSearchSGD the mean of the steps the line search accepted.
+
+        Notes
+        -----
+        :meth:`stop` ends the fit after the current mini-batch; so does the interpreter's
+        exit, for a fit running in a daemon thread. Ctrl-C (KeyboardInterrupt) interrupts
+        it within a mini-batch too: the core runs Python's signal handlers every 25 ms, and
+        fit re-raises what they raise, with ``stop_reason="interrupted"`` recorded. A fit
+        stopped during an epoch does not
+        record that epoch; ``history.stopped_epoch`` is its index. Whatever ends the fit, an
+        exception included (KeyboardInterrupt, or one raised by a callback), the network is
+        left with finite weights: the best epoch's with ``EarlyStopping(restore_best=True)``,
+        else those of the last finished mini-batch.
         """
         net = self.net
         initial_epoch = check_scalar(initial_epoch, "initial_epoch", min_value=0, integer=True)
@@ -320,11 +349,15 @@ class Trainer:
         start_params = backend.param_buffer(net.core)  # the core writes each epoch's start there
         best_params = None
         bar = _ProgressBar(self.epochs, self.progress)
+        index = 0
         try:
             for index in range(self.epochs):  # index: in this call's history
                 epoch = initial_epoch + index  # in the whole run
                 self.optimizer.lr = self._epoch_lr(epoch, base_lr, history)
                 stats, seconds = self._train_epoch(epoch, state, X, Y, start_params, seed)
+                if stats["stopped"] is not None:
+                    self._stopped(history, index, _STOPPED[stats["stopped"]])
+                    break
                 logs = self._epoch_logs(stats, X_sample, Xv, Yv, seconds)
                 if not _finite_epoch(stats, backend.params_finite(net.core), logs):
                     self._roll_back(history, index, epoch, start_params)
@@ -335,10 +368,20 @@ class Trainer:
                 bar.update(logs)
                 if stop:
                     break
+        except KeyboardInterrupt:
+            self._stopped(history, index, "interrupted")
+            raise
         finally:
             self.optimizer.lr = base_lr  # a schedule's last rate must not become the next base
             bar.close()
-        self._end_training(best_params)
+            self._stop.clear()
+            # Stopped or interrupted after a step that overflowed (the core checks each
+            # batch's gradient, not the step's result): the epoch's start weights instead.
+            if not backend.params_finite(net.core):
+                backend.restore(net.core, start_params)
+            self._restore_best(best_params)
+        for cb in self.callbacks:
+            cb.on_train_end(self)
         return history
 
     def _check_monitors(self, has_validation: bool) -> None:
@@ -378,10 +421,18 @@ class Trainer:
             Y,
             start_params,
             self._epoch_config(seed, epoch),
+            self._stop,
         )
         if self.grad_noise is not None:
             self.grad_noise.t = stats["noise_t"]
         return stats, time.perf_counter() - t0
+
+    @staticmethod
+    def _stopped(history: History, index: int, reason: str) -> None:
+        """Record a fit stopped during epoch ``index`` of this call, which is not recorded: it
+        did not finish."""
+        history.stop_reason = reason
+        history.stopped_epoch = index
 
     def _roll_back(self, history: History, index: int, epoch: int, start_params: Any) -> None:
         """Undo an epoch that went non-finite: its start weights back, the optimizer reset."""
@@ -415,17 +466,18 @@ class Trainer:
         for cb in self.callbacks:
             stop = bool(cb.on_epoch_end(self, epoch, logs)) or stop
         if stop:
-            history.stopped_epoch = index
             history.stop_reason = history.stop_reason or "callback"
+        elif self._stop.is_set:  # stop() from a callback, or from another thread meanwhile
+            stop, history.stop_reason = True, "stopped"
+        if stop:
+            history.stopped_epoch = index
         return improved, stop
 
-    def _end_training(self, best_params: Any) -> None:
-        """Put back the best weights if early stopping asks to; callbacks are told."""
+    def _restore_best(self, best_params: Any) -> None:
+        """Put back the best weights if early stopping asks to."""
         es = self.early_stopping
         if es is not None and es.restore_best and best_params is not None:
             self.net.backend.restore(self.net.core, best_params)
-        for cb in self.callbacks:
-            cb.on_train_end(self)
 
     def _epoch_logs(
         self, stats: dict[str, Any], X_sample: Any, Xv: Any, Yv: Any, seconds: float

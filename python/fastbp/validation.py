@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
@@ -52,6 +53,9 @@ DEFAULT_OUTPUT = {x["name"]: x["output"] for x in _core.loss_table()}
 """The output activation of ``output_activation=None``, by loss."""
 
 MAX_SEED = 2**64 - 1
+MAX_INT32 = 2**31 - 1
+"""The largest layer size and batch: BLAS (scipy-openblas32) takes 32-bit int dimensions, and
+the core indexes a batch's rows with them."""
 
 
 def nan_or_inf(name: str, value: Any = None) -> ValueError:
@@ -218,7 +222,7 @@ INITS = (
 
 
 def check_layer_sizes(layer_sizes: Any) -> list[int]:
-    """``[n_in, hidden..., n_out]``: at least two positive ints."""
+    """``[n_in, hidden..., n_out]``: at least two ints in [1, 2**31 - 1]."""
     if isinstance(layer_sizes, (str, bytes)) or not isinstance(layer_sizes, Sequence):
         raise TypeError(f"layer_sizes must be a list of ints, got {type(layer_sizes).__name__}")
     sizes = list(layer_sizes)
@@ -229,7 +233,79 @@ def check_layer_sizes(layer_sizes: Any) -> list[int]:
             raise TypeError(f"layer_sizes entries must be ints, got {s!r}")
         if s <= 0:
             raise ValueError(f"layer_sizes entries must be positive, got {sizes}")
+        if int(s) > MAX_INT32:
+            raise ValueError(
+                f"layer_sizes entries must be at most 2**31 - 1 = {MAX_INT32} (BLAS's "
+                f"dimensions are 32-bit ints), got {s}"
+            )
     return [int(s) for s in sizes]
+
+
+def count_params(layer_sizes: Sequence[int]) -> int:
+    """Weights and biases of a network of these sizes: sum of (n_in + 1) * n_out."""
+    return sum((a + 1) * b for a, b in zip(layer_sizes, layer_sizes[1:]))
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate without being killed for it: the system's
+    available memory (Linux: MemAvailable; elsewhere the physical memory), within the
+    container's limit (cgroup) if there is one; None where unknown."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    if not limits and hasattr(os, "sysconf"):
+        try:
+            limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        except (ValueError, OSError):
+            pass
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
+        (  # cgroup v1
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        try:
+            with open(limit_file) as f:
+                limit = f.read().strip()
+            with open(usage_file) as f:
+                usage = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit():  # "max": no limit
+            limits.append(max(0, int(limit) - usage))
+        break
+    return min(limits) if limits else None
+
+
+def check_network_memory(layer_sizes: list[int], dtype: np.dtype) -> None:
+    """MemoryError, before anything is allocated, when a network of these sizes does not fit
+    in memory: its parameters and gradients in ``dtype``, and its weights' initial draw in
+    float64 (numpy draws them at that precision)."""
+    n = count_params(layer_sizes)
+    need = n * (2 * np.dtype(dtype).itemsize + 8)
+    available = available_memory()
+    if available is not None and need > available:
+        raise MemoryError(
+            f"layer_sizes {layer_sizes}: {n} parameters need {need / 2**30:.3g} GiB "
+            f"(parameters and gradients in {np.dtype(dtype).name}, and the initial weights drawn "
+            f"in float64); {available / 2**30:.3g} GiB of memory is available"
+        )
+
+
+def check_batch_rows(X: Any, name: str = "X") -> None:
+    """That X's rows fit in one batch (at most 2**31 - 1): checked before X is converted, which
+    could copy it."""
+    shape = np.shape(X)
+    if shape and shape[0] > MAX_INT32:
+        raise ValueError(
+            f"{name} has {shape[0]} rows; one batch may have at most 2**31 - 1 = {MAX_INT32}"
+        )
 
 
 def check_activations(activation: Any, n_hidden: int) -> list[str]:
@@ -309,6 +385,24 @@ def _all_finite(arr: np.ndarray) -> bool:
     return all(np.isfinite(flat[i : i + step]).all() for i in range(0, flat.size, step))
 
 
+def _as_dtype(arr: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
+    """``arr`` as a C-contiguous array of ``dtype``. A finite value beyond ``dtype``'s range
+    (1e300 for float32) is refused here by name, rather than turned into an infinity with
+    numpy's overflow warning."""
+    largest = float(np.finfo(dtype).max)
+    if np.issubdtype(arr.dtype, np.floating) and arr.dtype.itemsize > np.dtype(dtype).itemsize:
+        flat = arr.reshape(-1)
+        step = 1 << 20
+        for i in range(0, flat.size, step):
+            part = np.abs(flat[i : i + step])
+            if (part[np.isfinite(part)] > largest).any():
+                raise ValueError(
+                    f"{name} has values beyond {np.dtype(dtype).name}'s range (about "
+                    f"+-{largest:.3g}); use a float64 network, or scale {name}"
+                )
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
 def check_X(X: Any, n_features: int, dtype: np.dtype, name: str = "X") -> np.ndarray:
     """Return X as a C-contiguous (n_samples, n_features) array of ``dtype``.
 
@@ -327,7 +421,7 @@ def check_X(X: Any, n_features: int, dtype: np.dtype, name: str = "X") -> np.nda
         raise ValueError(
             f"{name} has {arr.shape[1]} features per sample, the network expects {n_features}"
         )
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    arr = _as_dtype(arr, dtype, name)
     if not _all_finite(arr):
         raise nan_or_inf(name)
     return arr
@@ -360,7 +454,7 @@ def check_Y(
         raise ValueError(
             f"{name} must have shape ({n_samples}, {n_out}) for loss={loss!r}, got {arr.shape}"
         )
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    arr = _as_dtype(arr, dtype, name)
     if not _all_finite(arr):
         raise nan_or_inf(name)
     if loss == "binary_cross_entropy" and (arr.min() < 0 or arr.max() > 1):
