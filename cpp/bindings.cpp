@@ -148,11 +148,13 @@ OptimizerStateDict<T> state_dict_from_python(py::handle h) {
 }
 
 // Runs f with the GIL released and the network's lock held: one computation per network at a
-// time, two networks in parallel. Nothing in f may touch Python objects.
+// time, two networks in parallel. Nothing in f may touch Python objects. Subnormals are flushed
+// (or not) as set_flush_denormals says, on this thread for the call only (denormals.hpp).
 template <class T, class F>
 auto locked_without_gil(Network<T>& net, F&& f) {
   py::gil_scoped_release release;
   std::lock_guard<std::mutex> lock(net.mutex());
+  const DenormalScope fp;
   return f();
 }
 
@@ -475,6 +477,8 @@ void bind_info(py::module_& m) {
   m.def("loss_table", &loss_table_to_python);
   m.def("set_num_threads", &fastbp::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &fastbp::num_threads);
+  m.def("set_flush_denormals", &fastbp::set_flush_denormals, py::arg("flush"));
+  m.def("get_flush_denormals", &fastbp::flush_denormals);
   m.def("build_info", &build_info);
 }
 

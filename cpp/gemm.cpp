@@ -95,17 +95,21 @@ void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, c
   const int extent = by_rows ? M : N;
   const int parts = std::min(threads, std::max(1, extent / 16));
   const int step = ((extent + parts - 1) / parts + 15) / 16 * 16;
-#pragma omp parallel for num_threads(parts) schedule(static, 1)
-  for (int p = 0; p < parts; ++p) {
-    const int first = p * step;
-    const int count = std::min(step, extent - first);
-    if (count <= 0) continue;
-    if (by_rows) {  // rows [first, first+count) of C and of op(A)
-      const T* a = ta ? A + first : A + std::size_t(first) * lda;
-      blas(ta, tb, count, N, K, alpha, a, lda, B, ldb, beta, C + std::size_t(first) * ldc, ldc);
-    } else {  // columns [first, first+count) of C and of op(B)
-      const T* b = tb ? B + std::size_t(first) * ldb : B + first;
-      blas(ta, tb, M, count, K, alpha, A, lda, b, ldb, beta, C + first, ldc);
+#pragma omp parallel num_threads(parts)
+  {
+    const DenormalScope fp;
+#pragma omp for schedule(static, 1)
+    for (int p = 0; p < parts; ++p) {
+      const int first = p * step;
+      const int count = std::min(step, extent - first);
+      if (count <= 0) continue;
+      if (by_rows) {  // rows [first, first+count) of C and of op(A)
+        const T* a = ta ? A + first : A + std::size_t(first) * lda;
+        blas(ta, tb, count, N, K, alpha, a, lda, B, ldb, beta, C + std::size_t(first) * ldc, ldc);
+      } else {  // columns [first, first+count) of C and of op(B)
+        const T* b = tb ? B + std::size_t(first) * ldb : B + first;
+        blas(ta, tb, M, count, K, alpha, A, lda, b, ldb, beta, C + first, ldc);
+      }
     }
   }
 }

@@ -205,6 +205,7 @@ LossSums Network<T>::backward(const T* X, Target<T> y, int n) {
   partial_.assign(threads, LossSums());
 #pragma omp parallel num_threads(threads)
   {
+    const DenormalScope fp;
 #ifdef _OPENMP
     // Split by the team OpenMP really started: it may grant fewer threads than asked for.
     const int t = omp_get_thread_num(), team = omp_get_num_threads();

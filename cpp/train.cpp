@@ -193,6 +193,7 @@ int run_team(int threads, SpinBarrier& barrier, F&& f) {
     int team = 1;
 #pragma omp parallel num_threads(threads)
     {
+      const DenormalScope fp;  // every thread of the team, as the caller's (bindings.cpp)
 #pragma omp single
       {
         team = omp_get_num_threads();
