@@ -66,7 +66,8 @@ Other modes (add --no-compare to run only them): --memory, --scaling (as before)
 2048, 4 weight layers) or deepen (2 to 64 weight layers of 256), samples set for about
 --sweep-gflop GFLOP per epoch; --threads-sweep: --sweep-config on 1, 2, 4, ... all CPUs, every
 library pinned to its CPUs; --subnormal: a 60-hidden-layer sigmoid network (width 32, batch 32,
-plain SGD) against the same with relu, per library, and how small fastbp's gradients get.
+plain SGD) against the same with relu, per library (fastbp with its default subnormal flushing
+and without: fb.set_flush_denormals(False)), and how small fastbp's gradients get.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ from typing import Any
 import numpy as np
 
 RESULT_TAG = "@@RESULT@@"
+FASTBP_NO_FLUSH = "fastbp (no flush)"  # fb.set_flush_denormals(False): IEEE gradual underflow
 # The environment as the user gave it. Workers get exactly this: importing a library can change
 # os.environ for the rest of the process and its children (fastbp sets OMP_WAIT_POLICY=PASSIVE
 # when unset, sklearn sets KMP_* variables), which would silently change how the *other*
@@ -837,7 +839,15 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["kind"] == "memory":
         return memory_run(cfg, spec["peer"], X, y, threads)
     if spec["kind"] == "grad_floor":
+        if spec.get("keep_subnormals"):
+            import fastbp
+
+            fastbp.set_flush_denormals(False)
         return grad_floor_run(cfg, X, y, threads, spec["epochs"])
+    if spec.get("keep_subnormals"):
+        import fastbp
+
+        fastbp.set_flush_denormals(False)  # IEEE gradual underflow: the cost without flushing
     if spec.get("flush_denormal"):
         import torch
 
@@ -1559,12 +1569,16 @@ def subnormal(args: argparse.Namespace) -> dict[str, Any]:
     subnormal range, against the same network with relu, whose do not: time per epoch of
     each, and how small fastbp's gradients got."""
     samples = args.subnormal_samples
-    libs: list[tuple[str, str, bool]] = [("fastbp", "fastbp", False)]
+    # (label, library, flush switch): fastbp flushes subnormals by default (its "no flush" run
+    # keeps IEEE gradual underflow, fb.set_flush_denormals(False)); torch's switch sets FTZ/DAZ
+    # on the calling thread, where torch computes at width 32 and batch 32.
+    libs: list[tuple[str, str, bool]] = [
+        ("fastbp", "fastbp", True),
+        (FASTBP_NO_FLUSH, "fastbp", False),
+    ]
     for peer in sweep_peers(args):
         libs.append((peer, peer, False))
         if peer == "torch":
-            # torch's switch sets FTZ/DAZ on the calling thread; at width 32 and batch 32 torch
-            # computes on that thread: the control that shows what flushing buys
             libs.append(("torch+flush_denormal", "torch", True))
     out: dict[str, Any] = dict(
         samples=samples, configs={a: subnormal_cfg(a, args) for a in ("sigmoid", "relu")}
@@ -1582,7 +1596,8 @@ def subnormal(args: argparse.Namespace) -> dict[str, Any]:
                     samples=samples,
                     epochs=args.subnormal_epochs,
                     budget=args.run_budget,
-                    flush_denormal=ftz,
+                    flush_denormal=ftz and peer == "torch",
+                    keep_subnormals=not ftz and peer == "fastbp",
                 )
             )
             if "times" in r:
@@ -1619,7 +1634,8 @@ def subnormal(args: argparse.Namespace) -> dict[str, Any]:
     print()
     floor_rows = []
     out["fastbp_gradients"] = {}
-    for act in ("sigmoid", "relu"):
+    runs = [(lab, a) for lab in ("fastbp", FASTBP_NO_FLUSH) for a in ("sigmoid", "relu")]
+    for label, act in runs:
         g = run_worker(
             dict(
                 kind="grad_floor",
@@ -1627,16 +1643,18 @@ def subnormal(args: argparse.Namespace) -> dict[str, Any]:
                 threads=args.threads,
                 samples=samples,
                 epochs=1 + args.subnormal_epochs,
+                keep_subnormals=label == FASTBP_NO_FLUSH,
             )
         )
-        out["fastbp_gradients"][act] = g
-        run = next(r for r in out["runs"] if r["library"] == "fastbp" and r["activation"] == act)
+        out["fastbp_gradients"][f"{label} {act}"] = g
+        run = next(r for r in out["runs"] if r["library"] == label and r["activation"] == act)
         hist = run.get("first_layer_grad_norm")
         if "min_first_layer_grad_norm" not in g:
-            floor_rows.append([act, fmt_error(g)[:60], "-", "-", "-", "-", "-"])
+            floor_rows.append([label, act, fmt_error(g)[:60], "-", "-", "-", "-", "-"])
             continue
         floor_rows.append(
             [
+                label,
                 act,
                 f"{g['min_first_layer_grad_norm']:.2e}",
                 f"{g['median_first_layer_grad_norm']:.2e}",
@@ -1655,6 +1673,7 @@ def subnormal(args: argparse.Namespace) -> dict[str, Any]:
     print_table(
         floor_rows,
         [
+            "library",
             "activation",
             "min norm",
             "median norm",

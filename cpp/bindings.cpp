@@ -213,12 +213,14 @@ class PythonStop {
 };
 
 // Runs f with the GIL released and the network's lock held: one computation per network at a
-// time, two networks in parallel. Nothing in f may touch Python objects.
+// time, two networks in parallel. Nothing in f may touch Python objects. Subnormals are flushed
+// (or not) as set_flush_denormals says, on this thread for the call only (denormals.hpp).
 template <class T, class F>
 auto locked_without_gil(Network<T>& net, F&& f) {
   const CallInCore call;
   py::gil_scoped_release release;
   std::lock_guard<ForkSafeMutex> lock(net.mutex());
+  const DenormalScope fp;
   return f();
 }
 
@@ -581,6 +583,8 @@ void bind_info(py::module_& m) {
   m.def("get_num_threads", &fastbp::num_threads);
   m.def("max_threads", &fastbp::max_threads);
   m.def("forked_child", &fastbp::forked_child);
+  m.def("set_flush_denormals", &fastbp::set_flush_denormals, py::arg("flush"));
+  m.def("get_flush_denormals", &fastbp::flush_denormals);
   m.def("build_info", &build_info);
 }
 

@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "denormals.hpp"
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -45,6 +47,7 @@ inline void parallel_ranges(std::size_t n, F&& f) {
   if (n >= std::size_t(kParallelMin) && num_threads() > 1 && !in_parallel()) {
 #pragma omp parallel num_threads(num_threads())
     {
+      const DenormalScope fp;  // a worker thread too computes as the setting says
       const std::size_t t = std::size_t(omp_get_thread_num()), team = omp_get_num_threads();
       f(n * t / team, n * (t + 1) / team);
     }
@@ -78,8 +81,12 @@ double sum_squares(const T* x, std::size_t n) {
   double s = 0;
 #ifdef _OPENMP
   if (nn >= kParallelMin && num_threads() > 1 && !in_parallel()) {
-#pragma omp parallel for simd reduction(+ : s) num_threads(num_threads()) schedule(static)
-    for (long i = 0; i < nn; ++i) s += double(x[i]) * double(x[i]);
+#pragma omp parallel reduction(+ : s) num_threads(num_threads())
+    {
+      const DenormalScope fp;
+#pragma omp for simd schedule(static)
+      for (long i = 0; i < nn; ++i) s += double(x[i]) * double(x[i]);
+    }
     return s;
   }
 #endif

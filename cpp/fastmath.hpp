@@ -71,4 +71,54 @@ FASTBP_HD FASTBP_INLINE float fast_tanh(float x) {
 
 FASTBP_HD FASTBP_INLINE double fast_tanh(double x) { return std::tanh(x); }
 
+FASTBP_HD FASTBP_INLINE int32_t bits_of(float x) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_int(x);
+#else
+  int32_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b;
+#endif
+}
+
+// log(x) for a positive normal float (the Cephes logf polynomial, ~1 ulp).
+FASTBP_HD FASTBP_INLINE float fast_log(float x) {
+  const int32_t bits = bits_of(x);
+  float e = float((bits >> 23) - 126);  // x = m 2^e, m in [0.5, 1)
+  float m = float_from_bits((bits & 0x007fffff) | 0x3f000000);
+  const bool low = m < 0.70710678f;  // m in [sqrt(1/2), sqrt(2)): log(m) near 0
+  m = low ? m + m : m;
+  e = low ? e - 1.0f : e;
+  const float f = m - 1.0f, z = f * f;
+  float p = 7.0376836292e-2f;
+  p = p * f - 1.1514610310e-1f;
+  p = p * f + 1.1676998740e-1f;
+  p = p * f - 1.2420140846e-1f;
+  p = p * f + 1.4249322787e-1f;
+  p = p * f - 1.6668057665e-1f;
+  p = p * f + 2.0000714765e-1f;
+  p = p * f - 2.4999993993e-1f;
+  p = p * f + 3.3333331174e-1f;
+  const float r = p * f * z - 2.12194440e-4f * e - 0.5f * z;
+  return f + r + 0.693359375f * e;
+}
+
+// cos(2 pi u) and sin(2 pi u) for u in [0, 1): the quarter turn u lies in, then the Cephes
+// polynomials on [-pi/4, pi/4] around its middle (~1e-7 absolute).
+FASTBP_HD FASTBP_INLINE void fast_cos_sin_turn(float u, float& c, float& s) {
+  const float quarters = u * 4.0f;
+  const float q = std::floor(quarters);
+  const float a = (quarters - q - 0.5f) * 1.57079632679f;  // in [-pi/4, pi/4)
+  const float z = a * a;
+  const float sa = a + a * z * (-1.6666654611e-1f + z * (8.3321608736e-3f + z * -1.9515295891e-4f));
+  const float ca =
+      1.0f - 0.5f * z +
+      z * z * (4.166664568298827e-2f + z * (-1.388731625493765e-3f + z * 2.443315711809948e-5f));
+  // the middle of the quarter is pi/4 past its start: rotate (ca, sa) by it, then by q quarters
+  const float c0 = 0.70710678118f * (ca - sa), s0 = 0.70710678118f * (ca + sa);
+  const int quarter = int(q) & 3;
+  c = quarter == 0 ? c0 : quarter == 1 ? -s0 : quarter == 2 ? -c0 : s0;
+  s = quarter == 0 ? s0 : quarter == 1 ? c0 : quarter == 2 ? -s0 : -c0;
+}
+
 }  // namespace fastbp

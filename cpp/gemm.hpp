@@ -1,6 +1,8 @@
-// The one place that calls BLAS. Row-major: C (M x N) = alpha * op(A) op(B) + beta * C,
-// op(A) is (M x K), op(B) is (K x N); lda/ldb/ldc are row strides of the stored matrices.
-// Large products are split into panels over fastbp's threads; BLAS itself runs single-threaded.
+// The one place that calls BLAS. Row-major: C (M x N) = alpha * op(A) op(B) + beta * C
+// (+ bias, a row of N added to every row of C, if given), op(A) is (M x K), op(B) is (K x N);
+// lda/ldb/ldc are row strides of the stored matrices. Small products run in fastbp's own
+// register-blocked kernels, large ones in BLAS, split into panels over fastbp's threads; BLAS
+// itself runs single-threaded.
 #pragma once
 #include <string>
 
@@ -8,7 +10,7 @@ namespace fastbp {
 
 template <class T>
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B,
-          int ldb, T beta, T* C, int ldc);
+          int ldb, T beta, T* C, int ldc, const T* bias = nullptr);
 
 std::string blas_core_name();
 int blas_num_threads();

@@ -59,10 +59,8 @@ void Network<T>::forward_rows(const T* X, int r0, int r1) {
   for (int l = 0; l < n_layers(); ++l) {
     const int in = sizes_[l], out = sizes_[l + 1];
     T* z = z_[l].data() + std::size_t(r0) * out;
-    const T* b = params_.data() + b_offset(l);
-    for (int i = 0; i < m; ++i) std::copy(b, b + out, z + std::size_t(i) * out);
     gemm<T>(false, false, m, out, in, T(1), layer_input(X, l) + std::size_t(r0) * in, in,
-            params_.data() + w_off_[l], out, T(1), z, out);
+            params_.data() + w_off_[l], out, T(0), z, out, params_.data() + b_offset(l));
     activation_forward(acts_[l], z, a_[l].data() + std::size_t(r0) * out, m, out);
   }
 }
@@ -120,15 +118,25 @@ void Network<T>::layer_gradient(const T* X, int l, int n, int part, int parts, d
   if (i1 > i0)
     gemm<T>(true, false, i1 - i0, out, n, T(1), layer_input(X, l) + i0, in, dz, out, T(0), gw, out);
   T* gb = grads_.data() + b_offset(l);
-  std::fill(gb + j0, gb + j1, T(0));
-  for (int i = 0; i < n; ++i) {
-    const T* row = dz + std::size_t(i) * out;
+  double sq_b = 0;
+  if (n == 1) {  // one row (online learning): gb is that row, its squares summed on the way
+#pragma omp simd reduction(+ : sq_b)
+    for (int j = j0; j < j1; ++j) {
+      gb[j] = dz[j];
+      sq_b += double(dz[j]) * double(dz[j]);
+    }
+  } else {
+    std::fill(gb + j0, gb + j1, T(0));
+    for (int i = 0; i < n; ++i) {
+      const T* row = dz + std::size_t(i) * out;
 #pragma omp simd
-    for (int j = j0; j < j1; ++j) gb[j] += row[j];
+      for (int j = j0; j < j1; ++j) gb[j] += row[j];
+    }
+    if (sq) sq_b = sum_squares(gb + j0, std::size_t(j1 - j0));
   }
   if (sq) {
     sq[0] = sum_squares(gw, std::size_t(i1 - i0) * out);
-    sq[1] = sum_squares(gb + j0, std::size_t(j1 - j0));
+    sq[1] = sq_b;
   }
 }
 
@@ -211,6 +219,7 @@ LossSums Network<T>::backward(const T* X, Target<T> y, int n) {
   partial_.assign(threads, LossSums());
 #pragma omp parallel num_threads(threads)
   {
+    const DenormalScope fp;
 #ifdef _OPENMP
     // Split by the team OpenMP really started: it may grant fewer threads than asked for.
     const int t = omp_get_thread_num(), team = omp_get_num_threads();

@@ -84,7 +84,9 @@ class Network {
   // or OMP_WAIT_POLICY=active) meets much faster than sleeping ones wake, so smaller batches
   // are worth splitting among them.
   int batch_threads(int n, bool spinning) const;
-  static int share(int size, int part, int parts) { return int(long(size) * part / parts); }
+  static int share(int size, int part, int parts) {  // no division on one thread: every batch
+    return parts == 1 ? size * part : int(long(size) * part / parts);
+  }
 
   // Held by every computation on the network: one at a time, and none half-done in a fork.
   ForkSafeMutex& mutex() { return mutex_; }

@@ -67,19 +67,25 @@ class BatchBuffer {
         std::copy(y.dense + r * k_, y.dense + (r + 1) * k_, y_.data() + std::size_t(i) * k_);
       if (y.labels) labels_[i] = y.labels[r];
     }
+    at_ = x_.data();
+    target_.dense = y_.empty() ? nullptr : y_.data();
+    target_.labels = labels_.empty() ? nullptr : labels_.data();
   }
-  const T* x() const { return x_.data(); }
-  Target<T> target() const {
-    Target<T> t;
-    t.dense = y_.empty() ? nullptr : y_.data();
-    t.labels = labels_.empty() ? nullptr : labels_.data();
-    return t;
+  // A batch of the one sample r (on one thread) is read in place: online learning copies nothing.
+  void point_at(const T* X, Target<T> y, long r) {
+    at_ = X + r * d_;
+    target_.dense = y.dense ? y.dense + r * k_ : nullptr;
+    target_.labels = y.labels ? y.labels + r : nullptr;
   }
+  const T* x() const { return at_; }
+  Target<T> target() const { return target_; }
 
  private:
   int d_, k_;
   std::vector<T> x_, y_;
   std::vector<int32_t> labels_;
+  const T* at_ = nullptr;  // the batch's rows and targets: the buffers above, or the data set's
+  Target<T> target_;
 };
 
 // A batch's results: loss sums and, per layer, the sum of squares of the weight gradient, the
@@ -188,6 +194,7 @@ int run_team(int threads, SpinBarrier& barrier, F&& f) {
     int team = 1;
 #pragma omp parallel num_threads(threads)
     {
+      const DenormalScope fp;  // every thread of the team, as the caller's (bindings.cpp)
 #pragma omp single
       {
         team = omp_get_num_threads();
@@ -275,7 +282,10 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
       if (t == 0) halt = stop.requested();  // the caller's thread: its poll may take locks
       const int n = int(std::min<long>(bs, N - first));
       const int r0 = Network<T>::share(n, t, nt), r1 = Network<T>::share(n, t + 1, nt);
-      batch.gather(X, y, order.data() + first, r0, r1);
+      if (n == 1 && nt == 1)
+        batch.point_at(X, y, order[first]);
+      else
+        batch.gather(X, y, order.data() + first, r0, r1);
       barrier.wait(t);  // the last step is applied everywhere, the batch gathered, halt known
       if (halt) break;  // every thread, at the same batch
       partial[t].loss = net.rows_pass(batch.x(), batch.target(), n, r0, r1);

@@ -365,7 +365,10 @@ def test_fit_transforms_and_settings(backend, kw):
             net, opt, epochs=4, seed=11, progress=False, **{"batch_size": 32, **settings}
         )
         runs.append((trainer.fit(X, Y), net, trainer))
-    assert_same_run(*runs)
+    # The noise is drawn in float32 by polynomials whose multiply-adds a compiler may fuse or
+    # not (the CPU core's vectorised loop, the device's per-entry draw): a value may differ by
+    # one float ulp, 6e-8 of the noise.
+    assert_same_run(*runs, tol=1e-9 if noise is None else 1e-7)
     if noise is not None:
         assert runs[1][2].grad_noise.t == runs[0][2].grad_noise.t > 0
 

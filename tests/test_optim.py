@@ -547,6 +547,29 @@ def test_gradient_noise_variance_schedule(fb, dtype):
         assert all(np.all(b != 0) for b in net.grad_biases)
 
 
+def test_gradient_noise_is_standard_normal_whatever_the_threads_and_dtype(
+    fb, restore_threads, openmp
+):
+    """The counter-based stream gives each entry the same value on one thread or two (the
+    entries are split between threads above 2^17 of them) and in float32 or float64; its
+    quantiles are the normal distribution's."""
+    sizes = [500, 400, 10]  # 204,410 entries
+    draws = {}
+    for dtype, threads in (("float64", 1), ("float64", 2), ("float32", 2)):
+        fb.set_num_threads(threads)
+        net = fb.MLP(sizes, dtype=dtype, seed=0)
+        net.grads[...] = 0.0
+        fb.GradientNoise(eta=1.0, gamma=0.0, seed=11).apply(net)
+        draws[dtype, threads] = net.grads.copy()
+    z = draws["float64", 1]
+    assert draws["float64", 2].tobytes() == z.tobytes()
+    np.testing.assert_array_equal(draws["float32", 2], z.astype(np.float32))
+    # quantiles within a few standard errors of the normal's (n = 204,410)
+    for q, expected in ((0.01, -2.3263), (0.1, -1.2816), (0.5, 0.0), (0.9, 1.2816), (0.99, 2.3263)):
+        assert np.quantile(z, q) == pytest.approx(expected, abs=0.03), q
+    assert abs(np.corrcoef(z[:-1], z[1:])[0, 1]) < 0.01  # neighbours (one draw's pair) independent
+
+
 def test_gradient_noise_is_added_not_replacing(fb):
     net = _big_net(fb)
     noise = fb.GradientNoise(eta=0.01, gamma=0.55, seed=3)

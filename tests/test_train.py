@@ -1022,8 +1022,8 @@ def test_stop_from_another_thread_ends_the_fit_within_a_mini_batch():
     waited = time.perf_counter() - t0
     assert not thread.is_alive() and "error" not in out, out
     history = out["history"]
-    assert history.stop_reason == "stopped" and history.n_epochs == 0
-    assert history.stopped_epoch == 0  # stopped during epoch 0, which is not recorded
+    # stopped during an epoch (200000 batches take a few tenths of a second), not recorded
+    assert history.stop_reason == "stopped" and history.stopped_epoch == history.n_epochs
     assert np.isfinite(net.params).all() and not np.array_equal(net.params, start)
     assert waited < 1.0
     # the request is forgotten: the next fit runs all its epochs

@@ -173,7 +173,7 @@ FASTBP_HD FASTBP_INLINE void update_entry(const BatchPlan<Rule>& plan, const Tra
     changed = true;
   }
   if (tr.noise) {
-    gi += T(plan.noise_std * plan.noise_rng.normal(uint64_t(i)));
+    gi += T(plan.noise_std) * T(plan.noise_rng.normal(uint64_t(i)));  // as train.cpp
     changed = true;
   }
   if (changed) g[i] = gi;
