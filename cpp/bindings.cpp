@@ -75,64 +75,6 @@ HeldTarget<T> make_target(const Network<T>& net, const py::array& Y, long n) {
   return h;
 }
 
-std::string type_name(py::handle h) { return py::str(py::type::of(h).attr("__name__")); }
-
-// state["step"]: a Python or numpy int >= 0.
-long step_from_python(py::handle step) {
-  require(!py::isinstance<py::bool_>(step) && PyIndex_Check(step.ptr()),
-          "state['step'] must be an int, got " + type_name(step));
-  const auto index = py::reinterpret_steal<py::object>(PyNumber_Index(step.ptr()));
-  if (!index) throw py::error_already_set();
-  int overflow = 0;
-  const long long n = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
-  require(overflow == 0 && n >= 0,
-          "state['step'] must be an int >= 0, got " + std::string(py::str(index)));
-  return long(n);
-}
-
-// One of state["buffers"]: a 1-D array of real numbers, converted to T.
-template <class T>
-std::vector<T> buffer_from_python(const std::string& name, py::handle values) {
-  const std::string what = "state['buffers']['" + name + "']";
-  const py::array a = py::array::ensure(values);
-  require(bool(a), what + " must be an array of numbers");
-  const char kind = a.dtype().kind();
-  require(kind == 'f' || kind == 'i' || kind == 'u',
-          what + " must hold real numbers, got dtype " + std::string(py::str(a.dtype())));
-  require(a.ndim() == 1, what + " must be 1-D, got " + std::to_string(a.ndim()) + "-D");
-  const auto converted = Array<T>::ensure(a);
-  return std::vector<T>(converted.data(), converted.data() + converted.shape(0));
-}
-
-// The inverse of state_dict_to_python, checking types; the core checks names and lengths.
-template <class T>
-OptimizerStateDict<T> state_dict_from_python(py::handle h) {
-  require(py::isinstance<py::dict>(h), "state must be a dict, as state_dict() returns");
-  const auto d = py::reinterpret_borrow<py::dict>(h);
-  for (const auto& item : d) {
-    const std::string key = py::str(item.first);
-    require(key == "step" || key == "momentum_fresh" || key == "buffers",
-            "state has an unknown key '" + key + "' (expected step, momentum_fresh, buffers)");
-  }
-  for (const char* key : {"step", "momentum_fresh", "buffers"})
-    require(d.contains(key), std::string("state lacks the key '") + key + "'");
-  OptimizerStateDict<T> s;
-  s.step = step_from_python(d["step"]);
-  const py::object fresh = d["momentum_fresh"];
-  require(py::isinstance<py::bool_>(fresh) ||
-              py::isinstance(fresh, py::module_::import("numpy").attr("bool_")),
-          "state['momentum_fresh'] must be a bool, got " + type_name(fresh));
-  s.momentum_fresh = fresh.cast<bool>();
-  const py::object buffers = d["buffers"];
-  require(py::isinstance<py::dict>(buffers), "state['buffers'] must be a dict {name: array}");
-  for (const auto& item : py::reinterpret_borrow<py::dict>(buffers)) {
-    require(py::isinstance<py::str>(item.first), "state['buffers'] keys must be str");
-    const std::string name = py::str(item.first);
-    s.buffers[name] = buffer_from_python<T>(name, item.second);
-  }
-  return s;
-}
-
 // --- Stopping, and the interpreter's exit ---
 // A thread still inside the core when the interpreter exits crashes the process: OpenBLAS is
 // torn down under it, or, coming back for the GIL of a finalizing interpreter, it is ended

@@ -12,26 +12,11 @@ namespace fastbp {
 
 template <class T>
 Network<T>::Network(std::vector<int> sizes, std::vector<Act> hidden, Act out, Loss loss)
-    : sizes_(std::move(sizes)), acts_(std::move(hidden)), loss_(loss) {
-  require(sizes_.size() >= 2, "layer_sizes needs at least 2 entries (inputs and outputs)");
-  for (int s : sizes_) require(s > 0, "layer_sizes entries must be positive");
-  require(acts_.size() == sizes_.size() - 2, "one hidden activation per hidden layer is needed");
-  for (Act a : acts_)
-    require(activation_hidden(a),
-            std::string(activation_name(a)) + " is only an output activation");
-  const std::string mismatch = loss_output_mismatch(loss, out);
-  require(mismatch.empty(), mismatch);
-  acts_.push_back(out);
-  std::size_t total = 0;
-  for (int l = 0; l < n_layers(); ++l) {
-    w_off_.push_back(total);
-    // Below 2^31 each, (in + 1) * out < 2^62: no overflow before the check.
-    const std::size_t layer = (std::size_t(sizes_[l]) + 1) * std::size_t(sizes_[l + 1]);
-    require(layer <= kMaxParams - total,
-            "the network has more parameters than one buffer can hold (" +
-                std::to_string(kMaxParams) + " at most)");
-    total += layer;
-  }
+    : sizes_(std::move(sizes)), loss_(loss) {
+  Layout layout = check_layout(sizes_, hidden, out, loss, kMaxParams);
+  acts_ = std::move(layout.acts);
+  w_off_ = std::move(layout.w_off);
+  const std::size_t total = layout.n_params;
   params_.assign(total, T(0));
   grads_.assign(total, T(0));
   z_.resize(n_layers());

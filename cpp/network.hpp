@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "layer_stats.hpp"
+#include "layout.hpp"
 #include "losses.hpp"
 #include "process.hpp"
 

@@ -1,9 +1,10 @@
-// The core's results as Python sees them, one conversion for both modules that return them:
-// the CPU core's (bindings.cpp) and the CUDA backend's (cuda/bindings.cpp).
+// Conversions between the core's structures and Python's, one for both modules: the CPU core's
+// (bindings.cpp) and the CUDA backend's (cuda/bindings.cpp), so that both speak the same dicts.
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <string>
 #include <vector>
 
 #include "layer_stats.hpp"
@@ -68,6 +69,70 @@ pybind11::dict state_dict_to_python(const OptimizerStateDict<T>& s) {
   d["momentum_fresh"] = s.momentum_fresh;
   d["buffers"] = buffers;
   return d;
+}
+
+// ---- and back: an optimizer's state from Python (load_state_dict) ----
+
+inline std::string type_name(pybind11::handle h) {
+  return pybind11::str(pybind11::type::of(h).attr("__name__"));
+}
+
+// state["step"]: a Python or numpy int >= 0.
+inline long step_from_python(pybind11::handle step) {
+  require(!pybind11::isinstance<pybind11::bool_>(step) && PyIndex_Check(step.ptr()),
+          "state['step'] must be an int, got " + type_name(step));
+  const auto index = pybind11::reinterpret_steal<pybind11::object>(PyNumber_Index(step.ptr()));
+  if (!index) throw pybind11::error_already_set();
+  int overflow = 0;
+  const long long n = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+  require(overflow == 0 && n >= 0,
+          "state['step'] must be an int >= 0, got " + std::string(pybind11::str(index)));
+  return long(n);
+}
+
+// One of state["buffers"]: a 1-D array of real numbers, converted to T.
+template <class T>
+std::vector<T> buffer_from_python(const std::string& name, pybind11::handle values) {
+  const std::string what = "state['buffers']['" + name + "']";
+  const pybind11::array a = pybind11::array::ensure(values);
+  require(bool(a), what + " must be an array of numbers");
+  const char kind = a.dtype().kind();
+  require(kind == 'f' || kind == 'i' || kind == 'u',
+          what + " must hold real numbers, got dtype " + std::string(pybind11::str(a.dtype())));
+  require(a.ndim() == 1, what + " must be 1-D, got " + std::to_string(a.ndim()) + "-D");
+  const auto converted =
+      pybind11::array_t<T, pybind11::array::c_style | pybind11::array::forcecast>::ensure(a);
+  return std::vector<T>(converted.data(), converted.data() + converted.shape(0));
+}
+
+// The inverse of state_dict_to_python, checking types; the core checks names and lengths.
+template <class T>
+OptimizerStateDict<T> state_dict_from_python(pybind11::handle h) {
+  require(pybind11::isinstance<pybind11::dict>(h), "state must be a dict, as state_dict() returns");
+  const auto d = pybind11::reinterpret_borrow<pybind11::dict>(h);
+  for (const auto& item : d) {
+    const std::string key = pybind11::str(item.first);
+    require(key == "step" || key == "momentum_fresh" || key == "buffers",
+            "state has an unknown key '" + key + "' (expected step, momentum_fresh, buffers)");
+  }
+  for (const char* key : {"step", "momentum_fresh", "buffers"})
+    require(d.contains(key), std::string("state lacks the key '") + key + "'");
+  OptimizerStateDict<T> s;
+  s.step = step_from_python(d["step"]);
+  const pybind11::object fresh = d["momentum_fresh"];
+  require(pybind11::isinstance<pybind11::bool_>(fresh) ||
+              pybind11::isinstance(fresh, pybind11::module_::import("numpy").attr("bool_")),
+          "state['momentum_fresh'] must be a bool, got " + type_name(fresh));
+  s.momentum_fresh = fresh.cast<bool>();
+  const pybind11::object buffers = d["buffers"];
+  require(pybind11::isinstance<pybind11::dict>(buffers),
+          "state['buffers'] must be a dict {name: array}");
+  for (const auto& item : pybind11::reinterpret_borrow<pybind11::dict>(buffers)) {
+    require(pybind11::isinstance<pybind11::str>(item.first), "state['buffers'] keys must be str");
+    const std::string name = pybind11::str(item.first);
+    s.buffers[name] = buffer_from_python<T>(name, item.second);
+  }
+  return s;
 }
 
 }  // namespace fastbp

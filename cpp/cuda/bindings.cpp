@@ -39,8 +39,6 @@ template <class T>
 using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
 using Labels = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
 
-std::string type_name(py::handle h) { return py::str(py::type::of(h).attr("__name__")); }
-
 // ---- arrays on the device ----
 
 enum class Kind { float32, float64, int32 };
@@ -274,45 +272,6 @@ EpochConfig epoch_config(py::handle c) {
   e.noise_seed = c.attr("noise_seed").cast<uint64_t>();
   e.noise_t = c.attr("noise_t").cast<int64_t>();
   return e;
-}
-
-// As the CPU module's.
-template <class T>
-OptimizerStateDict<T> state_dict_from_python(py::handle h) {
-  require(py::isinstance<py::dict>(h), "state must be a dict, as state_dict() returns");
-  const auto d = py::reinterpret_borrow<py::dict>(h);
-  for (const auto& item : d) {
-    const std::string key = py::str(item.first);
-    require(key == "step" || key == "momentum_fresh" || key == "buffers",
-            "state has an unknown key '" + key + "' (expected step, momentum_fresh, buffers)");
-  }
-  for (const char* key : {"step", "momentum_fresh", "buffers"})
-    require(d.contains(key), std::string("state lacks the key '") + key + "'");
-  OptimizerStateDict<T> s;
-  const py::object step = d["step"];
-  require(!py::isinstance<py::bool_>(step) && PyIndex_Check(step.ptr()),
-          "state['step'] must be an int, got " + type_name(step));
-  const long long value = py::int_(step).cast<long long>();
-  require(value >= 0, "state['step'] must be an int >= 0, got " + std::to_string(value));
-  s.step = long(value);
-  const py::object fresh = d["momentum_fresh"];
-  require(py::isinstance<py::bool_>(fresh) ||
-              py::isinstance(fresh, py::module_::import("numpy").attr("bool_")),
-          "state['momentum_fresh'] must be a bool, got " + type_name(fresh));
-  s.momentum_fresh = fresh.cast<bool>();
-  const py::object buffers = d["buffers"];
-  require(py::isinstance<py::dict>(buffers), "state['buffers'] must be a dict {name: array}");
-  for (const auto& item : py::reinterpret_borrow<py::dict>(buffers)) {
-    require(py::isinstance<py::str>(item.first), "state['buffers'] keys must be str");
-    const std::string name = py::str(item.first);
-    const py::array a = py::array::ensure(item.second);
-    require(bool(a) && a.ndim() == 1,
-            "state['buffers']['" + name + "'] must be a 1-D array of numbers");
-    const auto converted = Array<T>::ensure(a);
-    require(bool(converted), "state['buffers']['" + name + "'] must hold real numbers");
-    s.buffers[name] = std::vector<T>(converted.data(), converted.data() + converted.shape(0));
-  }
-  return s;
 }
 
 // ---- Network ----

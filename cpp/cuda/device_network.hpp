@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "../layer_stats.hpp"
+#include "../layout.hpp"
 #include "executor.hpp"
 
 namespace fastbp {
@@ -98,21 +99,12 @@ class DeviceNetwork {
         device_(device),
         exec_(device),
         allow_tf32_(allow_tf32) {
-    require(sizes_.size() >= 2, "layer_sizes needs at least 2 entries (inputs and outputs)");
-    for (int s : sizes_) require(s > 0, "layer_sizes entries must be positive");
-    require(acts_.size() == sizes_.size() - 2, "one hidden activation per hidden layer is needed");
-    for (Act a : acts_)
-      require(activation_hidden(a),
-              std::string(activation_name(a)) + " is only an output activation");
-    const std::string mismatch = loss_output_mismatch(loss, out);
-    require(mismatch.empty(), mismatch);
-    acts_.push_back(out);
-    std::size_t total = 0;
-    for (int l = 0; l < n_layers(); ++l) {
-      w_off_.push_back(total);
-      total += std::size_t(sizes_[l] + 1) * sizes_[l + 1];
-    }
-    n_params_ = total;
+    Layout layout = check_layout(sizes_, acts_, out, loss,
+                                 std::numeric_limits<std::ptrdiff_t>::max() / sizeof(T));
+    acts_ = std::move(layout.acts);
+    w_off_ = std::move(layout.w_off);
+    n_params_ = layout.n_params;
+    const std::size_t total = n_params_;
     exec_.set_tf32(allow_tf32_);
     params_ = Buffer<T>(total, device_);
     grads_ = Buffer<T>(total, device_);
