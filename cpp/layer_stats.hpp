@@ -1,7 +1,8 @@
 // The forward statistics of each weight layer (LayerStats), gathered over the chunks of one
 // forward pass. Host code, shared by the CPU core (Network::layer_stats) and the CUDA backend,
-// which downloads each chunk's pre-activations and activations and adds them here: the two
-// report the same numbers by construction.
+// which downloads each chunk's pre-activations and activations and adds them here: one
+// definition of every statistic, so that the two report the same numbers (up to the last bits
+// of the sums, which each module's compiler may order differently).
 #pragma once
 #include <algorithm>
 #include <array>

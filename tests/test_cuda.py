@@ -636,3 +636,27 @@ def test_stop_ends_a_gpu_fit_after_its_epoch(backend):
     assert history.stopped_epoch == 1 and np.isfinite(net.params).all()
     stop_at = -1
     assert trainer.fit(X, Y).n_epochs == 6  # the next fit starts with the token cleared
+
+
+def test_a_daemon_thread_training_on_the_gpu_at_exit_leaves_a_clean_exit(backend):
+    # The exit waits for the GPU epoch in flight instead of letting the thread come back into
+    # a finalising interpreter (pybind11's GIL guard then ends the process) or calling into a
+    # CUDA runtime being torn down. On the emulation the window is narrow and seldom hit; on a
+    # GPU the runtime's teardown widens it.
+    from isolated import describe, run_python
+
+    done = run_python(
+        """
+        import threading, time, numpy as np, fastbp as fb
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(4000, 64)).astype(np.float32); y = rng.integers(0, 10, 4000)
+        net = fb.MLP([64, 256, 256, 10], loss="cross_entropy", seed=0, device="cuda")
+        trainer = fb.Trainer(net, fb.SGD(0.01), epochs=500, progress=False)
+        threading.Thread(target=trainer.fit, args=(X, y), daemon=True).start()
+        time.sleep(1.0)
+        print("main ends", flush=True)
+        """,
+        env=dict(os.environ),  # the fixture's FASTBP_CUDA_EMULATION setting
+    )
+    assert done.returncode == 0 and done.stdout == "main ends\n", describe(done)
+    assert done.stderr == "", describe(done)

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "device_train.hpp"
+#include "py_calls.hpp"
 #include "py_convert.hpp"
 
 #ifdef FASTBP_CUDA_EMULATION
@@ -144,9 +145,11 @@ struct Net {
   }
 };
 
-// Runs f with the GIL released and the network's lock held (as the CPU module).
+// Runs f with the GIL released and the network's lock held (as the CPU module), counted as a
+// call in the module for the interpreter's exit to wait for (py_calls.hpp).
 template <class T, class F>
 auto locked_without_gil(Net<T>& n, F&& f) {
+  const CallInCore call;
   py::gil_scoped_release release;
   std::lock_guard<std::mutex> lock(n.net.mutex());
   return f();
@@ -648,4 +651,8 @@ PYBIND11_MODULE(FASTBP_DEVICE_MODULE, m) {
   bind_optimizers<double>(m, "64");
   bind_training<double>(m);
   bind_info(m);
+  // The exit waits until no thread is in this module: a GPU fit in a daemon thread finishes
+  // its epoch (it is queued whole) instead of returning into a finalising interpreter.
+  m.def("_shut_down", &shut_down);
+  py::module_::import("atexit").attr("register")(m.attr("_shut_down"));
 }

@@ -78,10 +78,6 @@ class Backend:
         the CPU, copies in device memory on a GPU."""
         return arrays
 
-    def param_buffer(self, core: Any) -> Any:
-        """Somewhere ``train_epoch`` writes the parameters an epoch starts from."""
-        return np.empty(core.n_params, dtype=core.params.dtype)
-
     def snapshot(self, core: Any) -> Any:
         """A copy of the parameters that :meth:`restore` puts back (on the same device)."""
         return np.array(core.params)
@@ -134,10 +130,6 @@ class CudaBackend(Backend):
 
     def upload(self, *arrays: Any) -> tuple[Any, ...]:
         return tuple(self.module.DeviceArray(np.ascontiguousarray(a), self.ordinal) for a in arrays)
-
-    def param_buffer(self, core: Any) -> Any:
-        dtype = "float32" if isinstance(core, self.module.Network32) else "float64"
-        return self.module.DeviceArray.empty(core.n_params, dtype, self.ordinal)
 
     def snapshot(self, core: Any) -> Any:
         return core.snapshot()

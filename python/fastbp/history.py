@@ -134,7 +134,7 @@ class History:
     stopped_epoch : int or None
         0-based epoch at which training stopped early; None if all epochs ran. A fit
         stopped or interrupted during an epoch does not record that epoch: ``stopped_epoch``
-        is then ``len(history)``.
+        is then ``len(history)`` (on a GPU, which stops between epochs, ``len(history) - 1``).
     stop_reason : {"early_stopping", "non_finite", "callback", "stopped", "interrupted"} or None
         Why training stopped early: ``"stopped"`` by :meth:`Trainer.stop`,
         ``"interrupted"`` by KeyboardInterrupt (Ctrl-C) or the interpreter's exit.

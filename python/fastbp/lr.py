@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
 from .history import History
 from .network import MLP
 from .optim import SGD, LineSearchSGD, Optimizer
@@ -218,10 +219,13 @@ def _train_one(
 
 
 def _threads(n_jobs: int | None) -> int:
-    """Threads for n_jobs as joblib counts them: None 1, -1 every CPU, -2 all but one..."""
+    """Candidates trained at once for n_jobs as joblib counts them (None 1, -1 every CPU, -2
+    all but one...), bounded so that their teams together stay within the threads OpenBLAS
+    can serve at once (2 x MAX_THREADS; beyond, it aborts the process)."""
     if n_jobs is None:
         return 1
-    return n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+    wanted = n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+    return max(1, min(wanted, 2 * _core.max_threads() // _core.get_num_threads()))
 
 
 class _Sweep:
@@ -276,7 +280,7 @@ class _Sweep:
             except BaseException:
                 self.stop()
                 raise
-        return [h for h in histories if h is not None]
+        return [h for h in histories if h is not None]  # None: stopped, which raised above
 
 
 def lr_sweep(
@@ -311,9 +315,11 @@ def lr_sweep(
     n_jobs : int or None
         Candidates trained at once; negative as in joblib (-1: all CPUs, or all the backend's
         workers). None: 1, or with a ``backend``, -1. Without a ``backend`` each runs in a
-        thread of its own (the core releases the GIL), and an interrupt (Ctrl-C) or an error
-        stops every candidate within a mini-batch before ``lr_sweep`` raises it: no thread is
-        left training.
+        thread of its own (the core releases the GIL), at most as many at once as OpenBLAS
+        lets call it together (``2 * fb.build_info()["max_threads"]`` threads in all, each
+        candidate using ``fb.get_num_threads()``), and an interrupt (Ctrl-C) or an error stops
+        every candidate within a mini-batch (on a GPU: its epoch) before ``lr_sweep`` raises
+        it: no thread is left training.
     seed : int or None
         Shuffling seed, shared by all candidates (drawn once when None): the result does not
         depend on ``n_jobs`` or ``backend`` (beyond the last bits of float arithmetic, which

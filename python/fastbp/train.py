@@ -248,13 +248,14 @@ class Trainer:
         self._stop = _core.StopToken()
 
     def stop(self) -> None:
-        """Ask :meth:`fit` to stop after the mini-batch it is running.
+        """Ask :meth:`fit` to stop after the mini-batch it is running (on a GPU, whose epoch is
+        queued whole: after the epoch it is running, which is recorded).
 
         Thread-safe: call it from a callback, a signal handler or another thread. The fit then
         returns its history with ``stop_reason="stopped"``; the network keeps the weights of its
         last finished mini-batch (or the best epoch's, with ``EarlyStopping(restore_best=True)``).
-        A request made while no fit runs stops the next one before its first mini-batch; each
-        fit forgets the request when it returns.
+        A request made while no fit runs stops the next one before its first mini-batch (on a
+        GPU: after its first epoch); each fit forgets the request when it returns.
         """
         self._stop.set()
 
@@ -325,8 +326,9 @@ class Trainer:
         exit, for a fit running in a daemon thread. Ctrl-C (KeyboardInterrupt) interrupts
         it within a mini-batch too: the core runs Python's signal handlers every 25 ms, and
         fit re-raises what they raise, with ``stop_reason="interrupted"`` recorded. A fit
-        stopped during an epoch does not
-        record that epoch; ``history.stopped_epoch`` is its index. Whatever ends the fit, an
+        stopped during an epoch does not record that epoch; ``history.stopped_epoch`` is its
+        index. On a GPU an epoch is queued whole: these take effect when it ends (it is
+        recorded), and the interpreter's exit waits for it. Whatever ends the fit, an
         exception included (KeyboardInterrupt, or one raised by a callback), the network is
         left with finite weights: the best epoch's with ``EarlyStopping(restore_best=True)``,
         else those of the last finished mini-batch.
@@ -346,7 +348,8 @@ class Trainer:
         state = self.optimizer.state_for(net)
         base_lr = self.optimizer.lr
         history = self._begin_training()
-        start_params = backend.param_buffer(net.core)  # the core writes each epoch's start there
+        # The core writes each epoch's start into it; a copy now, in case nothing runs.
+        start_params = backend.snapshot(net.core)
         best_params = None
         bar = _ProgressBar(self.epochs, self.progress)
         index = 0
@@ -362,9 +365,10 @@ class Trainer:
                 if not _finite_epoch(stats, backend.params_finite(net.core), logs):
                     self._roll_back(history, index, epoch, start_params)
                     break
-                improved, stop = self._end_epoch(history, index, epoch, logs)
-                if improved:
+                improved, stop = self._record_epoch(history, index, logs)
+                if improved:  # before the callbacks: an interrupt there keeps this best
                     best_params = backend.snapshot(net.core)
+                stop = self._ask_callbacks(history, index, epoch, logs, stop)
                 bar.update(logs)
                 if stop:
                     break
@@ -450,11 +454,10 @@ class Trainer:
             stacklevel=3,  # the caller of fit
         )
 
-    def _end_epoch(
-        self, history: History, index: int, epoch: int, logs: dict[str, Any]
+    def _record_epoch(
+        self, history: History, index: int, logs: dict[str, Any]
     ) -> tuple[bool, bool]:
-        """Record the epoch (``index`` in this call's history, ``epoch`` in the whole run), ask
-        early stopping and the callbacks; return (improved, stop)."""
+        """Record epoch ``index`` of this call and ask early stopping; return (improved, stop)."""
         history.record(logs)
         improved = stop = False
         if self.early_stopping is not None:
@@ -463,6 +466,13 @@ class Trainer:
                 history.best_epoch = index
             if stop:
                 history.stop_reason = "early_stopping"
+        return improved, stop
+
+    def _ask_callbacks(
+        self, history: History, index: int, epoch: int, logs: dict[str, Any], stop: bool
+    ) -> bool:
+        """Tell the callbacks of epoch ``epoch`` (``index`` in this call's history); whether to
+        stop, they, early stopping (``stop``) or :meth:`stop` asking."""
         for cb in self.callbacks:
             stop = bool(cb.on_epoch_end(self, epoch, logs)) or stop
         if stop:
@@ -471,7 +481,7 @@ class Trainer:
             stop, history.stop_reason = True, "stopped"
         if stop:
             history.stopped_epoch = index
-        return improved, stop
+        return stop
 
     def _restore_best(self, best_params: Any) -> None:
         """Put back the best weights if early stopping asks to."""
