@@ -481,3 +481,15 @@ def test_line_search_max_iter_fits_the_core(fb):
     fb.LineSearchSGD(max_iter=2**31 - 1)
     with pytest.raises(ValueError, match=named("max_iter")):
         fb.LineSearchSGD(max_iter=2**31)
+
+
+def test_a_gpu_network_needs_one_host_copy_of_its_parameters_not_two(monkeypatch):
+    import fastbp.validation
+    from fastbp.validation import check_network_memory
+
+    n = 1000 * 1001  # parameters of [1000, 1000]
+    # room for the float64 draw and one float32 copy (12 bytes each), not for two (16)
+    monkeypatch.setattr(fastbp.validation, "available_memory", lambda: 14 * n)
+    check_network_memory([1000, 1000], np.dtype("float32"), on_host=False)
+    with pytest.raises(MemoryError, match="1001000 parameters need"):
+        check_network_memory([1000, 1000], np.dtype("float32"))

@@ -231,7 +231,7 @@ class MLP:
         self.seed = check_seed(seed)
         self.allow_tf32 = check_bool(allow_tf32, "allow_tf32")
         self.device = backend_for(device).device
-        check_network_memory(self.layer_sizes, self.dtype)
+        check_network_memory(self.layer_sizes, self.dtype, on_host=self.device == "cpu")
         self._make_core()
         self.reset_parameters()
 

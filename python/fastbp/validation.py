@@ -283,12 +283,14 @@ def available_memory() -> int | None:
     return min(limits) if limits else None
 
 
-def check_network_memory(layer_sizes: list[int], dtype: np.dtype) -> None:
+def check_network_memory(layer_sizes: list[int], dtype: np.dtype, on_host: bool = True) -> None:
     """MemoryError, before anything is allocated, when a network of these sizes does not fit
-    in memory: its parameters and gradients in ``dtype``, and its weights' initial draw in
-    float64 (numpy draws them at that precision)."""
+    in host memory: its parameters and gradients in ``dtype`` (for a GPU network, whose both
+    live on the device, one host copy of the parameters to upload), and its weights' initial
+    draw in float64 (numpy draws them at that precision). The GPU's own memory is the CUDA
+    backend's to check, when it allocates."""
     n = count_params(layer_sizes)
-    need = n * (2 * np.dtype(dtype).itemsize + 8)
+    need = n * ((2 if on_host else 1) * np.dtype(dtype).itemsize + 8)
     available = available_memory()
     if available is not None and need > available:
         raise MemoryError(
