@@ -36,17 +36,7 @@ T* OptimizerState<T>::buffer(const std::string& name, bool* created) {
 
 template <class T>
 void OptimizerState<T>::prepare(const OptimConfig& c) {
-  require(c.kind != Optim::line_search, "line search needs the batch: use the epoch loop");
-  switch (c.kind) {
-#define FASTBP_MAKE_RULE(id, Rule) \
-  case Optim::id:                  \
-    rule_ = Rule<T>(c);            \
-    break;
-    FASTBP_OPTIMIZERS(FASTBP_MAKE_RULE)
-#undef FASTBP_MAKE_RULE
-    case Optim::line_search:
-      break;
-  }
+  rule_ = make_rule<T>(c);
   with_rule(rule_, [&](auto& rule) { rule.prepare(*this); });
 }
 

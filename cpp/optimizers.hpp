@@ -239,6 +239,23 @@ template <class T>
 using StepPlan = std::variant<std::monostate FASTBP_OPTIMIZERS(FASTBP_RULE_TYPE)>;
 #undef FASTBP_RULE_TYPE
 
+// The rule that c names, its constants set from c and its buffers not bound yet (both
+// backends' prepare). LineSearchSGD has no rule: its epoch loop searches along -g itself.
+template <class T>
+StepPlan<T> make_rule(const OptimConfig& c) {
+  require(c.kind != Optim::line_search, "line search needs the batch: use the epoch loop");
+  switch (c.kind) {
+#define FASTBP_MAKE_RULE(id, Rule) \
+  case Optim::id:                  \
+    return Rule<T>(c);
+    FASTBP_OPTIMIZERS(FASTBP_MAKE_RULE)
+#undef FASTBP_MAKE_RULE
+    case Optim::line_search:
+      break;
+  }
+  return std::monostate{};
+}
+
 // An optimizer's state between steps, all a rule needs to resume exactly where it stopped.
 template <class T>
 struct OptimizerStateDict {

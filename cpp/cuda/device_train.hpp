@@ -52,17 +52,7 @@ class DeviceOptimizerState {
   void start_momentum() { momentum_fresh_ = true; }
 
   void prepare(const OptimConfig& c) {
-    require(c.kind != Optim::line_search, "line search needs the batch: use the epoch loop");
-    switch (c.kind) {
-#define FASTBP_MAKE_RULE(id, Rule) \
-  case Optim::id:                  \
-    rule_ = Rule<T>(c);            \
-    break;
-      FASTBP_OPTIMIZERS(FASTBP_MAKE_RULE)
-#undef FASTBP_MAKE_RULE
-      case Optim::line_search:
-        break;
-    }
+    rule_ = make_rule<T>(c);
     std::visit(
         [&](auto& rule) {
           if constexpr (!std::is_same_v<std::decay_t<decltype(rule)>, std::monostate>)

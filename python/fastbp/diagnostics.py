@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import textwrap
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -238,7 +239,7 @@ class GradientReport:
             layers = self._flagged(name)
             if layers:
                 noun = "layers" if len(layers) > 1 else "layer"
-                parts.append(f"{_display(name)} in {noun} {_spans(layers)}")
+                parts.append(f"{_display(name)} in {noun} {layer_spans(layers)}")
         return "; ".join(parts) if parts else "healthy"
 
     def to_dict(self) -> dict[str, Any]:
@@ -591,7 +592,7 @@ def _display(flag: str) -> str:
     return flag.replace("_", " ")
 
 
-def _spans(indices: list[int]) -> str:
+def layer_spans(indices: Sequence[int]) -> str:
     """Runs of consecutive indices: [0, 1, 2, 5] -> "0-2,5"."""
     spans: list[list[int]] = []
     for i in sorted(indices):

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..diagnostics import PRECEDENCE, diagnose
+from ..diagnostics import PRECEDENCE, diagnose, layer_spans
 from ..history import History
 from ..network import MLP
 from ..validation import check_scalar, check_seed
@@ -247,18 +247,9 @@ def diagnosis(history: History) -> str:
     (0-based weight layers)."""
     report = diagnose(history)
     found = [(kind, getattr(report, kind)) for kind in PRECEDENCE]
-    return "; ".join(f"{kind} {_spans(layers)}" for kind, layers in found if layers) or "healthy"
-
-
-def _spans(indices: Sequence[int]) -> str:
-    """[0, 1, 2, 5] -> "0-2,5"."""
-    spans: list[list[int]] = []
-    for i in sorted(indices):
-        if spans and i == spans[-1][1] + 1:
-            spans[-1][1] = i
-        else:
-            spans.append([i, i])
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+    return (
+        "; ".join(f"{kind} {layer_spans(layers)}" for kind, layers in found if layers) or "healthy"
+    )
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
