@@ -73,32 +73,37 @@ std::array<T, kHistBins - 1> edges_as(const std::array<double, kHistBins - 1>& e
 
 // Adds to counts[b] the number of x's entries in bin b of the edges (activations.hpp, Bins):
 // the bin of a is the number of edges <= a, which is what NumPy's searchsorted(edges, a,
-// side="right") returns. NaN falls in no bin. The bins are found a block at a time in a loop
-// that vectorises across entries, then counted.
+// side="right") returns. NaN falls in no bin. Each block counts, per edge, the entries at or
+// above it (loops that vectorise, no store-to-load chain through one bin's count); bin b holds
+// those at or above edge b-1 but not edge b.
 template <class T>
 void add_to_histogram(const T* x, std::size_t n, const std::array<T, kHistBins - 1>& edges,
                       double* counts) {
-  constexpr int kBlock = 256;
-  int bins[kBlock];
-  const T* e = edges.data();
+  constexpr int kBlock = 4096;
   for (std::size_t first = 0; first < n; first += kBlock) {
     const int m = int(std::min<std::size_t>(kBlock, n - first));
     const T* block = x + first;
-#pragma omp simd
-    for (int i = 0; i < m; ++i) {
-      const T a = block[i];
-      int bin = 0;
-      for (int k = 0; k < kHistBins - 1; ++k) bin += a >= e[k];
-      bins[i] = a == a ? bin : -1;  // NaN: no bin
+    int numbers = 0;  // entries that are not NaN
+#pragma omp simd reduction(+ : numbers)
+    for (int i = 0; i < m; ++i) numbers += block[i] == block[i];
+    int above[kHistBins - 1];  // above[k]: entries >= edge k (NaN compares false)
+    for (int k = 0; k < kHistBins - 1; ++k) {
+      const T e = edges[k];
+      int c = 0;
+#pragma omp simd reduction(+ : c)
+      for (int i = 0; i < m; ++i) c += block[i] >= e;
+      above[k] = c;
     }
-    for (int i = 0; i < m; ++i)
-      if (bins[i] >= 0) counts[bins[i]] += 1;
+    counts[0] += numbers - above[0];
+    for (int k = 1; k < kHistBins - 1; ++k) counts[k] += above[k - 1] - above[k];
+    counts[kHistBins - 1] += above[kHistBins - 2];
   }
 }
 
 // Gathers a LayerStats over the chunks of one forward pass: add() each layer's pre-activations
 // z and activations a for a chunk of rows (row-major, rows x width), then finish() with the
-// total number of rows.
+// total number of rows. Each layer's sums are its own: add() for different layers may run on
+// different threads at once.
 class LayerStatsBuilder {
  public:
   LayerStatsBuilder(std::vector<int> widths, std::vector<Act> acts)
@@ -123,9 +128,18 @@ class LayerStatsBuilder {
     with_activation(acts_[l], [&](auto kind) {
       using A = decltype(kind);
       if constexpr (A::measure == Measure::saturation) {
-        for (std::size_t i = 0; i < count; ++i) saturated_[l] += A::saturated(a[i]);
+        long saturated = 0;  // an integer count: the loop vectorises, and stays exact
+        const long nn = long(count);
+#pragma omp simd reduction(+ : saturated)
+        for (long i = 0; i < nn; ++i) saturated += A::saturated(a[i]);
+        saturated_[l] += double(saturated);
       } else if constexpr (A::measure == Measure::dead) {
-        for (std::size_t i = 0; i < count; ++i) alive_[l][i % w] |= A::active(a[i]);
+        char* alive = alive_[l].data();
+        for (int r = 0; r < rows; ++r) {
+          const T* row = a + std::size_t(r) * w;
+#pragma omp simd
+          for (int j = 0; j < w; ++j) alive[j] |= char(A::active(row[j]));
+        }
       }
     });
   }

@@ -10,6 +10,32 @@
 
 namespace fastbp {
 
+// With the user's OMP_WAIT_POLICY=active, libgomp's threads spin between regions. Read when
+// the module loads (a function's static would be set up under a lock, which a fork in the
+// middle would leave taken in the child).
+static const bool g_omp_threads_spin = [] {
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  return policy && (std::string(policy) == "active" || std::string(policy) == "ACTIVE");
+}();
+
+// f(t, team, r0, r1) on each thread t of an OpenMP team of `threads` (it may start fewer),
+// rows [r0, r1) being thread t's share of n: rows are independent through the forward and
+// backward chains, so a team splits a batch by rows and meets only where it must.
+template <class F>
+static void row_team(int threads, int n, F&& f) {
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+  {
+    const DenormalScope fp;  // a worker thread too computes as the setting says
+    const int t = omp_get_thread_num(), team = omp_get_num_threads();
+    f(t, team, int(long(n) * t / team), int(long(n) * (t + 1) / team));
+  }
+#else
+  (void)threads;
+  f(0, 1, 0, n);
+#endif
+}
+
 template <class T>
 Network<T>::Network(std::vector<int> sizes, std::vector<Act> hidden, Act out, Loss loss)
     : sizes_(std::move(sizes)), loss_(loss) {
@@ -50,10 +76,17 @@ void Network<T>::forward_rows(const T* X, int r0, int r1) {
   }
 }
 
+// A forward pass meets once, at its end: split by rows once each thread gets enough of them
+// for its products to run at full speed (below that, each product is split by panels).
 template <class T>
 void Network<T>::forward_batch(const T* X, int n) {
   ensure_capacity(n);
-  forward_rows(X, 0, n);
+  const int threads = std::min(batch_threads(n, g_omp_threads_spin), n / kMinForwardRows);
+  if (threads < 2) {
+    forward_rows(X, 0, n);
+    return;
+  }
+  row_team(threads, n, [&](int, int, int r0, int r1) { forward_rows(X, r0, r1); });
 }
 
 template <class T>
@@ -184,14 +217,6 @@ LossSums Network<T>::evaluate(const T* X, Target<T> y, long n, StopCheck* stop) 
   return total;
 }
 
-// With the user's OMP_WAIT_POLICY=active, libgomp's threads spin between regions. Read when
-// the module loads (a function's static would be set up under a lock, which a fork in the
-// middle would leave taken in the child).
-static const bool g_omp_threads_spin = [] {
-  const char* policy = std::getenv("OMP_WAIT_POLICY");
-  return policy && (std::string(policy) == "active" || std::string(policy) == "ACTIVE");
-}();
-
 template <class T>
 LossSums Network<T>::backward(const T* X, Target<T> y, int n) {
   ensure_capacity(n);
@@ -202,19 +227,11 @@ LossSums Network<T>::backward(const T* X, Target<T> y, int n) {
     return s;
   }
   partial_.assign(threads, LossSums());
-#pragma omp parallel num_threads(threads)
-  {
-    const DenormalScope fp;
-#ifdef _OPENMP
-    // Split by the team OpenMP really started: it may grant fewer threads than asked for.
-    const int t = omp_get_thread_num(), team = omp_get_num_threads();
-#else
-    const int t = 0, team = 1;
-#endif
-    partial_[t] = rows_pass(X, y, n, share(n, t, team), share(n, t + 1, team));
+  row_team(threads, n, [&](int t, int team, int r0, int r1) {
+    partial_[t] = rows_pass(X, y, n, r0, r1);
 #pragma omp barrier
     gradient_part(X, n, t, team, nullptr);
-  }
+  });
   LossSums s;
   for (const LossSums& p : partial_) {  // summed in thread order: deterministic
     s.loss += p.loss;
@@ -233,10 +250,20 @@ void Network<T>::weight_grad_norms(double* out) const {
 template <class T>
 LayerStats Network<T>::layer_stats(const T* X, long n) {
   LayerStatsBuilder stats(std::vector<int>(sizes_.begin() + 1, sizes_.end()), acts_);
+  long width = 0;  // entries per row, all layers together
+  for (int l = 0; l < n_layers(); ++l) width += sizes_[l + 1];
   for (long r = 0; r < n; r += kChunk) {
     const int m = int(std::min<long>(kChunk, n - r));
     forward_batch(X + r * n_in(), m);
-    for (int l = 0; l < n_layers(); ++l) stats.add(l, z_[l].data(), a_[l].data(), m);
+    // The layers' statistics are independent: a team takes them a layer at a time, each layer
+    // on one thread in chunk order, so the sums do not depend on the team.
+    const int threads =
+        width * m >= kParallelMin && !in_parallel() ? std::min(num_threads(), n_layers()) : 1;
+#pragma omp parallel for schedule(dynamic) num_threads(threads) if (threads > 1)
+    for (int l = 0; l < n_layers(); ++l) {
+      const DenormalScope fp;
+      stats.add(l, z_[l].data(), a_[l].data(), m);
+    }
   }
   return stats.finish(n);
 }

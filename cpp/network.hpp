@@ -95,6 +95,7 @@ class Network {
  private:
   static constexpr int kChunk = 2048;  // rows per pass when no gradient is needed
   static constexpr int kMinRowsPerThread = 8;
+  static constexpr int kMinForwardRows = 64;  // per thread, for a forward split by rows
   // Least work (multiply-adds) for a batch to be split: more where sleeping OpenMP threads must
   // be woken than where they spin (the epoch loop's barrier, or OMP_WAIT_POLICY=active).
   static constexpr double kBatchParallelMacs = 1 << 24;

@@ -1114,3 +1114,21 @@ def test_histogram_bins_values_next_to_the_edges_as_the_double_edges_do(fb, dtyp
         fb.set_flush_denormals(flush)
     bins = np.searchsorted(SPEC_EDGES["identity"], values.astype(np.float64), side="right")
     np.testing.assert_array_equal(hist * len(values), np.bincount(bins, minlength=20))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_histogram_puts_nan_in_no_bin_and_infinities_in_the_end_bins(fb, dtype):
+    # identity output, W = inf, b = -inf: z = x * inf - inf is -inf for x < 0 and NaN for
+    # x >= 0 (inf - inf, 0 * inf); the ones with W = 1, b = 0 pass x through.
+    X = np.array([[-1.0], [0.0], [2.0], [-3.0], [0.5], [7.0]], dtype=dtype)
+    net = fb.MLP([1, 2], loss="mse", dtype=dtype.__name__, seed=0)
+    net.weights[0][...] = np.array([[np.inf, 1.0]])
+    net.biases[0][...] = np.array([-np.inf, 0.0])
+    hist = net.layer_stats(X)["activation_hist"][0] * X.size * 2
+    z = np.concatenate([np.where(X[:, 0] < 0, -np.inf, np.nan), X[:, 0]]).astype(np.float64)
+    finite = z[~np.isnan(z)]
+    expected = np.bincount(
+        np.searchsorted(SPEC_EDGES["identity"], finite, side="right"), minlength=20
+    )
+    np.testing.assert_allclose(hist, expected, atol=1e-9)
+    assert expected[0] == 2 and expected.sum() == 8  # the two -inf; the four NaN nowhere

@@ -45,6 +45,21 @@ def test_results_independent_of_thread_count(fb, restore_threads, dtype):
     assert net.grads.tobytes() == g2.tobytes()
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_layer_stats_independent_of_thread_count(fb, restore_threads, dtype):
+    # 2500 rows: two chunks, each split by rows over a team, then by layers for the statistics
+    stats = []
+    for n in (1, 2, 2):
+        fb.set_num_threads(n)
+        net, X, _ = _net_and_data(fb, dtype, sizes=(32, 64, 64, 64, 10), n=2500)
+        stats.append(net.layer_stats(X))
+    one, two, again = stats
+    rtol = 1e-12 if dtype == "float64" else 1e-5
+    for key in one:
+        np.testing.assert_allclose(two[key], one[key], rtol=rtol, atol=1e-6, err_msg=key)
+        np.testing.assert_array_equal(again[key], two[key], err_msg=key)  # the same bits
+
+
 def test_optimizer_step_independent_of_thread_count(fb, restore_threads):
     finals = []
     for n in (1, 2):
