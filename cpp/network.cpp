@@ -152,10 +152,14 @@ void Network<T>::layer_gradient(const T* X, int l, int n, int part, int parts, d
     }
     if (sq) sq_b = sum_squares(gb + j0, std::size_t(j1 - j0));
   }
-  if (sq) {
+  if (!sq) return;
+  sq[1] = sq_b;
+  // One row: gW = x^T dz, whose sum of squares is |x|^2 |dz|^2, without a pass over gW.
+  if (n == 1)
+    sq[0] = sum_squares(layer_input(X, l) + i0, std::size_t(i1 - i0)) *
+            (j0 == 0 && j1 == out ? sq_b : sum_squares(dz, std::size_t(out)));
+  else
     sq[0] = sum_squares(gw, std::size_t(i1 - i0) * out);
-    sq[1] = sq_b;
-  }
 }
 
 template <class T>

@@ -3,6 +3,7 @@
 // The state here is the core's only process-wide state besides the thread count; each flag is
 // set from one place, and read with plain atomic loads on the hot path.
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -144,8 +145,9 @@ class StopCheck {
       reason_ = StopReason::shutdown;
     } else if (token_ && token_->flag.load(std::memory_order_relaxed)) {
       reason_ = StopReason::requested;
-    } else if (poll_) {
+    } else if (poll_ && --calls_to_clock_ <= 0) {
       const clock::time_point now = clock::now();
+      pace(now);
       if (now >= next_poll_) {
         next_poll_ = now + kPollInterval;
         if (poll_(context_)) reason_ = StopReason::interrupted;
@@ -161,7 +163,22 @@ class StopCheck {
   const StopToken* token_ = nullptr;
   Poll poll_ = nullptr;
   void* context_ = nullptr;
-  clock::time_point next_poll_{};
+  // Reads the clock every `stride_` calls only: between online-learning batches of a fraction
+  // of a microsecond, a clock read would cost a few percent. The stride keeps the reads about
+  // kClockEvery apart, from the pace of the calls since the last read.
+  static constexpr std::chrono::microseconds kClockEvery{500};
+  void pace(clock::time_point now) {
+    if (last_clock_ != clock::time_point{}) {
+      const auto per_call = (now - last_clock_) / stride_;
+      stride_ = per_call.count() > 0
+                    ? int(std::min<long long>(1024, std::max<long long>(1, kClockEvery / per_call)))
+                    : std::min(1024, stride_ * 2);
+    }
+    last_clock_ = now;
+    calls_to_clock_ = stride_;
+  }
+  clock::time_point next_poll_{}, last_clock_{};
+  int stride_ = 1, calls_to_clock_ = 0;
   StopReason reason_ = StopReason::none;
 };
 

@@ -183,6 +183,32 @@ def test_epochs_match_the_numpy_reference(sgd, clip):
     )
 
 
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
+def test_online_epochs_match_the_numpy_reference(dtype, rtol):
+    # Batches of one row: the core sums the weight gradient's squares as |x|^2 |dz|^2 (no pass
+    # over the outer product), which the norms, the clipping by global norm and the step use.
+    X, Y = regression(n=7)
+    net = fb.MLP([3, 5, 4, 2], activation=["tanh", "sigmoid"], dtype=dtype, seed=0)
+    weights, biases = ref.get_params(net)
+    sgd, clip = dict(lr=0.05, momentum=0.9), dict(clip_norm=0.05)
+    history = fb.Trainer(
+        net, fb.SGD(**sgd), batch_size=1, epochs=2, shuffle=False, progress=False, **clip
+    ).fit(X.astype(dtype), Y.astype(dtype))
+    opt = ref.RefSGD(**sgd)
+    clipped = 0
+    for epoch in range(2):
+        weights, biases, losses, norms = ref_epoch(
+            weights, biases, X, Y, 1, opt, ["tanh", "sigmoid"], "mse", **clip
+        )
+        clipped += int((np.sqrt((norms**2).sum(axis=1)) > 0.05).sum())
+        np.testing.assert_allclose(history.grad_norms[epoch], norms.mean(axis=0), rtol=rtol)
+        np.testing.assert_allclose(history.grad_norms_max[epoch], norms.max(axis=0), rtol=rtol)
+    assert clipped > 0  # the clipping acted on some rows
+    np.testing.assert_allclose(
+        net.params, ref.flatten([p for pair in zip(weights, biases) for p in pair]), rtol=rtol * 10
+    )
+
+
 def test_epoch_matches_torch():
     torch = pytest.importorskip("torch")
     X, y = classification(n=10)
