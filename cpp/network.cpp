@@ -133,8 +133,17 @@ void Network<T>::layer_gradient(const T* X, int l, int n, int part, int parts, d
   const int j0 = share(out, part, parts), j1 = share(out, part + 1, parts);
   const T* dz = dz_[l].data();
   T* gw = grads_.data() + w_off_[l] + std::size_t(i0) * out;
-  if (i1 > i0)
-    gemm<T>(true, false, i1 - i0, out, n, T(1), layer_input(X, l) + i0, in, dz, out, T(0), gw, out);
+  const T* x = layer_input(X, l);
+  if (n == 1) {  // one row: the outer product x^T dz, each entry one product as in the GEMM
+    for (int i = i0; i < i1; ++i) {
+      const T xi = x[i];
+      T* row = gw + std::size_t(i - i0) * out;
+#pragma omp simd
+      for (int j = 0; j < out; ++j) row[j] = xi * dz[j];
+    }
+  } else if (i1 > i0) {
+    gemm<T>(true, false, i1 - i0, out, n, T(1), x + i0, in, dz, out, T(0), gw, out);
+  }
   T* gb = grads_.data() + b_offset(l);
   double sq_b = 0;
   if (n == 1) {  // one row (online learning): gb is that row, its squares summed on the way
@@ -156,7 +165,7 @@ void Network<T>::layer_gradient(const T* X, int l, int n, int part, int parts, d
   sq[1] = sq_b;
   // One row: gW = x^T dz, whose sum of squares is |x|^2 |dz|^2, without a pass over gW.
   if (n == 1)
-    sq[0] = sum_squares(layer_input(X, l) + i0, std::size_t(i1 - i0)) *
+    sq[0] = sum_squares(x + i0, std::size_t(i1 - i0)) *
             (j0 == 0 && j1 == out ? sq_b : sum_squares(dz, std::size_t(out)));
   else
     sq[0] = sum_squares(gw, std::size_t(i1 - i0) * out);
