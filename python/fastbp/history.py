@@ -431,6 +431,10 @@ class History:
             raise ValueError(
                 f"{key} must have shape ({self.n_layers},), one value per weight layer; got {shape}"
             )
+        if isinstance(values, np.ndarray) and values.dtype.kind == "f":  # the core's, each epoch
+            return values.astype(np.float64)
+        if all(type(v) is float for v in values):
+            return np.array(values, dtype=np.float64)
         return np.array([_to_float(v, key) for v in values], dtype=np.float64)
 
     def _hist_row(self, key: str, values: Any) -> np.ndarray:
