@@ -1018,7 +1018,7 @@ def machine_info(threads: int) -> dict[str, Any]:
 
 def compare(args: argparse.Namespace, peers: list[str], gemm: float | None) -> list[dict]:
     results = []
-    for name in args.config:
+    for rnd, name in ((k, n) for k in range(args.rounds) for n in args.config):
         cfg = CONFIGS[name]
         samples = quick_samples(cfg) if args.quick else cfg["samples"]
         for peer in peers:
@@ -1035,14 +1035,15 @@ def compare(args: argparse.Namespace, peers: list[str], gemm: float | None) -> l
                 spec["device"] = "cuda"
             t0 = time.perf_counter()
             r = run_worker(spec, timeout=args.run_timeout)
-            r.update(config=name, peer=peer, samples=samples, batch=cfg["batch"])
+            r.update(config=name, peer=peer, samples=samples, batch=cfg["batch"], round=rnd)
             if "times" in r:
                 r["s_per_epoch"] = statistics.median(r["times"])
                 r["gflops"] = gflops(cfg["layers"], samples, r["s_per_epoch"])
                 r["gemm_share"] = r["gflops"] / gemm if gemm else None
                 r["epochs_timed"] = len(r["times"])
             print(
-                f"  {name:12s} {peer:13s} "
+                (f"  round {rnd + 1}" if args.rounds > 1 else "")
+                + f"  {name:12s} {peer:13s} "
                 + (
                     f"{fmt_s(r.get('s_per_epoch'))} s/epoch x {r.get('epochs_timed')}"
                     if "times" in r
@@ -1083,7 +1084,51 @@ def best_peer(by: dict, name: str, peers: list[str]) -> tuple[float, str] | None
     return min(others) if others else None
 
 
-def report_compare(results: list[dict], peers: list[str]) -> None:
+def merge_rounds(results: list[dict]) -> list[dict]:
+    """One result per (configuration, library) from the rounds of --rounds: s/epoch (and the
+    figures derived from it) the median of the rounds' medians, the rest from the first round
+    that ran; `round_s` lists every round's s/epoch. A library that failed in every round keeps
+    its first failure."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["config"], r["peer"]), []).append(r)
+    merged = []
+    for runs in groups.values():
+        ok = [r for r in runs if "s_per_epoch" in r]
+        if not ok:
+            merged.append(runs[0])
+            continue
+        m = dict(ok[0])
+        m["round_s"] = [r["s_per_epoch"] for r in ok]
+        m["s_per_epoch"] = statistics.median(m["round_s"])
+        scale = ok[0]["s_per_epoch"] / m["s_per_epoch"]
+        m["gflops"] = ok[0]["gflops"] * scale
+        m["gemm_share"] = ok[0]["gemm_share"] * scale if ok[0].get("gemm_share") else None
+        m["epochs_timed"] = sum(r["epochs_timed"] for r in ok)
+        merged.append(m)
+    return merged
+
+
+def round_ratios(results: list[dict], name: str) -> list[float]:
+    """Per round of --rounds that ran fastbp and a peer on configuration `name`: the best
+    peer's s/epoch in that round over fastbp's in that round."""
+    ratios = []
+    for k in sorted({r.get("round", 0) for r in results}):
+        ran = [
+            r
+            for r in results
+            if r.get("round", 0) == k and r["config"] == name and "s_per_epoch" in r
+        ]
+        fb = [r["s_per_epoch"] for r in ran if r["peer"] == "fastbp"]
+        others = [r["s_per_epoch"] for r in ran if r["peer"] != "fastbp"]
+        if fb and others:
+            ratios.append(min(others) / fb[0])
+    return ratios
+
+
+def report_compare(all_results: list[dict], peers: list[str]) -> None:
+    results = merge_rounds(all_results)
+    rounds = len({r.get("round", 0) for r in all_results})
     by = {(r["config"], r["peer"]): r for r in results}
     rows = []
     for name in dict.fromkeys(r["config"] for r in results):
@@ -1151,13 +1196,27 @@ def report_compare(results: list[dict], peers: list[str]) -> None:
         best = best_peer(by, name, peers)
         if fb and best:
             best_s, best_p = best
-            summary.append([name, best_p, fmt_s(best_s), fmt_s(fb), f"{best_s / fb:.2f}"])
+            row = [name, best_p, fmt_s(best_s), fmt_s(fb), f"{best_s / fb:.2f}"]
+            if rounds > 1:
+                per_round = round_ratios(all_results, name)
+                row.append(
+                    " ".join(f"{x:.2f}" for x in per_round)
+                    + (f" (median {statistics.median(per_round):.2f})" if per_round else "")
+                )
+            summary.append(row)
     if summary:
         print(
             "fastbp vs the best peer of each configuration (ratio = fastbp's speed / the best "
             "peer's = peer s/epoch / fastbp s/epoch; >1: fastbp faster)"
+            + (
+                f"; s/epoch: median of {rounds} rounds, each round running every library in "
+                "turn; per round: that round's best peer over that round's fastbp"
+                if rounds > 1
+                else ""
+            )
         )
-        print_table(summary, ["config", "best peer", "peer s/epoch", "fastbp s/epoch", "ratio"])
+        header = ["config", "best peer", "peer s/epoch", "fastbp s/epoch", "ratio"]
+        print_table(summary, header + (["per round"] if rounds > 1 else []))
         ran = {r["peer"] for r in results if "s_per_epoch" in r}
         missing = [p for p in peers if p != "fastbp" and p not in ran]
         if missing:
@@ -1710,6 +1769,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--quick", action="store_true", help="fewer samples, one epoch: a smoke test")
     p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the whole comparison this many times, every library in turn within each "
+        "configuration and round, and report the median s/epoch and each round's ratio: a "
+        "shared machine's slow minutes then move one round, not the table (default 1)",
+    )
+    p.add_argument(
         "--peers",
         default=None,
         help="comma-separated libraries among " + ",".join(PEERS) + " (default: all installed; "
@@ -1838,6 +1905,8 @@ def main(argv: list[str] | None = None) -> int:
         print(RESULT_TAG + json.dumps(result), flush=True)
         return 0
 
+    if args.rounds < 1:
+        p.error(f"--rounds must be at least 1, got {args.rounds}")
     args.config = args.config or list(CONFIGS)
     args.threads = args.threads or os.cpu_count() or 1
     args.epochs = args.epochs or (1 if args.quick else 3)
@@ -1946,6 +2015,8 @@ def main(argv: list[str] | None = None) -> int:
             results = compare(args, peers, gemm)
             report_compare(results, peers)
             out["results"] = results
+            if args.rounds > 1:
+                out["merged"] = merge_rounds(results)
             print()
         if args.memory:
             out["memory"] = memory(args, peers)

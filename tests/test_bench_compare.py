@@ -1,0 +1,63 @@
+"""bench/compare.py's --rounds: the table's s/epoch is the median over the rounds, and each
+round's ratio compares the libraries of that round only."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import compare  # noqa: E402
+
+
+def run(config, peer, rnd, s, gflops=None):
+    r = dict(config=config, peer=peer, round=rnd, s_per_epoch=s, epochs_timed=3, loss=0.5)
+    r["gflops"] = gflops if gflops is not None else 10.0 / s
+    r["gemm_share"] = r["gflops"] / 100.0
+    return r
+
+
+def test_merge_takes_the_median_round_and_rescales_the_rates():
+    results = [
+        run("wide", "fastbp", 0, 4.0),
+        run("wide", "jax", 0, 3.0),
+        run("wide", "fastbp", 1, 8.0),  # a slow minute
+        run("wide", "jax", 1, 6.0),
+        run("wide", "fastbp", 2, 3.9),
+        run("wide", "jax", 2, 4.1),
+        dict(config="wide", peer="torch", round=0, error="n/a: not installed"),
+    ]
+    merged = {r["peer"]: r for r in compare.merge_rounds(results)}
+    assert merged["fastbp"]["s_per_epoch"] == 4.0
+    assert merged["fastbp"]["round_s"] == [4.0, 8.0, 3.9]
+    assert merged["jax"]["s_per_epoch"] == 4.1
+    assert merged["jax"]["gflops"] == pytest.approx(10.0 / 4.1)
+    assert merged["jax"]["gemm_share"] == pytest.approx(10.0 / 4.1 / 100)
+    assert merged["fastbp"]["epochs_timed"] == 9
+    assert merged["torch"]["error"].startswith("n/a")
+    # each round against itself: the slow round keeps its ratio
+    assert compare.round_ratios(results, "wide") == pytest.approx([0.75, 0.75, 4.1 / 3.9])
+
+
+def test_a_round_without_fastbp_or_without_peers_gives_no_ratio():
+    results = [
+        run("tiny-online", "fastbp", 0, 0.002),
+        dict(config="tiny-online", peer="jax", round=0, error="FAILED"),
+        run("tiny-online", "fastbp", 1, 0.002),
+        run("tiny-online", "jax", 1, 0.008),
+        run("tiny-online", "torch", 1, 1.0),
+    ]
+    assert compare.round_ratios(results, "tiny-online") == [pytest.approx(4.0)]
+    assert compare.round_ratios(results, "wide") == []
+
+
+def test_report_prints_each_rounds_ratio(capsys):
+    results = [
+        run("mnist-like", peer, k, s)
+        for k, pair in enumerate([(0.46, 0.70), (0.48, 0.53)])
+        for peer, s in zip(("fastbp", "jax"), pair)
+    ]
+    compare.report_compare(results, ["fastbp", "jax"])
+    out = capsys.readouterr().out
+    assert "median of 2 rounds" in out
+    assert "1.52 1.10 (median 1.31)" in out
