@@ -1100,6 +1100,12 @@ def merge_rounds(results: list[dict]) -> list[dict]:
             continue
         m = dict(ok[0])
         m["round_s"] = [r["s_per_epoch"] for r in ok]
+        m["times"] = [t for r in ok for t in r.get("times", [])]
+        if "foreign_cpus" in m:  # the noisiest round's, so that the table's "!" flags it
+            noisiest = max(ok, key=lambda r: r.get("foreign_cpus", 0) + r.get("steal_cpus", 0))
+            for key in ("foreign_cpus", "steal_cpus", "foreign_s"):
+                if key in noisiest:
+                    m[key] = noisiest[key]
         m["s_per_epoch"] = statistics.median(m["round_s"])
         scale = ok[0]["s_per_epoch"] / m["s_per_epoch"]
         m["gflops"] = ok[0]["gflops"] * scale
@@ -1109,10 +1115,10 @@ def merge_rounds(results: list[dict]) -> list[dict]:
     return merged
 
 
-def round_ratios(results: list[dict], name: str) -> list[float]:
-    """Per round of --rounds that ran fastbp and a peer on configuration `name`: the best
-    peer's s/epoch in that round over fastbp's in that round."""
-    ratios = []
+def round_ratios(results: list[dict], name: str) -> list[float | None]:
+    """Per round of --rounds: the best peer's s/epoch on configuration `name` in that round over
+    fastbp's in that round; None for a round where fastbp or every peer failed."""
+    ratios: list[float | None] = []
     for k in sorted({r.get("round", 0) for r in results}):
         ran = [
             r
@@ -1121,8 +1127,7 @@ def round_ratios(results: list[dict], name: str) -> list[float]:
         ]
         fb = [r["s_per_epoch"] for r in ran if r["peer"] == "fastbp"]
         others = [r["s_per_epoch"] for r in ran if r["peer"] != "fastbp"]
-        if fb and others:
-            ratios.append(min(others) / fb[0])
+        ratios.append(min(others) / fb[0] if fb and others else None)
     return ratios
 
 
@@ -1199,9 +1204,10 @@ def report_compare(all_results: list[dict], peers: list[str]) -> None:
             row = [name, best_p, fmt_s(best_s), fmt_s(fb), f"{best_s / fb:.2f}"]
             if rounds > 1:
                 per_round = round_ratios(all_results, name)
+                ran = [x for x in per_round if x is not None]
                 row.append(
-                    " ".join(f"{x:.2f}" for x in per_round)
-                    + (f" (median {statistics.median(per_round):.2f})" if per_round else "")
+                    " ".join("-" if x is None else f"{x:.2f}" for x in per_round)
+                    + (f" (median {statistics.median(ran):.2f})" if ran else "")
                 )
             summary.append(row)
     if summary:

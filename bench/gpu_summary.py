@@ -32,7 +32,7 @@ def load(paths: list[str]) -> tuple[dict[tuple[str, str], dict[str, Any]], float
             continue
         g = data.get("gemm")
         gemm = gemm or (g.get("gflops") if isinstance(g, dict) else g)
-        for r in data.get("results", []):
+        for r in data.get("merged") or data.get("results", []):  # merged: --rounds > 1
             by[(r["config"], r["peer"])] = r
     return by, gemm
 

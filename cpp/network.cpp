@@ -163,12 +163,21 @@ void Network<T>::layer_gradient(const T* X, int l, int n, int part, int parts, d
   }
   if (!sq) return;
   sq[1] = sq_b;
-  // One row: gW = x^T dz, whose sum of squares is |x|^2 |dz|^2, without a pass over gW.
-  if (n == 1)
-    sq[0] = sum_squares(x + i0, std::size_t(i1 - i0)) *
-            (j0 == 0 && j1 == out ? sq_b : sum_squares(dz, std::size_t(out)));
-  else
-    sq[0] = sum_squares(gw, std::size_t(i1 - i0) * out);
+  const std::size_t entries = std::size_t(i1 - i0) * out;
+  if (n == 1) {
+    // One row: gW = x^T dz, whose sum of squares is |x|^2 |dz|^2, without a pass over gW;
+    // unless an entry of gW may have overflowed in T (its square would pass max^2) or every
+    // entry may have flushed to zero: then the pass reports what gW holds, inf or 0.
+    const double q = sum_squares(x + i0, std::size_t(i1 - i0)) *
+                     (j0 == 0 && j1 == out ? sq_b : sum_squares(dz, std::size_t(out)));
+    constexpr double big = double(std::numeric_limits<T>::max()) / 2;
+    constexpr double tiny = double(std::numeric_limits<T>::min());
+    if (q <= big * big && q >= double(entries) * tiny * tiny) {
+      sq[0] = q;
+      return;
+    }
+  }
+  sq[0] = sum_squares(gw, entries);
 }
 
 template <class T>

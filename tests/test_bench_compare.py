@@ -47,8 +47,18 @@ def test_a_round_without_fastbp_or_without_peers_gives_no_ratio():
         run("tiny-online", "jax", 1, 0.008),
         run("tiny-online", "torch", 1, 1.0),
     ]
-    assert compare.round_ratios(results, "tiny-online") == [pytest.approx(4.0)]
-    assert compare.round_ratios(results, "wide") == []
+    assert compare.round_ratios(results, "tiny-online") == [None, pytest.approx(4.0)]
+    assert compare.round_ratios(results, "wide") == [None, None]
+
+
+def test_merge_keeps_every_rounds_times_and_the_noisiest_rounds_noise():
+    quiet, noisy = run("wide", "fastbp", 0, 4.0), run("wide", "fastbp", 1, 4.2)
+    quiet.update(times=[4.0, 4.1], foreign_cpus=0.01, steal_cpus=0.0, foreign_s=0.1)
+    noisy.update(times=[4.2, 4.3], foreign_cpus=0.5, steal_cpus=0.1, foreign_s=9.0)
+    (m,) = compare.merge_rounds([quiet, noisy])
+    assert m["times"] == [4.0, 4.1, 4.2, 4.3]
+    assert (m["foreign_cpus"], m["steal_cpus"], m["foreign_s"]) == (0.5, 0.1, 9.0)
+    assert compare.fmt_noise(m).endswith("!")
 
 
 def test_report_prints_each_rounds_ratio(capsys):
@@ -57,7 +67,9 @@ def test_report_prints_each_rounds_ratio(capsys):
         for k, pair in enumerate([(0.46, 0.70), (0.48, 0.53)])
         for peer, s in zip(("fastbp", "jax"), pair)
     ]
+    results.append(run("mnist-like", "fastbp", 2, 0.47))
+    results.append(dict(config="mnist-like", peer="jax", round=2, error="FAILED: timeout"))
     compare.report_compare(results, ["fastbp", "jax"])
     out = capsys.readouterr().out
-    assert "median of 2 rounds" in out
-    assert "1.52 1.10 (median 1.31)" in out
+    assert "median of 3 rounds" in out
+    assert "1.52 1.10 - (median 1.31)" in out

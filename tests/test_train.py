@@ -183,6 +183,41 @@ def test_epochs_match_the_numpy_reference(sgd, clip):
     )
 
 
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_a_gradient_entry_that_overflows_float32_stops_online_learning_too(batch_size):
+    # x = 1e20 and W = 0.1: one product of gW = x^T dz overflows to inf in float32 although
+    # |x|^2 |dz|^2 in double does not; clip_value would turn that inf into a finite step.
+    X = np.full((2, 1), 1e20, dtype=np.float32)
+    Y = np.zeros((2, 1), dtype=np.float32)
+    net = fb.MLP([1, 1], loss="mse", dtype="float32", seed=0)
+    net.weights[0][...] = 0.1
+    trainer = fb.Trainer(
+        net,
+        fb.SGD(0.01),
+        batch_size=batch_size,
+        epochs=1,
+        shuffle=False,
+        clip_value=1.0,
+        progress=False,
+    )
+    with pytest.warns(fb.NonFiniteWarning):
+        history = trainer.fit(X, Y)
+    assert history.stop_reason == "non_finite"
+
+
+def test_a_gradient_whose_entries_flush_to_zero_is_reported_as_zero_online():
+    # x = 1e-30, dz ~ -1e-10: every product of gW is ~1e-40, subnormal in float32, flushed to 0
+    # (the default); its norm is 0 as the gradient holds it, not |x| |dz| from the factors.
+    X = np.full((1, 1), 1e-30, dtype=np.float32)
+    Y = np.full((1, 1), 1e-10, dtype=np.float32)
+    net = fb.MLP([1, 1], loss="mse", dtype="float32", seed=0)
+    net.weights[0][...] = 0.1
+    net.biases[0][...] = 0.0
+    history = fb.Trainer(net, fb.SGD(0.01), batch_size=1, epochs=1, progress=False).fit(X, Y)
+    assert fb.get_flush_denormals()
+    assert history.grad_norms[0, 0] == 0.0
+
+
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
 def test_online_epochs_match_the_numpy_reference(dtype, rtol):
     # Batches of one row: the core sums the weight gradient's squares as |x|^2 |dz|^2 (no pass

@@ -431,7 +431,7 @@ class History:
             raise ValueError(
                 f"{key} must have shape ({self.n_layers},), one value per weight layer; got {shape}"
             )
-        if isinstance(values, np.ndarray) and values.dtype.kind == "f":  # the core's, each epoch
+        if type(values) is np.ndarray and values.dtype.kind == "f":  # the core's, each epoch
             return values.astype(np.float64)
         if all(type(v) is float for v in values):
             return np.array(values, dtype=np.float64)
