@@ -315,26 +315,31 @@ def fastbp_trainer_cls() -> Any:
     return Trainer
 
 
-def fastbp_net(cfg: dict[str, Any], threads: int) -> tuple[Any, Any]:
+def fastbp_net(cfg: dict[str, Any], threads: int, device: str = "cpu") -> tuple[Any, Any]:
     import fastbp as fb
 
     fb.set_num_threads(threads)
     net = fb.MLP(
-        cfg["layers"], activation=cfg["activation"], loss=cfg["loss"], dtype="float32", seed=0
+        cfg["layers"],
+        activation=cfg["activation"],
+        loss=cfg["loss"],
+        dtype="float32",
+        seed=0,
+        device=device,
     )
-    for (W, b), w, bb in zip(init_weights(cfg), net.weights, net.biases):
-        w[...] = W
-        bb[...] = b
+    init = init_weights(cfg)
+    net.set_weights([W for W, _ in init], [b for _, b in init])
     kind, hp = cfg["optimizer"]
     opt = fb.SGD(hp["lr"], momentum=hp["momentum"]) if kind == "sgd" else fb.Adam(hp["lr"])
     return net, opt
 
 
-def run_fastbp(cfg, X, y, threads, epochs, budget):
+def run_fastbp(cfg, X, y, threads, epochs, budget, device="cpu"):
+    """fastbp's epochs on the CPU, or with device="cuda" on the GPU (--device cuda)."""
     from fastbp.train import Callback
 
     Trainer = fastbp_trainer_cls()
-    net, opt = fastbp_net(cfg, threads)
+    net, opt = fastbp_net(cfg, threads, device)
 
     def trainer(n_epochs, seed, callbacks=()):
         return Trainer(
@@ -369,6 +374,7 @@ def run_fastbp(cfg, X, y, threads, epochs, budget):
     times = list(np.diff(clock.stamps))
     rows = min(len(X), LOSS_ROWS)
     loss, acc = train_loss(cfg, net.forward(X[:rows]), y[:rows])
+    gpu = dict(graphs_captured=net.core.graphs_captured) if device == "cuda" else {}
     return dict(
         times=times,
         core_s=list(map(float, hist.epoch_time)),
@@ -377,6 +383,7 @@ def run_fastbp(cfg, X, y, threads, epochs, budget):
         accuracy=acc,
         core_train_loss=float(hist.train_loss[-1]),
         first_layer_grad_norm=[float(g) for g in np.asarray(hist.grad_norms)[:, 0]],
+        **gpu,
         **noise.result(),
     )
 
@@ -853,7 +860,9 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
         if not torch.set_flush_denormal(True):
             return dict(error="n/a: torch.set_flush_denormal is not supported on this CPU")
-    if spec.get("device") == "cuda":
+    if spec.get("device") == "cuda" and spec["peer"] == "fastbp":
+        result = run_fastbp(cfg, X, y, threads, spec["epochs"], spec["budget"], device="cuda")
+    elif spec.get("device") == "cuda":
         import gpu_peers
 
         run = gpu_peers.RUNNERS[spec["peer"]]

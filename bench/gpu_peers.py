@@ -85,54 +85,6 @@ def gemm_rates(n: int = 8192, reps: int = 10) -> dict[str, Any]:
     return out
 
 
-# ---- fastbp ------------------------------------------------------------------------------------
-
-
-def run_fastbp(cfg, X, y, epochs, budget, init, n_timed, loss_of):
-    import fastbp as fb
-    from fastbp.train import Callback
-
-    net = fb.MLP(
-        cfg["layers"], activation=cfg["activation"], loss=cfg["loss"], seed=0, device="cuda"
-    )
-    net.set_weights([W for W, _ in init], [b for _, b in init])
-    kind, hp = cfg["optimizer"]
-    opt = fb.SGD(hp["lr"], momentum=hp["momentum"]) if kind == "sgd" else fb.Adam(hp["lr"])
-
-    class Clock(Callback):
-        def __init__(self):
-            self.stamps = []
-
-        def on_train_begin(self, trainer):
-            self.stamps.append(time.perf_counter())
-
-        def on_epoch_end(self, trainer, epoch, logs):
-            self.stamps.append(time.perf_counter())
-
-    def trainer(n_epochs, seed, callbacks=()):
-        return fb.Trainer(
-            net, opt, batch_size=cfg["batch"], epochs=n_epochs, seed=seed,
-            callbacks=callbacks, progress=False,
-        )  # fmt: skip
-
-    t0 = time.perf_counter()
-    trainer(1, 0).fit(X, y)
-    warmup = time.perf_counter() - t0
-    clock = Clock()
-    hist = trainer(n_timed(warmup, epochs, budget), 1, [clock]).fit(X, y)
-    times = list(np.diff(clock.stamps))
-    rows = min(len(X), 10_000)
-    loss, acc = loss_of(cfg, net.forward(X[:rows]), y[:rows])
-    return dict(
-        times=times,
-        core_s=list(map(float, hist.epoch_time)),
-        warmup_s=warmup,
-        loss=loss,
-        accuracy=acc,
-        graphs_captured=net.core.graphs_captured,
-    )
-
-
 # ---- torch -------------------------------------------------------------------------------------
 
 
@@ -283,10 +235,8 @@ def _captured(torch, model, opt, loss_fn, x0, y0):
     return step
 
 
-RUNNERS = {
-    "fastbp": run_fastbp,
+RUNNERS = {  # fastbp's GPU runs are compare.run_fastbp(..., device="cuda")
     "torch": lambda *a: run_torch(*a, variant="eager"),
     "torch.compile": lambda *a: run_torch(*a, variant="compile"),
     "torch.cudagraph": lambda *a: run_torch(*a, variant="cudagraph"),
 }
-PEERS = tuple(RUNNERS)
