@@ -253,26 +253,43 @@ void CudaExec::launch(const Graph& g) {
 
 // ---- GEMM ----
 
-void CudaExec::gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
-                    const float* B, int ldb, float beta, float* C, int ldc) {
+namespace {
+
+// cuBLAS's GEMM for each dtype: the same call, another name.
+cublasStatus_t blas_gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                         int k, const float* alpha, const float* a, int lda, const float* b,
+                         int ldb, const float* beta, float* c, int ldc) {
+  return cublasSgemm(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+cublasStatus_t blas_gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                         int k, const double* alpha, const double* a, int lda, const double* b,
+                         int ldb, const double* beta, double* c, int ldc) {
+  return cublasDgemm(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+// The row-major product C = alpha op(A) op(B) + beta C as cuBLAS's column-major one.
+template <class T>
+void row_major_gemm(void* blas, bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda,
+                    const T* B, int ldb, T beta, T* C, int ldc) {
   if (M <= 0 || N <= 0 || K <= 0) return;
   const ColumnMajorGemm g = as_column_major(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
-  check_blas(cublasSgemm(as_blas(blas_), g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                         g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, g.m, g.n, g.k, &alpha,
-                         static_cast<const float*>(g.a), g.lda, static_cast<const float*>(g.b),
-                         g.ldb, &beta, static_cast<float*>(g.c), g.ldc),
-             "cublasSgemm");
+  check_blas(blas_gemm(as_blas(blas), g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                       g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, g.m, g.n, g.k, &alpha,
+                       static_cast<const T*>(g.a), g.lda, static_cast<const T*>(g.b), g.ldb, &beta,
+                       static_cast<T*>(g.c), g.ldc),
+             sizeof(T) == 4 ? "cublasSgemm" : "cublasDgemm");
+}
+
+}  // namespace
+
+void CudaExec::gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                    const float* B, int ldb, float beta, float* C, int ldc) {
+  row_major_gemm(blas_, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void CudaExec::gemm(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda,
                     const double* B, int ldb, double beta, double* C, int ldc) {
-  if (M <= 0 || N <= 0 || K <= 0) return;
-  const ColumnMajorGemm g = as_column_major(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
-  check_blas(cublasDgemm(as_blas(blas_), g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                         g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, g.m, g.n, g.k, &alpha,
-                         static_cast<const double*>(g.a), g.lda, static_cast<const double*>(g.b),
-                         g.ldb, &beta, static_cast<double*>(g.c), g.ldc),
-             "cublasDgemm");
+  row_major_gemm(blas_, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 }  // namespace device

@@ -156,6 +156,21 @@ FASTBP_HD FASTBP_INLINE void output_row(const T* z, T* a, int k, const T* t_dens
   }
 }
 
+// ---- sums over a flat buffer, a planned block at a time ----------------------------------
+// Entry i's terms of a block's sums: x[i]^2 into s, or with x0 (the epoch's start parameters),
+// (x[i] - x0[i])^2 into s and x0[i]^2 into s0.
+template <class T>
+FASTBP_HD FASTBP_INLINE void add_segment_terms(const T* x, const T* x0, long long i, double& s,
+                                               double& s0) {
+  if (x0) {
+    const double diff = double(x[i]) - double(x0[i]);
+    s += diff * diff;
+    s0 += double(x0[i]) * double(x0[i]);
+  } else {
+    s += double(x[i]) * double(x[i]);
+  }
+}
+
 // ---- the update: one thread per parameter entry ---------------------------------------------
 // g[i] transformed (and written back, as the CPU core leaves it), then the rule's update.
 template <class Rule, class T>

@@ -227,15 +227,7 @@ class HostExec {
       if (stopped(stop)) return;
       for (int b = 0; b < p.n_blocks; ++b) {
         double s = 0, s0 = 0;
-        for (long long i = p.begin[b]; i < p.end[b]; ++i) {
-          if (x0) {
-            const double diff = double(x[i]) - double(x0[i]);
-            s += diff * diff;
-            s0 += double(x0[i]) * double(x0[i]);
-          } else {
-            s += double(x[i]) * double(x[i]);
-          }
-        }
+        for (long long i = p.begin[b]; i < p.end[b]; ++i) add_segment_terms(x, x0, i, s, s0);
         partials[b] = s;
         if (x0) partials[p.n_blocks + b] = s0;
       }

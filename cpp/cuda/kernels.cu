@@ -157,15 +157,8 @@ __global__ void segment_sums_kernel(const T* x, const T* x0, SegmentPlan plan, d
   if (stopped(stop)) return;
   const int b = blockIdx.x;
   double s = 0, s0 = 0;
-  for (long long i = plan.begin[b] + threadIdx.x; i < plan.end[b]; i += kReduce) {
-    if (x0) {
-      const double diff = double(x[i]) - double(x0[i]);
-      s += diff * diff;
-      s0 += double(x0[i]) * double(x0[i]);
-    } else {
-      s += double(x[i]) * double(x[i]);
-    }
-  }
+  for (long long i = plan.begin[b] + threadIdx.x; i < plan.end[b]; i += kReduce)
+    add_segment_terms(x, x0, i, s, s0);
   s = block_sum(s, shared);
   if (x0) s0 = block_sum(s0, shared);
   if (threadIdx.x == 0) {
