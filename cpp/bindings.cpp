@@ -24,7 +24,6 @@ namespace {
 
 template <class T>
 using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
-using Labels = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
 
 template <class T>
 void check_inputs(const Network<T>& net, const Array<T>& X) {
@@ -46,33 +45,19 @@ void check_batch_rows(long n) {
           "X has " + std::to_string(n) + " rows, more than one batch may have (2**31 - 1)");
 }
 
-// Y is either int32 class labels (n,) or (n, n_out) values of the network's dtype.
+// Y is either int32 class labels (n,) or (n, n_out) values of the network's dtype
+// (py_convert.hpp's host_targets, which checks them).
 template <class T>
 struct HeldTarget {
-  Array<T> dense;
-  Labels labels;
+  HostTargets<T> held;
   Target<T> target;
 };
 
 template <class T>
 HeldTarget<T> make_target(const Network<T>& net, const py::array& Y, long n) {
-  HeldTarget<T> h;
-  if (py::isinstance<py::array_t<int32_t>>(Y)) {
-    const std::string mismatch = loss_labels_mismatch(net.loss());
-    require(mismatch.empty(), mismatch);
-    h.labels = Labels::ensure(Y);
-    require(h.labels.ndim() == 1 && h.labels.shape(0) == n, "Y must have one label per row of X");
-    const int32_t* p = h.labels.data();  // checked here too: the core must never index out of range
-    for (long i = 0; i < n; ++i)
-      require(p[i] >= 0 && p[i] < net.n_out(), "Y has a label out of range [0, n_out)");
-    h.target.labels = p;
-  } else {
-    h.dense = Array<T>::ensure(Y);
-    require(bool(h.dense), "Y must be a numeric array");
-    require(h.dense.ndim() == 2 && h.dense.shape(0) == n && h.dense.shape(1) == net.n_out(),
-            "Y must have shape (n_samples, n_out) matching X");
-    h.target.dense = h.dense.data();
-  }
+  HeldTarget<T> h{host_targets<T>(Y, n, net.n_out(), net.loss()), {}};
+  h.target.labels = h.held.label_data;
+  h.target.dense = h.held.dense_data;
   return h;
 }
 

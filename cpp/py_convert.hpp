@@ -4,14 +4,62 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
+#include "common.hpp"
 #include "layer_stats.hpp"
+#include "losses.hpp"
 #include "optimizers.hpp"
 #include "train.hpp"
 
 namespace fastbp {
+
+// Labels y in [lo, hi] for a network of n_out outputs and this loss, or an error naming the
+// problem: a loss that takes no labels, or a label out of range.
+inline void check_labels(Loss loss, int n_out, int32_t lo, int32_t hi) {
+  const std::string mismatch = loss_labels_mismatch(loss);
+  require(mismatch.empty(), mismatch);
+  require(lo >= 0 && hi < n_out, "Y has a label out of range [0, n_out)");
+}
+
+// Targets given as a numpy array (or anything numpy converts), held for the call: int32 class
+// labels (n,), checked (the core must never index out of range), or (n, n_out) values of the
+// network's dtype T. Exactly one of the two pointers is set (a default array_t is an empty
+// array, not none: the pointers say which one holds the targets).
+template <class T>
+struct HostTargets {
+  pybind11::array_t<T, pybind11::array::c_style | pybind11::array::forcecast> dense;
+  pybind11::array_t<int32_t, pybind11::array::c_style | pybind11::array::forcecast> labels;
+  const T* dense_data = nullptr;
+  const int32_t* label_data = nullptr;
+};
+
+template <class T>
+HostTargets<T> host_targets(pybind11::handle Y, long n, int n_out, Loss loss) {
+  HostTargets<T> h;
+  if (pybind11::isinstance<pybind11::array_t<int32_t>>(Y)) {
+    h.labels = decltype(h.labels)::ensure(Y);
+    require(h.labels.ndim() == 1 && h.labels.shape(0) == n, "Y must have one label per row of X");
+    const int32_t* p = h.labels.data();
+    int32_t lo = n > 0 ? p[0] : 0, hi = lo;
+    for (long i = 1; i < n; ++i) {
+      lo = std::min(lo, p[i]);
+      hi = std::max(hi, p[i]);
+    }
+    check_labels(loss, n_out, lo, hi);
+    h.label_data = p;
+  } else {
+    h.dense = decltype(h.dense)::ensure(Y);
+    require(bool(h.dense), "Y must be a numeric array");
+    require(h.dense.ndim() == 2 && h.dense.shape(0) == n && h.dense.shape(1) == n_out,
+            "Y must have shape (n_samples, n_out) matching X");
+    h.dense_data = h.dense.data();
+  }
+  return h;
+}
 
 inline pybind11::array_t<double> to_array(const std::vector<double>& v) {
   return pybind11::array_t<double>(pybind11::ssize_t(v.size()), v.data());

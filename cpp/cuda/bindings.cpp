@@ -38,7 +38,6 @@ namespace {
 
 template <class T>
 using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
-using Labels = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
 
 // ---- arrays on the device ----
 
@@ -186,26 +185,20 @@ Rows<T> input_rows(const DeviceNetwork<T, Exec>& net, py::handle X, Array<T>& ho
 // or a numpy array.
 template <class T>
 struct HeldTargets {
-  Array<T> dense;
-  Labels labels;
+  HostTargets<T> held;  // numpy targets, held for the call (py_convert.hpp)
   Targets<T> targets;
 };
 
 template <class T>
 HeldTargets<T> make_targets(const DeviceNetwork<T, Exec>& net, py::handle Y, long n) {
   HeldTargets<T> h;
-  auto check_labels = [&](int32_t lo, int32_t hi) {
-    const std::string mismatch = loss_labels_mismatch(net.loss());
-    require(mismatch.empty(), mismatch);
-    require(lo >= 0 && hi < net.n_out(), "Y has a label out of range [0, n_out)");
-  };
   if (py::isinstance<DeviceArray>(Y)) {
     const DeviceArray& d = Y.cast<const DeviceArray&>();
     require(d.device() == net.device(), "Y is on another device than the network");
     h.targets.on_device = true;
     if (d.kind() == Kind::int32) {
       require(d.ndim() == 1 && d.rows() == n, "Y must have one label per row of X");
-      check_labels(d.label_min(), d.label_max());
+      check_labels(net.loss(), net.n_out(), d.label_min(), d.label_max());
       h.targets.labels = d.data<int32_t>();
     } else {
       require(d.kind() == kind_of<T>(), std::string("Y is a DeviceArray of ") +
@@ -217,24 +210,9 @@ HeldTargets<T> make_targets(const DeviceNetwork<T, Exec>& net, py::handle Y, lon
     }
     return h;
   }
-  if (py::isinstance<py::array_t<int32_t>>(Y)) {
-    h.labels = Labels::ensure(Y);
-    require(h.labels.ndim() == 1 && h.labels.shape(0) == n, "Y must have one label per row of X");
-    const int32_t* p = h.labels.data();
-    int32_t lo = 0, hi = 0;
-    for (long i = 0; i < n; ++i) {
-      lo = i == 0 ? p[i] : std::min(lo, p[i]);
-      hi = i == 0 ? p[i] : std::max(hi, p[i]);
-    }
-    check_labels(lo, hi);
-    h.targets.labels = p;
-  } else {
-    h.dense = Array<T>::ensure(Y);
-    require(bool(h.dense), "Y must be a numeric array");
-    require(h.dense.ndim() == 2 && h.dense.shape(0) == n && h.dense.shape(1) == net.n_out(),
-            "Y must have shape (n_samples, n_out) matching X");
-    h.targets.dense = h.dense.data();
-  }
+  h.held = host_targets<T>(Y, n, net.n_out(), net.loss());
+  h.targets.labels = h.held.label_data;
+  h.targets.dense = h.held.dense_data;
   return h;
 }
 
