@@ -135,15 +135,21 @@ def grad_norm_lines(history: History, ax: Axes | None = None) -> Figure:
         The figure, with ``history.n_layers`` lines coloured from the input
         side (dark) to the output side (light).
     """
+    return _per_layer_lines(history, "grad_norms", "weight-gradient norm", ax)
+
+
+def _per_layer_lines(history: History, series: str, ylabel: str, ax: Axes | None) -> Figure:
+    """History attribute `series` (n_epochs, n_layers) against the epochs, one line per layer
+    on a log scale, coloured from the input side (dark) to the output side (light)."""
     _check_epochs(history)
     fig, ax = _figure_and_axes(ax, (6.0, 4.0))
     colors = _colormap("viridis")(np.linspace(0.0, 0.9, history.n_layers))
     epochs = np.arange(history.n_epochs)
-    for label, norms, color in zip(_layer_labels(history), history.grad_norms.T, colors):
-        ax.plot(epochs, norms, color=color, label=label)
+    for label, values, color in zip(_layer_labels(history), getattr(history, series).T, colors):
+        ax.plot(epochs, values, color=color, label=label)
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("weight-gradient norm")
+    ax.set_ylabel(ylabel)
     # Outside the axes: with many layers a legend inside would hide the lines.
     ax.legend(title="layer", fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
@@ -170,17 +176,9 @@ def activation_std_lines(history: History, ax: Axes | None = None) -> Figure:
         The figure, with ``history.n_layers`` lines coloured from the input side (dark) to
         the output side (light).
     """
-    _check_epochs(history)
-    fig, ax = _figure_and_axes(ax, (6.0, 4.0))
-    colors = _colormap("viridis")(np.linspace(0.0, 0.9, history.n_layers))
-    epochs = np.arange(history.n_epochs)
-    for label, std, color in zip(_layer_labels(history), history.activation_std.T, colors):
-        ax.plot(epochs, std, color=color, label=label)
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("standard deviation of the layer's outputs")
-    ax.legend(title="layer", fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return fig
+    return _per_layer_lines(
+        history, "activation_std", "standard deviation of the layer's outputs", ax
+    )
 
 
 def activation_hist(history: History, max_columns: int = 4) -> Figure:
