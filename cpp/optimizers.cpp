@@ -75,14 +75,7 @@ OptimizerStateDict<T> OptimizerState<T>::state_dict() const {
 
 template <class T>
 void OptimizerState<T>::load_state_dict(OptimizerStateDict<T> d) {
-  require(d.step >= 0, "state_dict: step must be >= 0, got " + std::to_string(d.step));
-  for (const auto& [name, values] : d.buffers) {
-    require(is_optimizer_buffer(name),
-            "state_dict: no optimizer has a buffer named '" + name + "'");
-    require(values.size() == n_, "state_dict: buffer '" + name + "' has " +
-                                     std::to_string(values.size()) + " entries, n_params is " +
-                                     std::to_string(n_));
-  }
+  check_state_dict(d, n_);
   t_ = d.step;
   momentum_fresh_ = d.momentum_fresh;
   buffers_ = std::move(d.buffers);

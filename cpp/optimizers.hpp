@@ -312,6 +312,21 @@ inline bool is_optimizer_buffer(const std::string& name) {
 #undef FASTBP_CHECK_BUFFERS
   return known;
 }
+
+// A state dict an optimizer state of n parameters can load, or std::invalid_argument naming
+// the problem: a negative step, a buffer name no rule knows, a length other than n. Both the
+// CPU's OptimizerState and the CUDA backend's check with it before replacing anything.
+template <class T>
+void check_state_dict(const OptimizerStateDict<T>& d, std::size_t n) {
+  require(d.step >= 0, "state_dict: step must be >= 0, got " + std::to_string(d.step));
+  for (const auto& [name, values] : d.buffers) {
+    require(is_optimizer_buffer(name),
+            "state_dict: no optimizer has a buffer named '" + name + "'");
+    require(values.size() == n, "state_dict: buffer '" + name + "' has " +
+                                    std::to_string(values.size()) + " entries, n_params is " +
+                                    std::to_string(n));
+  }
+}
 #endif
 
 // Global L2 norm of g (over all n entries) before clipping; scales g so the norm is at most

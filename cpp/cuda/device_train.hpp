@@ -141,14 +141,7 @@ class DeviceOptimizerState {
 
   // Replaces the whole state, or changes nothing and throws (as OptimizerState).
   void load_state_dict(const OptimizerStateDict<T>& d) {
-    require(d.step >= 0, "state_dict: step must be >= 0, got " + std::to_string(d.step));
-    for (const auto& [name, values] : d.buffers) {
-      require(is_optimizer_buffer(name),
-              "state_dict: no optimizer has a buffer named '" + name + "'");
-      require(values.size() == n_, "state_dict: buffer '" + name + "' has " +
-                                       std::to_string(values.size()) + " entries, n_params is " +
-                                       std::to_string(n_));
-    }
+    check_state_dict(d, n_);
     std::map<std::string, DeviceBuffer<T, Exec>> buffers;
     for (const auto& [name, values] : d.buffers) {
       DeviceBuffer<T, Exec> b(n_, device_);
