@@ -21,14 +21,14 @@ static const bool g_omp_threads_spin = [] {
 // f(t, team, r0, r1) on each thread t of an OpenMP team of `threads` (it may start fewer),
 // rows [r0, r1) being thread t's share of n: rows are independent through the forward and
 // backward chains, so a team splits a batch by rows and meets only where it must.
-template <class F>
+template <class T, class F>
 static void row_team(int threads, int n, F&& f) {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
   {
     const DenormalScope fp;  // a worker thread too computes as the setting says
     const int t = omp_get_thread_num(), team = omp_get_num_threads();
-    f(t, team, int(long(n) * t / team), int(long(n) * (t + 1) / team));
+    f(t, team, Network<T>::share(n, t, team), Network<T>::share(n, t + 1, team));
   }
 #else
   (void)threads;
@@ -86,7 +86,7 @@ void Network<T>::forward_batch(const T* X, int n) {
     forward_rows(X, 0, n);
     return;
   }
-  row_team(threads, n, [&](int, int, int r0, int r1) { forward_rows(X, r0, r1); });
+  row_team<T>(threads, n, [&](int, int, int r0, int r1) { forward_rows(X, r0, r1); });
 }
 
 template <class T>
@@ -249,7 +249,7 @@ LossSums Network<T>::backward(const T* X, Target<T> y, int n) {
     return s;
   }
   partial_.assign(threads, LossSums());
-  row_team(threads, n, [&](int t, int team, int r0, int r1) {
+  row_team<T>(threads, n, [&](int t, int team, int r0, int r1) {
     partial_[t] = rows_pass(X, y, n, r0, r1);
 #pragma omp barrier
     gradient_part(X, n, t, team, nullptr);
