@@ -494,9 +494,6 @@ class DeviceNetwork {
     exec_.synchronize();
   }
 
-  T* activations(int l) { return act_out(l); }
-  int activations_ld(int l) const { return act_ld(l); }
-
  private:
   template <class U>
   using Buffer = DeviceBuffer<U, Exec>;

@@ -48,16 +48,17 @@ class Backend:
 
     device: str = "cpu"  # "cpu", or "cuda:<ordinal>"
     module: ModuleType
+    _device_args: tuple[int, ...] = ()  # after the constructors' own: the GPU's ordinal
 
     def network(
         self, dtype: np.dtype, sizes: list[int], hidden: list[str], output: str, loss: str
     ) -> Any:
         cls = self.module.Network32 if dtype == np.float32 else self.module.Network64
-        return cls(sizes, hidden, output, loss)
+        return cls(sizes, hidden, output, loss, *self._device_args)
 
     def optimizer_state(self, dtype: np.dtype, n_params: int) -> Any:
         cls = self.module.OptimizerState32 if dtype == np.float32 else self.module.OptimizerState64
-        return cls(n_params)
+        return cls(n_params, *self._device_args)
 
     def owns(self, obj: Any) -> bool:
         """Whether ``obj`` (a network or optimizer state) belongs to this backend."""
@@ -79,11 +80,8 @@ class Backend:
         return arrays
 
     def snapshot(self, core: Any) -> Any:
-        """A copy of the parameters that :meth:`restore` puts back (on the same device)."""
+        """A copy of the parameters that :meth:`set_params` puts back (on the same device)."""
         return np.array(core.params)
-
-    def restore(self, core: Any, snapshot: Any) -> None:
-        core.params[...] = snapshot
 
     def params_finite(self, core: Any) -> bool:
         return bool(np.isfinite(core.params).all())
@@ -114,16 +112,7 @@ class CudaBackend(Backend):
         self.module = module
         self.ordinal = ordinal
         self.device = f"cuda:{ordinal}" if ordinal else "cuda"
-
-    def network(
-        self, dtype: np.dtype, sizes: list[int], hidden: list[str], output: str, loss: str
-    ) -> Any:
-        cls = self.module.Network32 if dtype == np.float32 else self.module.Network64
-        return cls(sizes, hidden, output, loss, self.ordinal)
-
-    def optimizer_state(self, dtype: np.dtype, n_params: int) -> Any:
-        cls = self.module.OptimizerState32 if dtype == np.float32 else self.module.OptimizerState64
-        return cls(n_params, self.ordinal)
+        self._device_args = (ordinal,)
 
     def _same_device(self, obj: Any) -> bool:
         return getattr(obj, "device", None) == self.ordinal
@@ -133,9 +122,6 @@ class CudaBackend(Backend):
 
     def snapshot(self, core: Any) -> Any:
         return core.snapshot()
-
-    def restore(self, core: Any, snapshot: Any) -> None:
-        core.set_params(snapshot)
 
     def params_finite(self, core: Any) -> bool:
         return bool(core.params_finite())
@@ -206,11 +192,6 @@ def cuda_available() -> bool:
 
 def _module_name() -> str:
     return "fastbp._cuda_emu" if os.environ.get(EMULATION_ENV) == "1" else "fastbp._cuda"
-
-
-def cuda_built() -> bool:
-    """Whether this installation holds the CUDA backend (loadable or not)."""
-    return importlib.util.find_spec(_module_name()) is not None
 
 
 def _cuda_module() -> ModuleType:

@@ -492,7 +492,7 @@ class MLP:
         clone.__dict__.update(self.__dict__)
         clone.layer_sizes, clone.activations = list(self.layer_sizes), list(self.activations)
         clone._make_core()
-        clone._backend.restore(clone._net, self._backend.snapshot(self._net))
+        clone._backend.set_params(clone._net, self._backend.snapshot(self._net))
         clone._backend.set_grads(clone._net, self._backend.get_grads(self._net))
         return clone
 

@@ -382,7 +382,7 @@ class Trainer:
             # Stopped or interrupted after a step that overflowed (the core checks each
             # batch's gradient, not the step's result): the epoch's start weights instead.
             if not backend.params_finite(net.core):
-                backend.restore(net.core, start_params)
+                backend.set_params(net.core, start_params)
             self._restore_best(best_params)
         for cb in self.callbacks:
             cb.on_train_end(self)
@@ -440,11 +440,10 @@ class Trainer:
 
     def _roll_back(self, history: History, index: int, epoch: int, start_params: Any) -> None:
         """Undo an epoch that went non-finite: its start weights back, the optimizer reset."""
-        self.net.backend.restore(self.net.core, start_params)
+        self.net.backend.set_params(self.net.core, start_params)
         # The moments of the diverging epoch are garbage: a later fit starts afresh.
         self.optimizer.reset()
-        history.stop_reason = "non_finite"
-        history.stopped_epoch = index
+        self._stopped(history, index, "non_finite")
         warnings.warn(
             f"training stopped at epoch {epoch}: the loss or a gradient became NaN or "
             "infinite (exploding gradients?). The weights of the last finite epoch "
@@ -487,7 +486,7 @@ class Trainer:
         """Put back the best weights if early stopping asks to."""
         es = self.early_stopping
         if es is not None and es.restore_best and best_params is not None:
-            self.net.backend.restore(self.net.core, best_params)
+            self.net.backend.set_params(self.net.core, best_params)
 
     def _epoch_logs(
         self, stats: dict[str, Any], X_sample: Any, Xv: Any, Yv: Any, seconds: float
