@@ -16,16 +16,6 @@ void apply_rule(Rule rule, T* p, const T* g, std::size_t begin, std::size_t end)
   for (std::size_t i = begin; i < end; ++i) rule.update(p, g, i);
 }
 
-// f(rule) with the rule a plan holds; nothing while it holds none.
-template <class Plan, class F>
-void with_rule(Plan& plan, F&& f) {
-  std::visit(
-      [&](auto& rule) {
-        if constexpr (!std::is_same_v<std::decay_t<decltype(rule)>, std::monostate>) f(rule);
-      },
-      plan);
-}
-
 template <class T>
 T* OptimizerState<T>::buffer(const std::string& name, bool* created) {
   std::vector<T>& b = buffers_[name];
@@ -101,7 +91,7 @@ void clip_value_range(T* g, std::size_t begin, std::size_t end, double value) {
 template <class T>
 void noise_range(T* g, std::size_t begin, std::size_t end, double eta, double gamma, uint64_t seed,
                  int64_t t) {
-  const T std_dev = T(std::sqrt(eta / std::pow(1.0 + double(t), gamma)));
+  const T std_dev = T(noise_std(eta, gamma, t));
   const CounterRng rng(seed, Stream::gradient_noise, uint64_t(t));
   constexpr std::size_t kPairs = 64;  // normals drawn into a buffer, then added
   float z[2 * kPairs];

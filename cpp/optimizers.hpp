@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -256,6 +257,16 @@ StepPlan<T> make_rule(const OptimConfig& c) {
   return std::monostate{};
 }
 
+// f(rule) with the rule a plan holds; nothing while it holds none (both backends).
+template <class Plan, class F>
+void with_rule(Plan& plan, F&& f) {
+  std::visit(
+      [&](auto& rule) {
+        if constexpr (!std::is_same_v<std::decay_t<decltype(rule)>, std::monostate>) f(rule);
+      },
+      plan);
+}
+
 // An optimizer's state between steps, all a rule needs to resume exactly where it stopped.
 template <class T>
 struct OptimizerStateDict {
@@ -351,6 +362,12 @@ template <class T>
 void scale_range(T* g, std::size_t begin, std::size_t end, double coef);
 template <class T>
 void clip_value_range(T* g, std::size_t begin, std::size_t end, double value);
+// The annealed noise's standard deviation at step t: sqrt(eta / (1 + t)^gamma) (Neelakantan
+// et al.), for the CPU core and the CUDA backend alike.
+inline double noise_std(double eta, double gamma, int64_t t) {
+  return std::sqrt(eta / std::pow(1.0 + double(t), gamma));
+}
+
 template <class T>
 void noise_range(T* g, std::size_t begin, std::size_t end, double eta, double gamma, uint64_t seed,
                  int64_t t);

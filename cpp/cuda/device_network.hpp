@@ -505,7 +505,7 @@ class DeviceNetwork {
   // g transformed in place (scaled, clipped by value or given noise), without an update.
   void transform_grads(const Transform& tr, double eta, double gamma, uint64_t seed, int64_t t) {
     BatchPlan<NoRule<T>> plan{NoRule<T>{}, CounterRng(seed, Stream::gradient_noise, uint64_t(t)),
-                              tr.noise ? std::sqrt(eta / std::pow(1.0 + double(t), gamma)) : 0.0};
+                              tr.noise ? noise_std(eta, gamma, t) : 0.0};
     Buffer<BatchPlan<NoRule<T>>> plans(1, device_);
     exec_.upload(plans.get(), &plan, sizeof plan);
     UpdateArgs<NoRule<T>, T> u;

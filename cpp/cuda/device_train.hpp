@@ -53,22 +53,13 @@ class DeviceOptimizerState {
 
   void prepare(const OptimConfig& c) {
     rule_ = make_rule<T>(c);
-    std::visit(
-        [&](auto& rule) {
-          if constexpr (!std::is_same_v<std::decay_t<decltype(rule)>, std::monostate>)
-            rule.prepare(*this);
-        },
-        rule_);
+    with_rule(rule_, [&](auto& rule) { rule.prepare(*this); });
   }
   // The rule with the constants of the step `ahead` steps after the next (as OptimizerState).
   StepPlan<T> plan(long ahead) const {
     StepPlan<T> p = rule_;
-    std::visit(
-        [&](auto& rule) {
-          if constexpr (!std::is_same_v<std::decay_t<decltype(rule)>, std::monostate>)
-            rule.plan(double(t_ + 1 + ahead), momentum_fresh_ && ahead == 0);
-        },
-        p);
+    with_rule(
+        p, [&](auto& rule) { rule.plan(double(t_ + 1 + ahead), momentum_fresh_ && ahead == 0); });
     return p;
   }
   void commit(long steps) {
@@ -105,23 +96,19 @@ class DeviceOptimizerState {
   // prepared, then f(the plans on the device), a `const BatchPlan<Rule>*`.
   template <class NoiseOf, class F>
   void with_plans(DeviceNetwork<T, Exec>& net, long count, NoiseOf&& noise_of, F&& f) {
-    std::visit(
-        [&](const auto& prepared) {
-          using Rule = std::decay_t<decltype(prepared)>;
-          if constexpr (!std::is_same_v<Rule, std::monostate>) {
-            std::vector<BatchPlan<Rule>> plans;
-            plans.reserve(std::size_t(count));
-            for (long b = 0; b < count; ++b) {
-              const Noise noise = noise_of(b);
-              plans.push_back({std::get<Rule>(plan(b)), noise.rng, noise.std});
-            }
-            const std::size_t bytes = plans.size() * sizeof(BatchPlan<Rule>);
-            plans_.reserve(bytes, device_);
-            net.exec().upload(plans_.get(), plans.data(), bytes);
-            f(reinterpret_cast<const BatchPlan<Rule>*>(plans_.get()));
-          }
-        },
-        rule_);
+    with_rule(rule_, [&](const auto& prepared) {
+      using Rule = std::decay_t<decltype(prepared)>;
+      std::vector<BatchPlan<Rule>> plans;
+      plans.reserve(std::size_t(count));
+      for (long b = 0; b < count; ++b) {
+        const Noise noise = noise_of(b);
+        plans.push_back({std::get<Rule>(plan(b)), noise.rng, noise.std});
+      }
+      const std::size_t bytes = plans.size() * sizeof(BatchPlan<Rule>);
+      plans_.reserve(bytes, device_);
+      net.exec().upload(plans_.get(), plans.data(), bytes);
+      f(reinterpret_cast<const BatchPlan<Rule>*>(plans_.get()));
+    });
   }
   const void* plans_buffer() const { return plans_.get(); }
   int rule_index() const { return int(rule_.index()); }
@@ -276,7 +263,7 @@ class DeviceTrainer {
     if (ec.noise) {
       const int64_t t = ec.noise_t + b;
       p.rng = CounterRng(ec.noise_seed, Stream::gradient_noise, uint64_t(t));
-      p.std = std::sqrt(ec.noise_eta / std::pow(1.0 + double(t), ec.noise_gamma));
+      p.std = noise_std(ec.noise_eta, ec.noise_gamma, t);
     }
     return p;
   }
