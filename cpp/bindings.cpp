@@ -27,12 +27,8 @@ using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
 
 template <class T>
 void check_inputs(const Network<T>& net, const Array<T>& X) {
-  require(X.ndim() == 2,
-          "X must be 2-D (n_samples, n_features), got " + std::to_string(X.ndim()) + "-D");
-  require(X.shape(1) == net.n_in(), "X has " + std::to_string(X.shape(1)) +
-                                        " features, the network expects " +
-                                        std::to_string(net.n_in()));
-  require(X.shape(0) > 0, "X is empty: at least one sample is needed");
+  check_input_shape(long(X.ndim()), X.ndim() == 2 ? X.shape(0) : 0, X.ndim() == 2 ? X.shape(1) : 0,
+                    net.n_in());
   // The core counts rows in a long: 32 bits on Windows.
   require(static_cast<unsigned long long>(X.shape(0)) <=
               static_cast<unsigned long long>(std::numeric_limits<long>::max()),

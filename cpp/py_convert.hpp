@@ -17,6 +17,15 @@
 
 namespace fastbp {
 
+// Inputs X of `ndim` dimensions, `rows` x `cols`, for a network of n_in inputs, or an error
+// naming the problem (both modules, numpy arrays and device arrays alike).
+inline void check_input_shape(long ndim, long long rows, long long cols, int n_in) {
+  require(ndim == 2, "X must be 2-D (n_samples, n_features), got " + std::to_string(ndim) + "-D");
+  require(cols == n_in, "X has " + std::to_string(cols) + " features, the network expects " +
+                            std::to_string(n_in));
+  require(rows > 0, "X is empty: at least one sample is needed");
+}
+
 // Labels y in [lo, hi] for a network of n_out outputs and this loss, or an error naming the
 // problem: a loss that takes no labels, or a label out of range.
 inline void check_labels(Loss loss, int n_out, int32_t lo, int32_t hi) {

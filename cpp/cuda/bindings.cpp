@@ -162,21 +162,14 @@ Rows<T> input_rows(const DeviceNetwork<T, Exec>& net, py::handle X, Array<T>& ho
     require(d.kind() == kind_of<T>(), std::string("X is a DeviceArray of ") + kind_name(d.kind()) +
                                           ", the network's dtype is " + kind_name(kind_of<T>()));
     require(d.device() == net.device(), "X is on another device than the network");
-    require(d.ndim() == 2 && d.cols() == net.n_in(), "X has " + std::to_string(d.cols()) +
-                                                         " features, the network expects " +
-                                                         std::to_string(net.n_in()));
-    require(d.rows() > 0, "X is empty: at least one sample is needed");
+    check_input_shape(d.ndim(), d.rows(), d.cols(), net.n_in());
     *n = d.rows();
     return {d.data<T>(), true};
   }
   hold = Array<T>::ensure(X);
   require(bool(hold), "X must be a numeric array");
-  require(hold.ndim() == 2,
-          "X must be 2-D (n_samples, n_features), got " + std::to_string(hold.ndim()) + "-D");
-  require(hold.shape(1) == net.n_in(), "X has " + std::to_string(hold.shape(1)) +
-                                           " features, the network expects " +
-                                           std::to_string(net.n_in()));
-  require(hold.shape(0) > 0, "X is empty: at least one sample is needed");
+  check_input_shape(long(hold.ndim()), hold.ndim() == 2 ? hold.shape(0) : 0,
+                    hold.ndim() == 2 ? hold.shape(1) : 0, net.n_in());
   *n = long(hold.shape(0));
   return {hold.data(), false};
 }
