@@ -153,20 +153,29 @@ def _train_runs(
     """Each run of `_runs` trained with early stopping, diagnosed, then scored on the test set."""
     runs = {}
     for name, cfg in _runs(fb, args.lr, relu_lr).items():
-        trainer = fb.Trainer(
-            make(cfg["act"], cfg["init"]),
-            cfg["opt"],
-            batch_size=args.batch_size,
-            epochs=args.epochs,
-            early_stopping=fb.EarlyStopping("val_loss", patience=args.patience),
-            grad_noise=cfg["noise"],
-            seed=args.seed,
-            progress=False,
-        )
-        history = trainer.fit(*sp.train, validation=sp.val)
-        test = trainer.evaluate(*sp.test)  # the only look at the test set
-        runs[name] = _Run(cfg["opt"].lr, history, fb.diagnose(history), test["accuracy"])
+        net = make(cfg["act"], cfg["init"])
+        history, accuracy = _fit_and_test(fb, net, cfg["opt"], sp, args, cfg["noise"])
+        runs[name] = _Run(cfg["opt"].lr, history, fb.diagnose(history), accuracy)
     return runs
+
+
+def _fit_and_test(
+    fb: Any, net: Any, opt: Any, sp: Any, args: argparse.Namespace, noise: Any = None
+) -> tuple[Any, float]:
+    """A demo run: fit on the training split with early stopping on the validation split, then
+    the only look at the test set. Returns the history and the test accuracy."""
+    trainer = fb.Trainer(
+        net,
+        opt,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        early_stopping=fb.EarlyStopping("val_loss", patience=args.patience),
+        grad_noise=noise,
+        seed=args.seed,
+        progress=False,
+    )
+    history = trainer.fit(*sp.train, validation=sp.val)
+    return history, trainer.evaluate(*sp.test)["accuracy"]
 
 
 def _runs_table(runs: dict[str, _Run]) -> str:
@@ -214,17 +223,7 @@ def _remedy_note(fb: Any, runs: dict[str, _Run], sp: Any, args: argparse.Namespa
             loss="cross_entropy",
             seed=args.seed,
         )
-        trainer = fb.Trainer(
-            net,
-            fb.SGD(lr),
-            batch_size=args.batch_size,
-            epochs=args.epochs,
-            early_stopping=fb.EarlyStopping("val_loss", patience=args.patience),
-            seed=args.seed,
-            progress=False,
-        )
-        trainer.fit(*sp.train, validation=sp.val)
-        shallow[act] = trainer.evaluate(*sp.test)["accuracy"]
+        shallow[act] = _fit_and_test(fb, net, fb.SGD(lr), sp, args)[1]
     lines = [
         f"ReLU + He gets its gradients to every layer from the first epoch (best epoch "
         f"{relu.history.best_epoch}, against {best.history.best_epoch} for '{rival}') but "
