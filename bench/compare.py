@@ -455,14 +455,14 @@ def run_sklearn(cfg, X, y, threads, epochs, budget):
 
 
 # --------------------------------------------------------------------------------- torch
-def torch_model(cfg: dict[str, Any], threads: int) -> tuple[Any, Any, Any]:
+def torch_sequential(cfg: dict[str, Any], init: list[tuple[np.ndarray, np.ndarray]]) -> Any:
+    """The configuration's network as a torch.nn.Sequential on the CPU, from the weights
+    `init` (the same initial weights every library starts from)."""
     import torch
     from torch import nn
 
-    torch.set_num_threads(threads)
     act = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}[cfg["activation"]]
     mods: list[Any] = []
-    init = init_weights(cfg)
     for i, (W, b) in enumerate(init):
         lin = nn.Linear(W.shape[0], W.shape[1])
         with torch.no_grad():
@@ -471,7 +471,15 @@ def torch_model(cfg: dict[str, Any], threads: int) -> tuple[Any, Any, Any]:
         mods.append(lin)
         if i < len(init) - 1:
             mods.append(act())
-    model = nn.Sequential(*mods)
+    return nn.Sequential(*mods)
+
+
+def torch_model(cfg: dict[str, Any], threads: int) -> tuple[Any, Any, Any]:
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    model = torch_sequential(cfg, init_weights(cfg))
     kind, hp = cfg["optimizer"]
     if cfg["loss"] == "cross_entropy":
         loss_fn, lr = nn.CrossEntropyLoss(), hp["lr"]

@@ -107,19 +107,9 @@ def _optimizers(torch, params, cfg, lr, capturable=False):
 
 
 def _model(torch, cfg, init):
-    from torch import nn
+    from compare import torch_sequential  # bench/ is this worker's script directory
 
-    act = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}[cfg["activation"]]
-    mods = []
-    for i, (W, b) in enumerate(init):
-        lin = nn.Linear(W.shape[0], W.shape[1])
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(W.T.copy()))
-            lin.bias.copy_(torch.from_numpy(b))
-        mods.append(lin)
-        if i < len(init) - 1:
-            mods.append(act())
-    return nn.Sequential(*mods).to(DEVICE)
+    return torch_sequential(cfg, init).to(DEVICE)
 
 
 def run_torch(cfg, X, y, epochs, budget, init, n_timed, loss_of, variant="eager"):
