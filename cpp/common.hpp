@@ -78,6 +78,18 @@ inline void require(bool ok, const std::string& what) {
 template <class T>
 double sum_squares(const T* x, std::size_t n) {
   const long nn = long(n);
+  if (nn < 64) {
+    // Short (a layer's row in online learning, where it lies on each sample's critical path):
+    // eight lanes summed pairwise. A simd reduction would add its lanes one after another.
+    double lane[8] = {};
+    long i = 0;
+    for (; i + 8 <= nn; i += 8)
+      for (int k = 0; k < 8; ++k) lane[k] += double(x[i + k]) * double(x[i + k]);
+    double rest = 0;
+    for (; i < nn; ++i) rest += double(x[i]) * double(x[i]);
+    return ((lane[0] + lane[4]) + (lane[2] + lane[6])) +
+           ((lane[1] + lane[5]) + (lane[3] + lane[7])) + rest;
+  }
   double s = 0;
 #ifdef _OPENMP
   if (nn >= kParallelMin && num_threads() > 1 && !in_parallel()) {

@@ -134,7 +134,11 @@ void Network<T>::layer_gradient(const T* X, int l, int n, int part, int parts, d
   const T* dz = dz_[l].data();
   T* gw = grads_.data() + w_off_[l] + std::size_t(i0) * out;
   const T* x = layer_input(X, l);
-  if (n == 1) {  // one row: the outer product x^T dz, each entry one product as in the GEMM
+  if (n == 1 && out == 1) {  // one row, one output: gW is the column x dz
+    const T d = dz[0];
+#pragma omp simd
+    for (int i = i0; i < i1; ++i) gw[i - i0] = x[i] * d;
+  } else if (n == 1) {  // one row: the outer product x^T dz, each entry one product as in the GEMM
     for (int i = i0; i < i1; ++i) {
       const T xi = x[i];
       T* row = gw + std::size_t(i - i0) * out;
@@ -146,12 +150,9 @@ void Network<T>::layer_gradient(const T* X, int l, int n, int part, int parts, d
   }
   T* gb = grads_.data() + b_offset(l);
   double sq_b = 0;
-  if (n == 1) {  // one row (online learning): gb is that row, its squares summed on the way
-#pragma omp simd reduction(+ : sq_b)
-    for (int j = j0; j < j1; ++j) {
-      gb[j] = dz[j];
-      sq_b += double(dz[j]) * double(dz[j]);
-    }
+  if (n == 1) {  // one row (online learning): gb is that row
+    std::copy(dz + j0, dz + j1, gb + j0);
+    if (sq) sq_b = sum_squares(dz + j0, std::size_t(j1 - j0));
   } else {
     std::fill(gb + j0, gb + j1, T(0));
     for (int i = 0; i < n; ++i) {

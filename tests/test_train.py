@@ -219,11 +219,13 @@ def test_a_gradient_whose_entries_flush_to_zero_is_reported_as_zero_online():
 
 
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
-def test_online_epochs_match_the_numpy_reference(dtype, rtol):
+@pytest.mark.parametrize("sizes", [[3, 5, 4, 2], [3, 1, 4, 1]])
+def test_online_epochs_match_the_numpy_reference(dtype, rtol, sizes):
     # Batches of one row: the core sums the weight gradient's squares as |x|^2 |dz|^2 (no pass
     # over the outer product), which the norms, the clipping by global norm and the step use.
-    X, Y = regression(n=7)
-    net = fb.MLP([3, 5, 4, 2], activation=["tanh", "sigmoid"], dtype=dtype, seed=0)
+    # A layer of one unit has the weight gradient x dz as a column.
+    X, Y = regression(n=7, k=sizes[-1])
+    net = fb.MLP(sizes, activation=["tanh", "sigmoid"], dtype=dtype, seed=0)
     weights, biases = ref.get_params(net)
     sgd, clip = dict(lr=0.05, momentum=0.9), dict(clip_norm=0.05)
     history = fb.Trainer(
