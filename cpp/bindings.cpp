@@ -226,6 +226,11 @@ void bind_network(py::module_& m, const std::string& suffix) {
 
 // --- Optimizers ---
 
+// A field of a configuration list (FASTBP_OPTIM_FIELDS, FASTBP_EPOCH_FIELDS) as an attribute of
+// `config`, the py::class_ of its struct.
+#define FASTBP_BIND_FIELD(ctype, name, value) \
+  config.def_readwrite(#name, &decltype(config)::type::name);
+
 void bind_optimizer_config(py::module_& m) {
   py::enum_<Optim> kinds(m, "Optim");
 #define FASTBP_VALUE(id, Rule) kinds.value(#id, Optim::id);
@@ -233,23 +238,9 @@ void bind_optimizer_config(py::module_& m) {
 #undef FASTBP_VALUE
   kinds.value("line_search", Optim::line_search);
 
-  py::class_<OptimConfig>(m, "OptimConfig")
-      .def(py::init<>())
-      .def_readwrite("kind", &OptimConfig::kind)
-      .def_readwrite("lr", &OptimConfig::lr)
-      .def_readwrite("momentum", &OptimConfig::momentum)
-      .def_readwrite("dampening", &OptimConfig::dampening)
-      .def_readwrite("weight_decay", &OptimConfig::weight_decay)
-      .def_readwrite("nesterov", &OptimConfig::nesterov)
-      .def_readwrite("beta1", &OptimConfig::beta1)
-      .def_readwrite("beta2", &OptimConfig::beta2)
-      .def_readwrite("eps", &OptimConfig::eps)
-      .def_readwrite("alpha", &OptimConfig::alpha)
-      .def_readwrite("centered", &OptimConfig::centered)
-      .def_readwrite("lr_decay", &OptimConfig::lr_decay)
-      .def_readwrite("c1", &OptimConfig::c1)
-      .def_readwrite("shrink", &OptimConfig::shrink)
-      .def_readwrite("max_iter", &OptimConfig::max_iter);
+  py::class_<OptimConfig> config(m, "OptimConfig");
+  config.def(py::init<>()).def_readwrite("kind", &OptimConfig::kind);
+  FASTBP_OPTIM_FIELDS(FASTBP_BIND_FIELD)
 }
 
 template <class T>
@@ -275,19 +266,9 @@ void bind_optimizers(py::module_& m, const std::string& suffix) {
 // --- Training ---
 
 void bind_epoch_config(py::module_& m) {
-  py::class_<EpochConfig>(m, "EpochConfig")
-      .def(py::init<>())
-      .def_readwrite("batch_size", &EpochConfig::batch_size)
-      .def_readwrite("shuffle", &EpochConfig::shuffle)
-      .def_readwrite("seed", &EpochConfig::seed)
-      .def_readwrite("epoch", &EpochConfig::epoch)
-      .def_readwrite("clip_norm", &EpochConfig::clip_norm)
-      .def_readwrite("clip_value", &EpochConfig::clip_value)
-      .def_readwrite("noise", &EpochConfig::noise)
-      .def_readwrite("noise_eta", &EpochConfig::noise_eta)
-      .def_readwrite("noise_gamma", &EpochConfig::noise_gamma)
-      .def_readwrite("noise_seed", &EpochConfig::noise_seed)
-      .def_readwrite("noise_t", &EpochConfig::noise_t);
+  py::class_<EpochConfig> config(m, "EpochConfig");
+  config.def(py::init<>());
+  FASTBP_EPOCH_FIELDS(FASTBP_BIND_FIELD)
 }
 
 template <class T>

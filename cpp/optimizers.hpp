@@ -42,18 +42,29 @@ enum class Optim : int {
       line_search
 };
 
-// The hyperparameters of every rule, as Python sets them (torch's argument names).
+// The hyperparameters of every rule, as Python sets them (torch's argument names): X(type,
+// name, default) for each, the one list behind the struct and both modules' bindings.
+#define FASTBP_OPTIM_FIELDS(X)                      \
+  X(double, lr, 0.01)                               \
+  X(double, momentum, 0)                            \
+  X(double, dampening, 0)                           \
+  X(double, weight_decay, 0)                        \
+  X(bool, nesterov, false)                          \
+  X(double, beta1, 0.9) /* Adam, AdamW */           \
+  X(double, beta2, 0.999)                           \
+  X(double, eps, 1e-8)                              \
+  X(double, alpha, 0.99) /* RMSProp */              \
+  X(bool, centered, false)                          \
+  X(double, lr_decay, 0) /* AdaGrad */              \
+  X(double, c1, 1e-4)    /* line search (Armijo) */ \
+  X(double, shrink, 0.5)                            \
+  X(int, max_iter, 20)
+
+#define FASTBP_CONFIG_FIELD(type, name, value) type name = value;
+
 struct OptimConfig {
-  Optim kind = Optim::sgd;
-  double lr = 0.01;
-  double momentum = 0, dampening = 0, weight_decay = 0;
-  bool nesterov = false;
-  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // Adam, AdamW
-  double alpha = 0.99;                            // RMSProp
-  bool centered = false;                          // RMSProp
-  double lr_decay = 0;                            // AdaGrad
-  double c1 = 1e-4, shrink = 0.5;                 // line search (Armijo)
-  int max_iter = 20;
+  Optim kind = Optim::sgd;  // an enum: bound and read apart from the list
+  FASTBP_OPTIM_FIELDS(FASTBP_CONFIG_FIELD)
 };
 
 template <class T>

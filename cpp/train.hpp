@@ -10,17 +10,23 @@
 
 namespace fastbp {
 
+// What an epoch does besides the optimizer's step: X(type, name, default) for each setting, the
+// one list behind the struct and both modules' bindings (as FASTBP_OPTIM_FIELDS).
+#define FASTBP_EPOCH_FIELDS(X)                                                                \
+  X(int, batch_size, 32)                                                                      \
+  X(bool, shuffle, true)                                                                      \
+  X(uint64_t, seed, 0) /* shuffling stream: the permutation is a function of (seed, epoch) */ \
+  X(int64_t, epoch, 0)                                                                        \
+  X(double, clip_norm, 0)  /* 0: no clipping by norm */                                       \
+  X(double, clip_value, 0) /* 0: no clipping by value */                                      \
+  X(bool, noise, false)                                                                       \
+  X(double, noise_eta, 0.01)                                                                  \
+  X(double, noise_gamma, 0.55)                                                                \
+  X(uint64_t, noise_seed, 0)                                                                  \
+  X(int64_t, noise_t, 0) /* step count of the noise schedule at the epoch's start */
+
 struct EpochConfig {
-  int batch_size = 32;
-  bool shuffle = true;
-  uint64_t seed = 0;  // shuffling stream: the permutation is a function of (seed, epoch)
-  int64_t epoch = 0;
-  double clip_norm = 0;   // 0: no clipping by norm
-  double clip_value = 0;  // 0: no clipping by value
-  bool noise = false;
-  double noise_eta = 0.01, noise_gamma = 0.55;
-  uint64_t noise_seed = 0;
-  int64_t noise_t = 0;  // step count of the noise schedule at the epoch's start
+  FASTBP_EPOCH_FIELDS(FASTBP_CONFIG_FIELD)
 };
 
 struct EpochStats {

@@ -210,42 +210,21 @@ HeldTargets<T> make_targets(const DeviceNetwork<T, Exec>& net, py::handle Y, lon
 }
 
 // The CPU module's OptimConfig and EpochConfig, read by attribute (any object with those
-// attributes does).
+// attributes does): each field of their lists from the attribute of its name of `c` into `out`.
+#define FASTBP_READ_FIELD(type, name, value) out.name = c.attr(#name).cast<type>();
+
 OptimConfig optim_config(py::handle c) {
-  OptimConfig o;
-  o.kind = Optim(py::int_(c.attr("kind")).cast<int>());
-  o.lr = c.attr("lr").cast<double>();
-  o.momentum = c.attr("momentum").cast<double>();
-  o.dampening = c.attr("dampening").cast<double>();
-  o.weight_decay = c.attr("weight_decay").cast<double>();
-  o.nesterov = c.attr("nesterov").cast<bool>();
-  o.beta1 = c.attr("beta1").cast<double>();
-  o.beta2 = c.attr("beta2").cast<double>();
-  o.eps = c.attr("eps").cast<double>();
-  o.alpha = c.attr("alpha").cast<double>();
-  o.centered = c.attr("centered").cast<bool>();
-  o.lr_decay = c.attr("lr_decay").cast<double>();
-  o.c1 = c.attr("c1").cast<double>();
-  o.shrink = c.attr("shrink").cast<double>();
-  o.max_iter = c.attr("max_iter").cast<int>();
-  require(int(o.kind) >= 0 && int(o.kind) <= int(Optim::line_search), "unknown optimizer kind");
-  return o;
+  OptimConfig out;
+  out.kind = Optim(py::int_(c.attr("kind")).cast<int>());
+  FASTBP_OPTIM_FIELDS(FASTBP_READ_FIELD)
+  require(int(out.kind) >= 0 && int(out.kind) <= int(Optim::line_search), "unknown optimizer kind");
+  return out;
 }
 
 EpochConfig epoch_config(py::handle c) {
-  EpochConfig e;
-  e.batch_size = c.attr("batch_size").cast<int>();
-  e.shuffle = c.attr("shuffle").cast<bool>();
-  e.seed = c.attr("seed").cast<uint64_t>();
-  e.epoch = c.attr("epoch").cast<int64_t>();
-  e.clip_norm = c.attr("clip_norm").cast<double>();
-  e.clip_value = c.attr("clip_value").cast<double>();
-  e.noise = c.attr("noise").cast<bool>();
-  e.noise_eta = c.attr("noise_eta").cast<double>();
-  e.noise_gamma = c.attr("noise_gamma").cast<double>();
-  e.noise_seed = c.attr("noise_seed").cast<uint64_t>();
-  e.noise_t = c.attr("noise_t").cast<int64_t>();
-  return e;
+  EpochConfig out;
+  FASTBP_EPOCH_FIELDS(FASTBP_READ_FIELD)
+  return out;
 }
 
 // ---- Network ----
