@@ -302,6 +302,16 @@ class _Targets(NamedTuple):
 ScoreFn = Callable[[float, "float | None"], float]
 
 
+def _classifier_outputs(n_labels: int, multilabel: bool) -> tuple[int, str]:
+    """The network's outputs and loss for a classifier's labels: a sigmoid output per label
+    (multilabel y), one sigmoid output for two classes (as scikit-learn's MLP), else softmax."""
+    if multilabel:
+        return n_labels, "binary_cross_entropy"
+    if n_labels == 2:
+        return 1, "binary_cross_entropy"
+    return n_labels, "cross_entropy"
+
+
 def _draw_seed(rng: np.random.Generator) -> int:
     return int(rng.integers(SEED_HIGH))
 
@@ -868,10 +878,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 raise ValueError(
                     f"classes={classes!r} differs from classes_={labels!r} of the earlier fit"
                 )
+        n_out, loss = _classifier_outputs(len(labels), multilabel)
         if multilabel:
             if y.shape[1] != len(labels):
                 raise ValueError(f"y has {y.shape[1]} labels, the earlier fit had {len(labels)}")
-            return _Targets(y, len(labels), "binary_cross_entropy", False, state)
+            return _Targets(y, n_out, loss, False, state)
         codes = np.minimum(np.searchsorted(labels, y), len(labels) - 1)
         unknown = labels[codes] != y
         if np.any(unknown):
@@ -884,9 +895,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 raise ValueError(
                     f"warm_start needs the classes of the earlier fit; y lacks {missing.tolist()}"
                 )
-        if len(labels) == 2:  # one sigmoid output, as scikit-learn's MLP
-            return _Targets(codes.reshape(-1, 1), 1, "binary_cross_entropy", True, state)
-        return _Targets(codes, len(labels), "cross_entropy", True, state)
+        return _Targets(codes.reshape(-1, 1) if n_out == 1 else codes, n_out, loss, True, state)
 
     def _score_monitor(self, val_targets: np.ndarray) -> tuple[str, float, ScoreFn]:
         return "val_accuracy", self.tol, lambda val_loss, val_accuracy: float(val_accuracy)
@@ -908,10 +917,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             raise ValueError(f"y_dtype must name a dtype; the file has {y_dtype!r}") from None
         if classes.ndim != 1 or len(classes) < (1 if multilabel else 2):
             raise ValueError(f"classes_ must list at least 2 labels; the file has {classes!r}")
-        if multilabel or len(classes) == 2:
-            n_out, loss = (len(classes) if multilabel else 1), "binary_cross_entropy"
-        else:
-            n_out, loss = len(classes), "cross_entropy"
+        n_out, loss = _classifier_outputs(len(classes), multilabel)
         if (net.layer_sizes[-1], net.loss) != (n_out, loss):
             raise ValueError(
                 f"{len(classes)} classes need {n_out} outputs and loss {loss!r}; the network "
