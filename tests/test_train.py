@@ -1223,7 +1223,8 @@ _INTERRUPTED = """
 """
 
 _INTERRUPT_CASES = {
-    # Early stopping tracks the best epoch; the interrupt comes in the middle of epoch 2.
+    # Early stopping tracks the best epoch; the interrupt comes in the middle of epoch 2 or, on
+    # a fast machine, a later one.
     "fit": """
         X = rng.normal(size=(60000, 64)).astype(np.float32); y = rng.integers(0, 10, 60000)
         net = fb.MLP([64, 256, 256, 10], loss="cross_entropy", seed=0)
@@ -1290,11 +1291,12 @@ def test_ctrl_c_stops_within_a_fifth_of_a_second(case):
     _, caught, *details = report.split()
     assert float(caught) - sent < 0.2, describe(done)
     assert exited - sent < 0.2 + 1.0, describe(done)  # and the interpreter's exit
-    expected = {
-        "fit": ["reason=interrupted", "stopped=2", "epochs=2", "best=True"],
-        "line_search": ["unchanged=True"],
-        "forward": [],
-    }[case]
+    if case == "fit":  # the interrupted epoch is the first not counted, whichever it was
+        reason, stopped, epochs, best = details
+        assert (reason, best) == ("reason=interrupted", "best=True"), describe(done)
+        assert stopped.split("=")[1] == epochs.split("=")[1] != "1", describe(done)
+        return
+    expected = {"line_search": ["unchanged=True"], "forward": []}[case]
     assert details == expected, describe(done)
 
 
