@@ -65,9 +65,9 @@ void Network<T>::ensure_capacity(int n) {
 // Rows [r0, r1) of every layer: Z_l = A_{l-1} W_l + b_l, A_l = f_l(Z_l), where X is (n, n_in)
 // and Z_l, A_l are (n, n_l). Rows are independent, so row ranges can run on different threads.
 template <class T>
-void Network<T>::forward_rows(const T* X, int r0, int r1) {
+void Network<T>::forward_rows(const T* X, int r0, int r1, int first) {
   const int m = r1 - r0;
-  for (int l = 0; l < n_layers(); ++l) {
+  for (int l = first; l < n_layers(); ++l) {
     const int in = sizes_[l], out = sizes_[l + 1];
     T* z = z_[l].data() + std::size_t(r0) * out;
     gemm<T>(false, false, m, out, in, T(1), layer_input(X, l) + std::size_t(r0) * in, in,
@@ -182,8 +182,51 @@ void Network<T>::layer_gradient(const T* X, int l, int n, int part, int parts, d
 }
 
 template <class T>
-LossSums Network<T>::rows_pass(const T* X, Target<T> y, int n, int r0, int r1) {
-  forward_rows(X, r0, r1);
+void Network<T>::reserve(int n, int parts) {
+  ensure_capacity(n);
+  if (!split_first_layer(n, parts)) return;
+  first_part_.resize(std::max<std::size_t>(first_part_.size(), parts));
+  for (std::vector<T>& part : first_part_)
+    if (part.size() < std::size_t(n) * sizes_[1]) part.resize(std::size_t(n) * sizes_[1]);
+}
+
+// Worth it where W_0 is large against a part's product, which every part writes whole and the
+// others read in part: many inputs per batch row (mnist-like: 784 against 128 rows).
+template <class T>
+bool Network<T>::split_first_layer(int n, int parts) const {
+  return parts > 1 && n > 0 && sizes_[0] >= 2 * n && sizes_[0] / parts >= 16 &&
+         w_size(0) * sizeof(T) >= kSplitFirstBytes;
+}
+
+// The part's share of the first product over all n rows: X[:, i0:i1] W_0[i0:i1, :], where
+// [i0, i1) are the part's rows of W_0 (those of its gradient part and of its update).
+template <class T>
+void Network<T>::first_layer_part(const T* X, int n, int part, int parts) {
+  const int in = sizes_[0], out = sizes_[1];
+  const int i0 = share(in, part, parts), i1 = share(in, part + 1, parts);
+  gemm<T>(false, false, n, out, i1 - i0, T(1), X + i0, in,
+          params_.data() + w_offset(0) + std::size_t(i0) * out, out, T(0), first_part_[part].data(),
+          out);
+}
+
+template <class T>
+LossSums Network<T>::rows_pass(const T* X, Target<T> y, int n, int r0, int r1, int split) {
+  if (split > 0) {  // Z_0 = the parts' products summed in part order, + b_0
+    const int out = sizes_[1];
+    const T* b = params_.data() + b_offset(0);
+    for (int r = r0; r < r1; ++r) {
+      T* z = z_[0].data() + std::size_t(r) * out;
+      std::copy(b, b + out, z);
+      for (int p = 0; p < split; ++p) {
+        const T* part = first_part_[p].data() + std::size_t(r) * out;
+#pragma omp simd
+        for (int j = 0; j < out; ++j) z[j] += part[j];
+      }
+    }
+    const std::size_t off = std::size_t(r0) * out;
+    activation_forward(acts_[0], z_[0].data() + off, a_[0].data() + off, r1 - r0, out);
+  }
+  forward_rows(X, r0, r1, split > 0 ? 1 : 0);
   const LossSums s = loss_rows(y, r0, r1, T(1) / T(n), true);
   backprop_rows(r0, r1);
   return s;

@@ -54,12 +54,21 @@ class Network {
   void weight_grad_norms(double* out) const;
 
   // A batch-parallel backward in pieces, for a caller that runs its own team (the epoch loop):
-  // reserve(n) once; each thread runs rows_pass() on its rows [r0, r1) of the n; after all have,
-  // each runs gradient_part() on its part. Part p of P of layer l is the weight-gradient rows
-  // share(n_in_l, p, P) and the bias entries share(n_out_l, p, P): disjoint, so a thread can
-  // transform and apply its part (for_each_part_range) without waiting for the others.
-  void reserve(int n) { ensure_capacity(n); }
-  LossSums rows_pass(const T* X, Target<T> y, int n, int r0, int r1);
+  // reserve(n, parts) once; each thread runs rows_pass() on its rows [r0, r1) of the n; after
+  // all have, each runs gradient_part() on its part. Part p of P of layer l is the
+  // weight-gradient rows share(n_in_l, p, P) and the bias entries share(n_out_l, p, P):
+  // disjoint, so a thread can transform and apply its part (for_each_part_range) without
+  // waiting for the others.
+  //
+  // Where split_first_layer(n, P) says so, each thread first runs first_layer_part() and, once
+  // all have, rows_pass() with split = P: the first layer's product is then summed from the
+  // parts' products over their own input rows of W_0, so that each thread reads only the rows
+  // of W_0 that it alone updates. In a team that splits the first product by batch rows,
+  // every thread reads all of W_0 and every update then writes lines that another core holds.
+  void reserve(int n, int parts = 1);
+  bool split_first_layer(int n, int parts) const;
+  void first_layer_part(const T* X, int n, int part, int parts);
+  LossSums rows_pass(const T* X, Target<T> y, int n, int r0, int r1, int split = 0);
   // sq (n_layers + 1 entries, may be null) receives per layer the sum of squares of the part's
   // weight-gradient entries, and last that of all the part's entries.
   void gradient_part(const T* X, int n, int part, int parts, double* sq);
@@ -96,13 +105,16 @@ class Network {
   static constexpr int kChunk = 2048;  // rows per pass when no gradient is needed
   static constexpr int kMinRowsPerThread = 8;
   static constexpr int kMinForwardRows = 64;  // per thread, for a forward split by rows
+  // Least size of W_0 for split_first_layer: the coherence traffic it saves must outweigh the
+  // exchange of the parts' products and one more meeting of the team.
+  static constexpr std::size_t kSplitFirstBytes = std::size_t(1) << 18;
   // Least work (multiply-adds) for a batch to be split: more where sleeping OpenMP threads must
   // be woken than where they spin (the epoch loop's barrier, or OMP_WAIT_POLICY=active).
   static constexpr double kBatchParallelMacs = 1 << 24;
   static constexpr double kBatchParallelMacsSpinning = 1 << 21;
   void ensure_capacity(int n);
-  void forward_batch(const T* X, int n);  // fills z_[l], a_[l]
-  void forward_rows(const T* X, int r0, int r1);
+  void forward_batch(const T* X, int n);                         // fills z_[l], a_[l]
+  void forward_rows(const T* X, int r0, int r1, int first = 0);  // layers [first, L)
   LossSums loss_rows(Target<T> y, int r0, int r1, T scale, bool gradient);
   void backprop_rows(int r0, int r1);
   void layer_gradient(const T* X, int l, int n, int part, int parts, double* sq);
@@ -117,6 +129,7 @@ class Network {
   int capacity_ = 0;
   std::vector<std::vector<T>> z_, a_, dz_;  // per layer: pre-activation, activation, dLoss/dZ
   std::vector<LossSums> partial_;           // per-thread loss sums of a batch-parallel backward
+  std::vector<std::vector<T>> first_part_;  // per part: its share of Z_0 (split_first_layer)
   ForkSafeMutex mutex_;
 };
 

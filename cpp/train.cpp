@@ -261,9 +261,10 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
   const std::vector<long> order = sample_order(N, ec);
   std::copy(net.params(), net.params() + net.n_params(), p_start);
   BatchBuffer<T> batch(bs, net.n_in(), net.n_out(), y);
-  net.reserve(bs);
   opt.prepare(oc);
   const int threads = net.batch_threads(bs, true);
+  net.reserve(bs, threads);
+  const bool split_first = net.split_first_layer(bs, threads);  // reserved for any team size
   std::vector<BatchSums> partial(threads, BatchSums(L));
   SpinBarrier barrier;  // spins, then yields, then sleeps: see barrier.hpp
   EpochStats s;
@@ -288,7 +289,12 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
         batch.gather(X, y, order.data() + first, r0, r1);
       barrier.wait(t);  // the last step is applied everywhere, the batch gathered, halt known
       if (halt) break;  // every thread, at the same batch
-      partial[t].loss = net.rows_pass(batch.x(), batch.target(), n, r0, r1);
+      const int split = split_first && nt > 1 ? nt : 0;
+      if (split > 0) {
+        net.first_layer_part(batch.x(), n, t, nt);
+        barrier.wait(t);  // every part's share of the first product is known
+      }
+      partial[t].loss = net.rows_pass(batch.x(), batch.target(), n, r0, r1, split);
       barrier.wait(t);  // every row's dZ is known
       net.gradient_part(batch.x(), n, t, nt, partial[t].sq.data());
       barrier.wait(t);  // the whole gradient is known

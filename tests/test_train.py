@@ -218,6 +218,39 @@ def test_a_gradient_whose_entries_flush_to_zero_is_reported_as_zero_online():
     assert history.grad_norms[0, 0] == 0.0
 
 
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-10), ("float32", 1e-4)])
+def test_a_team_splitting_the_first_layer_by_its_inputs_matches_the_numpy_reference(
+    restore_threads, dtype, rtol
+):
+    # 1024 inputs against 32 rows a batch and 256 KB or more of W_0: a team of two sums the
+    # first product from each thread's own input rows of W_0 (Network::split_first_layer),
+    # the last batch of 4 rows too; momentum and clipping by global norm act on every batch.
+    fb.set_num_threads(2)
+    X, Y = regression(n=100, d=1024, k=3)
+    X /= 16.0
+    net = fb.MLP([1024, 64, 16, 3], activation=["tanh", "relu"], dtype=dtype, seed=0)
+    weights, biases = ref.get_params(net)
+    sgd, clip = dict(lr=0.05, momentum=0.9), dict(clip_norm=0.5)
+    history = fb.Trainer(
+        net, fb.SGD(**sgd), batch_size=32, epochs=2, shuffle=False, progress=False, **clip
+    ).fit(X.astype(dtype), Y.astype(dtype))
+    opt = ref.RefSGD(**sgd)
+    for epoch in range(2):
+        weights, biases, losses, norms = ref_epoch(
+            weights, biases, X, Y, 32, opt, ["tanh", "relu"], "mse", **clip
+        )
+        mean_loss = sum(v * n for v, n in losses) / X.shape[0]
+        assert [n for _, n in losses] == [32, 32, 32, 4]
+        assert history.train_loss[epoch] == pytest.approx(mean_loss, rel=rtol)
+        np.testing.assert_allclose(history.grad_norms[epoch], norms.mean(axis=0), rtol=rtol)
+    np.testing.assert_allclose(
+        net.params,
+        ref.flatten([p for pair in zip(weights, biases) for p in pair]),
+        rtol=rtol * 10,
+        atol=rtol,
+    )
+
+
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
 @pytest.mark.parametrize("sizes", [[3, 5, 4, 2], [3, 1, 4, 1]])
 def test_online_epochs_match_the_numpy_reference(dtype, rtol, sizes):
