@@ -218,6 +218,30 @@ def test_a_gradient_whose_entries_flush_to_zero_is_reported_as_zero_online():
     assert history.grad_norms[0, 0] == 0.0
 
 
+def fit_beside_the_reference(net, X, Y, activation, batch_size, sgd, clip, epochs=2):
+    """Trains net by SGD without shuffling, and the float64 NumPy reference from the same
+    parameters; returns the history, the reference's (losses, norms) of each epoch and its
+    final parameters."""
+    weights, biases = ref.get_params(net)
+    history = fb.Trainer(
+        net,
+        fb.SGD(**sgd),
+        batch_size=batch_size,
+        epochs=epochs,
+        shuffle=False,
+        progress=False,
+        **clip,
+    ).fit(X.astype(net.dtype), Y.astype(net.dtype))
+    opt = ref.RefSGD(**sgd)
+    per_epoch = []
+    for _ in range(epochs):
+        weights, biases, losses, norms = ref_epoch(
+            weights, biases, X, Y, batch_size, opt, activation, "mse", **clip
+        )
+        per_epoch.append((losses, norms))
+    return history, per_epoch, ref.flatten([p for pair in zip(weights, biases) for p in pair])
+
+
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-10), ("float32", 1e-4)])
 def test_a_team_splitting_the_first_layer_by_its_inputs_matches_the_numpy_reference(
     restore_threads, dtype, rtol
@@ -229,26 +253,15 @@ def test_a_team_splitting_the_first_layer_by_its_inputs_matches_the_numpy_refere
     X, Y = regression(n=100, d=1024, k=3)
     X /= 16.0
     net = fb.MLP([1024, 64, 16, 3], activation=["tanh", "relu"], dtype=dtype, seed=0)
-    weights, biases = ref.get_params(net)
-    sgd, clip = dict(lr=0.05, momentum=0.9), dict(clip_norm=0.5)
-    history = fb.Trainer(
-        net, fb.SGD(**sgd), batch_size=32, epochs=2, shuffle=False, progress=False, **clip
-    ).fit(X.astype(dtype), Y.astype(dtype))
-    opt = ref.RefSGD(**sgd)
-    for epoch in range(2):
-        weights, biases, losses, norms = ref_epoch(
-            weights, biases, X, Y, 32, opt, ["tanh", "relu"], "mse", **clip
-        )
-        mean_loss = sum(v * n for v, n in losses) / X.shape[0]
+    history, per_epoch, params = fit_beside_the_reference(
+        net, X, Y, ["tanh", "relu"], 32, dict(lr=0.05, momentum=0.9), dict(clip_norm=0.5)
+    )
+    for epoch, (losses, norms) in enumerate(per_epoch):
         assert [n for _, n in losses] == [32, 32, 32, 4]
+        mean_loss = sum(v * n for v, n in losses) / X.shape[0]
         assert history.train_loss[epoch] == pytest.approx(mean_loss, rel=rtol)
         np.testing.assert_allclose(history.grad_norms[epoch], norms.mean(axis=0), rtol=rtol)
-    np.testing.assert_allclose(
-        net.params,
-        ref.flatten([p for pair in zip(weights, biases) for p in pair]),
-        rtol=rtol * 10,
-        atol=rtol,
-    )
+    np.testing.assert_allclose(net.params, params, rtol=rtol * 10, atol=rtol)
 
 
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
@@ -259,24 +272,16 @@ def test_online_epochs_match_the_numpy_reference(dtype, rtol, sizes):
     # A layer of one unit has the weight gradient x dz as a column.
     X, Y = regression(n=7, k=sizes[-1])
     net = fb.MLP(sizes, activation=["tanh", "sigmoid"], dtype=dtype, seed=0)
-    weights, biases = ref.get_params(net)
-    sgd, clip = dict(lr=0.05, momentum=0.9), dict(clip_norm=0.05)
-    history = fb.Trainer(
-        net, fb.SGD(**sgd), batch_size=1, epochs=2, shuffle=False, progress=False, **clip
-    ).fit(X.astype(dtype), Y.astype(dtype))
-    opt = ref.RefSGD(**sgd)
+    history, per_epoch, params = fit_beside_the_reference(
+        net, X, Y, ["tanh", "sigmoid"], 1, dict(lr=0.05, momentum=0.9), dict(clip_norm=0.05)
+    )
     clipped = 0
-    for epoch in range(2):
-        weights, biases, losses, norms = ref_epoch(
-            weights, biases, X, Y, 1, opt, ["tanh", "sigmoid"], "mse", **clip
-        )
+    for epoch, (_, norms) in enumerate(per_epoch):
         clipped += int((np.sqrt((norms**2).sum(axis=1)) > 0.05).sum())
         np.testing.assert_allclose(history.grad_norms[epoch], norms.mean(axis=0), rtol=rtol)
         np.testing.assert_allclose(history.grad_norms_max[epoch], norms.max(axis=0), rtol=rtol)
     assert clipped > 0  # the clipping acted on some rows
-    np.testing.assert_allclose(
-        net.params, ref.flatten([p for pair in zip(weights, biases) for p in pair]), rtol=rtol * 10
-    )
+    np.testing.assert_allclose(net.params, params, rtol=rtol * 10)
 
 
 def test_epoch_matches_torch():
