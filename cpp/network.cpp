@@ -194,7 +194,7 @@ void Network<T>::reserve(int n, int parts) {
 // others read in part: many inputs per batch row (mnist-like: 784 against 128 rows).
 template <class T>
 bool Network<T>::split_first_layer(int n, int parts) const {
-  return parts > 1 && n > 0 && sizes_[0] >= 2 * n && sizes_[0] / parts >= 16 &&
+  return parts > 1 && n > 0 && sizes_[0] >= 2 * n && sizes_[0] / parts >= kMinSplitInputs &&
          w_size(0) * sizeof(T) >= kSplitFirstBytes;
 }
 
