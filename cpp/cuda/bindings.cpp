@@ -498,10 +498,7 @@ py::tuple run_line_search_step(Net<T>& n, py::handle config, py::handle X, py::h
     net.backward_batch(m, nullptr);
     const double loss = net.row_sums(m).loss / double(m);
     double taken = 0;
-    if (std::isfinite(loss)) {
-      DeviceBuffer<T, Exec> p0(net.n_params(), net.device());
-      taken = DeviceTrainer<T, Exec>(net, n.ws).search(c, m, loss, p0.get(), t);
-    }
+    if (std::isfinite(loss)) taken = DeviceTrainer<T, Exec>(net, n.ws).search(c, m, loss, t);
     return std::make_pair(loss, taken);
   });
   return py::make_tuple(loss0, step);

@@ -248,12 +248,16 @@ class DeviceNetwork {
     for (int l = 0; l < n_layers(); ++l) out[l] = std::sqrt(sq[2 * l]);
   }
 
+  // The sum of squares of the whole gradient.
+  double grad_squares() {
+    double total = 0;
+    for (double s : segment_totals(grads(), nullptr, nullptr)) total += s;
+    return total;
+  }
+
   double clip_grad_norm(double max_norm) {
     exec_.activate();
-    const std::vector<double> sq = segment_totals(grads(), nullptr, nullptr);
-    double total = 0;
-    for (double s : sq) total += s;
-    const double norm = std::sqrt(total);
+    const double norm = std::sqrt(grad_squares());
     Transform tr;
     tr.clip_coef = clip_coefficient(norm, max_norm);
     if (tr.clip_coef < 1) transform_grads(tr, 0, 0, 0, 0);

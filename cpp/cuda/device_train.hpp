@@ -166,6 +166,7 @@ struct EpochWorkspace {
   DeviceBuffer<EpochState, Exec> state;
   DeviceBuffer<int32_t, Exec> order;
   DeviceBuffer<double, Exec> layer_stats;  // norm sums, then norm maxima
+  DeviceBuffer<T, Exec> search_start;      // the parameters before a line search's trials
   typename Exec::Graph graph;
   struct Key {
     const void* X = nullptr;
@@ -201,7 +202,6 @@ class DeviceTrainer {
     require(data.N < (1L << 31), "the training set has too many rows for the CUDA backend");
     Exec& exec = net_.exec();
     exec.activate();
-    const int L = net_.n_layers();
     const long N = data.N;
     const int bs = int(std::min<long>(ec.batch_size, N));
     const long n_batches = (N + bs - 1) / bs, n_full = N / bs;
@@ -222,14 +222,12 @@ class DeviceTrainer {
       if (N > n_full * bs) batch(int(N - n_full * bs));
     });
 
-    const EpochState s = read_state();
-    std::vector<double> stats(2 * std::size_t(L));
-    net_.download(stats.data(), ws_.layer_stats.get(), stats.size());
-    opt.commit(long(s.batches));
-    EpochStats out = make_stats(s, stats, L, ec);
-    for (long long b = 0; b < s.batches; ++b) out.mean_step += oc.lr;  // as the CPU tally
-    if (s.batches > 0) out.mean_step /= double(s.batches);
-    out.update_ratio = net_.update_ratios(p_start);
+    EpochStats out = end_epoch(ec, p_start, [&](long batches) {
+      double sum = 0;  // as the CPU tally: the step of each batch, summed
+      for (long b = 0; b < batches; ++b) sum += oc.lr;
+      return sum;
+    });
+    opt.commit(out.batches);
     exec.synchronize();
     return out;
   }
@@ -274,8 +272,14 @@ class DeviceTrainer {
     return s;
   }
 
-  EpochStats make_stats(const EpochState& s, const std::vector<double>& layer, int L,
-                        const EpochConfig& ec) {
+  // The epoch's statistics from the device's state and per-layer norms; step_sum(batches) gives
+  // the steps taken, summed over the batches.
+  template <class StepSum>
+  EpochStats end_epoch(const EpochConfig& ec, const T* p_start, StepSum&& step_sum) {
+    const int L = net_.n_layers();
+    const EpochState s = read_state();
+    std::vector<double> layer(2 * std::size_t(L));
+    net_.download(layer.data(), ws_.layer_stats.get(), layer.size());
     EpochStats out;
     out.grad_norm_mean.assign(layer.begin(), layer.begin() + L);
     out.grad_norm_max.assign(layer.begin() + L, layer.begin() + 2 * L);
@@ -288,7 +292,9 @@ class DeviceTrainer {
       for (double& m : out.grad_norm_mean) m /= double(s.batches);
       out.loss = s.loss / double(s.samples);
       out.accuracy = s.correct / double(s.samples);
+      out.mean_step = step_sum(out.batches) / double(s.batches);
     }
+    out.update_ratio = net_.update_ratios(p_start);
     return out;
   }
 
@@ -410,9 +416,7 @@ class DeviceTrainer {
   EpochStats line_search_epoch(const OptimConfig& oc, const DeviceData<T>& data,
                                const EpochConfig& ec, int bs, T* p_start) {
     Exec& exec = net_.exec();
-    const int L = net_.n_layers();
     const long N = data.N;
-    DeviceBuffer<T, Exec> scratch(net_.n_params(), net_.device());
     DeviceBuffer<BatchPlan<NoRule<T>>, Exec> plan(1, net_.device());
     double step_sum = 0;
     for (long first = 0, b = 0; first < N; first += bs, ++b) {
@@ -433,27 +437,21 @@ class DeviceTrainer {
       u.g = net_.grads();
       u.n = net_.n_params();
       exec.update(u);
-      step_sum += search(oc, n, s.batch_loss / n, scratch.get(), batch_targets(data));
+      step_sum += search(oc, n, s.batch_loss / n, batch_targets(data));
     }
-    const EpochState s = read_state();
-    std::vector<double> stats(2 * std::size_t(L));
-    net_.download(stats.data(), ws_.layer_stats.get(), stats.size());
-    EpochStats out = make_stats(s, stats, L, ec);
-    if (s.batches > 0) out.mean_step = step_sum / double(s.batches);
-    out.update_ratio = net_.update_ratios(p_start);
-    return out;
+    return end_epoch(ec, p_start, [&](long) { return step_sum; });
   }
 
  public:
   // Armijo backtracking along -g on the batch in the input buffer, targets t (train.cpp's
   // line_search_step): the first step in lr, lr*shrink, ... with
   // loss(p - step g) <= loss0 - c1 step |g|^2 is taken; if none is, p is left unchanged.
-  // p0 is scratch of n_params entries. Returns the step taken (0 if none).
-  double search(const OptimConfig& oc, int n, double loss0, T* p0, Targets<T> t) {
+  // Returns the step taken (0 if none).
+  double search(const OptimConfig& oc, int n, double loss0, Targets<T> t) {
     Exec& exec = net_.exec();
-    const std::vector<double> sq = net_.segment_totals(net_.grads(), nullptr, nullptr);
-    double gg = 0;
-    for (double v : sq) gg += v;
+    const double gg = net_.grad_squares();
+    ws_.search_start.reserve(net_.n_params(), net_.device());
+    T* p0 = ws_.search_start.get();
     exec.copy(p0, net_.params(), net_.n_params() * sizeof(T));
     double step = oc.lr;
     for (int it = 0; it < oc.max_iter; ++it, step *= oc.shrink) {
