@@ -222,12 +222,14 @@ class DeviceTrainer {
       if (N > n_full * bs) batch(int(N - n_full * bs));
     });
 
-    EpochStats out = end_epoch(ec, p_start, [&](long batches) {
-      double sum = 0;  // as the CPU tally: the step of each batch, summed
-      for (long b = 0; b < batches; ++b) sum += oc.lr;
-      return sum;
-    });
-    opt.commit(out.batches);
+    EpochStats out = end_epoch(
+        ec, p_start,
+        [&](long batches) {
+          double sum = 0;  // as the CPU tally: the step of each batch, summed
+          for (long b = 0; b < batches; ++b) sum += oc.lr;
+          return sum;
+        },
+        &opt);
     exec.synchronize();
     return out;
   }
@@ -273,11 +275,14 @@ class DeviceTrainer {
   }
 
   // The epoch's statistics from the device's state and per-layer norms; step_sum(batches) gives
-  // the steps taken, summed over the batches.
+  // the steps taken, summed over the batches. opt (null for the line search, which has no
+  // state) counts the batches' steps first, whatever may throw after.
   template <class StepSum>
-  EpochStats end_epoch(const EpochConfig& ec, const T* p_start, StepSum&& step_sum) {
+  EpochStats end_epoch(const EpochConfig& ec, const T* p_start, StepSum&& step_sum,
+                       DeviceOptimizerState<T, Exec>* opt = nullptr) {
     const int L = net_.n_layers();
     const EpochState s = read_state();
+    if (opt) opt->commit(long(s.batches));
     std::vector<double> layer(2 * std::size_t(L));
     net_.download(layer.data(), ws_.layer_stats.get(), layer.size());
     EpochStats out;
