@@ -1,17 +1,20 @@
 // The core's epoch without Python: train_epoch on one of bench/compare.py's configurations with
 // random data, best and each epoch's seconds. For profiling (perf, per-phase timers patched into
 // cpp/train.cpp) and for A/B runs of two checkouts side by side, where Python's noise would hide
-// a few percent. Not part of the build; from the repository root, with scipy-openblas32
-// installed, the flags of the FASTBP_NATIVE module (link-time optimisation included: without
-// it tiny-online's epoch takes 1.7x as long):
+// a few percent. Not part of the build. From the repository root, with scipy-openblas32
+// installed, the native module's flags: link-time optimisation (without it tiny-online's epoch
+// takes 1.7x as long) and 256-bit vectors for the optimizers (CMakeLists.txt):
 //
 //   INC=$(python -c "import scipy_openblas32 as s; print(s.get_include_dir())")
 //   LIB=$(python -c "import scipy_openblas32 as s; print(s.get_lib_dir())")
-//   g++ -O3 -march=native -flto=auto -std=c++17 -fopenmp -fno-math-errno -fno-trapping-math
-//       -Icpp -I$INC bench/core_epoch.cpp cpp/network.cpp cpp/gemm.cpp cpp/optimizers.cpp
-//       cpp/train.cpp -L$LIB -lscipy_openblas -Wl,-rpath,$LIB -o /tmp/core_epoch
+//   FLAGS="-O3 -march=native -flto=auto -std=c++17 -fopenmp -fno-math-errno -fno-trapping-math"
+//   g++ $FLAGS -mprefer-vector-width=256 -Icpp -c cpp/optimizers.cpp -o /tmp/optimizers.o
+//   SRC="bench/core_epoch.cpp cpp/network.cpp cpp/gemm.cpp cpp/train.cpp /tmp/optimizers.o"
+//   g++ $FLAGS -Icpp -I$INC $SRC -L$LIB -lscipy_openblas -Wl,-rpath,$LIB -o /tmp/core_epoch
 //   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /tmp/core_epoch mnist-like 5 2
 //
+// As under Python, subnormals are flushed (the default) and OpenMP's idle threads sleep unless
+// OMP_WAIT_POLICY says otherwise (fastbp/__init__.py).
 // Arguments: configuration (deep-narrow, mnist-like, wide, tiny-online), epochs, threads.
 #include <algorithm>
 #include <chrono>
@@ -21,6 +24,7 @@
 #include <random>
 #include <vector>
 
+#include "denormals.hpp"
 #include "train.hpp"
 
 using namespace fastbp;
@@ -84,6 +88,8 @@ const Config kConfigs[] = {
 }  // namespace
 
 int main(int argc, char** argv) {
+  setenv("OMP_WAIT_POLICY", "PASSIVE", 0);  // before OpenMP starts, as `import fastbp` does
+  const DenormalScope flush;                // the caller's thread, as bindings.cpp's calls
   const char* name = argc > 1 ? argv[1] : "mnist-like";
   const int epochs = argc > 2 ? std::atoi(argv[2]) : 5;
   const Config* cfg = nullptr;

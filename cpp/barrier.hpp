@@ -1,6 +1,7 @@
 // A barrier for the threads of one parallel region: spin briefly, then yield, then sleep.
 //
-// The epoch loop's team meets three times per mini-batch. libgomp's own barrier either sleeps at
+// The epoch loop's team meets three times per mini-batch (four where it splits the first layer
+// by its inputs). libgomp's own barrier either sleeps at
 // once (OMP_WAIT_POLICY=passive: waking a thread takes longer than a small batch's work) or
 // spins without bound (active: with another busy process on the machine, a spinning thread
 // holds the CPU its partner needs, and epochs take several times longer). This one:
