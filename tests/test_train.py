@@ -243,21 +243,37 @@ def fit_beside_the_reference(net, X, Y, activation, batch_size, sgd, clip, epoch
 
 
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-10), ("float32", 1e-4)])
+@pytest.mark.parametrize("sizes, n", [([2048, 64, 16, 3], 100), ([2048, 64], 97)])
 def test_a_team_splitting_the_first_layer_by_its_inputs_matches_the_numpy_reference(
-    restore_threads, dtype, rtol
+    openmp, restore_threads, monkeypatch, dtype, rtol, sizes, n
 ):
-    # 1024 inputs against 32 rows a batch and 256 KB or more of W_0: a team of two sums the
+    # 2048 inputs against 32 rows a batch and 512 KB or more of W_0: a team of two sums the
     # first product from each thread's own input rows of W_0 (Network::split_first_layer),
-    # the last batch of 4 rows too; momentum and clipping by global norm act on every batch.
+    # the short last batch too (4 rows; or 1, which leaves a thread none). With one layer the
+    # first layer is the output layer. Momentum, and clipping by global norm on every batch.
+    from fastbp import train as train_module
+
+    threads = []
+    core_epoch = train_module._core.train_epoch
+
+    def recording(*args):
+        stats = core_epoch(*args)
+        threads.append(stats["threads"])
+        return stats
+
+    monkeypatch.setattr(train_module._core, "train_epoch", recording)
     fb.set_num_threads(2)
-    X, Y = regression(n=100, d=1024, k=3)
+    X, Y = regression(n=n, d=sizes[0], k=sizes[-1])
     X /= 16.0
-    net = fb.MLP([1024, 64, 16, 3], activation=["tanh", "relu"], dtype=dtype, seed=0)
+    activation = ["tanh", "relu"][: len(sizes) - 2] or "tanh"
+    net = fb.MLP(sizes, activation=activation, dtype=dtype, seed=0)
     history, per_epoch, params = fit_beside_the_reference(
-        net, X, Y, ["tanh", "relu"], 32, dict(lr=0.05, momentum=0.9), dict(clip_norm=0.5)
+        net, X, Y, activation, 32, dict(lr=0.05, momentum=0.9), dict(clip_norm=0.1)
     )
+    assert threads == [2, 2]  # a team of two ran both epochs
     for epoch, (losses, norms) in enumerate(per_epoch):
-        assert [n for _, n in losses] == [32, 32, 32, 4]
+        assert [n for _, n in losses] == [32, 32, 32, X.shape[0] - 96]
+        assert (np.sqrt((norms**2).sum(axis=1)) > 0.1).all()  # clipped, every batch
         mean_loss = sum(v * n for v, n in losses) / X.shape[0]
         assert history.train_loss[epoch] == pytest.approx(mean_loss, rel=rtol)
         np.testing.assert_allclose(history.grad_norms[epoch], norms.mean(axis=0), rtol=rtol)
