@@ -159,21 +159,26 @@ def _train_runs(
     return runs
 
 
-def _fit_and_test(
-    fb: Any, net: Any, opt: Any, sp: Any, args: argparse.Namespace, noise: Any = None
-) -> tuple[Any, float]:
-    """A demo run: fit on the training split with early stopping on the validation split, then
-    the only look at the test set. Returns the history and the test accuracy."""
-    trainer = fb.Trainer(
+def _trainer(fb: Any, net: Any, opt: Any, args: argparse.Namespace, **options: Any) -> Any:
+    """A Trainer with the command's batch size, epochs and seed, stopping early on the
+    validation loss after --patience epochs without improvement; options add to those."""
+    return fb.Trainer(
         net,
         opt,
         batch_size=args.batch_size,
         epochs=args.epochs,
         early_stopping=fb.EarlyStopping("val_loss", patience=args.patience),
-        grad_noise=noise,
         seed=args.seed,
-        progress=False,
+        **options,
     )
+
+
+def _fit_and_test(
+    fb: Any, net: Any, opt: Any, sp: Any, args: argparse.Namespace, noise: Any = None
+) -> tuple[Any, float]:
+    """A demo run: fit on the training split with early stopping on the validation split, then
+    the only look at the test set. Returns the history and the test accuracy."""
+    trainer = _trainer(fb, net, opt, args, grad_noise=noise, progress=False)
     history = trainer.fit(*sp.train, validation=sp.val)
     return history, trainer.evaluate(*sp.test)["accuracy"]
 
@@ -564,15 +569,7 @@ def train(args: argparse.Namespace) -> int:
     )
     opt_cls = getattr(fb, OPTIMIZERS[args.optimizer])
     opt = opt_cls(args.lr, momentum=0.9) if args.optimizer == "momentum" else opt_cls(args.lr)
-    trainer = fb.Trainer(
-        net,
-        opt,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        early_stopping=fb.EarlyStopping("val_loss", patience=args.patience),
-        clip_norm=args.clip_norm,
-        seed=args.seed,
-    )
+    trainer = _trainer(fb, net, opt, args, clip_norm=args.clip_norm)
     print(
         f"training {net} on {len(Xtr)} samples (validation {len(Xva)}, test {len(Xte)})", flush=True
     )
