@@ -9,13 +9,15 @@
 //   LIB=$(python -c "import scipy_openblas32 as s; print(s.get_lib_dir())")
 //   FLAGS="-O3 -march=native -flto=auto -std=c++17 -fopenmp -fno-math-errno -fno-trapping-math"
 //   g++ $FLAGS -mprefer-vector-width=256 -Icpp -c cpp/optimizers.cpp -o /tmp/optimizers.o
-//   SRC="bench/core_epoch.cpp cpp/network.cpp cpp/gemm.cpp cpp/train.cpp /tmp/optimizers.o"
+//   SRC="bench/core_epoch.cpp cpp/network.cpp cpp/gemm.cpp cpp/gemm_bf16.cpp cpp/train.cpp
+//        /tmp/optimizers.o"
 //   g++ $FLAGS -Icpp -I$INC $SRC -L$LIB -lscipy_openblas -Wl,-rpath,$LIB -o /tmp/core_epoch
 //   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /tmp/core_epoch mnist-like 5 2
 //
 // As under Python, subnormals are flushed (the default) and OpenMP's idle threads sleep unless
 // OMP_WAIT_POLICY says otherwise (fastbp/__init__.py).
-// Arguments: configuration (deep-narrow, mnist-like, wide, tiny-online), epochs, threads.
+// Arguments: configuration (deep-narrow, mnist-like, wide, tiny-online), epochs, threads, and
+// `bf16` for bfloat16 products (Trainer(matmul_precision="bfloat16")).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -133,6 +135,7 @@ int main(int argc, char** argv) {
   oc.momentum = cfg->momentum;
   EpochConfig ec;
   ec.batch_size = cfg->batch;
+  ec.bf16_products = argc > 4 && std::strcmp(argv[4], "bf16") == 0;
   std::vector<float> p_start(net.n_params());
   double best = 1e30;
   for (int e = 0; e <= epochs; ++e) {  // epoch 0 warms up

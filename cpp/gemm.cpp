@@ -12,6 +12,7 @@
 
 #include "common.hpp"
 #include "fastmath.hpp"
+#include "gemm_bf16.hpp"
 
 namespace fastbp {
 
@@ -35,6 +36,26 @@ void blas(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, 
           const double* B, int ldb, double beta, double* C, int ldc) {
   scipy_cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                     M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+// Whether a product is worth rounding to bfloat16: below these sizes the kernel's tiles (12 x 32
+// over pairs of k) are mostly padding, or its packing costs more than it saves.
+bool bf16_worth(int M, int N, int K) {
+  return M >= 12 && N >= 32 && K >= 32 && double(M) * N * K >= kParallelMacs;
+}
+
+// The product on the calling thread: bfloat16 where asked and worth it, else BLAS.
+void product(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+             const float* B, int ldb, float beta, float* C, int ldc, bool bf16) {
+  if (bf16 && bf16_worth(M, N, K))
+    gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  else
+    blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void product(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda,
+             const double* B, int ldb, double beta, double* C, int ldc, bool) {
+  blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 // C = beta C + bias in every row (C = bias where beta is 0, whatever C held).
@@ -442,7 +463,7 @@ void loop_gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int l
 // The product by loops or BLAS, split over fastbp's threads when large.
 template <class T>
 void large_product(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B,
-                   int ldb, T beta, const T* bias, T* C, int ldc) {
+                   int ldb, T beta, const T* bias, T* C, int ldc, bool bf16) {
   if (double(M) * N * K <= kLoopMacs) {
     loop_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc);
     return;
@@ -453,7 +474,7 @@ void large_product(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, i
   }
   const int threads = num_threads();
   if (threads == 1 || double(M) * N * K < kParallelMacs || in_parallel()) {
-    blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    product(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16);
     return;
   }
   // Panels of C along its longer side, in multiples of 16 (whole SIMD registers).
@@ -471,10 +492,11 @@ void large_product(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, i
       if (count <= 0) continue;
       if (by_rows) {  // rows [first, first+count) of C and of op(A)
         const T* a = ta ? A + first : A + std::size_t(first) * lda;
-        blas(ta, tb, count, N, K, alpha, a, lda, B, ldb, beta, C + std::size_t(first) * ldc, ldc);
+        product(ta, tb, count, N, K, alpha, a, lda, B, ldb, beta, C + std::size_t(first) * ldc, ldc,
+                bf16);
       } else {  // columns [first, first+count) of C and of op(B)
         const T* b = tb ? B + std::size_t(first) * ldb : B + first;
-        blas(ta, tb, M, count, K, alpha, A, lda, b, ldb, beta, C + first, ldc);
+        product(ta, tb, M, count, K, alpha, A, lda, b, ldb, beta, C + first, ldc, bf16);
       }
     }
   }
@@ -484,16 +506,16 @@ void large_product(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, i
 
 template <class T>
 void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,
-          T beta, T* C, int ldc, const T* bias) {
+          T beta, T* C, int ldc, const T* bias, bool bf16) {
   (void)kBlasSingleThreaded;
   if (small_product(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc)) return;
-  large_product(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc);
+  large_product(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc, bf16);
 }
 
 template void gemm<float>(bool, bool, int, int, int, float, const float*, int, const float*, int,
-                          float, float*, int, const float*);
+                          float, float*, int, const float*, bool);
 template void gemm<double>(bool, bool, int, int, int, double, const double*, int, const double*,
-                           int, double, double*, int, const double*);
+                           int, double, double*, int, const double*, bool);
 
 int blas_num_threads() { return scipy_openblas_get_num_threads(); }
 

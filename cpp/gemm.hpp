@@ -2,7 +2,8 @@
 // (+ bias, a row of N added to every row of C, if given), op(A) is (M x K), op(B) is (K x N);
 // lda/ldb/ldc are row strides of the stored matrices. Small products run in fastbp's own
 // register-blocked kernels, large ones in BLAS, split into panels over fastbp's threads; BLAS
-// itself runs single-threaded.
+// itself runs single-threaded. With `bf16` (float only, where bf16_supported()), the large
+// products take bfloat16 inputs and sum in float32 (gemm_bf16.hpp); small ones stay float32.
 #pragma once
 #include <string>
 
@@ -10,7 +11,7 @@ namespace fastbp {
 
 template <class T>
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B,
-          int ldb, T beta, T* C, int ldc, const T* bias = nullptr);
+          int ldb, T beta, T* C, int ldc, const T* bias = nullptr, bool bf16 = false);
 
 std::string blas_core_name();
 int blas_num_threads();

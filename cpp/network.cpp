@@ -7,6 +7,7 @@
 #include <string>
 
 #include "gemm.hpp"
+#include "gemm_bf16.hpp"
 
 namespace fastbp {
 
@@ -51,6 +52,13 @@ Network<T>::Network(std::vector<int> sizes, std::vector<Act> hidden, Act out, Lo
 }
 
 template <class T>
+void Network<T>::set_bf16_products(bool on) {
+  require(!on || std::is_same_v<T, float>, "bfloat16 products need a float32 network");
+  require(!on || bf16_supported(), "bfloat16 products need a CPU with AVX512-BF16");
+  bf16_ = on;
+}
+
+template <class T>
 void Network<T>::ensure_capacity(int n) {
   if (n <= capacity_) return;
   for (int l = 0; l < n_layers(); ++l) {
@@ -71,7 +79,7 @@ void Network<T>::forward_rows(const T* X, int r0, int r1, int first) {
     const int in = sizes_[l], out = sizes_[l + 1];
     T* z = z_[l].data() + std::size_t(r0) * out;
     gemm<T>(false, false, m, out, in, T(1), layer_input(X, l) + std::size_t(r0) * in, in,
-            params_.data() + w_off_[l], out, T(0), z, out, params_.data() + b_offset(l));
+            params_.data() + w_off_[l], out, T(0), z, out, params_.data() + b_offset(l), bf16_);
     activation_forward(acts_[l], z, a_[l].data() + std::size_t(r0) * out, m, out);
   }
 }
@@ -117,7 +125,7 @@ void Network<T>::backprop_rows(int r0, int r1) {
     const std::size_t off = std::size_t(r0) * in;
     T* dprev = dz_[l - 1].data() + off;
     gemm<T>(false, true, m, in, out, T(1), dz_[l].data() + std::size_t(r0) * out, out,
-            params_.data() + w_off_[l], out, T(0), dprev, in);
+            params_.data() + w_off_[l], out, T(0), dprev, in, nullptr, bf16_);
     activation_backward(acts_[l - 1], z_[l - 1].data() + off, a_[l - 1].data() + off, dprev, m, in);
   }
 }
@@ -146,7 +154,7 @@ void Network<T>::layer_gradient(const T* X, int l, int n, int part, int parts, d
       for (int j = 0; j < out; ++j) row[j] = xi * dz[j];
     }
   } else if (i1 > i0) {
-    gemm<T>(true, false, i1 - i0, out, n, T(1), x + i0, in, dz, out, T(0), gw, out);
+    gemm<T>(true, false, i1 - i0, out, n, T(1), x + i0, in, dz, out, T(0), gw, out, nullptr, bf16_);
   }
   T* gb = grads_.data() + b_offset(l);
   double sq_b = 0;
@@ -208,7 +216,7 @@ void Network<T>::first_layer_part(const T* X, int n, int part, int parts) {
   const int i0 = share(in, part, parts), i1 = share(in, part + 1, parts);
   gemm<T>(false, false, n, out, i1 - i0, T(1), X + i0, in,
           params_.data() + w_offset(0) + std::size_t(i0) * out, out, T(0), first_part_[part].data(),
-          out);
+          out, nullptr, bf16_);
 }
 
 template <class T>

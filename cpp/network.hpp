@@ -40,6 +40,11 @@ class Network {
   std::size_t b_offset(int l) const { return w_off_[l] + std::size_t(sizes_[l]) * sizes_[l + 1]; }
   std::size_t w_size(int l) const { return std::size_t(sizes_[l]) * sizes_[l + 1]; }
 
+  // Whether the large products round their inputs to bfloat16 (gemm_bf16.hpp); only for a
+  // float network on a CPU with AVX512-BF16. The epoch loop sets it for its epoch.
+  void set_bf16_products(bool on);
+  bool bf16_products() const { return bf16_; }
+
   // X is (n, n_in), out is (n, n_out): output activations (probabilities for softmax).
   // stop (may be null) is asked between chunks of rows: once it says stop, out is incomplete.
   void forward(const T* X, long n, T* out, StopCheck* stop = nullptr);
@@ -126,6 +131,7 @@ class Network {
   std::vector<int> sizes_;
   std::vector<Act> acts_;  // one per weight layer; the last is the output activation
   Loss loss_;
+  bool bf16_ = false;
   std::vector<std::size_t> w_off_;
   std::vector<T> params_, grads_;
   // Working memory, sized for the largest batch seen so far and reused across batches.

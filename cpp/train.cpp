@@ -245,6 +245,22 @@ EpochStats line_search_epoch(Network<T>& net, const OptimConfig& oc, const T* X,
   return s;
 }
 
+// The network's products in bfloat16 or not for one epoch; its own setting afterwards.
+template <class T>
+class ProductsScope {
+ public:
+  ProductsScope(Network<T>& net, bool bf16) : net_(net), before_(net.bf16_products()) {
+    net_.set_bf16_products(bf16);
+  }
+  ~ProductsScope() { net_.set_bf16_products(before_); }
+  ProductsScope(const ProductsScope&) = delete;
+  ProductsScope& operator=(const ProductsScope&) = delete;
+
+ private:
+  Network<T>& net_;
+  const bool before_;
+};
+
 }  // namespace
 
 template <class T>
@@ -253,6 +269,7 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
   require(N > 0, "the training set is empty");
   require(ec.batch_size > 0, "batch_size must be positive");
   require(opt.size() == net.n_params(), "the optimizer state belongs to another network");
+  const ProductsScope<T> products(net, ec.bf16_products);
   if (oc.kind == Optim::line_search) return line_search_epoch(net, oc, X, N, y, ec, p_start, stop);
 
   // Everything the epoch needs is allocated here, before any thread starts: the order, one

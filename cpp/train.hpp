@@ -23,7 +23,8 @@ namespace fastbp {
   X(double, noise_eta, 0.01)                                                                  \
   X(double, noise_gamma, 0.55)                                                                \
   X(uint64_t, noise_seed, 0)                                                                  \
-  X(int64_t, noise_t, 0) /* step count of the noise schedule at the epoch's start */
+  X(int64_t, noise_t, 0)        /* step count of the noise schedule at the epoch's start */   \
+  X(bool, bf16_products, false) /* the products in bfloat16 (Network::set_bf16_products) */
 
 struct EpochConfig {
   FASTBP_EPOCH_FIELDS(FASTBP_CONFIG_FIELD)

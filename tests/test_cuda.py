@@ -660,3 +660,24 @@ def test_a_daemon_thread_training_on_the_gpu_at_exit_leaves_a_clean_exit(backend
     )
     assert done.returncode == 0 and done.stdout == "main ends\n", describe(done)
     assert done.stderr == "", describe(done)
+
+
+def test_bf16_products_are_a_cpu_mode(backend):
+    net = fb.MLP([8, 4], seed=0, device="cuda")
+    with pytest.raises(ValueError, match="matmul_precision='bfloat16' is a CPU mode"):
+        fb.Trainer(net, fb.SGD(lr=0.1), matmul_precision="bfloat16")
+    # the module's own guard, for a configuration that did not come through Trainer
+    opt = fb.SGD(lr=0.1)
+    X, Y = np.ones((4, 8), np.float32), np.zeros((4, 4), np.float32)
+    ec = fb._core.EpochConfig()
+    ec.bf16_products = True
+    with pytest.raises(ValueError, match="CUDA backend has none"):
+        net.backend.train_epoch(
+            net.core,
+            opt.state_for(net),
+            opt.config(),
+            *net.backend.upload(X, Y),
+            net.backend.snapshot(net.core),
+            ec,
+            None,
+        )

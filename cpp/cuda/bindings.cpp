@@ -448,6 +448,8 @@ py::dict run_train_epoch(Net<T>& n, DeviceOptimizerState<T, Exec>& opt, py::hand
                          py::handle /*stop*/) {
   const OptimConfig c = optim_config(config);
   const EpochConfig ec = epoch_config(epoch);
+  require(!ec.bf16_products,
+          "matmul_precision='bfloat16' is a CPU mode: the CUDA backend has none");
   std::vector<std::unique_ptr<DeviceArray>> held;
   const DeviceData<T> data = device_data(n, X, Y, held);
   require(opt.device() == n.net.device(), "the optimizer state is on another device");

@@ -134,10 +134,12 @@ def build_info() -> dict[str, _Any]:
     ``threads`` (how many fastbp uses now: always 1 without OpenMP), ``max_threads`` (the
     most it will use: see :func:`set_num_threads`); ``blas``, ``blas_core``
     (OpenBLAS's kernel for this CPU), ``blas_threads``; ``simd`` (the vector extensions the
-    running core was compiled for); ``isa`` (the core variant running: ``baseline``, ``v2``,
-    ``v3``, ``v4`` or ``native``), ``isa_built`` (the variants installed, best first),
-    ``isa_choice`` (``"auto"``, or the ``FASTBP_ISA`` setting that forced it),
-    ``cpu_features`` (what this CPU and operating system support); ``version``; ``cuda``:
+    running core was compiled for); ``bfloat16`` (whether this CPU runs
+    ``Trainer(matmul_precision="bfloat16")``: it needs AVX512-BF16); ``isa`` (the core variant
+    running: ``baseline``, ``v2``, ``v3``, ``v4`` or ``native``), ``isa_built`` (the variants
+    installed, best first), ``isa_choice`` (``"auto"``, or the ``FASTBP_ISA`` setting that
+    forced it), ``cpu_features`` (what this CPU and operating system support); ``version``;
+    ``cuda``:
     False when fastbp was built without its CUDA backend, else a dict: ``cuda_version``,
     ``architectures`` (the GPU code built, e.g. ``"80-real,90"``: machine code for compute
     capability 8.0 and 9.0, and PTX for newer GPUs), ``cublas_version`` (built against) and,

@@ -57,6 +57,7 @@ class EpochConfig:
     noise_gamma: float
     noise_seed: int
     noise_t: int
+    bf16_products: bool
     def __init__(self) -> None: ...
 
 class _Network:
@@ -138,3 +139,12 @@ def forked_child() -> bool:
 def set_flush_denormals(flush: bool) -> None: ...
 def get_flush_denormals() -> bool: ...
 def build_info() -> dict[str, Any]: ...
+def _bf16_gemm(
+    trans_a: bool,
+    trans_b: bool,
+    alpha: float,
+    A: npt.NDArray[np.float32],
+    B: npt.NDArray[np.float32],
+    beta: float,
+    C: npt.NDArray[np.float32],
+) -> None: ...

@@ -1,0 +1,266 @@
+#include "gemm_bf16.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
+#define FASTBP_BF16_KERNELS 1
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
+namespace fastbp {
+
+#ifdef FASTBP_BF16_KERNELS
+
+namespace {
+
+// Compiled for AVX512-BF16 whatever the variant's own flags: called only where the CPU has it.
+#define FASTBP_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+// Blocking, as in GotoBLAS / BLIS. The kernel computes an MR x NR tile of C from a panel of A
+// (MR rows) and a panel of B (NR columns) over KC values of k, both packed as bfloat16 pairs:
+// one 32-bit word holds the entries for k and k + 1, the two that VDPBF16PS multiplies and adds
+// into one float32 lane. MR x 2 accumulators, 2 vectors of B and a broadcast fill 27 of the 32
+// registers. A panel of B (KC x NR, 16 KB) stays in L1 while the kernel runs down a block of A
+// (MC x KC, 120 KB, in L2); the block of B (KC x NC) is packed once and serves every block of A.
+constexpr int MR = 12;
+constexpr int NR = 32;
+constexpr int KC = 256;   // even: pairs of k
+constexpr int MC = 264;   // multiple of MR; blocks of A are balanced up to this many rows
+constexpr int NC = 2048;  // multiple of NR
+constexpr int KP = KC / 2;
+
+FASTBP_BF16_TARGET inline __mmask16 first(int n) {
+  return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
+}
+
+// r[i] word j -> r[j] word i.
+FASTBP_BF16_TARGET inline void transpose16(__m512i (&r)[16]) {
+  __m512i t[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h)
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) {
+      t[8 * h + q] = _mm512_shuffle_i32x4(r[8 * h + q], r[8 * h + 4 + q], 0x88);
+      t[8 * h + 4 + q] = _mm512_shuffle_i32x4(r[8 * h + q], r[8 * h + 4 + q], 0xdd);
+    }
+#pragma GCC unroll 8
+  for (int q = 0; q < 8; ++q) {
+    r[q] = _mm512_shuffle_i32x4(t[q], t[8 + q], 0x88);
+    r[8 + q] = _mm512_shuffle_i32x4(t[q], t[8 + q], 0xdd);
+  }
+}
+
+// Two rows r0, r1 (r1 may be null: zeros) of n <= 16 floats each -> n words (r0[j], r1[j]).
+FASTBP_BF16_TARGET inline void pack_rows16(const float* r0, const float* r1, int n, uint32_t* out,
+                                           int width) {
+  const __mmask16 m = first(n);
+  const __m512 lo = _mm512_maskz_loadu_ps(m, r0);
+  const __m512 hi = r1 ? _mm512_maskz_loadu_ps(m, r1) : _mm512_setzero_ps();
+  const __m512i both = __m512i(_mm512_cvtne2ps_pbh(hi, lo));  // lo's 16 entries, then hi's
+  const __m512i interleave =
+      _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                       21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  _mm512_mask_storeu_epi32(out, first(width), _mm512_permutexvar_epi16(interleave, both));
+}
+
+// Packs op(X)[k0 .. k0 + kc) x [j0 .. j0 + w) for w <= W as kc/2 rows of W words (the columns
+// from w on are zero). op(X)(k, j) = X[k * ld + j] where `rows_contiguous` (the k-th row is
+// contiguous over j), else X[j * ld + k].
+template <int W>
+FASTBP_BF16_TARGET void pack_panel(const float* X, long ld, bool rows_contiguous, int k0, int kc,
+                                   int j0, int w, uint32_t* out) {
+  const int kp = (kc + 1) / 2;
+  if (rows_contiguous) {
+    for (int p = 0; p < kp; ++p) {
+      const int k = k0 + 2 * p;
+      const float* r0 = X + long(k) * ld + j0;
+      const float* r1 = 2 * p + 1 < kc ? r0 + ld : nullptr;
+      for (int h = 0; h < W; h += 16)
+        pack_rows16(r0 + h, r1 ? r1 + h : nullptr, std::max(0, std::min(16, w - h)),
+                    out + long(p) * W + h, std::min(16, W - h));
+    }
+    return;
+  }
+  // Each column is contiguous over k: 16 columns x 16 pairs at a time, transposed in registers.
+  for (int g = 0; g < W; g += 16) {
+    const int width = std::min(16, W - g);
+    for (int k = 0; k < kc; k += 32) {
+      const int left = kc - k;
+      __m512i r[16];
+#pragma GCC unroll 16
+      for (int q = 0; q < 16; ++q) {
+        if (g + q >= w) {
+          r[q] = _mm512_setzero_si512();
+          continue;
+        }
+        const float* col = X + long(j0 + g + q) * ld + k0 + k;
+        const __m512 lo = _mm512_maskz_loadu_ps(first(left), col);
+        const __m512 hi = _mm512_maskz_loadu_ps(first(left - 16), col + 16);
+        r[q] = __m512i(_mm512_cvtne2ps_pbh(hi, lo));  // word p: the pair (k + 2p, k + 2p + 1)
+      }
+      transpose16(r);
+      const int pairs = std::min(16, (left + 1) / 2);
+      for (int p = 0; p < pairs; ++p)
+        _mm512_mask_storeu_epi32(out + long(k / 2 + p) * W + g, first(width), r[p]);
+    }
+  }
+}
+
+// C tile (m <= R rows, n <= NR columns) = alpha A_panel B_panel + beta C over kp pairs, A's
+// panel packed R rows wide. R = MR but for the last rows of a block.
+template <int R>
+FASTBP_BF16_TARGET __attribute__((noinline)) void kernel(int kp, const uint32_t* a,
+                                                         const uint32_t* b, float* c, long ldc,
+                                                         float alpha, float beta, int m, int n) {
+  __m512 acc[R][2];
+#pragma GCC unroll 12
+  for (int i = 0; i < R; ++i) {
+    acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    if (i < m) {  // C's tile, read or written at the end, on its way in meanwhile
+      _mm_prefetch(reinterpret_cast<const char*>(c + long(i) * ldc), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(c + long(i) * ldc + 16), _MM_HINT_T0);
+    }
+  }
+  for (int p = 0; p < kp; ++p) {
+    const __m512bh b0 = __m512bh(_mm512_loadu_si512(b + long(p) * NR));
+    const __m512bh b1 = __m512bh(_mm512_loadu_si512(b + long(p) * NR + 16));
+    const uint32_t* ap = a + long(p) * R;
+#pragma GCC unroll 12
+    for (int i = 0; i < R; ++i) {
+      const __m512bh ai = __m512bh(_mm512_set1_epi32(int(ap[i])));
+      acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
+      acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
+    }
+  }
+  const __mmask16 m0 = first(n), m1 = first(std::max(0, n - 16));
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 12
+  for (int i = 0; i < R; ++i) {
+    if (i >= m) break;
+    float* ci = c + long(i) * ldc;
+    __m512 o0 = _mm512_mul_ps(va, acc[i][0]), o1 = _mm512_mul_ps(va, acc[i][1]);
+    if (beta != 0.0f) {
+      o0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), o0);
+      o1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), o1);
+    }
+    _mm512_mask_storeu_ps(ci, m0, o0);
+    _mm512_mask_storeu_ps(ci + 16, m1, o1);
+  }
+}
+
+// The rows of A's panel packed for the last m rows of a block: fewer lanes of work wasted.
+constexpr int panel_rows(int m) { return m > 8 ? MR : m > 4 ? 8 : 4; }
+
+// Packs rows [i0, i0 + m) of op(A)'s columns [pc, pc + kc) into one panel, R rows wide.
+FASTBP_BF16_TARGET void pack_a(const float* A, int lda, bool ta, int pc, int kc, int i0, int m,
+                               uint32_t* out) {
+  switch (panel_rows(m)) {  // op(A)(i, k) is A[i * lda + k], or A[k * lda + i] if transposed
+    case MR:
+      return pack_panel<MR>(A, lda, ta, pc, kc, i0, m, out);
+    case 8:
+      return pack_panel<8>(A, lda, ta, pc, kc, i0, m, out);
+    default:
+      return pack_panel<4>(A, lda, ta, pc, kc, i0, m, out);
+  }
+}
+
+FASTBP_BF16_TARGET void tile(int kp, const uint32_t* a, const uint32_t* b, float* c, long ldc,
+                             float alpha, float beta, int m, int n) {
+  switch (panel_rows(m)) {
+    case MR:
+      return kernel<MR>(kp, a, b, c, ldc, alpha, beta, m, n);
+    case 8:
+      return kernel<8>(kp, a, b, c, ldc, alpha, beta, m, n);
+    default:
+      return kernel<4>(kp, a, b, c, ldc, alpha, beta, m, n);
+  }
+}
+
+struct Workspace {
+  std::vector<uint32_t> a, b;
+};
+
+FASTBP_BF16_TARGET void run(bool ta, bool tb, int M, int N, int K, float alpha, const float* A,
+                            int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  thread_local Workspace ws;  // packed blocks, reused by every product on this thread
+  const int nc_max = std::min(NC, (N + NR - 1) / NR * NR);
+  // Blocks of A of equal size, in whole panels: 256 rows are one block, not 264 + 0 or 240 + 16.
+  const int blocks = (M + MC - 1) / MC;
+  const int mc_max = ((M + blocks - 1) / blocks + MR - 1) / MR * MR;
+  ws.b.resize(std::size_t(KP) * nc_max);
+  ws.a.resize(std::size_t(KP) * mc_max);
+  for (int jc = 0; jc < N; jc += NC) {
+    const int nc = std::min(NC, N - jc);
+    for (int pc = 0; pc < K; pc += KC) {
+      const int kc = std::min(KC, K - pc), kp = (kc + 1) / 2;
+      // op(B)(k, j) is B[k * ldb + j], or B[j * ldb + k] if transposed
+      for (int jr = 0; jr < nc; jr += NR)
+        pack_panel<NR>(B, ldb, !tb, pc, kc, jc + jr, std::min(NR, nc - jr),
+                       ws.b.data() + std::size_t(jr) * kp);
+      const float beta_k = pc == 0 ? beta : 1.0f;
+      for (int ic = 0; ic < M; ic += mc_max) {
+        const int mc = std::min(mc_max, M - ic);
+        for (int ir = 0; ir < mc; ir += MR)
+          pack_a(A, lda, ta, pc, kc, ic + ir, std::min(MR, mc - ir),
+                 ws.a.data() + std::size_t(ir) * kp);
+        for (int jr = 0; jr < nc; jr += NR)
+          for (int ir = 0; ir < mc; ir += MR)
+            tile(kp, ws.a.data() + std::size_t(ir) * kp, ws.b.data() + std::size_t(jr) * kp,
+                 C + long(ic + ir) * ldc + jc + jr, ldc, alpha, beta_k, std::min(MR, mc - ir),
+                 std::min(NR, nc - jr));
+      }
+    }
+  }
+}
+
+bool detect() {
+  unsigned a, b, c, d;
+  if (__get_cpuid_count(1, 0, &a, &b, &c, &d) == 0 || !(c & (1u << 27))) return false;  // OSXSAVE
+  unsigned lo, hi;
+  __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  if ((lo & 0xe6u) != 0xe6u) return false;  // the OS saves SSE, AVX and AVX-512 state
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0) return false;
+  const bool f = b & (1u << 16), bw = b & (1u << 30), vl = b & (1u << 31);
+  if (!(f && bw && vl) || a < 1) return false;
+  __get_cpuid_count(7, 1, &a, &b, &c, &d);
+  return a & (1u << 5);  // AVX512_BF16
+}
+
+}  // namespace
+
+bool bf16_supported() {
+  static const bool yes = detect();
+  return yes;
+}
+
+void gemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+               const float* B, int ldb, float beta, float* C, int ldc) {
+  run(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+#else
+
+bool bf16_supported() { return false; }
+
+void gemm_bf16(bool, bool, int, int, int, float, const float*, int, const float*, int, float,
+               float*, int) {}
+
+#endif
+
+}  // namespace fastbp
