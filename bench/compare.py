@@ -334,8 +334,9 @@ def fastbp_net(cfg: dict[str, Any], threads: int, device: str = "cpu") -> tuple[
     return net, opt
 
 
-def run_fastbp(cfg, X, y, threads, epochs, budget, device="cpu"):
-    """fastbp's epochs on the CPU, or with device="cuda" on the GPU (--device cuda)."""
+def run_fastbp(cfg, X, y, threads, epochs, budget, device="cpu", matmul_precision="highest"):
+    """fastbp's epochs on the CPU, or with device="cuda" on the GPU (--device cuda); with
+    matmul_precision="bfloat16", in mixed precision (--bf16)."""
     from fastbp.train import Callback
 
     Trainer = fastbp_trainer_cls()
@@ -351,6 +352,7 @@ def run_fastbp(cfg, X, y, threads, epochs, budget, device="cpu"):
             seed=seed,
             callbacks=callbacks,
             progress=False,
+            matmul_precision=matmul_precision,
         )
 
     t0 = time.perf_counter()
@@ -853,6 +855,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     X, y = make_data(cfg, spec["samples"])
     if spec["kind"] == "memory":
         return memory_run(cfg, spec["peer"], X, y, threads)
+    if spec["kind"] == "bf16_accuracy":
+        return bf16_accuracy_run(cfg, X, y, threads, spec)
     if spec["kind"] == "grad_floor":
         if spec.get("keep_subnormals"):
             import fastbp
@@ -876,6 +880,16 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         run = gpu_peers.RUNNERS[spec["peer"]]
         init = init_weights(cfg)
         result = run(cfg, X, y, spec["epochs"], spec["budget"], init, n_timed_epochs, train_loss)
+    elif spec.get("matmul_precision"):
+        result = run_fastbp(
+            cfg,
+            X,
+            y,
+            threads,
+            spec["epochs"],
+            spec["budget"],
+            matmul_precision=spec["matmul_precision"],
+        )
     else:
         result = RUNNERS[spec["peer"]](cfg, X, y, threads, spec["epochs"], spec["budget"])
     result["cpus"] = len(usable_cpus())
@@ -1768,6 +1782,122 @@ def subnormal(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def bf16_accuracy_run(cfg, X, y, threads: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """fastbp trained for spec["epochs"] epochs on the first spec["train"] rows of (X, y) at
+    spec["matmul_precision"], from compare's initial weights and shuffling seed; the accuracy
+    on the rows after them, which training never saw."""
+    net, opt = fastbp_net(cfg, threads)
+    n = spec["train"]
+    trainer = fastbp_trainer_cls()(
+        net,
+        opt,
+        batch_size=cfg["batch"],
+        epochs=spec["epochs"],
+        seed=1,
+        progress=False,
+        matmul_precision=spec["matmul_precision"],
+    )
+    t0 = time.perf_counter()
+    history = trainer.fit(X[:n], y[:n])
+    return dict(
+        seconds=time.perf_counter() - t0,
+        train_loss=float(history.train_loss[-1]),
+        test_accuracy=float(trainer.evaluate(X[n:], y[n:])["accuracy"]),
+    )
+
+
+def bf16(args: argparse.Namespace) -> dict[str, Any]:
+    """fastbp in float32 and in mixed precision (Trainer(matmul_precision="bfloat16")): epoch
+    times, alternating in --bf16-rounds rounds, on the configurations of --config; then the
+    held-out accuracy of mnist-like after --bf16-epochs epochs at each precision."""
+    import fastbp
+
+    if not fastbp.build_info()["bfloat16"]:
+        print("bfloat16 products: n/a, this CPU has no AVX512-BF16\n")
+        return dict(error="no AVX512-BF16")
+    precisions = ("highest", "bfloat16")
+    out: dict[str, Any] = dict(runs=[], accuracy=[])
+    rows = []
+    for name in args.config:
+        cfg = CONFIGS[name]
+        if cfg["batch"] == 1:  # no product is large enough to run in bfloat16
+            continue
+        samples = quick_samples(cfg) if args.quick else cfg["samples"]
+        times: dict[str, list[float]] = {p: [] for p in precisions}
+        for _ in range(args.bf16_rounds):
+            for prec in precisions:
+                r = run_worker(
+                    dict(
+                        kind="train",
+                        config=name,
+                        peer="fastbp",
+                        threads=args.threads,
+                        samples=samples,
+                        epochs=args.epochs,
+                        budget=args.run_budget,
+                        matmul_precision=prec,
+                    )
+                )
+                r.update(config=name, matmul_precision=prec)
+                out["runs"].append(r)
+                if "times" in r:
+                    times[prec].append(statistics.median(r["times"]))
+                shown = fmt_s(times[prec][-1]) if "times" in r else fmt_error(r)
+                print(
+                    f"  bf16 {name} {prec}: {shown}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        med = {p: statistics.median(t) if t else None for p, t in times.items()}
+        gain = (
+            f"{med['highest'] / med['bfloat16']:.2f}" if med["highest"] and med["bfloat16"] else "-"
+        )
+        per_round = " ".join(f"{a / b:.2f}" for a, b in zip(times["highest"], times["bfloat16"]))
+        rows.append([name, fmt_s(med["highest"]), fmt_s(med["bfloat16"]), gain, per_round])
+    print(
+        f"bfloat16 products: fastbp's s/epoch in float32 and with matmul_precision='bfloat16', "
+        f"{args.threads} threads, medians of {args.bf16_rounds} alternating rounds"
+    )
+    print_table(rows, ["config", "float32", "bfloat16", "speed-up", "rounds"])
+    print()
+    cfg = CONFIGS["mnist-like"]
+    train = 6000 if args.quick else cfg["samples"]
+    acc_rows = []
+    for prec in precisions:
+        r = run_worker(
+            dict(
+                kind="bf16_accuracy",
+                config="mnist-like",
+                threads=args.threads,
+                samples=train + 10_000,
+                train=train,
+                epochs=args.bf16_epochs,
+                matmul_precision=prec,
+            )
+        )
+        r["matmul_precision"] = prec
+        out["accuracy"].append(r)
+        if "test_accuracy" in r:
+            acc_rows.append(
+                [
+                    prec,
+                    f"{100 * r['test_accuracy']:.2f}%",
+                    f"{r['train_loss']:.4f}",
+                    fmt_s(r["seconds"]),
+                ]
+            )
+        else:
+            acc_rows.append([prec, fmt_error(r), "-", "-"])
+    accs = [r.get("test_accuracy") for r in out["accuracy"]]
+    diff = f"{100 * (accs[1] - accs[0]):+.2f} points" if None not in accs else "-"
+    print(
+        f"mnist-like after {args.bf16_epochs} epochs on {train} samples, accuracy on 10000 "
+        f"held-out samples (bfloat16 - float32: {diff})"
+    )
+    print_table(acc_rows, ["precision", "test accuracy", "train loss", "seconds"])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -1896,6 +2026,19 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=3,
         help="timed epochs after a warm-up epoch (default 3; 1 with --quick)",
+    )
+    g = p.add_argument_group("bfloat16 products")
+    g.add_argument(
+        "--bf16",
+        action="store_true",
+        help="fastbp in float32 against Trainer(matmul_precision='bfloat16'): epoch times and "
+        "mnist-like's held-out accuracy (CPUs with AVX512-BF16)",
+    )
+    g.add_argument(
+        "--bf16-rounds", type=int, default=3, help="alternating rounds of the timing (default 3)"
+    )
+    g.add_argument(
+        "--bf16-epochs", type=int, default=10, help="epochs of the accuracy runs (default 10)"
     )
     p.add_argument(
         "--busy",
@@ -2058,6 +2201,9 @@ def main(argv: list[str] | None = None) -> int:
             print()
         if args.subnormal:
             out["subnormal"] = subnormal(args)
+            print()
+        if args.bf16:
+            out["bf16"] = bf16(args)
             print()
     try:
         out["loadavg_end"] = os.getloadavg()

@@ -5,7 +5,9 @@
 #include <cstring>
 #include <vector>
 
-#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
+// Only in the cores compiled for AVX-512 (v4, native): a variant holds no instruction above its
+// level (tests/test_portable.py), and every CPU with AVX512-BF16 loads the v4 core.
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__) && defined(__AVX512F__)
 #define FASTBP_BF16_KERNELS 1
 #include <cpuid.h>
 #include <immintrin.h>
@@ -209,21 +211,22 @@ FASTBP_BF16_TARGET void run(bool ta, bool tb, int M, int N, int K, float alpha, 
     const int nc = std::min(NC, N - jc);
     for (int pc = 0; pc < K; pc += KC) {
       const int kc = std::min(KC, K - pc), kp = (kc + 1) / 2;
-      // op(B)(k, j) is B[k * ldb + j], or B[j * ldb + k] if transposed
-      for (int jr = 0; jr < nc; jr += NR)
-        pack_panel<NR>(B, ldb, !tb, pc, kc, jc + jr, std::min(NR, nc - jr),
-                       ws.b.data() + std::size_t(jr) * kp);
       const float beta_k = pc == 0 ? beta : 1.0f;
       for (int ic = 0; ic < M; ic += mc_max) {
         const int mc = std::min(mc_max, M - ic);
         for (int ir = 0; ir < mc; ir += MR)
           pack_a(A, lda, ta, pc, kc, ic + ir, std::min(MR, mc - ir),
                  ws.a.data() + std::size_t(ir) * kp);
-        for (int jr = 0; jr < nc; jr += NR)
+        for (int jr = 0; jr < nc; jr += NR) {
+          uint32_t* b = ws.b.data() + std::size_t(jr) * kp;
+          // Each panel of B is packed just before the first block of A runs over it, while
+          // it is in L1, and kept for the next blocks. op(B)(k, j) is B[k * ldb + j], or
+          // B[j * ldb + k] if transposed.
+          if (ic == 0) pack_panel<NR>(B, ldb, !tb, pc, kc, jc + jr, std::min(NR, nc - jr), b);
           for (int ir = 0; ir < mc; ir += MR)
-            tile(kp, ws.a.data() + std::size_t(ir) * kp, ws.b.data() + std::size_t(jr) * kp,
-                 C + long(ic + ir) * ldc + jc + jr, ldc, alpha, beta_k, std::min(MR, mc - ir),
-                 std::min(NR, nc - jr));
+            tile(kp, ws.a.data() + std::size_t(ir) * kp, b, C + long(ic + ir) * ldc + jc + jr, ldc,
+                 alpha, beta_k, std::min(MR, mc - ir), std::min(NR, nc - jr));
+        }
       }
     }
   }

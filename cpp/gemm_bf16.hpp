@@ -2,7 +2,8 @@
 // bfloat16 (round to nearest even), the products and their sums are float32. On CPUs with
 // AVX512-BF16 (AMD Zen 4 and later, Intel Cooper Lake and Sapphire Rapids) one instruction
 // (VDPBF16PS) does twice the multiply-adds of a float32 FMA, so large products run up to twice
-// as fast as float32 BLAS. Everywhere else bf16_supported() is false and nothing here is called.
+// as fast as float32 BLAS. Built into the AVX-512 cores (v4, native) only; everywhere else
+// bf16_supported() is false and nothing here is called.
 #pragma once
 
 namespace fastbp {
