@@ -414,8 +414,9 @@ void bf16_gemm(bool ta, bool tb, float alpha, const Array<float>& A, const Array
   require((tb ? B.shape(1) : B.shape(0)) == K, "op(A) and op(B) do not match");
   require(C.shape(0) == M && C.shape(1) == N, "C must be (M, N)");
   require(M > 0 && N > 0 && K > 0, "the matrices must not be empty");
-  gemm_bf16(ta, tb, M, N, K, alpha, A.data(), int(A.shape(1)), B.data(), int(B.shape(1)), beta,
-            C.mutable_data(), N);
+  if (!gemm_bf16(ta, tb, M, N, K, alpha, A.data(), int(A.shape(1)), B.data(), int(B.shape(1)), beta,
+                 C.mutable_data(), N))
+    throw std::bad_alloc();
 }
 
 void bind_info(py::module_& m) {

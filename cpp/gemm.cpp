@@ -47,10 +47,10 @@ bool bf16_worth(int M, int N, int K) {
 // The product on the calling thread: bfloat16 where asked and worth it, else BLAS.
 void product(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
              const float* B, int ldb, float beta, float* C, int ldc, bool bf16) {
-  if (bf16 && bf16_worth(M, N, K))
-    gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  else
-    blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  if (bf16 && bf16_worth(M, N, K) &&
+      gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+    return;
+  blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void product(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda,

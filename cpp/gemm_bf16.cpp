@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
-#include <vector>
+#include <memory>
+#include <new>
 
 // Only in the cores compiled for AVX-512 (v4, native): a variant holds no instruction above its
 // level (tests/test_portable.py), and every CPU with AVX512-BF16 loads the v4 core.
@@ -194,19 +194,25 @@ FASTBP_BF16_TARGET void tile(int kp, const uint32_t* a, const uint32_t* b, float
   }
 }
 
+// The packed blocks of A and B, allocated once per thread at their largest (1.2 MB) and reused
+// by every product on it: products run inside the epoch's team, where nothing may throw.
 struct Workspace {
-  std::vector<uint32_t> a, b;
+  std::unique_ptr<uint32_t[]> words;
+  uint32_t* a() { return words.get(); }
+  uint32_t* b() { return words.get() + std::size_t(KP) * MC; }
+  bool ready() {
+    if (!words) words.reset(new (std::nothrow) uint32_t[std::size_t(KP) * (MC + NC)]);
+    return bool(words);
+  }
 };
 
-FASTBP_BF16_TARGET void run(bool ta, bool tb, int M, int N, int K, float alpha, const float* A,
+FASTBP_BF16_TARGET bool run(bool ta, bool tb, int M, int N, int K, float alpha, const float* A,
                             int lda, const float* B, int ldb, float beta, float* C, int ldc) {
-  thread_local Workspace ws;  // packed blocks, reused by every product on this thread
-  const int nc_max = std::min(NC, (N + NR - 1) / NR * NR);
+  thread_local Workspace ws;
+  if (!ws.ready()) return false;
   // Blocks of A of equal size, in whole panels: 256 rows are one block, not 264 + 0 or 240 + 16.
   const int blocks = (M + MC - 1) / MC;
   const int mc_max = ((M + blocks - 1) / blocks + MR - 1) / MR * MR;
-  ws.b.resize(std::size_t(KP) * nc_max);
-  ws.a.resize(std::size_t(KP) * mc_max);
   for (int jc = 0; jc < N; jc += NC) {
     const int nc = std::min(NC, N - jc);
     for (int pc = 0; pc < K; pc += KC) {
@@ -215,21 +221,21 @@ FASTBP_BF16_TARGET void run(bool ta, bool tb, int M, int N, int K, float alpha, 
       for (int ic = 0; ic < M; ic += mc_max) {
         const int mc = std::min(mc_max, M - ic);
         for (int ir = 0; ir < mc; ir += MR)
-          pack_a(A, lda, ta, pc, kc, ic + ir, std::min(MR, mc - ir),
-                 ws.a.data() + std::size_t(ir) * kp);
+          pack_a(A, lda, ta, pc, kc, ic + ir, std::min(MR, mc - ir), ws.a() + std::size_t(ir) * kp);
         for (int jr = 0; jr < nc; jr += NR) {
-          uint32_t* b = ws.b.data() + std::size_t(jr) * kp;
+          uint32_t* b = ws.b() + std::size_t(jr) * kp;
           // Each panel of B is packed just before the first block of A runs over it, while
           // it is in L1, and kept for the next blocks. op(B)(k, j) is B[k * ldb + j], or
           // B[j * ldb + k] if transposed.
           if (ic == 0) pack_panel<NR>(B, ldb, !tb, pc, kc, jc + jr, std::min(NR, nc - jr), b);
           for (int ir = 0; ir < mc; ir += MR)
-            tile(kp, ws.a.data() + std::size_t(ir) * kp, b, C + long(ic + ir) * ldc + jc + jr, ldc,
+            tile(kp, ws.a() + std::size_t(ir) * kp, b, C + long(ic + ir) * ldc + jc + jr, ldc,
                  alpha, beta_k, std::min(MR, mc - ir), std::min(NR, nc - jr));
         }
       }
     }
   }
+  return true;
 }
 
 bool detect() {
@@ -252,17 +258,19 @@ bool bf16_supported() {
   return yes;
 }
 
-void gemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+bool gemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
                const float* B, int ldb, float beta, float* C, int ldc) {
-  run(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  return run(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 #else
 
 bool bf16_supported() { return false; }
 
-void gemm_bf16(bool, bool, int, int, int, float, const float*, int, const float*, int, float,
-               float*, int) {}
+bool gemm_bf16(bool, bool, int, int, int, float, const float*, int, const float*, int, float,
+               float*, int) {
+  return false;
+}
 
 #endif
 
