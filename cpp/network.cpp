@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <limits>
 #include <string>
+#include <type_traits>
 
 #include "gemm.hpp"
 #include "gemm_bf16.hpp"

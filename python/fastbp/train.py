@@ -232,8 +232,9 @@ class Trainer:
         The inputs of each large matrix product of the training epochs (forward, backward and
         weight gradients) are rounded to bfloat16, and their products are summed in float32.
         Weights, gradients, optimizer state and everything else stay float32. Such products run
-        up to twice as fast. Each rounding has a relative error of at most 2**-9. Predictions,
-        evaluation and validation run in float32.
+        up to twice as fast. Each rounding has a relative error of at most 2**-9 (subnormal
+        inputs round to 0, whatever :func:`set_flush_denormals` says). Predictions, evaluation
+        and validation run in float32.
     """
 
     def __init__(
