@@ -26,11 +26,13 @@ namespace {
 // (MR rows) and a panel of B (NR columns) over KC values of k, both packed as bfloat16 pairs:
 // one 32-bit word holds the entries for k and k + 1, the two that VDPBF16PS multiplies and adds
 // into one float32 lane. MR x 2 accumulators, 2 vectors of B and a broadcast fill 27 of the 32
-// registers. A panel of B (KC x NR, 16 KB) stays in L1 while the kernel runs down a block of A
-// (MC x KC, 120 KB, in L2); the block of B (KC x NC) is packed once and serves every block of A.
+// registers. A panel of B (KC x NR, 32 KB) stays in L1 and L2 while the kernel runs down a
+// block of A (MC x KC, 264 KB, in L2); the block of B (KC x NC) is packed once and serves every
+// block of A. KC = 512 rather than 256: C's tiles are read and written half as often (wide's
+// bfloat16 epoch, bench/core_epoch.cpp: 2.15-2.17 s against 2.26-2.52 s; 384 and 768 between).
 constexpr int MR = 12;
 constexpr int NR = 32;
-constexpr int KC = 256;   // even: pairs of k
+constexpr int KC = 512;   // even: pairs of k
 constexpr int MC = 264;   // multiple of MR; blocks of A are balanced up to this many rows
 constexpr int NC = 2048;  // multiple of NR
 constexpr int KP = KC / 2;
@@ -194,7 +196,7 @@ FASTBP_BF16_TARGET void tile(int kp, const uint32_t* a, const uint32_t* b, float
   }
 }
 
-// The packed blocks of A and B, allocated once per thread at their largest (1.2 MB) and reused
+// The packed blocks of A and B, allocated once per thread at their largest (2.4 MB) and reused
 // by every product on it: products run inside the epoch's team, where nothing may throw.
 struct Workspace {
   std::unique_ptr<uint32_t[]> words;

@@ -13,7 +13,7 @@ bool bf16_supported();
 
 // Row-major, single-threaded: C (M x N) = alpha op(A) op(B) + beta C, with op(A) (M x K) and
 // op(B) (K x N) rounded to bfloat16. Only call where bf16_supported(). False, with C untouched,
-// where this thread's working memory (1.2 MB, once) could not be allocated.
+// where this thread's working memory (2.4 MB, once) could not be allocated.
 bool gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
                int lda, const float* B, int ldb, float beta, float* C, int ldc);
 

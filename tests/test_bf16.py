@@ -43,7 +43,7 @@ def test_bf16_rounding_reference_is_right():
         (13, 33, 3),  # one row past a 12-row panel, one column past a 32-column panel
         (5, 17, 31),  # a 4- and an 8-row panel's worth, odd k
         (9, 64, 2),
-        (300, 70, 601),  # two blocks of rows, three blocks of k (the last odd)
+        (300, 70, 1201),  # two blocks of rows, three blocks of k (the last odd)
         (24, 2100, 40),  # two blocks of columns
     ],
 )
