@@ -38,23 +38,20 @@ void blas(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, 
                     M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-// Whether a product is worth rounding to bfloat16: below these sizes the kernel's tiles (12 x 32
-// over pairs of k) are mostly padding, or its packing costs more than it saves.
-bool bf16_worth(int M, int N, int K) {
-  return M >= 12 && N >= 32 && K >= 32 && double(M) * N * K >= kParallelMacs;
-}
-
 // The product on the calling thread: bfloat16 where asked and worth it, else BLAS.
 void product(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
-             const float* B, int ldb, float beta, float* C, int ldc, bool bf16) {
+             const float* B, int ldb, float beta, float* C, int ldc, bool bf16,
+             const std::uint16_t* packed_b) {
   if (bf16 && bf16_worth(M, N, K) &&
-      gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+      (packed_b ? gemm_bf16_packed(ta, M, N, K, alpha, A, lda, packed_b, beta, C, ldc)
+                : gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)))
     return;
   blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void product(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda,
-             const double* B, int ldb, double beta, double* C, int ldc, bool) {
+             const double* B, int ldb, double beta, double* C, int ldc, bool,
+             const std::uint16_t*) {
   blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
@@ -463,7 +460,8 @@ void loop_gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int l
 // The product by loops or BLAS, split over fastbp's threads when large.
 template <class T>
 void large_product(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B,
-                   int ldb, T beta, const T* bias, T* C, int ldc, bool bf16) {
+                   int ldb, T beta, const T* bias, T* C, int ldc, bool bf16,
+                   const std::uint16_t* packed_b) {
   if (double(M) * N * K <= kLoopMacs) {
     loop_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc);
     return;
@@ -474,7 +472,7 @@ void large_product(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, i
   }
   const int threads = num_threads();
   if (threads == 1 || double(M) * N * K < kParallelMacs || in_parallel()) {
-    product(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16);
+    product(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16, packed_b);
     return;
   }
   // Panels of C along its longer side, in multiples of 16 (whole SIMD registers).
@@ -493,10 +491,10 @@ void large_product(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, i
       if (by_rows) {  // rows [first, first+count) of C and of op(A)
         const T* a = ta ? A + first : A + std::size_t(first) * lda;
         product(ta, tb, count, N, K, alpha, a, lda, B, ldb, beta, C + std::size_t(first) * ldc, ldc,
-                bf16);
+                bf16, packed_b);
       } else {  // columns [first, first+count) of C and of op(B)
         const T* b = tb ? B + std::size_t(first) * ldb : B + first;
-        product(ta, tb, M, count, K, alpha, A, lda, b, ldb, beta, C + first, ldc, bf16);
+        product(ta, tb, M, count, K, alpha, A, lda, b, ldb, beta, C + first, ldc, bf16, nullptr);
       }
     }
   }
@@ -506,16 +504,16 @@ void large_product(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, i
 
 template <class T>
 void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,
-          T beta, T* C, int ldc, const T* bias, bool bf16) {
+          T beta, T* C, int ldc, const T* bias, bool bf16, const std::uint16_t* packed_b) {
   (void)kBlasSingleThreaded;
   if (small_product(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc)) return;
-  large_product(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc, bf16);
+  large_product(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc, bf16, packed_b);
 }
 
 template void gemm<float>(bool, bool, int, int, int, float, const float*, int, const float*, int,
-                          float, float*, int, const float*, bool);
+                          float, float*, int, const float*, bool, const std::uint16_t*);
 template void gemm<double>(bool, bool, int, int, int, double, const double*, int, const double*,
-                           int, double, double*, int, const double*, bool);
+                           int, double, double*, int, const double*, bool, const std::uint16_t*);
 
 int blas_num_threads() { return scipy_openblas_get_num_threads(); }
 

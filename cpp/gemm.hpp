@@ -4,14 +4,18 @@
 // register-blocked kernels, large ones in BLAS, split into panels over fastbp's threads; BLAS
 // itself runs single-threaded. With `bf16` (float only, where bf16_supported()), the large
 // products take bfloat16 inputs and sum in float32 (gemm_bf16.hpp); small ones stay float32.
+// `packed_b`, where given, is op(B) already packed for them (bf16_pack_rows*): B is then read
+// only if the product runs in float32.
 #pragma once
+#include <cstdint>
 #include <string>
 
 namespace fastbp {
 
 template <class T>
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B,
-          int ldb, T beta, T* C, int ldc, const T* bias = nullptr, bool bf16 = false);
+          int ldb, T beta, T* C, int ldc, const T* bias = nullptr, bool bf16 = false,
+          const std::uint16_t* packed_b = nullptr);
 
 std::string blas_core_name();
 int blas_num_threads();

@@ -196,6 +196,72 @@ FASTBP_BF16_TARGET void tile(int kp, const uint32_t* a, const uint32_t* b, float
   }
 }
 
+constexpr std::size_t padded(int N) { return std::size_t(N + NR - 1) / NR * NR; }
+
+// --- B packed whole, row by row of W, by the thread that owns those rows ----------------------
+// The layout run() reads: for each block of k from pc (KC values, kp = (kc + 1) / 2 pairs), at
+// word (pc / 2) * padded(N), its panels of NR columns, kp x NR words each, one after another.
+// Entries never written (columns past N, the pair of an odd last k) stay as the caller zeroed
+// them. Each call writes only the halves of words (k's of op(B)) or the words (j's of op(B))
+// that come from its own rows of W, so threads that own different rows may pack at once.
+
+// op(B) = W (R x C): k = row, j = column. Row r is the low (even r) or high half of the words of
+// pair r / 2: 16 columns at a time, stored as 16-bit lanes under a mask.
+FASTBP_BF16_TARGET void pack_rows(const float* W, int R, int C, int r0, int r1, uint16_t* out) {
+  const std::size_t np = padded(C);
+  for (int r = r0; r < r1; ++r) {
+    const int pc = r / KC * KC, kp = (std::min(KC, R - pc) + 1) / 2, p = (r - pc) / 2;
+    const __mmask32 half = (r & 1) ? 0xaaaaaaaau : 0x55555555u;
+    uint16_t* row = out + 2 * (std::size_t(pc / 2) * np + std::size_t(p) * NR);
+    for (int c = 0; c < C; c += 16) {
+      const int n = std::min(16, C - c);
+      const __m512 v = _mm512_maskz_loadu_ps(first(n), W + std::size_t(r) * C + c);
+      __m512i w = _mm512_cvtepu16_epi32(__m256i(_mm512_cvtneps_pbh(v)));
+      if (r & 1) w = _mm512_slli_epi32(w, 16);
+      const __mmask32 lanes = n == 16 ? ~__mmask32(0) : __mmask32((1u << (2 * n)) - 1);
+      // column c is word c % NR of panel c / NR
+      uint16_t* dst = row + 2 * (std::size_t(c / NR * NR) * kp + c % NR);
+      _mm512_mask_storeu_epi16(dst, half & lanes, w);
+    }
+  }
+}
+
+// op(B) = W^T (C x R): k = column of W, j = row. The pairs of row r are whole words of column r
+// of op(B): 16 rows x 16 pairs at a time, transposed in registers, stored under a row mask.
+FASTBP_BF16_TARGET void pack_rows_transposed(const float* W, int R, int C, int r0, int r1,
+                                             uint16_t* out) {
+  const std::size_t np = padded(R);
+  for (int g = r0 / 16 * 16; g < r1; g += 16) {
+    __mmask16 mine = 0;
+    for (int q = 0; q < 16; ++q)
+      if (g + q >= r0 && g + q < r1) mine |= __mmask16(1u << q);
+    for (int pc = 0; pc < C; pc += KC) {
+      const int kc = std::min(KC, C - pc), kp = (kc + 1) / 2;
+      uint32_t* panel = reinterpret_cast<uint32_t*>(out) + std::size_t(pc / 2) * np +
+                        std::size_t(g / NR * NR) * kp + g % NR;
+      for (int k = 0; k < kc; k += 32) {
+        const int left = kc - k;
+        __m512i v[16];
+#pragma GCC unroll 16
+        for (int q = 0; q < 16; ++q) {
+          if (!(mine & (1u << q))) {
+            v[q] = _mm512_setzero_si512();
+            continue;
+          }
+          const float* src = W + std::size_t(g + q) * C + pc + k;
+          const __m512 lo = _mm512_maskz_loadu_ps(first(left), src);
+          const __m512 hi = _mm512_maskz_loadu_ps(first(left - 16), src + 16);
+          v[q] = __m512i(_mm512_cvtne2ps_pbh(hi, lo));
+        }
+        transpose16(v);
+        const int pairs = std::min(16, (left + 1) / 2);
+        for (int p = 0; p < pairs; ++p)
+          _mm512_mask_storeu_epi32(panel + std::size_t(k / 2 + p) * NR, mine, v[p]);
+      }
+    }
+  }
+}
+
 // The packed blocks of A and B, allocated once per thread at their largest (2.4 MB) and reused
 // by every product on it: products run inside the epoch's team, where nothing may throw.
 struct Workspace {
@@ -208,8 +274,17 @@ struct Workspace {
   }
 };
 
+// B packed whole (bf16_pack_rows): the block of k from pc and columns from j, whose panels hold
+// kp pairs each.
+inline const uint32_t* packed_panel(const uint16_t* packed, int N, int pc, int kp, int j) {
+  const std::size_t words = std::size_t(pc / 2) * padded(N) + std::size_t(j) * kp;
+  return reinterpret_cast<const uint32_t*>(packed) + words;
+}
+
+// B (ldb) is packed block by block here unless `packed` holds it packed whole.
 FASTBP_BF16_TARGET bool run(bool ta, bool tb, int M, int N, int K, float alpha, const float* A,
-                            int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+                            int lda, const float* B, int ldb, const uint16_t* packed, float beta,
+                            float* C, int ldc) {
   thread_local Workspace ws;
   if (!ws.ready()) return false;
   // Blocks of A of equal size, in whole panels: 256 rows are one block, not 264 + 0 or 240 + 16.
@@ -225,11 +300,16 @@ FASTBP_BF16_TARGET bool run(bool ta, bool tb, int M, int N, int K, float alpha, 
         for (int ir = 0; ir < mc; ir += MR)
           pack_a(A, lda, ta, pc, kc, ic + ir, std::min(MR, mc - ir), ws.a() + std::size_t(ir) * kp);
         for (int jr = 0; jr < nc; jr += NR) {
-          uint32_t* b = ws.b() + std::size_t(jr) * kp;
-          // Each panel of B is packed just before the first block of A runs over it, while
-          // it is in L1, and kept for the next blocks. op(B)(k, j) is B[k * ldb + j], or
-          // B[j * ldb + k] if transposed.
-          if (ic == 0) pack_panel<NR>(B, ldb, !tb, pc, kc, jc + jr, std::min(NR, nc - jr), b);
+          const uint32_t* b = ws.b() + std::size_t(jr) * kp;
+          if (packed) {
+            b = packed_panel(packed, N, pc, kp, jc + jr);
+          } else if (ic == 0) {
+            // Each panel of B is packed just before the first block of A runs over it, while
+            // it is in L1, and kept for the next blocks. op(B)(k, j) is B[k * ldb + j], or
+            // B[j * ldb + k] if transposed.
+            pack_panel<NR>(B, ldb, !tb, pc, kc, jc + jr, std::min(NR, nc - jr),
+                           ws.b() + std::size_t(jr) * kp);
+          }
           for (int ir = 0; ir < mc; ir += MR)
             tile(kp, ws.a() + std::size_t(ir) * kp, b, C + long(ic + ir) * ldc + jc + jr, ldc,
                  alpha, beta_k, std::min(MR, mc - ir), std::min(NR, nc - jr));
@@ -262,7 +342,22 @@ bool bf16_supported() {
 
 bool gemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
                const float* B, int ldb, float beta, float* C, int ldc) {
-  return run(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  return run(ta, tb, M, N, K, alpha, A, lda, B, ldb, nullptr, beta, C, ldc);
+}
+
+bool gemm_bf16_packed(bool ta, int M, int N, int K, float alpha, const float* A, int lda,
+                      const uint16_t* packed_b, float beta, float* C, int ldc) {
+  return run(ta, false, M, N, K, alpha, A, lda, nullptr, 0, packed_b, beta, C, ldc);
+}
+
+std::size_t bf16_packed_size(int K, int N) { return 2 * ((std::size_t(K) + 1) / 2) * padded(N); }
+
+void bf16_pack_rows(const float* W, int R, int C, int r0, int r1, uint16_t* out) {
+  pack_rows(W, R, C, r0, r1, out);
+}
+
+void bf16_pack_rows_transposed(const float* W, int R, int C, int r0, int r1, uint16_t* out) {
+  pack_rows_transposed(W, R, C, r0, r1, out);
 }
 
 #else
@@ -273,6 +368,15 @@ bool gemm_bf16(bool, bool, int, int, int, float, const float*, int, const float*
                float*, int) {
   return false;
 }
+
+bool gemm_bf16_packed(bool, int, int, int, float, const float*, int, const uint16_t*, float, float*,
+                      int) {
+  return false;
+}
+
+std::size_t bf16_packed_size(int, int) { return 0; }
+void bf16_pack_rows(const float*, int, int, int, int, uint16_t*) {}
+void bf16_pack_rows_transposed(const float*, int, int, int, int, uint16_t*) {}
 
 #endif
 

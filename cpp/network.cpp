@@ -1,5 +1,6 @@
 #include "network.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -57,6 +58,46 @@ void Network<T>::set_bf16_products(bool on) {
   require(!on || std::is_same_v<T, float>, "bfloat16 products need a float32 network");
   require(!on || bf16_supported(), "bfloat16 products need a CPU with AVX512-BF16");
   bf16_ = on;
+  if (!on) bf16_packed_ = false;
+}
+
+template <class T>
+void Network<T>::bf16_prepare(int n, int parts, bool split) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (!bf16_) return;
+    const int rows = n / std::max(parts, 1);  // the fewest a part gets
+    bf16_w_.resize(n_layers());
+    bf16_wt_.resize(n_layers());
+    auto keep = [](std::vector<std::uint16_t>& copy, bool wanted, int K, int N) {
+      const std::size_t size = wanted ? bf16_packed_size(K, N) : 0;
+      if (copy.size() != size) copy.assign(size, 0);  // what is never packed stays 0
+    };
+    for (int l = 0; l < n_layers(); ++l) {
+      const int in = sizes_[l], out = sizes_[l + 1];
+      // X W_l, except the first layer's when split by inputs (first_layer_part)
+      keep(bf16_w_[l], !(l == 0 && split) && bf16_worth(rows, out, in), in, out);
+      keep(bf16_wt_[l], l > 0 && bf16_worth(rows, in, out), out, in);  // dZ W_l^T
+    }
+    bf16_packed_ = true;
+  } else {
+    (void)n, (void)parts, (void)split;
+  }
+}
+
+template <class T>
+void Network<T>::bf16_pack_part(int part, int parts) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (!bf16_packed_) return;
+    for (int l = 0; l < n_layers(); ++l) {
+      const int in = sizes_[l], out = sizes_[l + 1];
+      const int r0 = share(in, part, parts), r1 = share(in, part + 1, parts);
+      const float* W = params_.data() + w_off_[l];
+      if (!bf16_w_[l].empty()) bf16_pack_rows(W, in, out, r0, r1, bf16_w_[l].data());
+      if (!bf16_wt_[l].empty()) bf16_pack_rows_transposed(W, in, out, r0, r1, bf16_wt_[l].data());
+    }
+  } else {
+    (void)part, (void)parts;
+  }
 }
 
 template <class T>
@@ -80,7 +121,8 @@ void Network<T>::forward_rows(const T* X, int r0, int r1, int first) {
     const int in = sizes_[l], out = sizes_[l + 1];
     T* z = z_[l].data() + std::size_t(r0) * out;
     gemm<T>(false, false, m, out, in, T(1), layer_input(X, l) + std::size_t(r0) * in, in,
-            params_.data() + w_off_[l], out, T(0), z, out, params_.data() + b_offset(l), bf16_);
+            params_.data() + w_off_[l], out, T(0), z, out, params_.data() + b_offset(l), bf16_,
+            packed(bf16_w_, l));
     activation_forward(acts_[l], z, a_[l].data() + std::size_t(r0) * out, m, out);
   }
 }
@@ -126,7 +168,7 @@ void Network<T>::backprop_rows(int r0, int r1) {
     const std::size_t off = std::size_t(r0) * in;
     T* dprev = dz_[l - 1].data() + off;
     gemm<T>(false, true, m, in, out, T(1), dz_[l].data() + std::size_t(r0) * out, out,
-            params_.data() + w_off_[l], out, T(0), dprev, in, nullptr, bf16_);
+            params_.data() + w_off_[l], out, T(0), dprev, in, nullptr, bf16_, packed(bf16_wt_, l));
     activation_backward(acts_[l - 1], z_[l - 1].data() + off, a_[l - 1].data() + off, dprev, m, in);
   }
 }

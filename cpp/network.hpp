@@ -2,6 +2,7 @@
 // (W0 b0 W1 b1 ... with W_l of shape (n_in, n_out), row-major), forward and backward.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <mutex>
 #include <vector>
@@ -44,6 +45,15 @@ class Network {
   // float network on a CPU with AVX512-BF16. The epoch loop sets it for its epoch.
   void set_bf16_products(bool on);
   bool bf16_products() const { return bf16_; }
+  // bfloat16 copies of the weights for an epoch's team, with bf16 products on: the forward and
+  // input-gradient products read them instead of each thread rounding and packing every weight
+  // matrix for its rows, twice a batch. bf16_prepare(n, parts) allocates them for batches of n
+  // rows split `parts` ways (before the team starts), for the layers whose products will run in
+  // bfloat16; bf16_pack_part(part, parts) packs the part's rows of W (the rows it updates), and
+  // once every part has (and the team has met), the products use them, until
+  // set_bf16_products(false). Every update must be followed by the packing of its rows.
+  void bf16_prepare(int n, int parts, bool split);
+  void bf16_pack_part(int part, int parts);
 
   // X is (n, n_in), out is (n, n_out): output activations (probabilities for softmax).
   // stop (may be null) is asked between chunks of rows: once it says stop, out is incomplete.
@@ -132,6 +142,14 @@ class Network {
   std::vector<Act> acts_;  // one per weight layer; the last is the output activation
   Loss loss_;
   bool bf16_ = false;
+  bool bf16_packed_ = false;  // bf16_w_ and bf16_wt_ are in use (bf16_prepare)
+  // Per layer: W_l packed as the forward product's op(B), W_l^T as the input gradient's
+  // (gemm_bf16.hpp); empty where the product does not run in bfloat16.
+  std::vector<std::vector<std::uint16_t>> bf16_w_, bf16_wt_;
+  const std::uint16_t* packed(const std::vector<std::vector<std::uint16_t>>& copies, int l) const {
+    return bf16_packed_ && !copies[std::size_t(l)].empty() ? copies[std::size_t(l)].data()
+                                                           : nullptr;
+  }
   std::vector<std::size_t> w_off_;
   std::vector<T> params_, grads_;
   // Working memory, sized for the largest batch seen so far and reused across batches.

@@ -282,6 +282,7 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
   const int threads = net.batch_threads(bs, true);
   net.reserve(bs, threads);
   const bool split_first = net.split_first_layer(bs, threads);  // reserved for any team size
+  net.bf16_prepare(bs, threads, split_first);  // where its products run in bfloat16
   std::vector<BatchSums> partial(threads, BatchSums(L));
   SpinBarrier barrier;  // spins, then yields, then sleeps: see barrier.hpp
   EpochStats s;
@@ -296,6 +297,8 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
   // of the gradient, and the clipping, noise and update of that part.
   auto run = [&](int t, int nt) {
     BatchSums sums(L);
+    net.bf16_pack_part(t,
+                       nt);  // the bfloat16 copies of the weights, if kept (then after each step)
     for (long first = 0, b = 0; first < N; first += bs, ++b) {
       if (t == 0) halt = stop.requested();  // the caller's thread: its poll may take locks
       const int n = int(std::min<long>(bs, N - first));
@@ -327,6 +330,7 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
         transforms.apply(g, begin, end);
         OptimizerState<T>::apply(plan, p, g, begin, end);
       });
+      net.bf16_pack_part(t, nt);  // the rows just updated
     }
   };
   s.threads = run_team(threads, barrier, run);
