@@ -1784,8 +1784,8 @@ def subnormal(args: argparse.Namespace) -> dict[str, Any]:
 
 def bf16_accuracy_run(cfg, X, y, threads: int, spec: dict[str, Any]) -> dict[str, Any]:
     """fastbp trained for spec["epochs"] epochs on the first spec["train"] rows of (X, y) at
-    spec["matmul_precision"], from compare's initial weights and shuffling seed; the accuracy
-    on the rows after them, which training never saw."""
+    spec["matmul_precision"], from compare's initial weights, shuffled by spec["seed"]; the
+    accuracy on the rows after them, which training never saw."""
     net, opt = fastbp_net(cfg, threads)
     n = spec["train"]
     trainer = fastbp_trainer_cls()(
@@ -1793,7 +1793,7 @@ def bf16_accuracy_run(cfg, X, y, threads: int, spec: dict[str, Any]) -> dict[str
         opt,
         batch_size=cfg["batch"],
         epochs=spec["epochs"],
-        seed=1,
+        seed=spec["seed"],
         progress=False,
         matmul_precision=spec["matmul_precision"],
     )
@@ -1862,39 +1862,46 @@ def bf16(args: argparse.Namespace) -> dict[str, Any]:
     print()
     cfg = CONFIGS["mnist-like"]
     train = 6000 if args.quick else cfg["samples"]
-    acc_rows = []
+    acc_rows, mean = [], {}
     for prec in precisions:
-        r = run_worker(
-            dict(
-                kind="bf16_accuracy",
-                config="mnist-like",
-                threads=args.threads,
-                samples=train + 10_000,
-                train=train,
-                epochs=args.bf16_epochs,
-                matmul_precision=prec,
+        accs, losses = [], []
+        for seed in range(1, args.bf16_seeds + 1):
+            r = run_worker(
+                dict(
+                    kind="bf16_accuracy",
+                    config="mnist-like",
+                    threads=args.threads,
+                    samples=train + 10_000,
+                    train=train,
+                    epochs=args.bf16_epochs,
+                    matmul_precision=prec,
+                    seed=seed,
+                )
             )
-        )
-        r["matmul_precision"] = prec
-        out["accuracy"].append(r)
-        if "test_accuracy" in r:
+            r.update(matmul_precision=prec, seed=seed)
+            out["accuracy"].append(r)
+            if "test_accuracy" in r:
+                accs.append(100 * r["test_accuracy"])
+                losses.append(r["train_loss"])
+        if accs:
+            mean[prec] = statistics.mean(accs)
             acc_rows.append(
                 [
                     prec,
-                    f"{100 * r['test_accuracy']:.2f}%",
-                    f"{r['train_loss']:.4f}",
-                    fmt_s(r["seconds"]),
+                    f"{mean[prec]:.2f}%",
+                    " ".join(f"{a:.2f}" for a in accs),
+                    f"{statistics.mean(losses):.4f}",
                 ]
             )
         else:
             acc_rows.append([prec, fmt_error(r), "-", "-"])
-    accs = [r.get("test_accuracy") for r in out["accuracy"]]
-    diff = f"{100 * (accs[1] - accs[0]):+.2f} points" if None not in accs else "-"
+    diff = f"{mean['bfloat16'] - mean['highest']:+.2f} points" if len(mean) == 2 else "-"
     print(
         f"mnist-like after {args.bf16_epochs} epochs on {train} samples, accuracy on 10000 "
-        f"held-out samples (bfloat16 - float32: {diff})"
+        f"held-out samples, mean over shuffling seeds 1-{args.bf16_seeds} (bfloat16 - float32: "
+        f"{diff})"
     )
-    print_table(acc_rows, ["precision", "test accuracy", "train loss", "seconds"])
+    print_table(acc_rows, ["precision", "mean accuracy", "per seed", "mean train loss"])
     return out
 
 
@@ -2039,6 +2046,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     g.add_argument(
         "--bf16-epochs", type=int, default=10, help="epochs of the accuracy runs (default 10)"
+    )
+    g.add_argument(
+        "--bf16-seeds",
+        type=int,
+        default=3,
+        help="shuffling seeds of the accuracy runs, each in both precisions (default 3)",
     )
     p.add_argument(
         "--busy",

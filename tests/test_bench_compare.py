@@ -73,3 +73,27 @@ def test_report_prints_each_rounds_ratio(capsys):
     out = capsys.readouterr().out
     assert "median of 3 rounds" in out
     assert "1.52 1.10 - (median 1.31)" in out
+
+
+def test_bf16_accuracy_run_trains_in_the_asked_precision_and_holds_out_the_rest(restore_threads):
+    import fastbp as fb
+
+    if not fb.build_info()["bfloat16"]:
+        pytest.skip("this CPU has no AVX512-BF16")
+    cfg = dict(
+        layers=[64, 128, 4],
+        activation="relu",
+        batch=64,
+        optimizer=("adam", dict(lr=1e-3)),
+        loss="cross_entropy",
+    )
+    X, y = compare.make_data(cfg, 1500)
+    got = {}
+    for prec in ("highest", "bfloat16"):
+        spec = dict(train=1000, epochs=3, matmul_precision=prec, seed=1)
+        got[prec] = compare.bf16_accuracy_run(cfg, X, y, 1, spec)
+    for r in got.values():
+        assert 0.4 < r["test_accuracy"] <= 1.0  # 4 classes: well above chance
+    # the same start and shuffling; only the products' precision differs
+    assert got["highest"]["train_loss"] != got["bfloat16"]["train_loss"]
+    assert got["bfloat16"]["train_loss"] == pytest.approx(got["highest"]["train_loss"], rel=0.05)
