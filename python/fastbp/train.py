@@ -231,10 +231,13 @@ class Trainer:
         on a CPU with AVX512-BF16, ``build_info()["bfloat16"]``): mixed precision for training.
         The inputs of each large matrix product of the training epochs (forward, backward and
         weight gradients) are rounded to bfloat16, and their products are summed in float32.
-        Weights, gradients, optimizer state and everything else stay float32. Such products run
-        up to twice as fast. Each rounding has a relative error of at most 2**-9 (subnormal
-        inputs round to 0, whatever :func:`set_flush_denormals` says). Predictions, evaluation
-        and validation run in float32.
+        Large means at least 32 columns, 32 terms per sum and 2**18 multiply-adds in each
+        thread's share of the batch; smaller products (a 10-class output layer, small
+        networks, a short last batch) stay float32. Weights, gradients, optimizer state and
+        everything else stay float32. Such products run up to twice as fast. Each rounding has
+        a relative error of at most 2**-9 (subnormal inputs round to 0, whatever
+        :func:`set_flush_denormals` says). Predictions, evaluation and validation run in
+        float32.
     """
 
     def __init__(
