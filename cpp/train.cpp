@@ -297,8 +297,9 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
   // of the gradient, and the clipping, noise and update of that part.
   auto run = [&](int t, int nt) {
     BatchSums sums(L);
-    net.bf16_pack_part(t,
-                       nt);  // the bfloat16 copies of the weights, if kept (then after each step)
+    // The bfloat16 copies of the weights, where the epoch keeps them: the rows this thread
+    // updates, now and after each step.
+    if (ec.bf16_products) net.bf16_pack_part(t, nt);
     for (long first = 0, b = 0; first < N; first += bs, ++b) {
       if (t == 0) halt = stop.requested();  // the caller's thread: its poll may take locks
       const int n = int(std::min<long>(bs, N - first));
@@ -330,7 +331,7 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
         transforms.apply(g, begin, end);
         OptimizerState<T>::apply(plan, p, g, begin, end);
       });
-      net.bf16_pack_part(t, nt);  // the rows just updated
+      if (ec.bf16_products) net.bf16_pack_part(t, nt);  // the rows just updated
     }
   };
   s.threads = run_team(threads, barrier, run);
