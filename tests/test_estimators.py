@@ -611,6 +611,8 @@ def test_convergence_warning_when_max_iter_is_reached(clf_data):
         (dict(clip_norm=0.0), ValueError, "clip_norm"),
         (dict(grad_noise="lots"), TypeError, "grad_noise"),
         (dict(n_threads=0), ValueError, "n_threads"),
+        (dict(matmul_precision="fp8"), ValueError, "matmul_precision"),
+        (dict(matmul_precision="bfloat16", dtype="float64"), ValueError, "matmul_precision"),
     ],
 )
 def test_bad_parameters_name_the_parameter(params, error, match, clf_data):
@@ -645,3 +647,28 @@ def test_bad_data_gives_clear_errors(clf_data):
         small_reg(warm_start=True).fit(X, y).fit(X, np.stack([y, y], axis=1))
     with pytest.raises(ValueError, match="warm_start"):
         small_clf(warm_start=True).fit(X, y).fit(X[y < 2], y[y < 2])
+
+
+@pytest.mark.skipif(not fb.build_info()["bfloat16"], reason="this CPU has no AVX512-BF16")
+def test_matmul_precision_bfloat16_trains_in_mixed_precision():
+    # Products large enough for the bfloat16 kernels: 128 features, 256 hidden units, batches
+    # of 128 rows on one thread.
+    X, y = make_classification(
+        n_samples=1200, n_features=128, n_informative=20, n_classes=4, random_state=0
+    )
+    est = {}
+    for prec in ("highest", "bfloat16"):
+        est[prec] = fb.MLPClassifier(
+            (256,),
+            batch_size=128,
+            max_iter=15,
+            random_state=0,
+            n_threads=1,
+            matmul_precision=prec,
+        ).fit(X[:900], y[:900])
+    assert est["bfloat16"].get_params()["matmul_precision"] == "bfloat16"
+    w32, w16 = (est[p].net_.weights[0] for p in ("highest", "bfloat16"))
+    assert not np.array_equal(w32, w16)  # the bfloat16 run rounded its products
+    s32, s16 = (est[p].score(X[900:], y[900:]) for p in ("highest", "bfloat16"))
+    assert s32 > 0.45  # 4 classes: chance is 0.25
+    assert abs(s16 - s32) <= 0.05

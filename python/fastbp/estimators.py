@@ -123,6 +123,10 @@ _PARAMETERS_DOC = """
         Threads of fastbp's core during ``fit``, ``partial_fit`` and prediction; the previous
         count is put back afterwards. None leaves fastbp's setting (``fb.set_num_threads``)
         alone. The count is process-wide while a call runs.
+    matmul_precision : {"highest", "bfloat16"}, default="highest"
+        ``"bfloat16"``: mixed-precision training on CPUs with AVX512-BF16 (float32 only):
+        the large products of each epoch take bfloat16 inputs and sum in float32; see
+        :class:`~fastbp.Trainer`. Prediction runs in float32 either way.
 """
 
 _ATTRIBUTES_DOC = """
@@ -373,6 +377,7 @@ class _BaseMLP(BaseEstimator):
         clip_norm: float | None = None,
         grad_noise: Any = None,
         n_threads: int | None = None,
+        matmul_precision: str = "highest",
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -399,6 +404,7 @@ class _BaseMLP(BaseEstimator):
         self.clip_norm = clip_norm
         self.grad_noise = grad_noise
         self.n_threads = n_threads
+        self.matmul_precision = matmul_precision
 
     # ---- checks ----------------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -570,6 +576,7 @@ class _BaseMLP(BaseEstimator):
             seed=shuffle_seed,
             callbacks=callbacks,
             progress=False,
+            matmul_precision=self.matmul_precision,
         )
         with _threads(self.n_threads):
             run = trainer.fit(X, Y, validation=validation, initial_epoch=initial_epoch)
