@@ -58,7 +58,11 @@ void Network<T>::set_bf16_products(bool on) {
   require(!on || std::is_same_v<T, float>, "bfloat16 products need a float32 network");
   require(!on || bf16_supported(), "bfloat16 products need a CPU with AVX512-BF16");
   bf16_ = on;
-  if (!on) bf16_packed_ = false;
+  if (!on) {  // the copies live for one epoch (bf16_prepare): 2 bytes a weight, twice
+    bf16_packed_ = false;
+    bf16_w_.clear();
+    bf16_wt_.clear();
+  }
 }
 
 template <class T>

@@ -51,7 +51,8 @@ class Network {
   // rows split `parts` ways (before the team starts), for the layers whose products will run in
   // bfloat16; bf16_pack_part(part, parts) packs the part's rows of W (the rows it updates), and
   // once every part has (and the team has met), the products use them, until
-  // set_bf16_products(false). Every update must be followed by the packing of its rows.
+  // set_bf16_products(false), which frees them. Every update must be followed by the packing
+  // of its rows.
   void bf16_prepare(int n, int parts, bool split);
   void bf16_pack_part(int part, int parts);
 
