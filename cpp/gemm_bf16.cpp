@@ -83,6 +83,32 @@ FASTBP_BF16_TARGET inline void pack_rows16(const float* r0, const float* r1, int
   _mm512_mask_storeu_epi32(out, first(width), _mm512_permutexvar_epi16(interleave, both));
 }
 
+// 16 columns j .. j + 16 of op(X), each contiguous over k (op(X)(k, j) = X[j * ld + k]), over
+// [k0, k0 + kc): kc/2 rows of words, row p at out + p * W, 16 pairs at a time transposed in
+// registers. Only the columns in `load` are read (the others pack as 0); only the words of the
+// columns in `store` are written.
+FASTBP_BF16_TARGET void pack_columns16(const float* X, long ld, int k0, int kc, int j,
+                                       __mmask16 load, __mmask16 store, uint32_t* out, long W) {
+  for (int k = 0; k < kc; k += 32) {
+    const int left = kc - k;
+    __m512i r[16];
+#pragma GCC unroll 16
+    for (int q = 0; q < 16; ++q) {
+      if (!(load & (1u << q))) {
+        r[q] = _mm512_setzero_si512();
+        continue;
+      }
+      const float* col = X + long(j + q) * ld + k0 + k;
+      const __m512 lo = _mm512_maskz_loadu_ps(first(left), col);
+      const __m512 hi = _mm512_maskz_loadu_ps(first(left - 16), col + 16);
+      r[q] = __m512i(_mm512_cvtne2ps_pbh(hi, lo));  // word p: the pair (k + 2p, k + 2p + 1)
+    }
+    transpose16(r);
+    const int pairs = std::min(16, (left + 1) / 2);
+    for (int p = 0; p < pairs; ++p) _mm512_mask_storeu_epi32(out + (k / 2 + p) * W, store, r[p]);
+  }
+}
+
 // Packs op(X)[k0 .. k0 + kc) x [j0 .. j0 + w) for w <= W as kc/2 rows of W words (the columns
 // from w on are zero). op(X)(k, j) = X[k * ld + j] where `rows_contiguous` (the k-th row is
 // contiguous over j), else X[j * ld + k].
@@ -101,29 +127,9 @@ FASTBP_BF16_TARGET void pack_panel(const float* X, long ld, bool rows_contiguous
     }
     return;
   }
-  // Each column is contiguous over k: 16 columns x 16 pairs at a time, transposed in registers.
-  for (int g = 0; g < W; g += 16) {
-    const int width = std::min(16, W - g);
-    for (int k = 0; k < kc; k += 32) {
-      const int left = kc - k;
-      __m512i r[16];
-#pragma GCC unroll 16
-      for (int q = 0; q < 16; ++q) {
-        if (g + q >= w) {
-          r[q] = _mm512_setzero_si512();
-          continue;
-        }
-        const float* col = X + long(j0 + g + q) * ld + k0 + k;
-        const __m512 lo = _mm512_maskz_loadu_ps(first(left), col);
-        const __m512 hi = _mm512_maskz_loadu_ps(first(left - 16), col + 16);
-        r[q] = __m512i(_mm512_cvtne2ps_pbh(hi, lo));  // word p: the pair (k + 2p, k + 2p + 1)
-      }
-      transpose16(r);
-      const int pairs = std::min(16, (left + 1) / 2);
-      for (int p = 0; p < pairs; ++p)
-        _mm512_mask_storeu_epi32(out + long(k / 2 + p) * W + g, first(width), r[p]);
-    }
-  }
+  // Each column is contiguous over k; the columns from w on are written as zeros.
+  for (int g = 0; g < W; g += 16)
+    pack_columns16(X, ld, k0, kc, j0 + g, first(w - g), first(W - g), out + g, W);
 }
 
 // C tile (m <= R rows, n <= NR columns) = alpha A_panel B_panel + beta C over kp pairs, A's
@@ -239,25 +245,7 @@ FASTBP_BF16_TARGET void pack_rows_transposed(const float* W, int R, int C, int r
       const int kc = std::min(KC, C - pc), kp = (kc + 1) / 2;
       uint32_t* panel = reinterpret_cast<uint32_t*>(out) + std::size_t(pc / 2) * np +
                         std::size_t(g / NR * NR) * kp + g % NR;
-      for (int k = 0; k < kc; k += 32) {
-        const int left = kc - k;
-        __m512i v[16];
-#pragma GCC unroll 16
-        for (int q = 0; q < 16; ++q) {
-          if (!(mine & (1u << q))) {
-            v[q] = _mm512_setzero_si512();
-            continue;
-          }
-          const float* src = W + std::size_t(g + q) * C + pc + k;
-          const __m512 lo = _mm512_maskz_loadu_ps(first(left), src);
-          const __m512 hi = _mm512_maskz_loadu_ps(first(left - 16), src + 16);
-          v[q] = __m512i(_mm512_cvtne2ps_pbh(hi, lo));
-        }
-        transpose16(v);
-        const int pairs = std::min(16, (left + 1) / 2);
-        for (int p = 0; p < pairs; ++p)
-          _mm512_mask_storeu_epi32(panel + std::size_t(k / 2 + p) * NR, mine, v[p]);
-      }
+      pack_columns16(W, C, pc, kc, g, mine, mine, panel, NR);
     }
   }
 }
