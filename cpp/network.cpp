@@ -59,7 +59,6 @@ void Network<T>::set_bf16_products(bool on) {
   require(!on || bf16_supported(), "bfloat16 products need a CPU with AVX512-BF16");
   bf16_ = on;
   if (!on) {  // the copies live for one epoch (bf16_prepare): 2 bytes a weight, twice
-    bf16_packed_ = false;
     bf16_w_.clear();
     bf16_wt_.clear();
   }
@@ -82,7 +81,6 @@ void Network<T>::bf16_prepare(int n, int parts, bool split) {
       keep(bf16_w_[l], !(l == 0 && split) && bf16_worth(rows, out, in), in, out);
       keep(bf16_wt_[l], l > 0 && bf16_worth(rows, in, out), out, in);  // dZ W_l^T
     }
-    bf16_packed_ = true;
   } else {
     (void)n, (void)parts, (void)split;
   }
@@ -91,7 +89,7 @@ void Network<T>::bf16_prepare(int n, int parts, bool split) {
 template <class T>
 void Network<T>::bf16_pack_part(int part, int parts) {
   if constexpr (std::is_same_v<T, float>) {
-    if (!bf16_packed_) return;
+    if (bf16_w_.empty()) return;  // not prepared
     for (int l = 0; l < n_layers(); ++l) {
       const int in = sizes_[l], out = sizes_[l + 1];
       const int r0 = share(in, part, parts), r1 = share(in, part + 1, parts);

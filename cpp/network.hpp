@@ -143,13 +143,13 @@ class Network {
   std::vector<Act> acts_;  // one per weight layer; the last is the output activation
   Loss loss_;
   bool bf16_ = false;
-  bool bf16_packed_ = false;  // bf16_w_ and bf16_wt_ are in use (bf16_prepare)
   // Per layer: W_l packed as the forward product's op(B), W_l^T as the input gradient's
-  // (gemm_bf16.hpp); empty where the product does not run in bfloat16.
+  // (gemm_bf16.hpp); empty where the product does not run in bfloat16, and outside the epoch
+  // that keeps them (from bf16_prepare to set_bf16_products(false)).
   std::vector<std::vector<std::uint16_t>> bf16_w_, bf16_wt_;
-  const std::uint16_t* packed(const std::vector<std::vector<std::uint16_t>>& copies, int l) const {
-    return bf16_packed_ && !copies[std::size_t(l)].empty() ? copies[std::size_t(l)].data()
-                                                           : nullptr;
+  static const std::uint16_t* packed(const std::vector<std::vector<std::uint16_t>>& copies, int l) {
+    const std::size_t i = std::size_t(l);
+    return i < copies.size() && !copies[i].empty() ? copies[i].data() : nullptr;
   }
   std::vector<std::size_t> w_off_;
   std::vector<T> params_, grads_;

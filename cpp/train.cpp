@@ -331,7 +331,7 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
         transforms.apply(g, begin, end);
         OptimizerState<T>::apply(plan, p, g, begin, end);
       });
-      if (ec.bf16_products) net.bf16_pack_part(t, nt);  // the rows just updated
+      if (ec.bf16_products && first + bs < N) net.bf16_pack_part(t, nt);  // for the next batch
     }
   };
   s.threads = run_team(threads, barrier, run);
