@@ -9,7 +9,7 @@
 //   LIB=$(python -c "import scipy_openblas32 as s; print(s.get_lib_dir())")
 //   FLAGS="-O3 -march=native -flto=auto -std=c++17 -fopenmp -fno-math-errno -fno-trapping-math"
 //   g++ $FLAGS -mprefer-vector-width=256 -Icpp -c cpp/optimizers.cpp -o /tmp/optimizers.o
-//   SRC="bench/core_epoch.cpp cpp/network.cpp cpp/gemm.cpp cpp/gemm_bf16.cpp cpp/train.cpp
+//   SRC="bench/core_epoch.cpp cpp/network.cpp cpp/gemm.cpp cpp/gemm_packed.cpp cpp/train.cpp
 //        /tmp/optimizers.o"
 //   g++ $FLAGS -Icpp -I$INC $SRC -L$LIB -lscipy_openblas -Wl,-rpath,$LIB -o /tmp/core_epoch
 //   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /tmp/core_epoch mnist-like 5 2

@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "gemm.hpp"
-#include "gemm_bf16.hpp"
+#include "gemm_packed.hpp"
 #include "py_calls.hpp"
 #include "py_convert.hpp"
 #include "train.hpp"
@@ -393,6 +393,7 @@ py::dict build_info() {
   d["blas_threads"] = blas_num_threads();
   d["simd"] = simd_flags();
   d["bfloat16"] = bf16_supported();  // Trainer(matmul_precision="bfloat16") runs here
+  d["own_gemm"] = own_gemm_built();  // large float32 products in gemm_f32, not OpenBLAS
   d["cuda"] = false;
 #ifdef FASTBP_VERSION
   d["version"] = std::string(FASTBP_VERSION);
@@ -403,25 +404,29 @@ py::dict build_info() {
   return d;
 }
 
-// For the tests: C (M x N) = alpha op(A) op(B) + beta C by the bfloat16 kernels, where A and B
-// are the stored matrices (op transposes them where asked), all float32 and C-contiguous.
-void bf16_gemm(bool ta, bool tb, float alpha, const Array<float>& A, const Array<float>& B,
-               float beta, py::array_t<float, py::array::c_style>& C) {
-  require(bf16_supported(), "this CPU has no AVX512-BF16");
+// For the tests: C (M x N) = alpha op(A) op(B) + beta C by fastbp's packed kernels (float32, or
+// bfloat16 inputs), where A and B are the stored matrices (op transposes them where asked), all
+// float32 and C-contiguous.
+void packed_gemm(bool ta, bool tb, float alpha, const Array<float>& A, const Array<float>& B,
+                 float beta, py::array_t<float, py::array::c_style>& C, bool bf16) {
+  require(!bf16 || bf16_supported(), "this CPU has no AVX512-BF16");
+  require(bf16 || own_gemm_built(), "this core has no float32 packed kernels (below AVX-512)");
   require(A.ndim() == 2 && B.ndim() == 2 && C.ndim() == 2, "A, B and C must be 2-D");
   const int M = int(ta ? A.shape(1) : A.shape(0)), K = int(ta ? A.shape(0) : A.shape(1));
   const int N = int(tb ? B.shape(0) : B.shape(1));
   require((tb ? B.shape(1) : B.shape(0)) == K, "op(A) and op(B) do not match");
   require(C.shape(0) == M && C.shape(1) == N, "C must be (M, N)");
   require(M > 0 && N > 0 && K > 0, "the matrices must not be empty");
-  if (!gemm_bf16(ta, tb, M, N, K, alpha, A.data(), int(A.shape(1)), B.data(), int(B.shape(1)), beta,
-                 C.mutable_data(), N))
+  const int lda = int(A.shape(1)), ldb = int(B.shape(1));
+  float* c = C.mutable_data();
+  if (!(bf16 ? gemm_bf16 : gemm_f32)(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, c,
+                                     N))
     throw std::bad_alloc();
 }
 
 void bind_info(py::module_& m) {
-  m.def("_bf16_gemm", &bf16_gemm, py::arg("trans_a"), py::arg("trans_b"), py::arg("alpha"),
-        py::arg("A"), py::arg("B"), py::arg("beta"), py::arg("C"));
+  m.def("_packed_gemm", &packed_gemm, py::arg("trans_a"), py::arg("trans_b"), py::arg("alpha"),
+        py::arg("A"), py::arg("B"), py::arg("beta"), py::arg("C"), py::arg("bfloat16"));
   m.def("activation_table", &activation_table_to_python);
   m.def("loss_names", &loss_names);
   m.def("loss_table", &loss_table_to_python);

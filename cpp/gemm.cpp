@@ -12,7 +12,7 @@
 
 #include "common.hpp"
 #include "fastmath.hpp"
-#include "gemm_bf16.hpp"
+#include "gemm_packed.hpp"
 
 namespace fastbp {
 
@@ -38,20 +38,23 @@ void blas(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, 
                     M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-// The product on the calling thread: bfloat16 where asked and worth it, else BLAS.
+// The product on the calling thread: where worth it, fastbp's own kernels (bfloat16 where
+// asked; float32 on AVX-512 cores), else BLAS.
 void product(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
              const float* B, int ldb, float beta, float* C, int ldc, bool bf16,
-             const std::uint16_t* packed_b) {
-  if (bf16 && bf16_worth(M, N, K) &&
-      (packed_b ? gemm_bf16_packed(ta, M, N, K, alpha, A, lda, packed_b, beta, C, ldc)
-                : gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)))
-    return;
+             const std::uint32_t* packed_b) {
+  if (packed_worth(M, N, K)) {
+    if (packed_b ? gemm_packed_b(bf16, ta, M, N, K, alpha, A, lda, packed_b, beta, C, ldc)
+        : bf16   ? gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
+                 : gemm_f32(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+      return;
+  }
   blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void product(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda,
              const double* B, int ldb, double beta, double* C, int ldc, bool,
-             const std::uint16_t*) {
+             const std::uint32_t*) {
   blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
@@ -461,7 +464,7 @@ void loop_gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int l
 template <class T>
 void large_product(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B,
                    int ldb, T beta, const T* bias, T* C, int ldc, bool bf16,
-                   const std::uint16_t* packed_b) {
+                   const std::uint32_t* packed_b) {
   if (double(M) * N * K <= kLoopMacs) {
     loop_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc);
     return;
@@ -504,16 +507,16 @@ void large_product(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, i
 
 template <class T>
 void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,
-          T beta, T* C, int ldc, const T* bias, bool bf16, const std::uint16_t* packed_b) {
+          T beta, T* C, int ldc, const T* bias, bool bf16, const std::uint32_t* packed_b) {
   (void)kBlasSingleThreaded;
   if (small_product(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc)) return;
   large_product(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc, bf16, packed_b);
 }
 
 template void gemm<float>(bool, bool, int, int, int, float, const float*, int, const float*, int,
-                          float, float*, int, const float*, bool, const std::uint16_t*);
+                          float, float*, int, const float*, bool, const std::uint32_t*);
 template void gemm<double>(bool, bool, int, int, int, double, const double*, int, const double*,
-                           int, double, double*, int, const double*, bool, const std::uint16_t*);
+                           int, double, double*, int, const double*, bool, const std::uint32_t*);
 
 int blas_num_threads() { return scipy_openblas_get_num_threads(); }
 

@@ -9,7 +9,7 @@
 #include <type_traits>
 
 #include "gemm.hpp"
-#include "gemm_bf16.hpp"
+#include "gemm_packed.hpp"
 
 namespace fastbp {
 
@@ -58,44 +58,51 @@ void Network<T>::set_bf16_products(bool on) {
   require(!on || std::is_same_v<T, float>, "bfloat16 products need a float32 network");
   require(!on || bf16_supported(), "bfloat16 products need a CPU with AVX512-BF16");
   bf16_ = on;
-  if (!on) {  // the copies live for one epoch (bf16_prepare): 2 bytes a weight, twice
-    bf16_w_.clear();
-    bf16_wt_.clear();
-  }
+  packed_w_.clear();  // the copies live for one epoch (prepare_packed), in its precision
+  packed_wt_.clear();
 }
 
 template <class T>
-void Network<T>::bf16_prepare(int n, int parts, bool split) {
+bool Network<T>::prepare_packed(int n, int parts, bool split) {
   if constexpr (std::is_same_v<T, float>) {
-    if (!bf16_) return;
+    if (!own_gemm_built()) return false;
     const int rows = n / std::max(parts, 1);  // the fewest a part gets
-    bf16_w_.resize(n_layers());
-    bf16_wt_.resize(n_layers());
-    auto keep = [](std::vector<std::uint16_t>& copy, bool wanted, int K, int N) {
-      const std::size_t size = wanted ? bf16_packed_size(K, N) : 0;
+    packed_w_.resize(n_layers());
+    packed_wt_.resize(n_layers());
+    bool any = false;
+    auto keep = [&](std::vector<std::uint32_t>& copy, bool wanted, int K, int N) {
+      const std::size_t size = wanted ? packed_b_words(bf16_, K, N) : 0;
       if (copy.size() != size) copy.assign(size, 0);  // what is never packed stays 0
+      any = any || wanted;
     };
     for (int l = 0; l < n_layers(); ++l) {
       const int in = sizes_[l], out = sizes_[l + 1];
       // X W_l, except the first layer's when split by inputs (first_layer_part)
-      keep(bf16_w_[l], !(l == 0 && split) && bf16_worth(rows, out, in), in, out);
-      keep(bf16_wt_[l], l > 0 && bf16_worth(rows, in, out), out, in);  // dZ W_l^T
+      keep(packed_w_[l], !(l == 0 && split) && packed_worth(rows, out, in), in, out);
+      keep(packed_wt_[l], l > 0 && packed_worth(rows, in, out), out, in);  // dZ W_l^T
     }
+    if (!any) {
+      packed_w_.clear();
+      packed_wt_.clear();
+    }
+    return any;
   } else {
     (void)n, (void)parts, (void)split;
+    return false;
   }
 }
 
 template <class T>
-void Network<T>::bf16_pack_part(int part, int parts) {
+void Network<T>::pack_part(int part, int parts) {
   if constexpr (std::is_same_v<T, float>) {
-    if (bf16_w_.empty()) return;  // not prepared
+    if (packed_w_.empty()) return;  // not prepared
     for (int l = 0; l < n_layers(); ++l) {
       const int in = sizes_[l], out = sizes_[l + 1];
       const int r0 = share(in, part, parts), r1 = share(in, part + 1, parts);
       const float* W = params_.data() + w_off_[l];
-      if (!bf16_w_[l].empty()) bf16_pack_rows(W, in, out, r0, r1, bf16_w_[l].data());
-      if (!bf16_wt_[l].empty()) bf16_pack_rows_transposed(W, in, out, r0, r1, bf16_wt_[l].data());
+      if (!packed_w_[l].empty()) pack_rows(bf16_, W, in, out, r0, r1, packed_w_[l].data());
+      if (!packed_wt_[l].empty())
+        pack_rows_transposed(bf16_, W, in, out, r0, r1, packed_wt_[l].data());
     }
   } else {
     (void)part, (void)parts;
@@ -124,7 +131,7 @@ void Network<T>::forward_rows(const T* X, int r0, int r1, int first) {
     T* z = z_[l].data() + std::size_t(r0) * out;
     gemm<T>(false, false, m, out, in, T(1), layer_input(X, l) + std::size_t(r0) * in, in,
             params_.data() + w_off_[l], out, T(0), z, out, params_.data() + b_offset(l), bf16_,
-            packed(bf16_w_, l));
+            packed(packed_w_, l));
     activation_forward(acts_[l], z, a_[l].data() + std::size_t(r0) * out, m, out);
   }
 }
@@ -170,7 +177,8 @@ void Network<T>::backprop_rows(int r0, int r1) {
     const std::size_t off = std::size_t(r0) * in;
     T* dprev = dz_[l - 1].data() + off;
     gemm<T>(false, true, m, in, out, T(1), dz_[l].data() + std::size_t(r0) * out, out,
-            params_.data() + w_off_[l], out, T(0), dprev, in, nullptr, bf16_, packed(bf16_wt_, l));
+            params_.data() + w_off_[l], out, T(0), dprev, in, nullptr, bf16_,
+            packed(packed_wt_, l));
     activation_backward(acts_[l - 1], z_[l - 1].data() + off, a_[l - 1].data() + off, dprev, m, in);
   }
 }

@@ -41,20 +41,22 @@ class Network {
   std::size_t b_offset(int l) const { return w_off_[l] + std::size_t(sizes_[l]) * sizes_[l + 1]; }
   std::size_t w_size(int l) const { return std::size_t(sizes_[l]) * sizes_[l + 1]; }
 
-  // Whether the large products round their inputs to bfloat16 (gemm_bf16.hpp); only for a
+  // Whether the large products round their inputs to bfloat16 (gemm_packed.hpp); only for a
   // float network on a CPU with AVX512-BF16. The epoch loop sets it for its epoch.
   void set_bf16_products(bool on);
   bool bf16_products() const { return bf16_; }
-  // bfloat16 copies of the weights for an epoch's team, with bf16 products on: the forward and
-  // input-gradient products read them instead of each thread rounding and packing every weight
-  // matrix for its rows, twice a batch. bf16_prepare(n, parts) allocates them for batches of n
-  // rows split `parts` ways (before the team starts), for the layers whose products will run in
-  // bfloat16; bf16_pack_part(part, parts) packs the part's rows of W (the rows it updates), and
+  // Packed copies of the weights for an epoch's team, where the products run in fastbp's packed
+  // kernels (gemm_packed.hpp: a float network on an AVX-512 core), in the products' precision
+  // (float32, or bfloat16 with bf16 products on): the forward and input-gradient products read
+  // them instead of each thread packing every weight matrix for its rows, twice a batch.
+  // prepare_packed(n, parts, split) allocates them for batches of n rows split `parts` ways
+  // (before the team starts), for the layers whose products are large enough, and says whether
+  // it kept any; pack_part(part, parts) packs the part's rows of W (the rows it updates), and
   // once every part has (and the team has met), the products use them, until
-  // set_bf16_products(false), which frees them. Every update must be followed by the packing
-  // of its rows.
-  void bf16_prepare(int n, int parts, bool split);
-  void bf16_pack_part(int part, int parts);
+  // set_bf16_products, which frees them. Every update must be followed by the packing of its
+  // rows.
+  bool prepare_packed(int n, int parts, bool split);
+  void pack_part(int part, int parts);
 
   // X is (n, n_in), out is (n, n_out): output activations (probabilities for softmax).
   // stop (may be null) is asked between chunks of rows: once it says stop, out is incomplete.
@@ -144,10 +146,10 @@ class Network {
   Loss loss_;
   bool bf16_ = false;
   // Per layer: W_l packed as the forward product's op(B), W_l^T as the input gradient's
-  // (gemm_bf16.hpp); empty where the product does not run in bfloat16, and outside the epoch
-  // that keeps them (from bf16_prepare to set_bf16_products(false)).
-  std::vector<std::vector<std::uint16_t>> bf16_w_, bf16_wt_;
-  static const std::uint16_t* packed(const std::vector<std::vector<std::uint16_t>>& copies, int l) {
+  // (gemm_packed.hpp); empty where the product is too small for the packed kernels, and
+  // outside the epoch that keeps them (from prepare_packed to set_bf16_products).
+  std::vector<std::vector<std::uint32_t>> packed_w_, packed_wt_;
+  static const std::uint32_t* packed(const std::vector<std::vector<std::uint32_t>>& copies, int l) {
     const std::size_t i = std::size_t(l);
     return i < copies.size() && !copies[i].empty() ? copies[i].data() : nullptr;
   }

@@ -245,7 +245,8 @@ EpochStats line_search_epoch(Network<T>& net, const OptimConfig& oc, const T* X,
   return s;
 }
 
-// The network's products in bfloat16 or not for one epoch; its own setting afterwards.
+// The network's products in bfloat16 or not for one epoch; its own setting afterwards, which
+// also frees the packed copies of the weights that the epoch kept.
 template <class T>
 class ProductsScope {
  public:
@@ -282,7 +283,8 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
   const int threads = net.batch_threads(bs, true);
   net.reserve(bs, threads);
   const bool split_first = net.split_first_layer(bs, threads);  // reserved for any team size
-  net.bf16_prepare(bs, threads, split_first);  // where its products run in bfloat16
+  // packed copies of the weights, where its products run in fastbp's packed kernels
+  const bool packed = net.prepare_packed(bs, threads, split_first);
   std::vector<BatchSums> partial(threads, BatchSums(L));
   SpinBarrier barrier;  // spins, then yields, then sleeps: see barrier.hpp
   EpochStats s;
@@ -297,9 +299,9 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
   // of the gradient, and the clipping, noise and update of that part.
   auto run = [&](int t, int nt) {
     BatchSums sums(L);
-    // The bfloat16 copies of the weights, where the epoch keeps them: the rows this thread
+    // The packed copies of the weights, where the epoch keeps them: the rows this thread
     // updates, now and after each step.
-    if (ec.bf16_products) net.bf16_pack_part(t, nt);
+    if (packed) net.pack_part(t, nt);
     for (long first = 0, b = 0; first < N; first += bs, ++b) {
       if (t == 0) halt = stop.requested();  // the caller's thread: its poll may take locks
       const int n = int(std::min<long>(bs, N - first));
@@ -331,7 +333,7 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
         transforms.apply(g, begin, end);
         OptimizerState<T>::apply(plan, p, g, begin, end);
       });
-      if (ec.bf16_products && first + bs < N) net.bf16_pack_part(t, nt);  // for the next batch
+      if (packed && first + bs < N) net.pack_part(t, nt);  // for the next batch
     }
   };
   s.threads = run_team(threads, barrier, run);

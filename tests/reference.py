@@ -390,3 +390,19 @@ def get_grads(net):
         [np.array(w, dtype=np.float64) for w in net.grad_weights],
         [np.array(b, dtype=np.float64) for b in net.grad_biases],
     )
+
+
+def sgd_step_relu_mse(X, Y, weights, biases, lr, rounding=lambda a: a):
+    """One SGD step of a relu -> identity network of two layers under mse, in float64;
+    rounding(x) is applied to every input of every matrix product (test_bf16.py)."""
+    W0, W1 = (w.astype(np.float64) for w in weights)
+    b0, b1 = (b.astype(np.float64) for b in biases)
+    x = X.astype(np.float64)
+    z0 = rounding(x) @ rounding(W0) + b0
+    a0 = np.maximum(z0, 0)
+    out = rounding(a0) @ rounding(W1) + b1
+    dz1 = (out - Y) / len(X)
+    gW1 = rounding(a0).T @ rounding(dz1)
+    dz0 = (rounding(dz1) @ rounding(W1).T) * (z0 > 0)
+    gW0 = rounding(x).T @ rounding(dz0)
+    return [W0 - lr * gW0, W1 - lr * gW1], [b0 - lr * dz0.sum(0), b1 - lr * dz1.sum(0)]

@@ -55,7 +55,7 @@ def test_bf16_gemm_matches_rounded_float64(rng, ta, tb, M, N, K):
     opB = (B.T if tb else B).astype(np.float64)
     want = 0.5 * (bf16(opA) @ bf16(opB)) - 2.0 * C
     exact = 0.5 * (opA @ opB) - 2.0 * C
-    fb._core._bf16_gemm(ta, tb, 0.5, A, B, -2.0, C)
+    fb._core._packed_gemm(ta, tb, 0.5, A, B, -2.0, C, bfloat16=True)
     scale = np.sqrt(K) * 0.5 + 2.0  # the size of each entry's terms
     assert np.max(np.abs(C - want)) <= 1e-5 * scale
     if K >= 31:  # rounding 2K inputs moves each sum by ~2^-9 sqrt(K): far past float32 error
@@ -67,24 +67,8 @@ def test_bf16_gemm_beta_zero_ignores_c(rng):
     A = rng.standard_normal((20, 40)).astype(np.float32)
     B = rng.standard_normal((40, 50)).astype(np.float32)
     C = np.full((20, 50), np.nan, np.float32)
-    fb._core._bf16_gemm(False, False, 1.0, A, B, 0.0, C)
+    fb._core._packed_gemm(False, False, 1.0, A, B, 0.0, C, bfloat16=True)
     np.testing.assert_allclose(C, bf16(A) @ bf16(B), rtol=0, atol=1e-4)
-
-
-def _one_sgd_step(X, Y, weights, biases, lr, rounding):
-    """One SGD step of a relu -> identity network under mse, in float64; rounding(x) is applied
-    to every input of every matrix product."""
-    W0, W1 = (w.astype(np.float64) for w in weights)
-    b0, b1 = (b.astype(np.float64) for b in biases)
-    x = X.astype(np.float64)
-    z0 = rounding(x) @ rounding(W0) + b0
-    a0 = np.maximum(z0, 0)
-    out = rounding(a0) @ rounding(W1) + b1
-    dz1 = (out - Y) / len(X)
-    gW1 = rounding(a0).T @ rounding(dz1)
-    dz0 = (rounding(dz1) @ rounding(W1).T) * (z0 > 0)
-    gW0 = rounding(x).T @ rounding(dz0)
-    return [W0 - lr * gW0, W1 - lr * gW1], [b0 - lr * dz0.sum(0), b1 - lr * dz1.sum(0)]
 
 
 @needs_bf16
@@ -121,8 +105,8 @@ def test_trainer_bf16_steps_match_rounded_reference(rng, restore_threads, thread
     want_w, want_b, exact_w, exact_b = W, b, W, b
     for i in range(batches):
         rows = slice(128 * i, 128 * (i + 1))
-        want_w, want_b = _one_sgd_step(X[rows], Y[rows], want_w, want_b, 0.5, bf16)
-        exact_w, exact_b = _one_sgd_step(X[rows], Y[rows], exact_w, exact_b, 0.5, lambda a: a)
+        want_w, want_b = ref.sgd_step_relu_mse(X[rows], Y[rows], want_w, want_b, 0.5, bf16)
+        exact_w, exact_b = ref.sgd_step_relu_mse(X[rows], Y[rows], exact_w, exact_b, 0.5)
     for got, want, exact, start in zip(net.weights, want_w, exact_w, W):
         step = np.max(np.abs(exact - start))
         err = np.max(np.abs(got - want))
@@ -208,7 +192,7 @@ def test_bf16_on_a_cpu_without_it_is_a_clear_error(monkeypatch):
 @pytest.mark.skipif(fb.build_info()["bfloat16"], reason="this CPU has AVX512-BF16")
 def test_core_refuses_bf16_without_the_cpu_feature():
     with pytest.raises(ValueError, match="AVX512-BF16"):
-        fb._core._bf16_gemm(
+        fb._core._packed_gemm(
             False,
             False,
             1.0,
@@ -216,4 +200,5 @@ def test_core_refuses_bf16_without_the_cpu_feature():
             np.ones((2, 2), np.float32),
             0.0,
             np.ones((2, 2), np.float32),
+            bfloat16=True,
         )

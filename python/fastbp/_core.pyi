@@ -139,7 +139,7 @@ def forked_child() -> bool:
 def set_flush_denormals(flush: bool) -> None: ...
 def get_flush_denormals() -> bool: ...
 def build_info() -> dict[str, Any]: ...
-def _bf16_gemm(
+def _packed_gemm(
     trans_a: bool,
     trans_b: bool,
     alpha: float,
@@ -147,4 +147,5 @@ def _bf16_gemm(
     B: npt.NDArray[np.float32],
     beta: float,
     C: npt.NDArray[np.float32],
+    bfloat16: bool,
 ) -> None: ...
