@@ -21,10 +21,17 @@ bool own_gemm_built();
 // Whether this CPU and OS run AVX512-BF16 (and the AVX-512 F/BW/VL it builds on).
 bool bf16_supported();
 
-// Whether a product is worth running here: below these sizes the kernel's tiles (12 x 32, over
-// pairs of k in bfloat16) are mostly padding, or its packing costs more than it saves.
-inline bool packed_worth(long M, long N, long K) {
-  return M >= 12 && N >= 32 && K >= 32 && double(M) * N * K >= double(1 << 18);
+// Whether a product is worth running here rather than in BLAS, in bfloat16 or float32, with
+// op(B) = B^T or not. Below 32 columns, 32 terms per sum or 12 rows the kernel's tiles (12 x 32,
+// over pairs of k in bfloat16) are mostly padding; under 2^18 multiply-adds its packing of both
+// operands costs more than it saves. In float32, against OpenBLAS's small-matrix kernels, A B
+// and A^T B need 2^21 (one thread, NumPy's OpenBLAS as reference: 0.63-0.86x at 2^18-2^19,
+// 0.93-1.08x at 2^20-2^21, 0.97-1.18x above); A B^T, where OpenBLAS is slow, gains from 2^18
+// (1.09-1.57x).
+inline bool packed_worth(bool bf16, bool trans_b, long M, long N, long K) {
+  const double macs = double(M) * N * K;
+  return M >= 12 && N >= 32 && K >= 32 && macs >= double(1 << 18) &&
+         (bf16 || trans_b || macs >= double(1 << 21));
 }
 
 // Row-major, single-threaded: C (M x N) = alpha op(A) op(B) + beta C, with op(A) (M x K) and

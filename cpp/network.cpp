@@ -78,8 +78,8 @@ bool Network<T>::prepare_packed(int n, int parts, bool split) {
     for (int l = 0; l < n_layers(); ++l) {
       const int in = sizes_[l], out = sizes_[l + 1];
       // X W_l, except the first layer's when split by inputs (first_layer_part)
-      keep(packed_w_[l], !(l == 0 && split) && packed_worth(rows, out, in), in, out);
-      keep(packed_wt_[l], l > 0 && packed_worth(rows, in, out), out, in);  // dZ W_l^T
+      keep(packed_w_[l], !(l == 0 && split) && packed_worth(bf16_, false, rows, out, in), in, out);
+      keep(packed_wt_[l], l > 0 && packed_worth(bf16_, true, rows, in, out), out, in);  // dZ W_l^T
     }
     if (!any) {
       packed_w_.clear();

@@ -71,13 +71,13 @@ def test_float32_gemm_reads_only_its_operands(rng):
 @needs_own_gemm
 @pytest.mark.parametrize("threads", [1, 2])
 def test_trainer_float32_steps_match_float64(rng, restore_threads, threads):
-    # Every product is large enough for the packed kernels, and the epoch keeps packed copies
-    # of W_0 (forward) and W_1 (forward, and transposed for the input gradient). They must
-    # follow every update: on two threads 131 rows of W_1 split at 65, and the transposed
-    # copy's groups of 16 rows straddle the parts. Three batches, so that stale copies would
-    # show.
+    # Every product is large enough for the packed kernels (at least 2^21 multiply-adds a
+    # thread), and the epoch keeps packed copies of W_0 (forward) and W_1 (forward, and
+    # transposed for the input gradient). They must follow every update: on two threads 131
+    # rows of W_1 split at 65, and the transposed copy's groups of 16 rows straddle the parts.
+    # Three batches, so that stale copies would show.
     fb.set_num_threads(threads)
-    sizes = [97, 131, 64]
+    sizes = [256, 131, 256]
     X = rng.standard_normal((384, sizes[0])).astype(np.float32)
     Y = rng.standard_normal((384, sizes[-1])).astype(np.float32)
     net = fb.MLP(sizes, activation="relu", loss="mse", seed=3)

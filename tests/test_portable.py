@@ -41,9 +41,9 @@ for dtype in ("float32", "float64"):
                       progress=False).fit(X.astype(dtype), y)
     out[dtype] = {"loss": [float(v) for v in hist.train_loss],
                   "weights": [w.tolist() for w in net.weights]}
-# products large enough for fastbp's own float32 kernels in the AVX-512 core (96 x 64 x 128)
-big = fb.MLP([128, 64, 48], activation="tanh", seed=1)
-out["forward"] = big.forward(rng.standard_normal((96, 128)).astype(np.float32)).tolist()
+# a product large enough for fastbp's own float32 kernels in the AVX-512 core (128 x 128 x 256)
+big = fb.MLP([256, 128, 48], activation="tanh", seed=1)
+out["forward"] = big.forward(rng.standard_normal((128, 256)).astype(np.float32)).tolist()
 print(json.dumps(out))
 """
 
