@@ -25,6 +25,8 @@ needs_own_gemm = pytest.mark.skipif(
         (1, 1, 1),
         (13, 33, 3),  # one row past a 12-row panel, one column past a 32-column panel
         (5, 17, 31),  # a 4- and an 8-row panel's worth
+        (16, 40, 7),  # 13 to 16 rows left: two 8-row panels
+        (256, 45, 70),  # 20 panels of 12 and two of 8
         (9, 64, 17),  # one value of k past a transposed group of 16
         (300, 70, 1201),  # two blocks of rows, three blocks of k (the last not full)
         (24, 2100, 40),  # two blocks of columns
