@@ -134,7 +134,9 @@ def build_info() -> dict[str, _Any]:
     ``threads`` (how many fastbp uses now: always 1 without OpenMP), ``max_threads`` (the
     most it will use: see :func:`set_num_threads`); ``blas``, ``blas_core``
     (OpenBLAS's kernel for this CPU), ``blas_threads``; ``simd`` (the vector extensions the
-    running core was compiled for); ``bfloat16`` (whether this CPU runs
+    running core was compiled for); ``own_gemm`` (whether the large float32
+    products run in fastbp's own kernels rather than OpenBLAS's: in the AVX-512 cores, ``v4``
+    and ``native``); ``bfloat16`` (whether this CPU runs
     ``Trainer(matmul_precision="bfloat16")``: it needs AVX512-BF16); ``isa`` (the core variant
     running: ``baseline``, ``v2``, ``v3``, ``v4`` or ``native``), ``isa_built`` (the variants
     installed, best first), ``isa_choice`` (``"auto"``, or the ``FASTBP_ISA`` setting that
