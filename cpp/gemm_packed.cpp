@@ -320,12 +320,18 @@ struct Workspace {
   }
 };
 
+// This thread's one workspace, whichever format its products run in.
+Workspace& workspace() {
+  thread_local Workspace ws;
+  return ws;
+}
+
 // B (ldb) is packed block by block here unless `packed` holds it packed whole (pack_rows*).
 template <class Fmt>
 FASTBP_PACKED_TARGET bool run(bool ta, bool tb, int M, int N, int K, float alpha, const float* A,
                               int lda, const float* B, int ldb, const uint32_t* packed, float beta,
                               float* C, int ldc) {
-  thread_local Workspace ws;
+  Workspace& ws = workspace();
   if (!ws.ready()) return false;
   // Blocks of A of equal size, in whole panels: 256 rows are one block, not 264 + 0 or 240 + 16.
   const int blocks = (M + MC - 1) / MC;
