@@ -9,6 +9,7 @@ for what only the core can compute (the counter-based gradient noise).
 import io
 import json
 import math
+import os
 import sys
 import warnings
 from textwrap import dedent
@@ -1343,8 +1344,12 @@ def test_ctrl_c_stops_within_a_fifth_of_a_second(case):
     assert done.returncode == -signal.SIGINT, describe(done)  # KeyboardInterrupt's own exit
     report = next(line for line in done.stdout.splitlines() if line.startswith("caught"))
     _, caught, *details = report.split()
-    assert float(caught) - sent < 0.2, describe(done)
-    assert exited - sent < 0.2 + 1.0, describe(done)  # and the interpreter's exit
+    # Under AddressSanitizer (tools/sanitize.sh) every memory access of fastbp's own product
+    # kernels is checked, which makes each chunk of the forward pass several times longer: the
+    # interruption then landed 0.55 s after the signal.
+    limit = 1.0 if "libasan" in os.environ.get("LD_PRELOAD", "") else 0.2
+    assert float(caught) - sent < limit, describe(done)
+    assert exited - sent < limit + 1.0, describe(done)  # and the interpreter's exit
     if case == "fit":  # the interrupted epoch is the first not counted, whichever it was
         reason, stopped, epochs, best = details
         assert (reason, best) == ("reason=interrupted", "best=True"), describe(done)
