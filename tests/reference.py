@@ -406,3 +406,10 @@ def sgd_step_relu_mse(X, Y, weights, biases, lr, rounding=lambda a: a):
     dz0 = (rounding(dz1) @ rounding(W1).T) * (z0 > 0)
     gW0 = rounding(x).T @ rounding(dz0)
     return [W0 - lr * gW0, W1 - lr * gW1], [b0 - lr * dz0.sum(0), b1 - lr * dz1.sum(0)]
+
+
+def bfloat16(x):
+    """float32 -> nearest bfloat16 (ties to even: the top 16 bits of a float32), as float64."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
+    return u.astype(np.uint32).view(np.float32).astype(np.float64)

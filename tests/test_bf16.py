@@ -1,9 +1,10 @@
-"""Mixed precision: Trainer(matmul_precision="bfloat16") and the bfloat16 product kernels.
+"""Mixed precision: Trainer(matmul_precision="bfloat16").
 
-The reference rounds the products' inputs to bfloat16 (round to nearest even, written here from
-the format: the top 16 bits of a float32) and multiplies in float64. The core must match it to
-float32 summation error, and be measurably farther from the unrounded float64 products: that
-shows the rounding happened, and only there.
+The reference rounds the products' inputs to bfloat16 (round to nearest even, written in
+reference.py from the format: the top 16 bits of a float32) and multiplies in float64. The core
+must match it to float32 summation error, and be measurably farther from the unrounded float64
+products: that shows the rounding happened, and only there. (The kernels themselves, in both
+formats: test_packed_gemm.py.)
 """
 
 from __future__ import annotations
@@ -19,58 +20,11 @@ needs_bf16 = pytest.mark.skipif(
 )
 
 
-def bf16(x):
-    """float32 -> nearest bfloat16 (ties to even), as float64."""
-    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
-    return u.astype(np.uint32).view(np.float32).astype(np.float64)
-
-
 def test_bf16_rounding_reference_is_right():
     # 1 + 2^-8 is a tie between 1 and 1 + 2^-7: to even (1); 1 + 3 * 2^-8 goes up to 1 + 2^-6
     x = np.array([1.0, 1 + 2**-8, 1 + 3 * 2**-8, 1 + 2**-7, -2.5e-3], np.float32)
-    assert bf16(x)[:4].tolist() == [1.0, 1.0, 1 + 2**-6, 1 + 2**-7]
-    assert abs(bf16(x)[4] / x[4] - 1) <= 2**-9
-
-
-@needs_bf16
-@pytest.mark.parametrize("ta", [False, True])
-@pytest.mark.parametrize("tb", [False, True])
-@pytest.mark.parametrize(
-    "M, N, K",
-    [
-        (1, 1, 1),
-        (13, 33, 3),  # one row past a 12-row panel, one column past a 32-column panel
-        (5, 17, 31),  # a 4- and an 8-row panel's worth
-        (16, 40, 7),  # 13 to 16 rows left: two 8-row panels
-        (256, 45, 70),  # 20 panels of 12 and two of 8, odd k
-        (9, 64, 2),
-        (300, 70, 1201),  # two blocks of rows, three blocks of k (the last odd)
-        (24, 2100, 40),  # two blocks of columns
-    ],
-)
-def test_bf16_gemm_matches_rounded_float64(rng, ta, tb, M, N, K):
-    A = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
-    B = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
-    C = rng.standard_normal((M, N)).astype(np.float32)
-    opA = (A.T if ta else A).astype(np.float64)
-    opB = (B.T if tb else B).astype(np.float64)
-    want = 0.5 * (bf16(opA) @ bf16(opB)) - 2.0 * C
-    exact = 0.5 * (opA @ opB) - 2.0 * C
-    fb._core._packed_gemm(ta, tb, 0.5, A, B, -2.0, C, bfloat16=True)
-    scale = np.sqrt(K) * 0.5 + 2.0  # the size of each entry's terms
-    assert np.max(np.abs(C - want)) <= 1e-5 * scale
-    if K >= 31:  # rounding 2K inputs moves each sum by ~2^-9 sqrt(K): far past float32 error
-        assert np.max(np.abs(C - exact)) > 20 * np.max(np.abs(C - want))
-
-
-@needs_bf16
-def test_bf16_gemm_beta_zero_ignores_c(rng):
-    A = rng.standard_normal((20, 40)).astype(np.float32)
-    B = rng.standard_normal((40, 50)).astype(np.float32)
-    C = np.full((20, 50), np.nan, np.float32)
-    fb._core._packed_gemm(False, False, 1.0, A, B, 0.0, C, bfloat16=True)
-    np.testing.assert_allclose(C, bf16(A) @ bf16(B), rtol=0, atol=1e-4)
+    assert ref.bfloat16(x)[:4].tolist() == [1.0, 1.0, 1 + 2**-6, 1 + 2**-7]
+    assert abs(ref.bfloat16(x)[4] / x[4] - 1) <= 2**-9
 
 
 @needs_bf16
@@ -107,7 +61,7 @@ def test_trainer_bf16_steps_match_rounded_reference(rng, restore_threads, thread
     want_w, want_b, exact_w, exact_b = W, b, W, b
     for i in range(batches):
         rows = slice(128 * i, 128 * (i + 1))
-        want_w, want_b = ref.sgd_step_relu_mse(X[rows], Y[rows], want_w, want_b, 0.5, bf16)
+        want_w, want_b = ref.sgd_step_relu_mse(X[rows], Y[rows], want_w, want_b, 0.5, ref.bfloat16)
         exact_w, exact_b = ref.sgd_step_relu_mse(X[rows], Y[rows], exact_w, exact_b, 0.5)
     for got, want, exact, start in zip(net.weights, want_w, exact_w, W):
         step = np.max(np.abs(exact - start))

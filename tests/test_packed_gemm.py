@@ -1,7 +1,7 @@
-"""fastbp's own float32 product kernels (cpp/gemm_packed.cpp), which the AVX-512 cores run for
-large float32 products in place of OpenBLAS's sgemm. The reference is NumPy's product in
-float64; the kernels must match it to float32 summation error on every tile and block edge.
-(The bfloat16 format of the same kernels: test_bf16.py.)"""
+"""fastbp's own product kernels (cpp/gemm_packed.cpp): in float32, which the AVX-512 cores run
+for large float32 products in place of OpenBLAS's sgemm, and in bfloat16 (test_bf16.py: the
+training mode). The reference is NumPy's product in float64 of the inputs rounded as the format
+does; the kernels must match it to float32 summation error on every tile and block edge."""
 
 from __future__ import annotations
 
@@ -14,9 +14,20 @@ import fastbp as fb
 needs_own_gemm = pytest.mark.skipif(
     not fb.build_info()["own_gemm"], reason="this core runs float32 products in OpenBLAS"
 )
+needs_bf16 = pytest.mark.skipif(
+    not fb.build_info()["bfloat16"], reason="this CPU has no AVX512-BF16"
+)
+PRECISIONS = [
+    pytest.param(False, marks=needs_own_gemm, id="float32"),
+    pytest.param(True, marks=needs_bf16, id="bfloat16"),
+]
 
 
-@needs_own_gemm
+def unrounded(x):
+    return np.asarray(x, dtype=np.float64)
+
+
+@pytest.mark.parametrize("bfloat16", PRECISIONS)
 @pytest.mark.parametrize("ta", [False, True])
 @pytest.mark.parametrize("tb", [False, True])
 @pytest.mark.parametrize(
@@ -24,35 +35,43 @@ needs_own_gemm = pytest.mark.skipif(
     [
         (1, 1, 1),
         (13, 33, 3),  # one row past a 12-row panel, one column past a 32-column panel
-        (5, 17, 31),  # a 4- and an 8-row panel's worth
+        (5, 17, 31),  # a 4- and an 8-row panel's worth, odd k
         (16, 40, 7),  # 13 to 16 rows left: two 8-row panels
         (256, 45, 70),  # 20 panels of 12 and two of 8
         (9, 64, 17),  # one value of k past a transposed group of 16
-        (300, 70, 1201),  # two blocks of rows, three blocks of k (the last not full)
+        (9, 64, 2),
+        (300, 70, 1201),  # two blocks of rows, three blocks of k (the last not full, odd)
         (24, 2100, 40),  # two blocks of columns
     ],
 )
-def test_float32_gemm_matches_float64(rng, ta, tb, M, N, K):
+def test_packed_gemm_matches_float64(rng, bfloat16, ta, tb, M, N, K):
+    # The reference rounds the inputs as the format does (bfloat16, or not at all) and
+    # multiplies in float64.
+    rounding = ref.bfloat16 if bfloat16 else unrounded
     A = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
     B = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
     C = rng.standard_normal((M, N)).astype(np.float32)
     opA = (A.T if ta else A).astype(np.float64)
     opB = (B.T if tb else B).astype(np.float64)
-    want = 0.5 * (opA @ opB) - 2.0 * C
-    fb._core._packed_gemm(ta, tb, 0.5, A, B, -2.0, C, bfloat16=False)
+    want = 0.5 * (rounding(opA) @ rounding(opB)) - 2.0 * C
+    exact = 0.5 * (opA @ opB) - 2.0 * C
+    fb._core._packed_gemm(ta, tb, 0.5, A, B, -2.0, C, bfloat16=bfloat16)
     scale = np.sqrt(K) * 0.5 + 2.0  # the size of each entry's terms
     # float32 sums of K terms: ~2e-6 sqrt(K) here, as NumPy's float32 product (OpenBLAS); a
     # term missed or counted twice would be ~0.5
     assert np.max(np.abs(C - want)) <= 1e-5 * scale
+    if bfloat16 and K >= 31:  # rounding 2K inputs moves each sum by ~2^-9 sqrt(K)
+        assert np.max(np.abs(C - exact)) > 20 * np.max(np.abs(C - want))
 
 
-@needs_own_gemm
-def test_float32_gemm_beta_zero_ignores_c(rng):
+@pytest.mark.parametrize("bfloat16", PRECISIONS)
+def test_packed_gemm_beta_zero_ignores_c(rng, bfloat16):
+    rounding = ref.bfloat16 if bfloat16 else unrounded
     A = rng.standard_normal((20, 40)).astype(np.float32)
     B = rng.standard_normal((40, 50)).astype(np.float32)
     C = np.full((20, 50), np.nan, np.float32)
-    fb._core._packed_gemm(False, False, 1.0, A, B, 0.0, C, bfloat16=False)
-    np.testing.assert_allclose(C, A.astype(np.float64) @ B, rtol=0, atol=1e-4)
+    fb._core._packed_gemm(False, False, 1.0, A, B, 0.0, C, bfloat16=bfloat16)
+    np.testing.assert_allclose(C, rounding(A) @ rounding(B), rtol=0, atol=1e-4)
 
 
 @needs_own_gemm
