@@ -97,3 +97,16 @@ def test_bf16_accuracy_run_trains_in_the_asked_precision_and_holds_out_the_rest(
     # the same start and shuffling; only the products' precision differs
     assert got["highest"]["train_loss"] != got["bfloat16"]["train_loss"]
     assert got["bfloat16"]["train_loss"] == pytest.approx(got["highest"]["train_loss"], rel=0.05)
+
+
+def test_packed_gemm_script_compares_the_kernels_with_openblas(capsys):
+    import fastbp as fb
+
+    if not fb.build_info()["own_gemm"]:
+        pytest.skip("this core runs float32 products in OpenBLAS")
+    import packed_gemm
+
+    assert packed_gemm.ratio(24, 40, 33, False, True, repeats=1, seconds=0.0) > 0
+    packed_gemm.main(["--rows", "12", "--sizes", "32"])
+    out = capsys.readouterr().out
+    assert [line.split()[0] for line in out.splitlines() if line.startswith("M=")] == ["M=12"] * 3
