@@ -2,8 +2,10 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "denormals.hpp"
 
@@ -26,6 +28,33 @@ int set_num_threads(int n);
 // regions"). A team of at most MAX_THREADS leaves room for a second one training at the same
 // time (two networks in two Python threads, lr_sweep's n_jobs=2). One in a forked child.
 int max_threads();
+
+// Storage that starts on a cache line (64 bytes), for the buffers a team splits into parts
+// (parameters, gradients, optimizer state, the batch's rows): where the parts' sizes are whole
+// lines, no two threads then write the same line. glibc starts a large block 16 bytes into a
+// page, which put every part boundary inside a line, and the threads' updates fought over those
+// lines: aligned, deep-narrow's 2-thread epoch runs 12% faster and mnist-like's 7%
+// (bench/core_epoch.cpp).
+template <class T>
+struct LineAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t kLine{64};
+  LineAllocator() = default;
+  template <class U>
+  LineAllocator(const LineAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kLine)); }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, kLine); }
+  template <class U>
+  bool operator==(const LineAllocator<U>&) const noexcept {
+    return true;
+  }
+  template <class U>
+  bool operator!=(const LineAllocator<U>&) const noexcept {
+    return false;
+  }
+};
+template <class T>
+using LineVector = std::vector<T, LineAllocator<T>>;
 
 // Inside a parallel region everything runs on the calling thread: no nested teams.
 inline bool in_parallel() {

@@ -247,7 +247,7 @@ void Network<T>::reserve(int n, int parts) {
   ensure_capacity(n);
   if (!split_first_layer(n, parts)) return;
   first_part_.resize(std::max<std::size_t>(first_part_.size(), parts));
-  for (std::vector<T>& part : first_part_)
+  for (LineVector<T>& part : first_part_)
     if (part.size() < std::size_t(n) * sizes_[1]) part.resize(std::size_t(n) * sizes_[1]);
 }
 

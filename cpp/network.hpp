@@ -154,12 +154,12 @@ class Network {
     return i < copies.size() && !copies[i].empty() ? copies[i].data() : nullptr;
   }
   std::vector<std::size_t> w_off_;
-  std::vector<T> params_, grads_;
+  LineVector<T> params_, grads_;  // parts split among a team (common.hpp)
   // Working memory, sized for the largest batch seen so far and reused across batches.
   int capacity_ = 0;
-  std::vector<std::vector<T>> z_, a_, dz_;  // per layer: pre-activation, activation, dLoss/dZ
-  std::vector<LossSums> partial_;           // per-thread loss sums of a batch-parallel backward
-  std::vector<std::vector<T>> first_part_;  // per part: its share of Z_0 (split_first_layer)
+  std::vector<LineVector<T>> z_, a_, dz_;  // per layer: pre-activation, activation, dLoss/dZ
+  std::vector<LossSums> partial_;          // per-thread loss sums of a batch-parallel backward
+  std::vector<LineVector<T>> first_part_;  // per part: its share of Z_0 (split_first_layer)
   ForkSafeMutex mutex_;
 };
 

@@ -18,7 +18,7 @@ void apply_rule(Rule rule, T* p, const T* g, std::size_t begin, std::size_t end)
 
 template <class T>
 T* OptimizerState<T>::buffer(const std::string& name, bool* created) {
-  std::vector<T>& b = buffers_[name];
+  LineVector<T>& b = buffers_[name];
   if (created) *created = b.size() != n_;
   if (b.size() != n_) b.assign(n_, T(0));
   return b.data();
@@ -60,7 +60,9 @@ void OptimizerState<T>::step(const OptimConfig& c, T* p, const T* g) {
 
 template <class T>
 OptimizerStateDict<T> OptimizerState<T>::state_dict() const {
-  return {t_, momentum_fresh_, buffers_};
+  OptimizerStateDict<T> d{t_, momentum_fresh_, {}};
+  for (const auto& [name, b] : buffers_) d.buffers[name].assign(b.begin(), b.end());
+  return d;
 }
 
 template <class T>
@@ -68,7 +70,8 @@ void OptimizerState<T>::load_state_dict(OptimizerStateDict<T> d) {
   check_state_dict(d, n_);
   t_ = d.step;
   momentum_fresh_ = d.momentum_fresh;
-  buffers_ = std::move(d.buffers);
+  buffers_.clear();
+  for (const auto& [name, b] : d.buffers) buffers_[name].assign(b.begin(), b.end());
   rule_ = std::monostate();  // its pointers were into the buffers replaced: prepare() again
 }
 

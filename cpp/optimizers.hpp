@@ -318,7 +318,8 @@ class OptimizerState {
   std::size_t n_;
   long t_ = 0;
   bool momentum_fresh_ = false;  // the SGD momentum buffer holds no step yet
-  std::map<std::string, std::vector<T>> buffers_;
+  // By torch's names; a team splits them into parts, as the parameters (common.hpp).
+  std::map<std::string, LineVector<T>> buffers_;
   StepPlan<T> rule_;  // set by prepare()
 };
 

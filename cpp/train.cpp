@@ -82,7 +82,7 @@ class BatchBuffer {
 
  private:
   int d_, k_;
-  std::vector<T> x_, y_;
+  LineVector<T> x_, y_;  // rows split among the team
   std::vector<int32_t> labels_;
   const T* at_ = nullptr;  // the batch's rows and targets: the buffers above, or the data set's
   Target<T> target_;
@@ -93,7 +93,7 @@ class BatchBuffer {
 // line of its own.
 struct alignas(64) BatchSums {
   LossSums loss;
-  std::vector<double> sq;
+  LineVector<double> sq;  // on lines of its own, as the struct
   explicit BatchSums(int layers = 0) : sq(layers + 1, 0.0) {}
   bool finite() const {
     bool ok = std::isfinite(loss.loss);

@@ -209,6 +209,18 @@ def test_build_info(fb):
         assert info["version"] == fb.__version__
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_team_buffers_start_on_a_cache_line(fb, dtype):
+    # A team splits the parameters and gradients into parts whose sizes are whole cache lines
+    # when the layers' are; that keeps two threads from writing one line only if the buffers
+    # start on one (common.hpp, LineVector). glibc's own alignment is 16 bytes: a large block
+    # starts 16 bytes into a page, a small one on any 16.
+    for sizes in ([3, 5, 2], [64, 64, 10], [10, 30, 30, 1], [784, 256, 128, 10]):
+        net = fb.MLP(sizes, dtype=dtype)
+        assert net.core.params.ctypes.data % 64 == 0, sizes
+        assert net.core.grads.ctypes.data % 64 == 0, sizes
+
+
 def test_gradient_noise_independent_of_thread_count(fb, restore_threads):
     """Counter-based streams: the same seed gives the same noise at any thread count."""
     out = []
