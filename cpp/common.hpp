@@ -42,7 +42,12 @@ struct LineAllocator {
   LineAllocator() = default;
   template <class U>
   LineAllocator(const LineAllocator<U>&) noexcept {}
-  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kLine)); }
+  // Whole lines, so that a buffer's last line is its own too (glibc rounds up itself; MSVC's
+  // and macOS's aligned allocations need not).
+  T* allocate(std::size_t n) {
+    if (n > (std::size_t(-1) - 63) / sizeof(T)) throw std::bad_array_new_length();
+    return static_cast<T*>(::operator new((n * sizeof(T) + 63) / 64 * 64, kLine));
+  }
   void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, kLine); }
   template <class U>
   bool operator==(const LineAllocator<U>&) const noexcept {

@@ -68,10 +68,11 @@ OptimizerStateDict<T> OptimizerState<T>::state_dict() const {
 template <class T>
 void OptimizerState<T>::load_state_dict(OptimizerStateDict<T> d) {
   check_state_dict(d, n_);
+  std::map<std::string, LineVector<T>> buffers;  // built whole first: a failed copy changes nothing
+  for (const auto& [name, b] : d.buffers) buffers[name].assign(b.begin(), b.end());
+  buffers_.swap(buffers);
   t_ = d.step;
   momentum_fresh_ = d.momentum_fresh;
-  buffers_.clear();
-  for (const auto& [name, b] : d.buffers) buffers_[name].assign(b.begin(), b.end());
   rule_ = std::monostate();  // its pointers were into the buffers replaced: prepare() again
 }
 
