@@ -393,7 +393,7 @@ py::dict build_info() {
   d["blas_threads"] = blas_num_threads();
   d["simd"] = simd_flags();
   d["bfloat16"] = bf16_supported();  // Trainer(matmul_precision="bfloat16") runs here
-  d["own_gemm"] = own_gemm_built();  // large float32 products in gemm_f32, not OpenBLAS
+  d["own_gemm"] = own_gemm_built();  // large float32 products in gemm_packed, not OpenBLAS
   d["cuda"] = false;
 #ifdef FASTBP_VERSION
   d["version"] = std::string(FASTBP_VERSION);
@@ -419,8 +419,7 @@ void packed_gemm(bool ta, bool tb, float alpha, const Array<float>& A, const Arr
   require(M > 0 && N > 0 && K > 0, "the matrices must not be empty");
   const int lda = int(A.shape(1)), ldb = int(B.shape(1));
   float* c = C.mutable_data();
-  if (!(bf16 ? gemm_bf16 : gemm_f32)(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, c,
-                                     N))
+  if (!gemm_packed(bf16, ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, nullptr, beta, c, N))
     throw std::bad_alloc();
 }
 

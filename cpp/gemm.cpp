@@ -43,12 +43,9 @@ void blas(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, 
 void product(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
              const float* B, int ldb, float beta, float* C, int ldc, bool bf16,
              const std::uint32_t* packed_b) {
-  if (packed_worth(bf16, tb, M, N, K)) {
-    if (packed_b ? gemm_packed_b(bf16, ta, M, N, K, alpha, A, lda, packed_b, beta, C, ldc)
-        : bf16   ? gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
-                 : gemm_f32(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
-      return;
-  }
+  if (packed_worth(bf16, tb, M, N, K) &&
+      gemm_packed(bf16, ta, tb, M, N, K, alpha, A, lda, B, ldb, packed_b, beta, C, ldc))
+    return;
   blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 

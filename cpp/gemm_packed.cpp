@@ -392,33 +392,31 @@ bool bf16_supported() {
   return yes;
 }
 
-bool gemm_f32(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
-              const float* B, int ldb, float beta, float* C, int ldc) {
-  return run<F32>(ta, tb, M, N, K, alpha, A, lda, B, ldb, nullptr, beta, C, ldc);
+// f(Fmt{}) for the format `bf16` names.
+template <class F>
+auto with_format(bool bf16, F&& f) {
+  return bf16 ? f(Bf16{}) : f(F32{});
 }
 
-bool gemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
-               const float* B, int ldb, float beta, float* C, int ldc) {
-  return run<Bf16>(ta, tb, M, N, K, alpha, A, lda, B, ldb, nullptr, beta, C, ldc);
-}
-
-bool gemm_packed_b(bool bf16, bool ta, int M, int N, int K, float alpha, const float* A, int lda,
-                   const uint32_t* packed_b, float beta, float* C, int ldc) {
-  return bf16 ? run<Bf16>(ta, false, M, N, K, alpha, A, lda, nullptr, 0, packed_b, beta, C, ldc)
-              : run<F32>(ta, false, M, N, K, alpha, A, lda, nullptr, 0, packed_b, beta, C, ldc);
+bool gemm_packed(bool bf16, bool ta, bool tb, int M, int N, int K, float alpha, const float* A,
+                 int lda, const float* B, int ldb, const uint32_t* packed_b, float beta, float* C,
+                 int ldc) {
+  return with_format(bf16, [&](auto fmt) {
+    return run<decltype(fmt)>(ta, tb, M, N, K, alpha, A, lda, B, ldb, packed_b, beta, C, ldc);
+  });
 }
 
 std::size_t packed_b_words(bool bf16, int K, int N) {
-  return std::size_t(bf16 ? words<Bf16>(K) : words<F32>(K)) * padded(N);
+  return with_format(bf16, [&](auto fmt) { return std::size_t(words<decltype(fmt)>(K)); }) *
+         padded(N);
 }
 
 void pack_rows(bool bf16, const float* W, int R, int C, int r0, int r1, uint32_t* out) {
-  bf16 ? pack_rows<Bf16>(W, R, C, r0, r1, out) : pack_rows<F32>(W, R, C, r0, r1, out);
+  with_format(bf16, [&](auto fmt) { pack_rows<decltype(fmt)>(W, R, C, r0, r1, out); });
 }
 
 void pack_rows_transposed(bool bf16, const float* W, int R, int C, int r0, int r1, uint32_t* out) {
-  bf16 ? pack_rows_transposed<Bf16>(W, R, C, r0, r1, out)
-       : pack_rows_transposed<F32>(W, R, C, r0, r1, out);
+  with_format(bf16, [&](auto fmt) { pack_rows_transposed<decltype(fmt)>(W, R, C, r0, r1, out); });
 }
 
 #else
@@ -426,18 +424,8 @@ void pack_rows_transposed(bool bf16, const float* W, int R, int C, int r0, int r
 bool own_gemm_built() { return false; }
 bool bf16_supported() { return false; }
 
-bool gemm_f32(bool, bool, int, int, int, float, const float*, int, const float*, int, float, float*,
-              int) {
-  return false;
-}
-
-bool gemm_bf16(bool, bool, int, int, int, float, const float*, int, const float*, int, float,
-               float*, int) {
-  return false;
-}
-
-bool gemm_packed_b(bool, bool, int, int, int, float, const float*, int, const uint32_t*, float,
-                   float*, int) {
+bool gemm_packed(bool, bool, bool, int, int, int, float, const float*, int, const float*, int,
+                 const uint32_t*, float, float*, int) {
   return false;
 }
 

@@ -1,13 +1,13 @@
 // fastbp's own products for float32 networks, GotoBLAS / BLIS-style (packed panels, a 12 x 32
 // register tile), in two precisions:
-// - float32 (gemm_f32): the large products of float32 networks on AVX-512 CPUs, in place of
+// - float32: the large products of float32 networks on AVX-512 CPUs, in place of
 //   OpenBLAS's sgemm, which they beat by a few percent on the shapes of training (1.00-1.14x on
 //   wide's, 1.03-1.08x on mnist-like's, one thread);
-// - mixed precision (gemm_bf16...): the inputs rounded to bfloat16 (round to nearest even), the
+// - mixed precision: the inputs rounded to bfloat16 (round to nearest even), the
 //   products and their sums float32. On CPUs with AVX512-BF16 (AMD Zen 4 and later, Intel
 //   Cooper Lake and Sapphire Rapids) one instruction (VDPBF16PS) does twice the multiply-adds of
 //   a float32 FMA, so large products run up to twice as fast as float32.
-// Built into the AVX-512 cores (v4, native) only; everywhere else gemm_f32 returns false (the
+// Built into the AVX-512 cores (v4, native) only; everywhere else gemm_packed returns false (the
 // caller then runs BLAS), bf16_supported() is false and nothing else here is called.
 #pragma once
 #include <cstddef>
@@ -15,7 +15,7 @@
 
 namespace fastbp {
 
-// Whether this core has the packed kernels (the AVX-512 cores): gemm_f32 runs, not BLAS.
+// Whether this core has the packed kernels (the AVX-512 cores): gemm_packed runs, not BLAS.
 bool own_gemm_built();
 
 // Whether this CPU and OS run AVX512-BF16 (and the AVX-512 F/BW/VL it builds on).
@@ -35,24 +35,17 @@ inline bool packed_worth(bool bf16, bool trans_b, long M, long N, long K) {
 }
 
 // Row-major, single-threaded: C (M x N) = alpha op(A) op(B) + beta C, with op(A) (M x K) and
-// op(B) (K x N), in float32. False, with C untouched, where this core has no such kernels
-// (below AVX-512) or this thread's working memory (4.7 MB, once, shared with gemm_bf16) could
-// not be allocated.
-bool gemm_f32(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
-              const float* B, int ldb, float beta, float* C, int ldc);
+// op(B) (K x N), in float32, or with op(A) and op(B) rounded to bfloat16 where `bf16` (only
+// call so where bf16_supported()). op(B) comes from B (ldb, trans_b) or, where `packed_b` is
+// given, from that whole op(B) packed in the product's format by the functions below (B and
+// trans_b are then not read). False, with C untouched, where this core has no such kernels
+// (below AVX-512) or this thread's working memory (4.7 MB, once, for both formats) could not
+// be allocated.
+bool gemm_packed(bool bf16, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                 const float* A, int lda, const float* B, int ldb, const uint32_t* packed_b,
+                 float beta, float* C, int ldc);
 
-// The same with op(A) and op(B) rounded to bfloat16. Only call where bf16_supported(). False, with
-// C untouched, where this thread's working memory could not be allocated.
-bool gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
-               int lda, const float* B, int ldb, float beta, float* C, int ldc);
-
-// The same, in bfloat16 or float32, with op(B) = B given packed whole by the functions below in
-// that format (B need not be at hand). Only call where own_gemm_built() (and, for bfloat16,
-// bf16_supported()).
-bool gemm_packed_b(bool bf16, bool trans_a, int M, int N, int K, float alpha, const float* A,
-                   int lda, const uint32_t* packed_b, float beta, float* C, int ldc);
-
-// A weight matrix W (R x C, row-major) packed as gemm_packed_b reads it: pack_rows as
+// A weight matrix W (R x C, row-major) packed as gemm_packed's packed_b: pack_rows as
 // op(B) = W (K = R, N = C: a forward product X W), pack_rows_transposed as op(B) = W^T (K = C,
 // N = R: an input gradient dZ W^T). `out` has packed_b_words(bf16, K, N) words, zeroed once;
 // each call packs rows [r0, r1) of W and writes nothing that comes from other rows, so the
