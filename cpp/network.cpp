@@ -57,22 +57,21 @@ template <class T>
 void Network<T>::set_bf16_products(bool on) {
   require(!on || std::is_same_v<T, float>, "bfloat16 products need a float32 network");
   require(!on || bf16_supported(), "bfloat16 products need a CPU with AVX512-BF16");
+  if (on != bf16_) release_packed();  // copies in the other precision's format
   bf16_ = on;
-  packed_w_.clear();  // the copies live for one epoch (prepare_packed), in its precision
-  packed_wt_.clear();
 }
 
 template <class T>
-bool Network<T>::prepare_packed(int n, int parts, bool split) {
+void Network<T>::prepare_packed(int n, int parts, bool split) {
   if constexpr (std::is_same_v<T, float>) {
-    if (!own_gemm_built()) return false;
+    release_packed();
+    if (!own_gemm_built()) return;
     const int rows = n / std::max(parts, 1);  // the fewest a part gets
     packed_w_.resize(n_layers());
     packed_wt_.resize(n_layers());
     bool any = false;
-    auto keep = [&](std::vector<std::uint32_t>& copy, bool wanted, int K, int N) {
-      const std::size_t size = wanted ? packed_b_words(bf16_, K, N) : 0;
-      if (copy.size() != size) copy.assign(size, 0);  // what is never packed stays 0
+    auto keep = [&](LineVector<std::uint32_t>& copy, bool wanted, int K, int N) {
+      copy.assign(wanted ? packed_b_words(bf16_, K, N) : 0, 0);  // what is never packed stays 0
       any = any || wanted;
     };
     for (int l = 0; l < n_layers(); ++l) {
@@ -81,15 +80,16 @@ bool Network<T>::prepare_packed(int n, int parts, bool split) {
       keep(packed_w_[l], !(l == 0 && split) && packed_worth(bf16_, false, rows, out, in), in, out);
       keep(packed_wt_[l], l > 0 && packed_worth(bf16_, true, rows, in, out), out, in);  // dZ W_l^T
     }
-    if (!any) {
-      packed_w_.clear();
-      packed_wt_.clear();
-    }
-    return any;
+    if (!any) release_packed();  // pack_part has nothing to do
   } else {
     (void)n, (void)parts, (void)split;
-    return false;
   }
+}
+
+template <class T>
+void Network<T>::release_packed() {
+  packed_w_.clear();
+  packed_wt_.clear();
 }
 
 template <class T>

@@ -50,13 +50,14 @@ class Network {
   // (float32, or bfloat16 with bf16 products on): the forward and input-gradient products read
   // them instead of each thread packing every weight matrix for its rows, twice a batch.
   // prepare_packed(n, parts, split) allocates them for batches of n rows split `parts` ways
-  // (before the team starts), for the layers whose products are large enough, and says whether
-  // it kept any; pack_part(part, parts) packs the part's rows of W (the rows it updates), and
-  // once every part has (and the team has met), the products use them, until
-  // set_bf16_products, which frees them. Every update must be followed by the packing of its
-  // rows.
-  bool prepare_packed(int n, int parts, bool split);
+  // (before the team starts), for the layers whose products are large enough;
+  // pack_part(part, parts) packs the part's rows of W (the rows it updates; nothing where no
+  // copy was kept), and once every part has (and the team has met), the products use them,
+  // until release_packed() frees them at the epoch's end (or set_bf16_products changes their
+  // precision). Every update must be followed by the packing of its rows.
+  void prepare_packed(int n, int parts, bool split);
   void pack_part(int part, int parts);
+  void release_packed();
 
   // X is (n, n_in), out is (n, n_out): output activations (probabilities for softmax).
   // stop (may be null) is asked between chunks of rows: once it says stop, out is incomplete.
@@ -147,9 +148,9 @@ class Network {
   bool bf16_ = false;
   // Per layer: W_l packed as the forward product's op(B), W_l^T as the input gradient's
   // (gemm_packed.hpp); empty where the product is too small for the packed kernels, and
-  // outside the epoch that keeps them (from prepare_packed to set_bf16_products).
-  std::vector<std::vector<std::uint32_t>> packed_w_, packed_wt_;
-  static const std::uint32_t* packed(const std::vector<std::vector<std::uint32_t>>& copies, int l) {
+  // outside the epoch that keeps them (from prepare_packed to release_packed).
+  std::vector<LineVector<std::uint32_t>> packed_w_, packed_wt_;
+  static const std::uint32_t* packed(const std::vector<LineVector<std::uint32_t>>& copies, int l) {
     const std::size_t i = std::size_t(l);
     return i < copies.size() && !copies[i].empty() ? copies[i].data() : nullptr;
   }

@@ -245,15 +245,19 @@ EpochStats line_search_epoch(Network<T>& net, const OptimConfig& oc, const T* X,
   return s;
 }
 
-// The network's products in bfloat16 or not for one epoch; its own setting afterwards, which
-// also frees the packed copies of the weights that the epoch kept.
+// The network's products for one epoch: in bfloat16 or not, and the packed copies of the
+// weights the epoch keeps (Network::prepare_packed), freed at its end, however it ends; then
+// the network's own precision again.
 template <class T>
 class ProductsScope {
  public:
   ProductsScope(Network<T>& net, bool bf16) : net_(net), before_(net.bf16_products()) {
     net_.set_bf16_products(bf16);
   }
-  ~ProductsScope() { net_.set_bf16_products(before_); }
+  ~ProductsScope() {
+    net_.release_packed();
+    net_.set_bf16_products(before_);
+  }
   ProductsScope(const ProductsScope&) = delete;
   ProductsScope& operator=(const ProductsScope&) = delete;
 
@@ -284,7 +288,7 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
   net.reserve(bs, threads);
   const bool split_first = net.split_first_layer(bs, threads);  // reserved for any team size
   // packed copies of the weights, where its products run in fastbp's packed kernels
-  const bool packed = net.prepare_packed(bs, threads, split_first);
+  net.prepare_packed(bs, threads, split_first);
   std::vector<BatchSums> partial(threads, BatchSums(L));
   SpinBarrier barrier;  // spins, then yields, then sleeps: see barrier.hpp
   EpochStats s;
@@ -301,7 +305,7 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
     BatchSums sums(L);
     // The packed copies of the weights, where the epoch keeps them: the rows this thread
     // updates, now and after each step.
-    if (packed) net.pack_part(t, nt);
+    net.pack_part(t, nt);
     for (long first = 0, b = 0; first < N; first += bs, ++b) {
       if (t == 0) halt = stop.requested();  // the caller's thread: its poll may take locks
       const int n = int(std::min<long>(bs, N - first));
@@ -333,7 +337,7 @@ EpochStats train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfi
         transforms.apply(g, begin, end);
         OptimizerState<T>::apply(plan, p, g, begin, end);
       });
-      if (packed && first + bs < N) net.pack_part(t, nt);  // for the next batch
+      if (first + bs < N) net.pack_part(t, nt);  // for the next batch
     }
   };
   s.threads = run_team(threads, barrier, run);
