@@ -60,17 +60,13 @@ void OptimizerState<T>::step(const OptimConfig& c, T* p, const T* g) {
 
 template <class T>
 OptimizerStateDict<T> OptimizerState<T>::state_dict() const {
-  OptimizerStateDict<T> d{t_, momentum_fresh_, {}};
-  for (const auto& [name, b] : buffers_) d.buffers[name].assign(b.begin(), b.end());
-  return d;
+  return {t_, momentum_fresh_, buffers_};
 }
 
 template <class T>
 void OptimizerState<T>::load_state_dict(OptimizerStateDict<T> d) {
   check_state_dict(d, n_);
-  std::map<std::string, LineVector<T>> buffers;  // built whole first: a failed copy changes nothing
-  for (const auto& [name, b] : d.buffers) buffers[name].assign(b.begin(), b.end());
-  buffers_.swap(buffers);
+  buffers_ = std::move(d.buffers);
   t_ = d.step;
   momentum_fresh_ = d.momentum_fresh;
   rule_ = std::monostate();  // its pointers were into the buffers replaced: prepare() again

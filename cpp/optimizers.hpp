@@ -283,7 +283,7 @@ template <class T>
 struct OptimizerStateDict {
   long step = 0;
   bool momentum_fresh = false;
-  std::map<std::string, std::vector<T>> buffers;  // by torch's names, n_params entries each
+  std::map<std::string, LineVector<T>> buffers;  // by torch's names, n_params entries each
 };
 
 template <class T>

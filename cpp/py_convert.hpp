@@ -149,7 +149,7 @@ inline long step_from_python(pybind11::handle step) {
 
 // One of state["buffers"]: a 1-D array of real numbers, converted to T.
 template <class T>
-std::vector<T> buffer_from_python(const std::string& name, pybind11::handle values) {
+LineVector<T> buffer_from_python(const std::string& name, pybind11::handle values) {
   const std::string what = "state['buffers']['" + name + "']";
   const pybind11::array a = pybind11::array::ensure(values);
   require(bool(a), what + " must be an array of numbers");
@@ -159,7 +159,7 @@ std::vector<T> buffer_from_python(const std::string& name, pybind11::handle valu
   require(a.ndim() == 1, what + " must be 1-D, got " + std::to_string(a.ndim()) + "-D");
   const auto converted =
       pybind11::array_t<T, pybind11::array::c_style | pybind11::array::forcecast>::ensure(a);
-  return std::vector<T>(converted.data(), converted.data() + converted.shape(0));
+  return LineVector<T>(converted.data(), converted.data() + converted.shape(0));
 }
 
 // The inverse of state_dict_to_python, checking types; the core checks names and lengths.

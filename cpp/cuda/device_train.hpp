@@ -119,7 +119,7 @@ class DeviceOptimizerState {
     d.step = t_;
     d.momentum_fresh = momentum_fresh_;
     for (const auto& [name, b] : buffers_) {
-      std::vector<T> host(n_);
+      LineVector<T> host(n_);
       Exec::download_sync(host.data(), b.get(), n_ * sizeof(T), device_);
       d.buffers[name] = std::move(host);
     }
