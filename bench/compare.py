@@ -18,16 +18,19 @@ On machines that set OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE globally, run it as
 Every measurement (one library on one configuration) runs in its own subprocess, so that the
 thread pools of the libraries (OpenMP, fastbp's OpenBLAS, numpy's OpenBLAS, torch's intra-op
 pool, XLA's) never compete, and peak memory is that of one library. Each library trains one
-warm-up epoch, then ``--epochs`` timed epochs (fewer for a slow peer, so that one measurement
-stays within ``--run-budget`` seconds); the table gives the median seconds per epoch. Compile
-time is never part of an epoch: it is reported apart ("compile s").
+warm-up epoch, then ``--epochs`` timed epochs: more for a fast one, so that they take at least
+``--min-time`` seconds (tiny-online's epoch takes milliseconds, and a shared machine's speed
+changes from one moment to the next); fewer for a slow one, so that one measurement stays
+within ``--run-budget`` seconds. The table gives the median seconds per epoch. Compile time is
+never part of an epoch: it is reported apart ("compile s").
 
 Columns: s/epoch (median); GFLOP/s = 6 x multiply-adds per sample x samples / s (forward 2,
 backward 4: the input gradient of the first layer is counted although nobody computes it);
 %GEMM = that rate as a share of this machine's float32 GEMM rate (best of a few 2048-cube
 numpy matmuls on the same number of threads); "fastbp x" = peer s/epoch / fastbp s/epoch (above
 1: fastbp is faster); loss = mean training loss over (up to) 10,000 training rows after
-training, computed the same way for every library (a check that all of them learn the same task);
+training (the warm-up and the "epochs" timed epochs, so libraries timed for more epochs reach a
+lower loss), computed the same way for every library (a check that all of them learn the task);
 "other CPUs" = how many CPUs other processes (and the hypervisor's steal) kept busy on average
 while the run was timed, from /proc/stat: above 0.1 (marked "!") the timing is suspect.
 A second table names the fastest peer of each configuration and fastbp's speed over it.
@@ -75,6 +78,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import platform
 import shutil
@@ -84,7 +88,7 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -213,10 +217,22 @@ def train_loss(
     return float(0.5 * np.mean(np.sum(e * e, axis=1))), None
 
 
-def n_timed_epochs(warmup_s: float, epochs: int, budget: float) -> int:
-    """Timed epochs after a warm-up epoch that took warmup_s: ``epochs``, fewer when that
-    would exceed the budget, at least 1."""
-    return max(1, min(epochs, int(budget / max(warmup_s, 1e-9))))
+class Budget(NamedTuple):
+    """The wall time one library's timed epochs of one configuration may take (max_s,
+    --run-budget) and should at least take (min_s, --min-time)."""
+
+    max_s: float
+    min_s: float = 0.0
+
+
+def n_timed_epochs(warmup_s: float, epochs: int, budget: Budget) -> int:
+    """Timed epochs after a warm-up epoch that took warmup_s: ``epochs``, more when they would
+    take less than budget.min_s (as timeit's autorange: an epoch of a few milliseconds is timed
+    many times, so that the median is not that of one moment of a shared machine), fewer when
+    they would take more than budget.max_s; at least 1."""
+    per = max(warmup_s, 1e-9)
+    wanted = max(epochs, math.ceil(budget.min_s / per))
+    return max(1, min(wanted, int(budget.max_s / per)))
 
 
 def vm_status(key: str) -> int | None:
@@ -581,7 +597,6 @@ def run_jax(cfg, X, y, threads, epochs, budget):
     jax.config.update("jax_platforms", "cpu")
     run = peer_jax.build(cfg, X, y, init_weights(cfg))
     params, state = run.params, run.state
-    keys = [jax.random.key(e) for e in range(epochs + 1)]
 
     def epoch(key):
         nonlocal params, state
@@ -589,7 +604,7 @@ def run_jax(cfg, X, y, threads, epochs, budget):
         jax.block_until_ready((params, state, loss))
 
     t0 = time.perf_counter()
-    epoch(keys[0])
+    epoch(jax.random.key(0))
     warmup = time.perf_counter() - t0
     n = n_timed_epochs(warmup, epochs, budget)
     times = []
@@ -597,7 +612,7 @@ def run_jax(cfg, X, y, threads, epochs, budget):
     for e in range(n):
         t0 = time.perf_counter()
         with noise:
-            epoch(keys[1 + e])
+            epoch(jax.random.key(1 + e))
         times.append(time.perf_counter() - t0)
     rows = min(len(X), LOSS_ROWS)
     loss, acc = train_loss(cfg, run.predict(params, X[:rows]), y[:rows])
@@ -872,14 +887,15 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
         if not torch.set_flush_denormal(True):
             return dict(error="n/a: torch.set_flush_denormal is not supported on this CPU")
+    budget = Budget(spec["budget"], spec.get("min_time", 0.0))
     if spec.get("device") == "cuda" and spec["peer"] == "fastbp":
-        result = run_fastbp(cfg, X, y, threads, spec["epochs"], spec["budget"], device="cuda")
+        result = run_fastbp(cfg, X, y, threads, spec["epochs"], budget, device="cuda")
     elif spec.get("device") == "cuda":
         import gpu_peers
 
         run = gpu_peers.RUNNERS[spec["peer"]]
         init = init_weights(cfg)
-        result = run(cfg, X, y, spec["epochs"], spec["budget"], init, n_timed_epochs, train_loss)
+        result = run(cfg, X, y, spec["epochs"], budget, init, n_timed_epochs, train_loss)
     elif spec.get("matmul_precision"):
         result = run_fastbp(
             cfg,
@@ -887,11 +903,11 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
             y,
             threads,
             spec["epochs"],
-            spec["budget"],
+            budget,
             matmul_precision=spec["matmul_precision"],
         )
     else:
-        result = RUNNERS[spec["peer"]](cfg, X, y, threads, spec["epochs"], spec["budget"])
+        result = RUNNERS[spec["peer"]](cfg, X, y, threads, spec["epochs"], budget)
     result["cpus"] = len(usable_cpus())
     return result
 
@@ -1061,6 +1077,7 @@ def compare(args: argparse.Namespace, peers: list[str], gemm: float | None) -> l
                 samples=samples,
                 epochs=args.epochs,
                 budget=args.run_budget,
+                min_time=args.min_time,
             )
             if args.device == "cuda":
                 spec["device"] = "cuda"
@@ -1951,6 +1968,13 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds one library may spend on the timed epochs of one configuration; "
         "a slower peer times fewer epochs (at least 1)",
     )
+    p.add_argument(
+        "--min-time",
+        type=float,
+        default=None,
+        help="seconds one library's timed epochs of one configuration should at least take: "
+        "a fast epoch is timed more than --epochs times (default 0.5; 0 with --quick)",
+    )
     p.add_argument("--memory", action="store_true", help="also measure peak RSS growth during fit")
     p.add_argument(
         "--scaling",
@@ -2091,6 +2115,8 @@ def main(argv: list[str] | None = None) -> int:
     args.config = args.config or list(CONFIGS)
     args.threads = args.threads or os.cpu_count() or 1
     args.epochs = args.epochs or (1 if args.quick else 3)
+    if args.min_time is None:
+        args.min_time = 0.0 if args.quick else 0.5
     if args.quick:
         args.scaling_epochs = 1
         args.subnormal_epochs = 1

@@ -1,5 +1,5 @@
 """bench/compare.py's --rounds: the table's s/epoch is the median over the rounds, and each
-round's ratio compares the libraries of that round only."""
+round's ratio compares the libraries of that round only; how many epochs a library is timed."""
 
 import sys
 from pathlib import Path
@@ -110,3 +110,20 @@ def test_packed_gemm_script_compares_the_kernels_with_openblas(capsys):
     packed_gemm.main(["--rows", "12", "--sizes", "32"])
     out = capsys.readouterr().out
     assert [line.split()[0] for line in out.splitlines() if line.startswith("M=")] == ["M=12"] * 3
+
+
+@pytest.mark.parametrize(
+    "warmup, epochs, budget, expected",
+    [
+        (1.0, 3, compare.Budget(40.0, 0.5), 3),  # --epochs when they fill --min-time
+        (0.002, 3, compare.Budget(40.0, 0.5), 250),  # a 2 ms epoch: enough to fill 0.5 s
+        (0.3, 3, compare.Budget(40.0, 0.5), 3),  # 2 of 0.3 s would fill it: never fewer
+        (0.2, 3, compare.Budget(40.0, 0.7), 4),  # ceil(0.7 / 0.2)
+        (15.0, 3, compare.Budget(40.0, 0.5), 2),  # a slow peer: within --run-budget
+        (100.0, 3, compare.Budget(40.0, 0.5), 1),  # slower than the budget: one epoch
+        (0.001, 1, compare.Budget(0.01, 0.5), 10),  # --run-budget wins over --min-time
+        (0.002, 1, compare.Budget(40.0), 1),  # no --min-time (--quick): --epochs
+    ],
+)
+def test_timed_epochs_fill_min_time_within_the_budget(warmup, epochs, budget, expected):
+    assert compare.n_timed_epochs(warmup, epochs, budget) == expected
