@@ -108,6 +108,35 @@ def test_cuda_where_the_backend_is_not_built_says_so(monkeypatch):
     assert fb.cuda_available() is False
 
 
+def test_a_move_that_fails_on_the_device_changes_nothing(monkeypatch):
+    # the GPU network's constructor fails (out of GPU memory): the network stays on the CPU,
+    # whole and usable, instead of holding a CUDA backend beside its old CPU core
+    import types
+
+    from fastbp import network
+
+    def out_of_memory(*args):
+        raise MemoryError("cudaMalloc: out of memory")
+
+    module = types.SimpleNamespace(
+        __name__="fastbp._cuda", Network32=out_of_memory, Network64=out_of_memory
+    )
+    cuda = _backend.CudaBackend(module, 0)
+    cpu_backend_for = network.backend_for
+    monkeypatch.setattr(
+        network, "backend_for", lambda d: cuda if d == "cuda" else cpu_backend_for(d)
+    )
+    net = fb.MLP([3, 4, 2], seed=0)
+    before = np.array(net.params)
+    with pytest.raises(MemoryError):
+        net.to("cuda")
+    assert net.device == "cpu" and net.backend is cpu_backend_for("cpu")
+    np.testing.assert_array_equal(net.params, before)
+    assert net.weights[0].shape == (3, 4)
+    assert net.forward(np.zeros((1, 3), np.float32)).shape == (1, 2)
+    assert net.to("cpu") is net
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("fastbp._cuda") is None, reason="fastbp built without _cuda"
 )

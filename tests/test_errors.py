@@ -212,6 +212,24 @@ def test_state_unchanged_after_rejected_call(nets, X):
     np.testing.assert_array_equal(net.grads, grads)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e300], ids=["nan", "inf", "beyond-float32"])
+def test_setters_refuse_non_finite_values_and_change_nothing(nets, bad):
+    net = nets["ce"]  # float32: 1e300 would become inf
+    params, grads = net.params.copy(), net.grads.copy()
+    flat = np.zeros(net.n_params)
+    flat[7] = bad
+    for setter in (net.set_params, net.set_grads):
+        with pytest.raises(ValueError, match=named("flat")):
+            setter(flat)
+    ws = [np.zeros(w.shape) for w in net.weights]
+    bs = [np.zeros(b.shape) for b in net.biases]
+    bs[1][2] = bad
+    with pytest.raises(ValueError, match=r"biases\[1\]"):
+        net.set_weights(ws, bs)
+    np.testing.assert_array_equal(net.params, params)
+    np.testing.assert_array_equal(net.grads, grads)
+
+
 # ----------------------------------------------------------------------------------------------
 # optimizers and clipping
 # ----------------------------------------------------------------------------------------------

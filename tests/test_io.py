@@ -554,6 +554,9 @@ DELETE = object()
         (["kind"], "Pipeline", "kind must be one of"),
         (["network"], DELETE, "'network' is missing"),
         (["network", "layer_sizes"], [3, 5, 2], r"'weights_0' is float32 \(3, 4\)"),
+        # sizes no array holds are refused before the network is built (2**31 - 1 wide
+        # hidden layers would need 8 GB of random weights first)
+        (["network", "layer_sizes"], [3, 2**31 - 1, 2], r"'weights_0' is float32 \(3, 4\)"),
         (["network", "loss"], "hinge", "network it describes is invalid: loss must be one of"),
         (["network", "dtype"], "float64", "'weights_0' is float32"),
         (["network", "activations"], ["tanh", "relu"], "invalid: activation lists"),
@@ -595,6 +598,20 @@ def test_missing_or_misshapen_arrays_are_named(good):
         load_bytes(rewrite(raw, edit_arrays=misshape))
     with pytest.raises(ValueError, match="source is not valid JSON"):
         load_bytes(rewrite(raw, edit_arrays=lambda a: a.update(history=a["history"][:-5])))
+    with pytest.raises(ValueError, match="array 'history' is missing"):
+        load_bytes(rewrite(raw, edit_arrays=lambda a: a.pop("history")))
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_parameters_are_refused(good, value):
+    _, raw = good
+
+    def poison(arrays):
+        arrays["weights_1"] = arrays["weights_1"].copy()
+        arrays["weights_1"][2, 1] = value
+
+    with pytest.raises(ValueError, match="'weights_1' holds NaN or infinite values"):
+        load_bytes(rewrite(raw, edit_arrays=poison))
 
 
 @needs_sklearn

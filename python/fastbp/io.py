@@ -75,7 +75,7 @@ from .optim import (
     Optimizer,
     RMSProp,
 )
-from .validation import check_net, check_optional
+from .validation import check_dtype, check_layer_sizes, check_net, check_optional
 
 __all__ = [
     "FORMAT",
@@ -425,6 +425,8 @@ def _build(arrays: dict[str, np.ndarray]) -> SavedModel:
     noise = _gradient_noise(_field(header, "grad_noise", (dict, type(None))))
     history = None
     if _field(header, "history", bool):
+        if "history" not in arrays:
+            raise ValueError("array 'history' is missing")
         history = History.from_json(_text(arrays["history"], "history"))
         if history.layer_activations != net.layer_activations:
             raise ValueError("the history records another network than the one saved")
@@ -515,34 +517,50 @@ def _network(spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> MLP:
             f"header network must have the fields {list(NETWORK_FIELDS)}, got {sorted(spec)}"
         )
     try:
+        sizes = check_layer_sizes(spec["layer_sizes"])
+        dtype = check_dtype(spec["dtype"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"the network it describes is invalid: {_message(err)}") from None
+    # Every layer's arrays are checked before the network is built: the header's sizes
+    # allocate nothing that the file's arrays do not hold.
+    weights, biases = [], []
+    for layer in range(len(sizes) - 1):
+        n_in, n_out = sizes[layer], sizes[layer + 1]
+        for kind, shape, out in (
+            ("weights", (n_in, n_out), weights),
+            ("biases", (n_out,), biases),
+        ):
+            key = f"{kind}_{layer}"
+            if key not in arrays:
+                raise ValueError(f"array {key!r} is missing")
+            saved = arrays[key]
+            if saved.shape != shape or saved.dtype != dtype:
+                raise ValueError(
+                    f"array {key!r} is {saved.dtype} {saved.shape}; the network needs "
+                    f"{dtype} {shape}"
+                )
+            if not np.isfinite(saved).all():
+                raise ValueError(f"array {key!r} holds NaN or infinite values")
+            out.append(saved)
+    expected = {
+        f"{kind}_{layer}" for kind in ("weights", "biases") for layer in range(len(sizes) - 1)
+    }
+    stray = sorted(k for k in arrays if k.startswith(("weights_", "biases_")) and k not in expected)
+    if stray:
+        raise ValueError(f"arrays {stray} belong to no layer of the network")
+    try:
         net = MLP(
-            spec["layer_sizes"],
+            sizes,
             activation=spec["activations"],
             loss=spec["loss"],
             output_activation=spec["output_activation"],
             init=_decode(spec["init"], {}),
-            dtype=spec["dtype"],
+            dtype=dtype,
             seed=spec["seed"],
         )
     except (TypeError, ValueError) as err:
         raise ValueError(f"the network it describes is invalid: {_message(err)}") from None
-    expected = set()
-    for layer, (w, b) in enumerate(zip(net.weights, net.biases)):
-        for kind, view in (("weights", w), ("biases", b)):
-            key = f"{kind}_{layer}"
-            expected.add(key)
-            if key not in arrays:
-                raise ValueError(f"array {key!r} is missing")
-            saved = arrays[key]
-            if saved.shape != view.shape or saved.dtype != view.dtype:
-                raise ValueError(
-                    f"array {key!r} is {saved.dtype} {saved.shape}; the network needs "
-                    f"{view.dtype} {view.shape}"
-                )
-            view[...] = saved
-    stray = sorted(k for k in arrays if k.startswith(("weights_", "biases_")) and k not in expected)
-    if stray:
-        raise ValueError(f"arrays {stray} belong to no layer of the network")
+    net.set_weights(weights, biases)
     return net
 
 

@@ -238,14 +238,24 @@ class MLP:
     def _make_core(self) -> None:
         """A fresh core network of this structure (zero parameters) on ``self.device``, and
         the views into it (on the CPU)."""
-        self._backend = backend_for(self.device)
-        self._net = self._backend.network(
+        self._adopt(*self._new_core(self.device))
+
+    def _new_core(self, device: str) -> tuple[Backend, Any]:
+        """A core network of this structure (zero parameters) on ``device`` and its backend,
+        not yet this network's (a failure leaves the network as it was)."""
+        backend = backend_for(device)
+        net = backend.network(
             self.dtype, self.layer_sizes, self.activations, self.output_activation, self.loss
         )
+        if backend.device != "cpu":
+            net.allow_tf32 = self.allow_tf32
+        return backend, net
+
+    def _adopt(self, backend: Backend, net: Any) -> None:
+        """Make ``net`` on ``backend`` this network's core, with the views into it."""
+        self._backend, self._net, self.device = backend, net, backend.device
         if self.device == "cpu":
             self._bind_views()
-        else:
-            self._net.allow_tf32 = self.allow_tf32
 
     def _bind_views(self) -> None:
         layers = self._net.layer_views(False)
@@ -321,6 +331,8 @@ class MLP:
             One per weight layer, as :attr:`weights`.
         biases : sequence of array-like of shape (n_out,)
             One per weight layer, as :attr:`biases`.
+
+        NaN, infinity and values beyond the network's dtype raise ValueError.
         """
         ws, bs = check_layer_params(weights, biases, self.layer_sizes, self.dtype)
         flat = np.empty(self.n_params, dtype=self.dtype)
@@ -331,14 +343,15 @@ class MLP:
 
     def set_params(self, flat: Any) -> None:
         """Set all parameters from one flat array of shape (n_params,), laid out as
-        :attr:`params` (W_0, b_0, W_1, b_1, ..., row-major W), on any device."""
+        :attr:`params` (W_0, b_0, W_1, b_1, ..., row-major W), on any device. NaN, infinity
+        and values beyond the network's dtype raise ValueError."""
         self._backend.set_params(
             self._net, check_params_vector(flat, self.n_params, self.dtype, "flat")
         )
 
     def set_grads(self, flat: Any) -> None:
         """Set all gradients from one flat array of shape (n_params,), laid out as
-        :attr:`grads`, on any device."""
+        :attr:`grads`, on any device; finite values only, as :meth:`set_params`."""
         self._backend.set_grads(
             self._net, check_params_vector(flat, self.n_params, self.dtype, "flat")
         )
@@ -351,12 +364,10 @@ class MLP:
         backend = backend_for(device)
         if backend is self._backend:
             return self
-        params = np.array(self._backend.get_params(self._net))
-        grads = np.array(self._backend.get_grads(self._net))
-        self.device = backend.device
-        self._make_core()
-        self._backend.set_params(self._net, params)
-        self._backend.set_grads(self._net, grads)
+        backend, net = self._new_core(device)  # then move: a failure changes nothing
+        backend.set_params(net, np.array(self._backend.get_params(self._net)))
+        backend.set_grads(net, np.array(self._backend.get_grads(self._net)))
+        self._adopt(backend, net)
         return self
 
     # ---- structure -------------------------------------------------------------------------

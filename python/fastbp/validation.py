@@ -466,18 +466,29 @@ def check_Y(
     return arr
 
 
+def _finite_as(arr: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
+    """``arr`` as ``dtype``, every value finite there: NaN, infinity and values beyond the
+    dtype's range are refused by name (a network never holds them by accident)."""
+    arr = _as_dtype(arr, dtype, name)
+    if not _all_finite(arr):
+        raise nan_or_inf(name)
+    return arr
+
+
 def check_params_vector(values: Any, n_params: int, dtype: np.dtype, name: str) -> np.ndarray:
-    """A network's flat parameters (or gradients): numbers, shape (n_params,), as ``dtype``."""
+    """A network's flat parameters (or gradients): finite numbers, shape (n_params,), as
+    ``dtype``."""
     arr = _as_numeric(values, name)
     if arr.shape != (n_params,):
         raise ValueError(f"{name} must have shape ({n_params},) (n_params), got {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=dtype)
+    return _finite_as(arr, dtype, name)
 
 
 def check_layer_params(
     weights: Any, biases: Any, layer_sizes: list[int], dtype: np.dtype
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """One weight matrix (n_in, n_out) and one bias vector (n_out,) per weight layer."""
+    """One weight matrix (n_in, n_out) and one bias vector (n_out,) per weight layer, of
+    finite numbers."""
     n_layers = len(layer_sizes) - 1
     out = []
     for name, values in (("weights", weights), ("biases", biases)):
@@ -497,7 +508,7 @@ def check_layer_params(
             shape = (n_in, n_out) if name == "weights" else (n_out,)
             if arr.shape != shape:
                 raise ValueError(f"{name}[{layer}] must have shape {shape}, got {arr.shape}")
-            arrays.append(np.asarray(arr, dtype=dtype))
+            arrays.append(_finite_as(arr, dtype, f"{name}[{layer}]"))
         out.append(arrays)
     return out[0], out[1]
 
