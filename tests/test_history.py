@@ -218,6 +218,46 @@ def test_extend_shifts_a_best_epoch_set_by_early_stopping_and_else_derives_it():
     assert head.best_epoch == 1 and head.stopped_epoch is None
 
 
+def test_extend_with_itself_doubles_the_record():
+    h = filled(3)
+    h.best_epoch = 1
+    expected = History.from_json(h.to_json())
+    expected.extend(History.from_json(h.to_json()))
+    h.extend(h)  # once looped until memory ran out: the lists grew as they were read
+    assert h.n_epochs == 6 and h.to_json() == expected.to_json()
+    assert h.best_epoch == 4
+
+
+def test_a_derived_best_epoch_is_derived_again_after_a_round_trip():
+    # train losses 1.0, 0.1, 0.5 then 0.9, 0.8: the best epoch of the whole run is 1, also
+    # when the second part went through JSON (which once froze its own best epoch, 0, as
+    # if early stopping had set it)
+    head, tail = History(ACTIVATIONS), History(ACTIVATIONS)
+    for loss in (1.0, 0.1, 0.5):
+        head.record({"train_loss": loss})
+    for loss in (0.9, 0.8):
+        tail.record({"train_loss": loss})
+    head.extend(History.from_json(tail.to_json()))
+    assert head.best_epoch == 1
+    tail.best_epoch = 0  # set: kept through the round trip, shifted by extend
+    again = History.from_json(tail.to_json())
+    assert again.best_epoch == 0 and History.from_dict(again.to_dict()).best_epoch == 0
+
+
+def test_a_rejected_record_leaves_no_half_epoch():
+    h = filled(2)
+    before = h.to_json()
+    for stats in (
+        {"train_loss": 1.0, "lr": "x"},
+        {"train_loss": 1.0, "time": 0.1, "val_loss": "bad"},
+        {"train_loss": 1.0, "grad_norms": [1.0]},  # one layer short
+    ):
+        with pytest.raises(ValueError):
+            h.record(stats)
+        assert h.to_json() == before
+    assert History.from_json(before).n_epochs == 2
+
+
 def test_extend_rejects_another_network_and_other_types():
     with pytest.raises(ValueError, match="layer_activations"):
         filled(1).extend(History(["tanh", "identity"]))

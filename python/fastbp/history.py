@@ -190,14 +190,23 @@ class History:
             )
         if stats.get("train_loss") is None:
             raise ValueError("stats must contain 'train_loss'")
+        # Every value is converted before any is appended: a bad one leaves no half epoch.
         rows = {key: self._layer_row(key, stats.get(key)) for key in _PER_LAYER}
         rows[_HIST] = self._hist_row(_HIST, stats.get(_HIST))
+        series = {
+            "train_loss": _to_float(stats["train_loss"], "train_loss"),
+            "lr": _to_float(stats.get("lr"), "lr"),
+            "epoch_time": _to_float(stats.get("time"), "time"),
+        }
+        optional = {
+            key: None if stats.get(key) is None else _to_float(stats[key], key)
+            for key in _OPTIONAL_SCALARS
+        }
         epoch = self.n_epochs
-        self.train_loss.append(_to_float(stats["train_loss"], "train_loss"))
-        self.lr.append(_to_float(stats.get("lr"), "lr"))
-        self.epoch_time.append(_to_float(stats.get("time"), "time"))
-        for key in _OPTIONAL_SCALARS:
-            _append_optional(getattr(self, key), stats.get(key), epoch, key)
+        for key, value in series.items():
+            getattr(self, key).append(value)
+        for key, maybe in optional.items():
+            _append_optional(getattr(self, key), maybe, epoch)
         for key, row in rows.items():
             self._per_layer[key].append(row)
 
@@ -226,13 +235,13 @@ class History:
             )
         n, n_other = self.n_epochs, other.n_epochs
         for key in ("train_loss", "lr", "epoch_time"):
-            getattr(self, key).extend(getattr(other, key))
+            getattr(self, key).extend(list(getattr(other, key)))  # a copy: other may be self
         for key in _OPTIONAL_SCALARS:
             mine, theirs = getattr(self, key), getattr(other, key)
             if mine or theirs:
                 setattr(self, key, (mine or [math.nan] * n) + (theirs or [math.nan] * n_other))
         for key in _PER_LAYER + (_HIST,):
-            self._per_layer[key].extend(np.array(row) for row in other._per_layer[key])
+            self._per_layer[key].extend([np.array(row) for row in other._per_layer[key]])
         self._best_epoch = None if other._best_epoch is None else n + other._best_epoch
         self.stopped_epoch = None if other.stopped_epoch is None else n + other.stopped_epoch
         self.stop_reason = other.stop_reason
@@ -319,7 +328,7 @@ class History:
         for key in _PER_LAYER + (_HIST,):
             data[key] = self._stacked(key).tolist()
         data.update(
-            best_epoch=self.best_epoch,
+            best_epoch=self._best_epoch,  # set (early stopping), or derived again on reading
             stopped_epoch=self.stopped_epoch,
             stop_reason=self.stop_reason,
         )
@@ -476,14 +485,14 @@ class History:
         return np.stack(rows)
 
 
-def _append_optional(values: list[float], value: float | None, epoch: int, key: str) -> None:
+def _append_optional(values: list[float], value: float | None, epoch: int) -> None:
     """Keep an optional series either empty or one entry per epoch."""
     if value is None:
         if values:
             values.append(math.nan)
         return
     values.extend([math.nan] * (epoch - len(values)))
-    values.append(_to_float(value, key))
+    values.append(value)
 
 
 def _to_float(value: Any, where: str) -> float:
