@@ -231,7 +231,10 @@ def test_labels_of_any_kind(labels):
     assert est.score(X, y) > 0.9
     proba = est.predict_proba(X)
     assert proba.shape == (len(X), len(labels)) and proba.dtype == np.float64
-    np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-6)
+    # rows sum to 1 in float64 (the network is float32), as numpy's random choice needs
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=0, atol=4e-16)
+    rng = np.random.default_rng(0)
+    assert all(rng.choice(len(labels), p=row) < len(labels) for row in proba[:50])
     np.testing.assert_array_equal(pred, labels[proba.argmax(axis=1)])
     with np.errstate(divide="ignore"):  # float32 probabilities can round to 0
         np.testing.assert_allclose(est.predict_log_proba(X), np.log(proba))
@@ -378,6 +381,19 @@ def test_a_failed_fit_leaves_the_fitted_estimator_as_it_was(clf_data):
     np.testing.assert_array_equal(est.classes_, [0, 1, 2])
     np.testing.assert_array_equal(est.coefs_[0], coef)
     np.testing.assert_array_equal(est.predict_proba(X), proba)
+    # a refit on fewer features that fails keeps the fitted feature count and names
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    est = small_clf(max_iter=2).fit(frame, y)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        est.fit(frame.iloc[:, :5], np.zeros(len(y)))
+    assert est.n_features_in_ == 8 and list(est.feature_names_in_) == list(frame.columns)
+    assert est.predict(frame).shape == (len(y),)  # no "expecting 5 features"
+    # and a first fit that fails leaves nothing that looks fitted
+    fresh = small_clf()
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        fresh.fit(X, np.zeros(len(y)))
+    assert not hasattr(fresh, "n_features_in_")
 
 
 def test_no_hidden_layer_is_a_linear_model(reg_data):
@@ -607,6 +623,8 @@ def test_convergence_warning_when_max_iter_is_reached(clf_data):
         (dict(n_iter_no_change=0), ValueError, "n_iter_no_change"),
         (dict(validation_fraction=1.0), ValueError, "validation_fraction"),
         (dict(early_stopping=True, validation_fraction=0.0), ValueError, "validation_fraction"),
+        # 1 of 300 samples held out: no score to stop on
+        (dict(early_stopping=True, validation_fraction=0.001), ValueError, "too small"),
         (dict(shuffle="yes"), TypeError, "shuffle"),
         (dict(clip_norm=0.0), ValueError, "clip_norm"),
         (dict(grad_noise="lots"), TypeError, "grad_noise"),

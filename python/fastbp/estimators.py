@@ -243,6 +243,20 @@ def _threads(n_threads: int | None) -> Iterator[None]:
         set_num_threads(before)
 
 
+@contextmanager
+def _kept_on_failure(obj: Any, names: tuple[str, ...]) -> Iterator[None]:
+    """The attributes ``names`` of ``obj`` (present or not) put back as they were should the
+    block raise."""
+    before = {name: obj.__dict__[name] for name in names if name in obj.__dict__}
+    try:
+        yield
+    except BaseException:
+        for name in names:
+            obj.__dict__.pop(name, None)
+        obj.__dict__.update(before)
+        raise
+
+
 # Checks of the fitted values read from a file (fastbp.io has decoded them).
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
@@ -498,6 +512,11 @@ class _BaseMLP(BaseEstimator):
 
     def _fit(self, X: Any, y: Any, incremental: bool, classes: Any = None) -> Any:
         """Train; the estimator's attributes change only once training has run."""
+        # validate_data sets n_features_in_ and feature_names_in_ before anything can fail
+        with _kept_on_failure(self, ("n_features_in_", "feature_names_in_")):
+            return self._fit_checked(X, y, incremental, classes)
+
+    def _fit_checked(self, X: Any, y: Any, incremental: bool, classes: Any) -> Any:
         self._check_params()
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -548,6 +567,12 @@ class _BaseMLP(BaseEstimator):
                     test=0.0,
                     stratify=True if targets.stratify else None,
                     seed=_draw_seed(rng),
+                )
+            if len(validation[0]) < 2:  # one sample has no R^2, and its accuracy is 0 or 1
+                raise ValueError(
+                    f"the validation set is too small ({len(validation[0])} sample of "
+                    f"{len(validation[0]) + len(X)}): increase validation_fraction "
+                    f"({self.validation_fraction}) or the number of samples"
                 )
             monitor, min_delta, score = self._score_monitor(validation[1])
         else:
@@ -946,8 +971,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             column is the probability of its label and rows need not sum to 1).
         """
         out = self._forward(X)
-        if self._multilabel or out.shape[1] > 1:
+        if self._multilabel:
             return out
+        if out.shape[1] > 1:
+            # a float32 softmax's rows sum to 1 within float32's rounding, not float64's
+            # (numpy's random choice refuses them): normalised again in float64
+            return out / out.sum(axis=1, keepdims=True)
         return np.hstack([1.0 - out, out])
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
