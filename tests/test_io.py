@@ -132,6 +132,27 @@ def test_saving_over_a_file_replaces_it_whole(tmp_path):
     assert os.listdir(tmp_path) == ["m.npz"]
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes and symbolic links")
+def test_saving_keeps_the_file_mode_and_writes_through_a_link(tmp_path):
+    path = tmp_path / "m.npz"
+    mask = os.umask(0o027)
+    try:
+        fb.MLP([3, 4, 2], seed=0).save(path)  # a new file: 0o666 less the umask
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o640
+    os.chmod(path, 0o604)
+    fb.MLP([3, 4, 2], seed=1).save(path)  # replaced: its mode kept
+    assert path.stat().st_mode & 0o777 == 0o604
+    link = tmp_path / "latest.npz"
+    link.symlink_to(path.name)
+    net = fb.MLP([3, 5, 2], seed=2)
+    net.save(link)
+    assert link.is_symlink()  # still a link, to the file now saved
+    assert_same_network(fb.load(path), net)
+    assert sorted(os.listdir(tmp_path)) == ["latest.npz", "m.npz"]
+
+
 def test_a_failed_save_leaves_the_earlier_file(tmp_path, monkeypatch):
     path = tmp_path / "m.npz"
     net = fb.MLP([3, 4, 2], seed=0)

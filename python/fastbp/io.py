@@ -293,19 +293,41 @@ def _encode_array(value: np.ndarray, where: str, arrays: dict[str, np.ndarray]) 
 
 
 def _write(path: PathOrFile, arrays: dict[str, Any]) -> None:
+    """The file written whole beside the target, then renamed over it: a failed save leaves
+    the earlier file. It gets the mode the target had (or a new file would get: 0o666 less
+    the umask, where a temporary file has 0o600), and a symbolic link keeps pointing at the
+    file it named, which is the one replaced."""
     if hasattr(path, "write"):
         np.savez(path, **arrays)
         return
-    target = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=folder)
+    target = os.path.realpath(os.fspath(path))
+    try:
+        mode = os.stat(target).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=os.path.dirname(target))
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process's umask: read from /proc on Linux, elsewhere set and put back at once."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 # ---- loading -------------------------------------------------------------------------------
