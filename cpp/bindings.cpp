@@ -431,6 +431,7 @@ void bind_info(py::module_& m) {
   m.def("loss_table", &loss_table_to_python);
   m.def("set_num_threads", &fastbp::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &fastbp::num_threads);
+  m.def("set_local_num_threads", &fastbp::set_local_num_threads, py::arg("n"));
   m.def("max_threads", &fastbp::max_threads);
   m.def("forked_child", &fastbp::forked_child);
   m.def("set_flush_denormals", &fastbp::set_flush_denormals, py::arg("flush"));

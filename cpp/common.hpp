@@ -22,6 +22,11 @@ int num_threads();
 // Asks for n threads (n >= 1); returns the count fastbp will use, which is smaller than n
 // beyond max_threads().
 int set_num_threads(int n);
+// For the calling thread only: n threads (n >= 1) instead of the process's count, or the
+// process's count again (n = 0); returns the calling thread's previous setting (0: none). Two
+// Python threads training at once (an estimator's n_threads) then never change each other's
+// count, nor leave one behind for the process.
+int set_local_num_threads(int n);
 // The most threads a team may have. Every thread of a team calls BLAS at the same time, and
 // OpenBLAS keeps working buffers for 2 x MAX_THREADS callers at once (its build setting; 64 in
 // scipy-openblas32, so 128 callers): one more and it aborts the process ("too many memory

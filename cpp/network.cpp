@@ -402,24 +402,35 @@ template class Network<double>;
 
 namespace {
 std::atomic<int> g_threads{0};                 // 0: not set, use the OpenMP default
+thread_local int t_threads = 0;                // the calling thread's own count; 0: none
 const int g_max_threads = blas_max_threads();  // read when the module loads
 }  // namespace
 
 int max_threads() { return forked_child() ? 1 : g_max_threads; }
 
-int num_threads() {
+// The threads a count asks for (0: OpenMP's default), within max_threads().
+static int threads_for(int n) {
 #ifdef _OPENMP
-  const int n = g_threads.load();
   return std::min(n > 0 ? n : omp_get_max_threads(), max_threads());
 #else
+  (void)n;
   return 1;
 #endif
 }
 
+int num_threads() { return threads_for(t_threads > 0 ? t_threads : g_threads.load()); }
+
 int set_num_threads(int n) {
   require(n >= 1, "n must be >= 1");
   g_threads = n;
-  return num_threads();
+  return threads_for(n);  // the process's count, whatever the calling thread's own
+}
+
+int set_local_num_threads(int n) {
+  require(n >= 0, "n must be >= 0");
+  const int before = t_threads;
+  t_threads = n;
+  return before;
 }
 
 }  // namespace fastbp

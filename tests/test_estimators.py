@@ -561,21 +561,35 @@ def test_accuracy_on_digits_matches_sklearn():
     assert acc_ours > acc_theirs - 0.03
 
 
-def test_n_threads_is_set_during_fit_and_restored(clf_data, monkeypatch):
+def test_n_threads_holds_in_the_fitting_thread_only(clf_data, monkeypatch):
+    import threading
+
     from fastbp import estimators
 
-    seen = []
-    original = estimators.set_num_threads
-
-    def spy(n):
-        seen.append(n)
-        original(n)
-
-    monkeypatch.setattr(estimators, "set_num_threads", spy)
     before = fb.get_num_threads()
-    est = small_clf(n_threads=1).fit(*clf_data)
+    n = 1 if before > 1 else 2
+    seen = []
+    fit = estimators.Trainer.fit
+
+    def spy(self, *args, **kwargs):
+        elsewhere = []  # another Python thread meanwhile: the process's count
+        other = threading.Thread(target=lambda: elsewhere.append(fb.get_num_threads()))
+        other.start()
+        other.join()
+        seen.append((fb.get_num_threads(), elsewhere[0]))
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(estimators.Trainer, "fit", spy)
+    est = small_clf(n_threads=n).fit(*clf_data)
+    assert seen == [(n, before)] and fb.get_num_threads() == before
+    # set_num_threads while an estimator's count holds: the process's count, kept after it
+    with estimators._threads(n):
+        fb.set_num_threads(3)
+        assert fb.get_num_threads() == n
+    assert fb.get_num_threads() == 3
+    fb.set_num_threads(before)
     est.predict(clf_data[0])
-    assert seen == [1, before, 1, before] and fb.get_num_threads() == before
+    assert fb.get_num_threads() == before
 
 
 def test_gradient_noise_parameter_is_not_mutated(clf_data):

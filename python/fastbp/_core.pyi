@@ -131,6 +131,10 @@ def set_num_threads(n: int) -> int:
     """Ask for ``n`` threads; returns the count used (at most ``max_threads()``)."""
 
 def get_num_threads() -> int: ...
+def set_local_num_threads(n: int) -> int:
+    """For the calling thread only: ``n`` threads instead of the process's count (0: the
+    process's count again); returns the thread's previous setting (0: none)."""
+
 def max_threads() -> int: ...
 def forked_child() -> bool:
     """Whether this process was made by fork() after the core was loaded: it then runs on one

@@ -30,7 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without scikit-l
         "pip install scikit-learn"
     ) from exc
 
-from . import get_num_threads, set_num_threads
+from . import _core
 from .data import LeakWarning, split
 from .history import History
 from .io import SavedModel
@@ -120,9 +120,9 @@ _PARAMETERS_DOC = """
         ``GradientNoise(eta, seed from random_state)``; a :class:`~fastbp.GradientNoise` is
         copied at the start of every fit (so fitting never changes it) and keeps its own seed.
     n_threads : int or None, default=None
-        Threads of fastbp's core during ``fit``, ``partial_fit`` and prediction; the previous
-        count is put back afterwards. None leaves fastbp's setting (``fb.set_num_threads``)
-        alone. The count is process-wide while a call runs.
+        Threads of fastbp's core during ``fit``, ``partial_fit`` and prediction, in the
+        calling thread only: estimators fitting at once in other threads, and the process's
+        setting (``fb.set_num_threads``), are never changed. None uses that setting.
     matmul_precision : {"highest", "bfloat16"}, default="highest"
         ``"bfloat16"``: mixed-precision training on CPUs with AVX512-BF16 (float32 only):
         the large products of each epoch take bfloat16 inputs and sum in float32; see
@@ -231,16 +231,17 @@ def _check_dtype(value: Any) -> np.dtype:
 
 @contextmanager
 def _threads(n_threads: int | None) -> Iterator[None]:
-    """fastbp's thread count set to ``n_threads`` for the block, then put back."""
+    """fastbp's thread count set to ``n_threads`` for the block, in the calling thread only:
+    estimators fitting at once in other threads (GridSearchCV's threading backend) keep their
+    own, and the process's count is never touched."""
     if n_threads is None:
         yield
         return
-    before = get_num_threads()
-    set_num_threads(n_threads)
+    before = _core.set_local_num_threads(min(n_threads, 2**31 - 1))
     try:
         yield
     finally:
-        set_num_threads(before)
+        _core.set_local_num_threads(before)
 
 
 @contextmanager
