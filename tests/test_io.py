@@ -214,6 +214,28 @@ def test_optimizer_state_round_trips_and_a_damaged_one_is_named():
         load_bytes(rewrite(raw, edit_arrays=shorten))
 
 
+def test_an_optimizer_state_of_another_network_is_refused_at_save_and_load():
+    X, Y = data()
+    net, other = fb.MLP([3, 4, 2], seed=0), fb.MLP([3, 9, 2], seed=0)
+    opt = fb.Adam(0.01)
+    fb.Trainer(other, opt, epochs=1, progress=False).fit(X, Y)
+    with pytest.raises(ValueError, match="state is for 56 float32 parameters, the network has 26"):
+        net.save(io.BytesIO(), optimizer=opt)
+    buf = io.BytesIO()
+    other.save(buf, optimizer=opt)
+
+    def smaller_network(header):  # a header edited to another network, arrays to match
+        header["network"]["layer_sizes"] = [3, 4, 2]
+
+    def smaller_arrays(arrays):
+        for layer, (w, b) in enumerate(zip(net.weights, net.biases)):
+            arrays[f"weights_{layer}"], arrays[f"biases_{layer}"] = np.array(w), np.array(b)
+
+    raw = rewrite(buf.getvalue(), edit_header=smaller_network, edit_arrays=smaller_arrays)
+    with pytest.raises(ValueError, match="the optimizer: its state is for 56"):
+        load_bytes(raw)
+
+
 def test_noise_and_history_round_trip():
     X, Y = data()
     net = fb.MLP([3, 4, 2], seed=0)
@@ -585,7 +607,11 @@ DELETE = object()
         (["network", "extra_field"], 1, "network must have the fields"),
         (["optimizer", "class"], "os.system", "class must be one of"),
         (["optimizer", "hyperparameters", "lr"], -1.0, "optimizer SGD: lr must be >= 0"),
-        (["optimizer", "hyperparameters", "gamma"], 1.0, "SGD hyperparameters must be"),
+        (
+            ["optimizer", "hyperparameters", "gamma"],
+            1.0,
+            r"\['gamma'\] are not hyperparameters of SGD",
+        ),
         (["history"], "yes", "'history' has the wrong type"),
         (["arrays", "weights_0", "shape"], [4, 3], "'weights_0' is .* the header says"),
         (
@@ -641,7 +667,7 @@ def test_non_finite_parameters_are_refused(good, value):
     "path, value, message",
     [
         (["estimator", "params", "solver"], "lbfgs", "solver must be one of"),
-        (["estimator", "params", "max_iterations"], 3, "parameters must be"),
+        (["estimator", "params", "max_iterations"], 3, "are not parameters of MLP"),
         (["estimator", "fitted", "n_features_in_"], 7, "n_features_in_ is 7, the network has"),
         (["estimator", "fitted", "loss_curve_"], "low", "loss_curve_ must be a list"),
         (["estimator", "fitted", "t_"], DELETE, "t_ is missing"),
@@ -657,6 +683,23 @@ def test_a_malformed_estimator_record_is_named(path, value, message):
     est.save(buf)
     with pytest.raises(ValueError, match=message):
         load_bytes(rewrite(buf.getvalue(), edit_header=set_in(path, value)))
+
+
+@needs_sklearn
+@pytest.mark.filterwarnings("ignore:.*maximum iterations")
+def test_a_file_from_before_a_parameter_was_added_loads_with_its_default():
+    # matmul_precision and SGD's nesterov came after files of format version 1 were written
+    est, X, _ = fitted_classifier("str", solver="sgd", momentum=0.5)
+    buf = io.BytesIO()
+    est.save(buf)
+
+    def older(header):
+        del header["estimator"]["params"]["matmul_precision"]
+        del header["optimizer"]["hyperparameters"]["nesterov"]
+
+    loaded = load_bytes(rewrite(buf.getvalue(), edit_header=older))
+    assert loaded.matmul_precision == "highest" and loaded._optimizer_.nesterov is False
+    np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
 
 
 @needs_sklearn

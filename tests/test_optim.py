@@ -412,6 +412,9 @@ def test_state_dict_round_trip_and_binding(fb):
         (lambda s: s.update(n_params=0), "n_params"),
         (lambda s: s.pop("core"), "record of state_dict"),
         (lambda s: s["core"]["buffers"].update(exp_avg=np.zeros(3)), "state\\['core'\\]"),
+        # a state without one of Adam's moments would restart it as zeros at step > 0
+        (lambda s: s["core"]["buffers"].pop("exp_avg_sq"), "holds the buffers \\['exp_avg'\\]"),
+        (lambda s: s["core"]["buffers"]["exp_avg"].__setitem__(3, np.nan), "'exp_avg' holds NaN"),
     ],
 )
 def test_load_state_dict_refuses_a_foreign_record(fb, edit, message):
@@ -421,8 +424,31 @@ def test_load_state_dict_refuses_a_foreign_record(fb, edit, message):
     opt.step(net)
     state = opt.state_dict()
     edit(state)
+    fresh = fb.Adam(0.01)
     with pytest.raises((ValueError, TypeError), match=message):
-        fb.Adam(0.01).load_state_dict(state)
+        fresh.load_state_dict(state)
+    assert fresh.state_dict() is None  # nothing half-loaded
+
+
+@pytest.mark.parametrize(
+    "source, target, match",
+    [
+        (("Adam", {}), ("SGD", dict(momentum=0.9)), "SGD keeps \\['momentum_buffer'\\]"),
+        (("Adam", {}), ("AdaGrad", {}), "AdaGrad keeps \\['sum'\\]"),
+        (("SGD", dict(momentum=0.9)), ("SGD", {}), "SGD keeps \\[\\]"),
+        (("RMSProp", {}), ("RMSProp", dict(centered=True)), "'grad_avg', 'square_avg'"),
+    ],
+)
+def test_another_optimizers_state_is_refused(fb, source, target, match):
+    net, X, y = make_problem(fb)
+    opt = getattr(fb, source[0])(0.01, **source[1])
+    net.backward(X, y)
+    opt.step(net)
+    with pytest.raises(ValueError, match=match):
+        getattr(fb, target[0])(0.01, **target[1]).load_state_dict(opt.state_dict())
+    same = getattr(fb, source[0])(0.01, **source[1])
+    same.load_state_dict(opt.state_dict())  # its own kind loads
+    assert same.steps == 1
 
 
 @pytest.mark.parametrize("name", ["Adam", "AdamW", "RMSProp", "AdaGrad"])

@@ -722,9 +722,10 @@ class _BaseMLP(BaseEstimator):
         params = _saved(record, "params", dict, "a dict")
         fitted = _saved(record, "fitted", dict, "a dict")
         names = sorted(cls().get_params(deep=False))
-        if sorted(params) != names:
-            raise ValueError(f"the parameters must be {names}; the file has {sorted(params)}")
-        est = cls(**params)
+        unknown = sorted(set(params) - set(names))
+        if unknown:
+            raise ValueError(f"{unknown} are not parameters of {cls.__name__} ({names})")
+        est = cls(**params)  # one added since the file was written takes its default
         est._check_params()
         est._restore(saved, fitted)
         return est

@@ -211,9 +211,9 @@ def write_file(
         arrays["history"] = _text_array(history.to_json())
     header = _encode(header, "header", arrays)
     if optimizer is not None:
-        header["optimizer"] = _encode(
-            _optimizer_record(optimizer, optimizer_state), "optimizer", arrays
-        )
+        record = _optimizer_record(optimizer, optimizer_state)
+        _check_state_fits(record["state"], net, "optimizer")
+        header["optimizer"] = _encode(record, "optimizer", arrays)
     if extra is not None:
         header["estimator"] = _encode(extra, "", arrays)
     if data is not None:
@@ -232,6 +232,15 @@ def _optimizer_record(optimizer: Optimizer, with_state: bool) -> dict[str, Any]:
         )
     state = optimizer.state_dict() if with_state else None
     return {"class": name, "hyperparameters": optimizer.hyperparameters(), "state": state}
+
+
+def _check_state_fits(state: dict[str, Any] | None, net: MLP, name: str) -> None:
+    """ValueError unless the optimizer state (state_dict(); None: no state) is for ``net``."""
+    if state is not None and (state["n_params"], state["dtype"]) != (net.n_params, net.dtype.name):
+        raise ValueError(
+            f"{name}: its state is for {state['n_params']} {state['dtype']} parameters, the "
+            f"network has {net.n_params} {net.dtype.name}"
+        )
 
 
 def _noise_record(noise: GradientNoise) -> dict[str, Any]:
@@ -444,6 +453,8 @@ def _build(arrays: dict[str, np.ndarray]) -> SavedModel:
     _check_manifest(_field(header, "arrays", dict), arrays)
     net = _network(_field(header, "network", dict), arrays)
     optimizer = _optimizer(_field(header, "optimizer", (dict, type(None))), arrays)
+    if optimizer is not None:
+        _check_state_fits(optimizer.state_dict(), net, "the optimizer")
     noise = _gradient_noise(_field(header, "grad_noise", (dict, type(None))))
     history = None
     if _field(header, "history", bool):
@@ -598,9 +609,10 @@ def _optimizer(record: dict[str, Any] | None, arrays: Mapping[str, np.ndarray]) 
         )
     hyper = _field(record, "hyperparameters", dict)
     names = [f.name for f in cls.hyperparameter_fields()]
-    if sorted(hyper) != sorted(names):
-        raise ValueError(f"{cls.__name__} hyperparameters must be {names}, got {sorted(hyper)}")
-    try:
+    unknown = sorted(set(hyper) - set(names))
+    if unknown:
+        raise ValueError(f"{unknown} are not hyperparameters of {cls.__name__} ({names})")
+    try:  # one added since the file was written takes its default
         optimizer = cls(**{k: _decode(v, {}) for k, v in hyper.items()})
     except (TypeError, ValueError) as err:
         raise ValueError(f"optimizer {cls.__name__}: {_message(err)}") from None

@@ -145,6 +145,11 @@ class Optimizer:
         """The hyperparameters by torch.optim name, in signature order."""
         return {f.name: getattr(self, f.name) for f in self.hyperparameter_fields()}
 
+    def _buffers(self) -> set[str]:
+        """The state buffers this rule keeps, with these hyperparameters, once it has stepped
+        (the core's names: see :meth:`state_dict`)."""
+        return set()
+
     def config(self) -> _core.OptimConfig:
         """The core's configuration of this update rule."""
         c = _core.OptimConfig()
@@ -223,7 +228,8 @@ class Optimizer:
         ------
         ValueError
             ``state`` is not such a record, or the core refuses it (a buffer of the wrong
-            size or kind).
+            size), or it is another rule's (its buffers are not the ones this optimizer, with
+            these hyperparameters, keeps), or a buffer holds NaN or infinity.
         """
         if state is None:
             self.reset()
@@ -238,6 +244,16 @@ class Optimizer:
             core_state.load_state_dict(state["core"])
         except (TypeError, ValueError, KeyError) as err:
             raise ValueError(f"state['core'] does not fit a {type(self).__name__}: {err}") from None
+        buffers = core_state.state_dict()["buffers"]
+        if core_state.steps > 0 and set(buffers) != self._buffers():
+            raise ValueError(
+                f"state['core'] holds the buffers {sorted(buffers)}; this "
+                f"{type(self).__name__} keeps {sorted(self._buffers())}: the state of another "
+                "optimizer, or of other hyperparameters"
+            )
+        for name, values in buffers.items():
+            if not np.isfinite(values).all():
+                raise ValueError(f"state['core'] buffer {name!r} holds NaN or infinite values")
         self.reset()
         self._state, self._made_for = core_state, (dtype, n_params)
 
@@ -291,6 +307,9 @@ class SGD(Optimizer):
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError("nesterov requires momentum > 0 and dampening = 0")
 
+    def _buffers(self) -> set[str]:
+        return {"momentum_buffer"} if self.momentum != 0 else set()
+
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015), L2 weight decay added to the gradient: ``torch.optim.Adam``."""
@@ -312,6 +331,9 @@ class Adam(Optimizer):
     ) -> None:
         super().__init__(lr)
         self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
+
+    def _buffers(self) -> set[str]:
+        return {"exp_avg", "exp_avg_sq"}
 
 
 class AdamW(Adam):
@@ -353,6 +375,13 @@ class RMSProp(Optimizer):
         self.alpha, self.eps, self.momentum = alpha, eps, momentum
         self.centered, self.weight_decay = centered, weight_decay
 
+    def _buffers(self) -> set[str]:
+        return (
+            {"square_avg"}
+            | ({"grad_avg"} if self.centered else set())
+            | ({"momentum_buffer"} if self.momentum > 0 else set())
+        )
+
 
 class AdaGrad(Optimizer):
     """AdaGrad, as ``torch.optim.Adagrad`` (initial accumulator 0)."""
@@ -368,6 +397,9 @@ class AdaGrad(Optimizer):
     ) -> None:
         super().__init__(lr)
         self.eps, self.lr_decay, self.weight_decay = eps, lr_decay, weight_decay
+
+    def _buffers(self) -> set[str]:
+        return {"sum"}
 
 
 class LineSearchSGD(Optimizer):
