@@ -66,7 +66,27 @@ auto locked_without_gil(Network<T>& net, F&& f) {
   const CallInCore call;
   py::gil_scoped_release release;
   std::lock_guard<ForkSafeMutex> lock(net.mutex());
+  net.settle_after_fork();
   const DenormalScope fp;
+  return f();
+}
+
+// The same with the optimizer state's lock too, taken after the network's (always in that
+// order): an epoch or a step writes the state's buffers without the GIL.
+template <class T, class F>
+auto locked_without_gil(Network<T>& net, const OptimizerState<T>& opt, F&& f) {
+  return locked_without_gil(net, [&] {
+    std::lock_guard<ForkSafeMutex> lock(opt.mutex());
+    return f();
+  });
+}
+
+// f on the optimizer state under its lock, waited for without the GIL (an epoch holding the
+// lock takes the GIL for a moment to run signal handlers); f must not touch Python objects.
+template <class T, class F>
+auto state_locked(const OptimizerState<T>& opt, F&& f) {
+  py::gil_scoped_release release;
+  std::lock_guard<ForkSafeMutex> lock(opt.mutex());
   return f();
 }
 
@@ -250,16 +270,23 @@ void bind_optimizers(py::module_& m, const std::string& suffix) {
   py::class_<Opt>(m, ("OptimizerState" + suffix).c_str())
       .def(py::init<std::size_t>(), py::arg("n_params"))
       .def_property_readonly("steps", &Opt::steps)
-      .def("state_dict", [](const Opt& opt) { return state_dict_to_python(opt.state_dict()); })
+      .def("state_dict",
+           [](const Opt& opt) {
+             OptimizerStateDict<T> d = state_locked(opt, [&] { return opt.state_dict(); });
+             return state_dict_to_python(d);
+           })
       .def(
           "load_state_dict",
-          [](Opt& opt, py::handle d) { opt.load_state_dict(state_dict_from_python<T>(d)); },
+          [](Opt& opt, py::handle d) {
+            OptimizerStateDict<T> state = state_dict_from_python<T>(d);
+            state_locked(opt, [&] { opt.load_state_dict(std::move(state)); });
+          },
           py::arg("state"))
       .def(
           "step",
           [](Opt& opt, Network<T>& net, const OptimConfig& c) {
             require(opt.size() == net.n_params(), "the optimizer state belongs to another network");
-            locked_without_gil(net, [&] { opt.step(c, net.params(), net.grads()); });
+            locked_without_gil(net, opt, [&] { opt.step(c, net.params(), net.grads()); });
           },
           py::arg("net"), py::arg("config"));
 }
@@ -288,18 +315,31 @@ auto run_line_search_step(Network<T>& net, const OptimConfig& c, Array<T> X, py:
 
 template <class T>
 py::dict run_train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimConfig& c, Array<T> X,
-                         py::array Y, py::array_t<T, py::array::c_style> start,
-                         const EpochConfig& ec, const StopToken* token) {
+                         py::array Y, py::array start, const EpochConfig& ec,
+                         const StopToken* token) {
   check_inputs(net, X);
   const long n = long(X.shape(0));
   HeldTarget<T> y = make_target(net, Y, n);
-  require(start.ndim() == 1 && std::size_t(start.shape(0)) == net.n_params(),
-          "start_params must be a contiguous (n_params,) array of the network's dtype");
+  // written in place: never a converted copy (the caller would read zeros), nor the network's
+  // own buffers
+  require(py::isinstance<py::array_t<T>>(start) && start.ndim() == 1 &&
+              std::size_t(start.shape(0)) == net.n_params() &&
+              (start.flags() & py::array::c_style) && start.writeable(),
+          "start_params must be a writeable C-contiguous (n_params,) array of the network's "
+          "dtype");
+  const auto at = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p); };
+  const std::uintptr_t bytes = net.n_params() * sizeof(T);
+  require(
+      at(start.data()) + bytes <= at(net.params()) || at(start.data()) >= at(net.params()) + bytes,
+      "start_params must not be the network's parameters");
+  require(ec.noise_t >= 0 && ec.noise_t <= kMaxSteps, "epoch_config.noise_t must be in [0, " +
+                                                          std::to_string(kMaxSteps) + "], got " +
+                                                          std::to_string(ec.noise_t));
   const T* x = X.data();
-  T* p0 = start.mutable_data();
+  T* p0 = static_cast<T*>(start.mutable_data());
   PythonStop stop(token);
   const EpochStats s = locked_without_gil(
-      net, [&] { return train_epoch(net, opt, c, x, n, y.target, ec, p0, stop.check()); });
+      net, opt, [&] { return train_epoch(net, opt, c, x, n, y.target, ec, p0, stop.check()); });
   stop.raise_if_stopped(false);  // a shorter epoch is a result: stats["stopped"] says why
   return stats_dict(s);
 }

@@ -129,18 +129,31 @@ double sum_squares(const T* x, std::size_t n) {
     return ((lane[0] + lane[4]) + (lane[2] + lane[6])) +
            ((lane[1] + lane[5]) + (lane[3] + lane[7])) + rest;
   }
-  double s = 0;
 #ifdef _OPENMP
   if (nn >= kParallelMin && num_threads() > 1 && !in_parallel()) {
-#pragma omp parallel reduction(+ : s) num_threads(num_threads())
+    // Each thread's share summed apart, then the shares in thread order: OpenMP's reduction
+    // adds them in the order the threads finish, which changes the last bits from run to run.
+    constexpr int kStride = 64 / sizeof(double);  // a cache line per thread's sum
+    const int threads = num_threads();
+    std::vector<double> part(std::size_t(threads) * kStride, 0.0);
+    int team = 1;
+#pragma omp parallel num_threads(threads)
     {
       const DenormalScope fp;
-#pragma omp for simd schedule(static)
-      for (long i = 0; i < nn; ++i) s += double(x[i]) * double(x[i]);
+      const long t = omp_get_thread_num(), nt = omp_get_num_threads();
+      if (t == 0) team = int(nt);
+      double s = 0;
+      const long end = nn * (t + 1) / nt;
+#pragma omp simd reduction(+ : s)
+      for (long i = nn * t / nt; i < end; ++i) s += double(x[i]) * double(x[i]);
+      part[std::size_t(t) * kStride] = s;
     }
+    double s = 0;
+    for (int t = 0; t < team; ++t) s += part[std::size_t(t) * kStride];
     return s;
   }
 #endif
+  double s = 0;
 #pragma omp simd reduction(+ : s)
   for (long i = 0; i < nn; ++i) s += double(x[i]) * double(x[i]);
   return s;

@@ -62,6 +62,15 @@ void Network<T>::set_bf16_products(bool on) {
 }
 
 template <class T>
+void Network<T>::settle_after_fork() {
+  const std::uint64_t now = fork_generation();
+  if (generation_ == now) return;
+  generation_ = now;
+  release_packed();
+  bf16_ = false;  // outside an epoch a network's products are never in bfloat16
+}
+
+template <class T>
 void Network<T>::prepare_packed(int n, int parts, bool split) {
   if constexpr (std::is_same_v<T, float>) {
     release_packed();

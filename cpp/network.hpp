@@ -119,6 +119,10 @@ class Network {
 
   // Held by every computation on the network: one at a time, and none half-done in a fork.
   ForkSafeMutex& mutex() { return mutex_; }
+  // Called under the lock before each computation: in a child that fork() made while an epoch
+  // ran, the epoch never ends, so its packed weight copies (which the products would read
+  // instead of the parameters) and its products' precision are dropped here.
+  void settle_after_fork();
 
  private:
   static constexpr int kChunk = 2048;  // rows per pass when no gradient is needed
@@ -162,6 +166,7 @@ class Network {
   std::vector<LossSums> partial_;          // per-thread loss sums of a batch-parallel backward
   std::vector<LineVector<T>> first_part_;  // per part: its share of Z_0 (split_first_layer)
   ForkSafeMutex mutex_;
+  std::uint64_t generation_ = fork_generation();  // the process that last computed here
 };
 
 }  // namespace fastbp

@@ -13,8 +13,10 @@
 // To add a rule, write its struct and add it to FASTBP_OPTIMIZERS (and its hyperparameters to
 // OptimConfig, which Python fills).
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <string>
 #include <type_traits>
@@ -23,6 +25,7 @@
 
 #include "common.hpp"
 #include "fastmath.hpp"
+#include "process.hpp"
 
 namespace fastbp {
 
@@ -286,10 +289,18 @@ struct OptimizerStateDict {
   std::map<std::string, LineVector<T>> buffers;  // by torch's names, n_params entries each
 };
 
+// The most steps a state may have counted: far beyond any run, and far enough below the largest
+// long that its step counts (t + 1 + a batch's index) never overflow.
+constexpr long kMaxSteps =
+    long(std::min<long long>(1LL << 62, std::numeric_limits<long>::max() / 2));
+
 template <class T>
 class OptimizerState {
  public:
   explicit OptimizerState(std::size_t n) : n_(n) {}
+  // Held by every use of the state from Python (a step, an epoch, state_dict, load_state_dict):
+  // an epoch writes the buffers without the GIL, and load_state_dict replaces them.
+  ForkSafeMutex& mutex() const { return mutex_; }
   std::size_t size() const { return n_; }
   long steps() const { return t_; }
   // One update of p from g. Line search is not a plain update (it needs the batch): see train.hpp.
@@ -321,6 +332,7 @@ class OptimizerState {
   // By torch's names; a team splits them into parts, as the parameters (common.hpp).
   std::map<std::string, LineVector<T>> buffers_;
   StepPlan<T> rule_;  // set by prepare()
+  mutable ForkSafeMutex mutex_{"the optimizer state"};
 };
 
 #ifndef __CUDACC__  // nvcc's front end cannot size buffer_names here; no kernel needs this
@@ -341,7 +353,9 @@ inline bool is_optimizer_buffer(const std::string& name) {
 // CPU's OptimizerState and the CUDA backend's check with it before replacing anything.
 template <class T>
 void check_state_dict(const OptimizerStateDict<T>& d, std::size_t n) {
-  require(d.step >= 0, "state_dict: step must be >= 0, got " + std::to_string(d.step));
+  require(d.step >= 0 && d.step <= kMaxSteps, "state_dict: step must be in [0, " +
+                                                  std::to_string(kMaxSteps) + "], got " +
+                                                  std::to_string(d.step));
   for (const auto& [name, values] : d.buffers) {
     require(is_optimizer_buffer(name),
             "state_dict: no optimizer has a buffer named '" + name + "'");

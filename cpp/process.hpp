@@ -10,6 +10,7 @@
 #include <mutex>
 #include <new>
 #include <stdexcept>
+#include <string>
 #include <thread>
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -56,14 +57,16 @@ inline void install_fork_handler() {
 // waiting for itself forever.
 class ForkSafeMutex {
  public:
+  // `what` names the object it guards in the error of a re-entrant lock.
+  explicit ForkSafeMutex(const char* what = "the network") : what_(what) {}
   void lock() {
     if (generation_.load(std::memory_order_acquire) != fork_generation()) renew();
     if (!mutex_.try_lock()) {
       // Only this thread ever stores its own id, so the comparison needs no ordering.
       if (owner_.load(std::memory_order_relaxed) == std::this_thread::get_id())
-        throw std::runtime_error(
-            "the network is busy with a computation on this same thread (called again from a "
-            "signal handler?)");
+        throw std::runtime_error(std::string(what_) +
+                                 " is busy with a computation on this same thread (called again "
+                                 "from a signal handler?)");
       mutex_.lock();
     }
     owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
@@ -96,6 +99,7 @@ class ForkSafeMutex {
     }
   }
 
+  const char* what_;
   std::mutex mutex_;
   std::atomic<std::thread::id> owner_{};
   std::atomic<uint64_t> generation_{fork_generation()};

@@ -35,13 +35,15 @@ inline void check_labels(Loss loss, int n_out, int32_t lo, int32_t hi) {
 }
 
 // Targets given as a numpy array (or anything numpy converts), held for the call: int32 class
-// labels (n,), checked (the core must never index out of range), or (n, n_out) values of the
-// network's dtype T. Exactly one of the two pointers is set (a default array_t is an empty
-// array, not none: the pointers say which one holds the targets).
+// labels (n,), copied and checked (the core indexes with them, without the GIL: another Python
+// thread may write the caller's array meanwhile, and must not make a checked label stray out
+// of range), or (n, n_out) values of the network's dtype T. Exactly one of the two pointers is
+// set (a default array_t is an empty array, not none: the pointers say which one holds the
+// targets).
 template <class T>
 struct HostTargets {
   pybind11::array_t<T, pybind11::array::c_style | pybind11::array::forcecast> dense;
-  pybind11::array_t<int32_t, pybind11::array::c_style | pybind11::array::forcecast> labels;
+  std::vector<int32_t> labels;
   const T* dense_data = nullptr;
   const int32_t* label_data = nullptr;
 };
@@ -50,8 +52,11 @@ template <class T>
 HostTargets<T> host_targets(pybind11::handle Y, long n, int n_out, Loss loss) {
   HostTargets<T> h;
   if (pybind11::isinstance<pybind11::array_t<int32_t>>(Y)) {
-    h.labels = decltype(h.labels)::ensure(Y);
-    require(h.labels.ndim() == 1 && h.labels.shape(0) == n, "Y must have one label per row of X");
+    const auto given =
+        pybind11::array_t<int32_t, pybind11::array::c_style | pybind11::array::forcecast>::ensure(
+            Y);
+    require(given.ndim() == 1 && given.shape(0) == n, "Y must have one label per row of X");
+    h.labels.assign(given.data(), given.data() + n);
     const int32_t* p = h.labels.data();
     int32_t lo = n > 0 ? p[0] : 0, hi = lo;
     for (long i = 1; i < n; ++i) {
@@ -59,7 +64,7 @@ HostTargets<T> host_targets(pybind11::handle Y, long n, int n_out, Loss loss) {
       hi = std::max(hi, p[i]);
     }
     check_labels(loss, n_out, lo, hi);
-    h.label_data = p;
+    h.label_data = p;  // a move of h keeps the vector's buffer where it is
   } else {
     h.dense = decltype(h.dense)::ensure(Y);
     require(bool(h.dense), "Y must be a numeric array");
