@@ -285,6 +285,24 @@ def test_predict_takes_an_estimators_file(tmp_path, capsys):
     assert out.splitlines()[1:] == list(est.predict(X))
 
 
+def test_predict_gives_each_label_of_a_multilabel_network(tmp_path, capsys):
+    # an MLP saved by hand with several sigmoid outputs: one 0/1 column per output, as
+    # net.predict gives, not the index of the largest output
+    X = np.random.default_rng(0).normal(size=(6, 3))
+    net = fb.MLP([3, 4, 3], loss="binary_cross_entropy", seed=0)
+    net.save(tmp_path / "m.npz")
+    np.savez(tmp_path / "x.npz", X=X)
+    code, out, _ = run_cli(["predict", str(tmp_path / "m.npz"), str(tmp_path / "x.npz")], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "prediction_0,prediction_1,prediction_2"
+    assert [line.split(",") for line in lines[1:]] == net.predict(X).astype(str).tolist()
+    args = ["predict", str(tmp_path / "m.npz"), str(tmp_path / "x.npz"), "--proba"]
+    code, out, _ = run_cli(args, capsys)
+    proba = np.array([line.split(",") for line in out.splitlines()[1:]], dtype=float)
+    np.testing.assert_allclose(proba, net.forward(X), rtol=1e-6)
+
+
 def test_an_integer_target_with_many_values_is_not_taken_for_classes(tmp_path, capsys):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(150, 2))

@@ -85,6 +85,12 @@ def test_bad_dtype(fb, dtype):
         fb.MLP([3, 2], dtype=dtype)
 
 
+def test_cross_entropy_needs_two_outputs(fb):
+    # a softmax over one output is 1 whatever the input: nothing would ever be learnt
+    with pytest.raises(ValueError, match="layer_sizes.*at least 2 outputs.*binary_cross_entropy"):
+        fb.MLP([3, 4, 1], loss="cross_entropy")
+
+
 @pytest.mark.parametrize(
     "loss,out",
     [

@@ -695,6 +695,11 @@ def _predict_network(saved: Any, table: Table, proba: bool) -> tuple[list[str], 
     out = net.forward(X)
     target = info.get("target") or "prediction"
     classes = info.get("classes")
+    if classes is None and net.loss == "binary_cross_entropy" and out.shape[1] > 1:
+        # independent labels, one per output (multilabel): as net.predict, 0/1 each
+        names = [f"{target}_{k}" for k in range(out.shape[1])]
+        values = out if proba else (out > 0.5).astype(np.int64)
+        return names, [[str(v) for v in row] for row in values]
     if classes is None and net.is_classifier:
         classes = np.arange(max(net.layer_sizes[-1], 2)).astype(str)
     if classes is None:

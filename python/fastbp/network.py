@@ -226,6 +226,12 @@ class MLP:
         self.activations = check_activations(activation, len(self.layer_sizes) - 2)
         self.loss = check_choice(loss, "loss", LOSSES)
         self.output_activation = check_output_activation(output_activation, self.loss)
+        if self.loss == "cross_entropy" and self.layer_sizes[-1] < 2:
+            raise ValueError(
+                "layer_sizes: loss='cross_entropy' needs at least 2 outputs (a softmax over one "
+                "is always 1, its gradient 0); for 2 classes use 1 output with "
+                "loss='binary_cross_entropy'"
+            )
         self.dtype = check_dtype(dtype)
         self.init = check_init(init, self.dtype)
         self.seed = check_seed(seed)
