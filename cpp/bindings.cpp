@@ -469,6 +469,7 @@ void bind_info(py::module_& m) {
   m.def("activation_table", &activation_table_to_python);
   m.def("loss_names", &loss_names);
   m.def("loss_table", &loss_table_to_python);
+  m.attr("MAX_STEPS") = py::int_(kMaxSteps);  // step and noise counters (optimizers.hpp)
   m.def("set_num_threads", &fastbp::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &fastbp::num_threads);
   m.def("set_local_num_threads", &fastbp::set_local_num_threads, py::arg("n"));

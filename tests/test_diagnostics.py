@@ -310,6 +310,9 @@ def test_bad_input_raises():
     unrecorded.record({"train_loss": 1.0})
     with pytest.raises(ValueError, match="grad_norms"):
         diagnose(unrecorded)
+    for growth in (0, 0.5, 1):  # str(report) divided by 0; 0.5 flagged a layer both ways
+        with pytest.raises(ValueError, match="signal_growth"):
+            diagnose(make_history(profile(1.0)), signal_growth=growth)
 
 
 # Real training runs on the demo data: the thresholds must separate these robustly.

@@ -448,6 +448,13 @@ def test_more_bad_arguments_are_named(fb):
     noise = fb.GradientNoise()
     with pytest.raises(BAD, match=named("t")):
         noise.t = -1
+    with pytest.raises(BAD, match=named("t")):  # the core's counters would overflow
+        noise.t = 2**63
+    trainer = fb.Trainer(net, fb.SGD(0.1), epochs=2, progress=False)
+    X, y = np.zeros((4, 3)), np.zeros((4, 2))
+    with pytest.raises(ValueError, match=named("initial_epoch")):  # was pybind11's TypeError
+        trainer.fit(X, y, initial_epoch=2**63 - 1)  # after its first epoch
+    assert len(trainer.fit(X, y, initial_epoch=fb._core.MAX_STEPS - 2)) == 2
     with pytest.raises(TypeError, match=named("init")):
         fb.MLP([3, 2], init=5)
     with pytest.raises(TypeError, match=named("history")):

@@ -183,6 +183,15 @@ def test_schedules_reject_bad_arguments(make, error, name):
         make()
 
 
+def test_a_rate_that_overflows_a_float_is_a_value_error():
+    # ExponentialLR(2.0) at epoch 2000: 2.0 ** 2000 raised OverflowError in the middle of fit
+    net = fb.MLP([2, 1], seed=0)
+    trainer = fb.Trainer(net, fb.SGD(0.1), epochs=1, lr_schedule=fb.ExponentialLR(2.0))
+    X, y = np.zeros((4, 2)), np.zeros((4, 1))
+    with pytest.raises(ValueError, match="learning rate at epoch 2000 overflows"):
+        trainer.fit(X, y, initial_epoch=2000)
+
+
 def test_base_class_is_abstract():
     with pytest.raises(NotImplementedError):
         fb.LRSchedule().lr(0, 0.1, FakeHistory())

@@ -127,6 +127,11 @@ def activation_table() -> list[dict[str, Any]]:
 
 def loss_names() -> list[str]: ...
 def loss_table() -> list[dict[str, Any]]: ...
+
+MAX_STEPS: int
+"""The most steps an optimizer state, and a noise schedule, may count (2**62 - 1 on 64-bit
+longs): far beyond any run, and far from the counters' overflow."""
+
 def set_num_threads(n: int) -> int:
     """Ask for ``n`` threads; returns the count used (at most ``max_threads()``)."""
 

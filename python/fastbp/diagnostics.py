@@ -377,11 +377,14 @@ def diagnose(
             ("max_update_ratio", max_update_ratio),
             ("saturation_share", saturation_share),
             ("dead_share", dead_share),
-            ("signal_growth", signal_growth),
             ("logit_rms_limit", logit_rms_limit),
             ("grad_scale_limit", grad_scale_limit),
         )
     }
+    # a factor of growth: at or below 1 a layer would be exploding and vanishing at once
+    thresholds["signal_growth"] = check_scalar(
+        signal_growth, "signal_growth", min_value=1, min_inclusive=False
+    )
     grad = np.asarray(history.grad_norms, dtype=np.float64)
     n_epochs, n_layers = grad.shape
     loss = np.asarray(history.train_loss, dtype=np.float64)

@@ -485,7 +485,7 @@ class GradientNoise:
 
     @t.setter
     def t(self, value: int) -> None:
-        self._t = check_scalar(value, "t", min_value=0, integer=True)
+        self._t = check_scalar(value, "t", min_value=0, max_value=_core.MAX_STEPS, integer=True)
 
     def variance(self, t: int | None = None) -> float:
         """The noise variance at step ``t`` (default: the next step)."""

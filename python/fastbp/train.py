@@ -302,10 +302,15 @@ class Trainer:
     def _epoch_lr(self, epoch: int, base_lr: float, history: History) -> float:
         if self.lr_schedule is None:
             return base_lr
-        if isinstance(self.lr_schedule, LRSchedule):
-            lr = self.lr_schedule.lr(epoch, base_lr, history)
-        else:
-            lr = self.lr_schedule(epoch, base_lr)
+        try:
+            if isinstance(self.lr_schedule, LRSchedule):
+                lr = self.lr_schedule.lr(epoch, base_lr, history)
+            else:
+                lr = self.lr_schedule(epoch, base_lr)
+        except OverflowError:  # gamma > 1 raised to a large epoch, in Python floats
+            raise ValueError(
+                f"lr_schedule's learning rate at epoch {epoch} overflows a float"
+            ) from None
         return check_scalar(lr, "lr_schedule's learning rate", min_value=0)
 
     def _epoch_config(self, shuffle_seed: int, epoch: int) -> Any:
@@ -374,7 +379,13 @@ class Trainer:
         else those of the last finished mini-batch.
         """
         net = self.net
-        initial_epoch = check_scalar(initial_epoch, "initial_epoch", min_value=0, integer=True)
+        initial_epoch = check_scalar(
+            initial_epoch,
+            "initial_epoch",
+            min_value=0,
+            max_value=_core.MAX_STEPS - self.epochs,
+            integer=True,
+        )
         X, Y = check_data(net, X, y)
         Xv, Yv = (None, None) if validation is None else check_validation_pair(net, validation)
         self._check_monitors(has_validation=Xv is not None)
