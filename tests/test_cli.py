@@ -218,6 +218,24 @@ def assert_one_line_error(code, err, *fragments):
         assert fragment in lines[0], lines[0]
 
 
+@pytest.mark.parametrize(
+    "X, y, fragment",
+    [
+        (np.zeros((4, 2)), np.array(1.0), "y must be a 1-D array"),  # was len() of unsized
+        (np.zeros((4, 2)), np.arange(4).astype("datetime64[D]"), "y must be a 1-D array"),
+        (np.zeros((4, 2)), np.arange(4) + 1j, "y must be a 1-D array"),
+        (np.zeros((4, 2)) + 1j, np.arange(4), "X must be a 2-D array"),  # was a warning
+        (np.zeros(4), np.arange(4), "X must be 2-D"),
+        (np.zeros((0, 2)), np.zeros(0), "X has no rows"),  # was an IndexError
+        (np.zeros((4, 2)), np.arange(3), "X has 4 rows, y has 3"),
+    ],
+)
+def test_bad_npz_data_is_one_line_of_error(X, y, fragment, tmp_path, capsys):
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    code, _, err = run_cli(["train", str(tmp_path / "d.npz"), "--epochs", "1"], capsys)
+    assert_one_line_error(code, err, fragment)
+
+
 def test_train_saves_and_predict_speaks_the_users_labels(species_csv, tmp_path, capsys):
     path, X, labels = species_csv
     model = str(tmp_path / "model.npz")

@@ -79,7 +79,7 @@ def test_bad_init(fb, init):
         fb.MLP([3, 2], init=init)
 
 
-@pytest.mark.parametrize("dtype", ["float16", "int32", "bogus", "complex128", np.int64, bool])
+@pytest.mark.parametrize("dtype", ["float16", "int32", "bogus", "complex128", np.int64, bool, None])
 def test_bad_dtype(fb, dtype):
     with pytest.raises(BAD, match=named("dtype")):
         fb.MLP([3, 2], dtype=dtype)
@@ -200,6 +200,39 @@ def test_one_dimensional_X_is_one_sample(nets, X):
     """validation.check_X documents a 1-D X of n_features entries as a single sample."""
     net = nets["mse"]
     np.testing.assert_array_equal(net.forward(X[0]), net.forward(X[:1]))
+
+
+def test_messages_name_the_argument_where_numpy_or_python_would_not(fb, nets):
+    with pytest.raises(ValueError, match=named("X") + ".*rectangular"):
+        nets["mse"].forward([[1, 2, 3], [1, 2]])
+    y = np.array([1, "a"] * 10, dtype=object)
+    with pytest.raises(TypeError, match="stratify.*one kind"):
+        fb.split(np.zeros((20, 2)), y, stratify=True)
+    with pytest.raises(TypeError, match="callbacks must be a list"):
+        fb.Trainer(nets["mse"], fb.SGD(0.1), callbacks=5)
+    assert fb.Trainer(nets["mse"], fb.SGD(0.1), callbacks=None).callbacks == []
+
+
+def test_trainer_settings_changed_after_construction_are_checked_at_fit(fb, nets):
+    # trainer.epochs = 0 made fit return an empty history; clip_norm = -1 turned clipping off
+    X, y = np.zeros((4, 3)), np.zeros((4, 2))
+    for name, value in (("epochs", 0), ("clip_norm", -1.0), ("batch_size", 0), ("shuffle", 1)):
+        trainer = fb.Trainer(nets["mse"], fb.SGD(0.1), epochs=1, progress=False)
+        setattr(trainer, name, value)
+        with pytest.raises(BAD, match=named(name)):
+            trainer.fit(X, y)
+    trainer = fb.Trainer(nets["mse"], fb.SGD(0.1), epochs=1, clip_norm=1.0, progress=False)
+    trainer.clip_norm = None  # off again: fine
+    assert len(trainer.fit(X, y)) == 1
+
+
+def test_durations_are_not_numbers(nets):
+    # numpy counts timedelta64 among its numbers (np.number); datetime64 was refused already
+    for key, Y in (("mse", np.zeros((2, 2))), ("ce", np.zeros(2, dtype=np.int64))):
+        with pytest.raises(TypeError, match=named("X")):
+            nets[key].forward(np.zeros((2, 3), "timedelta64[s]"))
+        with pytest.raises(TypeError, match=named("Y")):
+            nets[key].evaluate(np.zeros((2, 3)), Y.astype("timedelta64[s]"))
 
 
 def test_empty_batch_backward(nets):

@@ -353,6 +353,7 @@ def test_lr_sweep_on_a_joblib_backend_equals_the_serial_sweep(parallel):
     [
         (dict(net=None), TypeError, "net"),
         (dict(lrs=[]), ValueError, "lrs"),
+        (dict(lrs=[0.1, 0.01, 0.1]), ValueError, "lrs must not repeat"),  # one history lost
         (dict(lrs=0.1), TypeError, "lrs"),
         (dict(lrs=[0.1, -0.1]), ValueError, "lrs"),
         (dict(lrs=["0.1"]), TypeError, "lrs"),

@@ -387,10 +387,10 @@ def _check_header(path: str, names: list[str]) -> None:
         seen.add(name)
 
 
-def _is_number(text: str) -> bool:
+def _is_number(text: Any) -> bool:
     try:
         float(text)
-    except ValueError:
+    except (ValueError, TypeError):
         return False
     return True
 
@@ -418,15 +418,16 @@ def _train_data(
             raise UserError("--target names a CSV column; an NPZ file's target is its array y")
         if table.y is None:
             raise UserError(f"{table.path} must hold an array named 'y' to train on")
-        if len(table.y) != len(table.X):
-            raise UserError(f"{table.path}: X has {len(table.X)} rows, y has {len(table.y)}")
-        try:
-            X = np.asarray(table.X, dtype=np.float64)
-        except (ValueError, TypeError):
+        X = _npz_features(table)
+        y = np.asarray(table.y)
+        if y.ndim not in (1, 2) or y.dtype.kind not in "biufUSO":
             raise UserError(
-                f"{table.path}: X must hold numbers, got dtype {table.X.dtype}"
-            ) from None
-        return X, table.y, None, None
+                f"{table.path}: y must be a 1-D array of labels or numbers (2-D for several "
+                f"outputs), got dtype {y.dtype} and shape {y.shape}"
+            )
+        if len(y) != len(X):
+            raise UserError(f"{table.path}: X has {len(X)} rows, y has {len(y)}")
+        return X, y, None, None
     if len(table.names) < 2:
         raise UserError(
             f"{table.path} has one column: a target and at least one feature are needed"
@@ -671,10 +672,23 @@ def predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _npz_features(table: Table) -> np.ndarray:
+    """An NPZ file's X: a 2-D array of real numbers with at least one row, as float64."""
+    X = np.asarray(table.X)
+    if X.ndim != 2 or X.dtype.kind not in "biuf":
+        raise UserError(
+            f"{table.path}: X must be a 2-D array (samples, features) of real numbers, got "
+            f"dtype {X.dtype} and shape {X.shape}"
+        )
+    if len(X) == 0:
+        raise UserError(f"{table.path}: X has no rows")
+    return X.astype(np.float64)
+
+
 def _features(table: Table, names: list[str] | None, n_in: int) -> np.ndarray:
     """The model's input columns of ``table``: by name when the model knows them, else all."""
     if table.X is not None:
-        X = np.asarray(table.X, dtype=np.float64)
+        X = _npz_features(table)
     elif names is not None:
         missing = [n for n in names if n not in table.names]
         if missing:

@@ -182,7 +182,13 @@ def _stratify_labels(stratify: bool | ArrayLike, y: np.ndarray, n: int) -> np.nd
             f"stratify must be True or labels of shape ({n},); got shape {labels.shape}"
         )
     # Rows of a 2-D label array (one-hot, multi-label) are the classes.
-    return np.unique(labels, axis=0, return_inverse=True)[1].reshape(n)
+    try:
+        return np.unique(labels, axis=0, return_inverse=True)[1].reshape(n)
+    except TypeError:  # objects that do not compare: 1 and "a"
+        raise TypeError(
+            "stratify: the labels must be of one kind that sorts (all numbers or all "
+            f"strings), got {sorted({type(v).__name__ for v in labels.ravel()})}"
+        ) from None
 
 
 def _stratified_indices(

@@ -221,7 +221,7 @@ def _check_bool(value: Any, name: str) -> None:
 
 def _check_dtype(value: Any) -> np.dtype:
     try:
-        dtype = np.dtype(value)
+        dtype = None if value is None else np.dtype(value)  # np.dtype(None) is float64
     except TypeError:
         dtype = None
     if dtype not in (np.float32, np.float64):

@@ -336,6 +336,9 @@ def lr_sweep(
     if isinstance(lrs, (str, bytes)) or not isinstance(lrs, Iterable):
         raise TypeError(f"lrs must be a sequence of learning rates, got {type(lrs).__name__}")
     rates = [check_scalar(r, "lrs", min_value=0, min_inclusive=False) for r in lrs]
+    repeated = sorted({r for r in rates if rates.count(r) > 1})
+    if repeated:  # the histories are keyed by rate
+        raise ValueError(f"lrs must not repeat a rate; {repeated} appear more than once")
     if not rates:
         raise ValueError("lrs must hold at least one learning rate")
     if n_jobs is not None and check_scalar(n_jobs, "n_jobs", integer=True) == 0:

@@ -115,7 +115,19 @@ class _FunctionCallback(Callback):
         return bool(self.fn(epoch, logs))
 
 
-def _check_callbacks(callbacks: Iterable[Any]) -> list[Callback]:
+def _check_callbacks(callbacks: Iterable[Any] | None) -> list[Callback]:
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, (Callback, str)) or callable(callbacks):
+        raise TypeError(
+            f"callbacks must be a list of Callback objects or callables, got {callbacks!r}"
+        )
+    try:
+        callbacks = list(callbacks)
+    except TypeError:
+        raise TypeError(
+            f"callbacks must be a list of Callback objects or callables, got {callbacks!r}"
+        ) from None
     out = []
     for cb in callbacks:
         if isinstance(cb, Callback):
@@ -170,9 +182,9 @@ class _ProgressBar:
             self._bar.close()
 
 
-def _optional(value: Any, name: str, **bounds: Any) -> float:
-    """0.0 for None, else the checked positive number (the core's 'off' is 0)."""
-    return 0.0 if value is None else check_scalar(value, name, **bounds)
+def _optional(value: Any, name: str, **bounds: Any) -> float | None:
+    """None (off), else the checked positive number."""
+    return None if value is None else check_scalar(value, name, **bounds)
 
 
 _MATMUL_PRECISIONS = ("highest", "bfloat16")
@@ -223,7 +235,7 @@ class Trainer:
     shuffle : bool, default=True
     seed : int or None
         Seed of the shuffling; with a seeded network and noise, a whole run is reproducible.
-    callbacks : sequence of Callback or callables ``f(epoch, logs)``
+    callbacks : sequence of Callback or callables ``f(epoch, logs)``, or None
     progress : bool, default=True
         Show a tqdm progress bar when tqdm is installed and stderr is a terminal.
     matmul_precision : {"highest", "bfloat16"}, default="highest"
@@ -253,38 +265,52 @@ class Trainer:
         lr_schedule: LRSchedule | Callable[[int, float], float] | None = None,
         shuffle: bool = True,
         seed: int | None = None,
-        callbacks: Iterable[Any] = (),
+        callbacks: Iterable[Any] | None = (),
         progress: bool = True,
         matmul_precision: str = "highest",
     ) -> None:
-        self.net = check_net(net)
-        self.optimizer = check_instance(optimizer, "optimizer", Optimizer, "a fastbp optimizer")
-        self.batch_size = check_scalar(
-            batch_size, "batch_size", min_value=1, max_value=2**31 - 1, integer=True
+        self.net, self.optimizer, self.batch_size, self.epochs = net, optimizer, batch_size, epochs
+        self.early_stopping, self.clip_norm, self.clip_value = early_stopping, clip_norm, clip_value
+        self.grad_noise, self.lr_schedule, self.shuffle, self.seed = (
+            grad_noise,
+            lr_schedule,
+            shuffle,
+            seed,
         )
-        self.epochs = check_scalar(epochs, "epochs", min_value=1, integer=True)
-        self.early_stopping = check_optional(
-            early_stopping, "early_stopping", EarlyStopping, "a fastbp.EarlyStopping"
-        )
-        self.clip_norm = _optional(clip_norm, "clip_norm", min_value=0, min_inclusive=False)
-        self.clip_value = _optional(clip_value, "clip_value", min_value=0, min_inclusive=False)
-        self.grad_noise = check_optional(
-            grad_noise, "grad_noise", GradientNoise, "a fastbp.GradientNoise"
-        )
-        if not (
-            lr_schedule is None or isinstance(lr_schedule, LRSchedule) or callable(lr_schedule)
-        ):
-            raise TypeError(
-                f"lr_schedule must be an LRSchedule, a callable or None, got {lr_schedule!r}"
-            )
-        self.lr_schedule = lr_schedule
-        self.shuffle = check_bool(shuffle, "shuffle")
-        self.seed = check_seed(seed)
-        self.callbacks = _check_callbacks(callbacks)
-        self.progress = check_bool(progress, "progress")
-        self.matmul_precision = _check_matmul_precision(matmul_precision, self.net)
+        self.callbacks, self.progress, self.matmul_precision = callbacks, progress, matmul_precision
+        self._check_settings()
         self.history: History | None = None
         self._stop = _core.StopToken()
+
+    def _check_settings(self) -> None:
+        """Every setting checked and normalised: at construction, and again by each fit (the
+        attributes may have been changed in between: ``trainer.epochs = 0``)."""
+        self.net = check_net(self.net)
+        self.optimizer = check_instance(
+            self.optimizer, "optimizer", Optimizer, "a fastbp optimizer"
+        )
+        self.batch_size = check_scalar(
+            self.batch_size, "batch_size", min_value=1, max_value=2**31 - 1, integer=True
+        )
+        self.epochs = check_scalar(self.epochs, "epochs", min_value=1, integer=True)
+        self.early_stopping = check_optional(
+            self.early_stopping, "early_stopping", EarlyStopping, "a fastbp.EarlyStopping"
+        )
+        self.clip_norm = _optional(self.clip_norm, "clip_norm", min_value=0, min_inclusive=False)
+        self.clip_value = _optional(self.clip_value, "clip_value", min_value=0, min_inclusive=False)
+        self.grad_noise = check_optional(
+            self.grad_noise, "grad_noise", GradientNoise, "a fastbp.GradientNoise"
+        )
+        schedule = self.lr_schedule
+        if not (schedule is None or isinstance(schedule, LRSchedule) or callable(schedule)):
+            raise TypeError(
+                f"lr_schedule must be an LRSchedule, a callable or None, got {schedule!r}"
+            )
+        self.shuffle = check_bool(self.shuffle, "shuffle")
+        self.seed = check_seed(self.seed)
+        self.callbacks = _check_callbacks(self.callbacks)
+        self.progress = check_bool(self.progress, "progress")
+        self.matmul_precision = _check_matmul_precision(self.matmul_precision, self.net)
 
     def stop(self) -> None:
         """Ask :meth:`fit` to stop after the mini-batch it is running (on a GPU, whose epoch is
@@ -319,8 +345,8 @@ class Trainer:
         ec.shuffle = self.shuffle
         ec.seed = shuffle_seed
         ec.epoch = epoch
-        ec.clip_norm = self.clip_norm
-        ec.clip_value = self.clip_value
+        ec.clip_norm = self.clip_norm or 0.0  # the core's 'off' is 0
+        ec.clip_value = self.clip_value or 0.0
         ec.bf16_products = self.matmul_precision == "bfloat16"
         if self.grad_noise is not None:
             ec.noise = True
@@ -378,6 +404,7 @@ class Trainer:
         left with finite weights: the best epoch's with ``EarlyStopping(restore_best=True)``,
         else those of the last finished mini-batch.
         """
+        self._check_settings()
         net = self.net
         initial_epoch = check_scalar(
             initial_epoch,

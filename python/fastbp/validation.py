@@ -88,6 +88,8 @@ def check_net(net: Any, name: str = "net") -> MLP:
 
 def check_dtype(dtype: Any) -> np.dtype:
     """Resolve ``dtype`` to float32 or float64."""
+    if dtype is None:  # np.dtype(None) is float64: a silent choice no user made
+        raise TypeError("dtype must be 'float32' or 'float64', got None")
     try:
         resolved = np.dtype(dtype)
     except TypeError:
@@ -370,11 +372,16 @@ def check_init(init: Any, dtype: np.dtype) -> str | tuple[str, float]:
 
 
 def _as_numeric(a: Any, name: str) -> np.ndarray:
-    arr = np.asarray(a)
+    try:
+        arr = np.asarray(a)
+    except ValueError as err:  # nested lists of different lengths
+        raise ValueError(f"{name} must be a rectangular array of numbers: {err}") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise TypeError(f"{name} must hold numbers, got an array of dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
+    if arr.dtype.kind == "m":  # numpy counts durations among its numbers
+        raise TypeError(f"{name} must hold numbers, got an array of dtype {arr.dtype}")
     return arr
 
 
