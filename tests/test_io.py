@@ -675,6 +675,12 @@ def test_non_finite_parameters_are_refused(good, value):
         (["estimator", "fitted", "multilabel"], True, "3 classes need 3 outputs"),
         (["estimator", "fitted", "y_dtype"], "no-such-dtype", "y_dtype must name a dtype"),
         (["optimizer"], None, "must hold its optimizer"),
+        # values the next partial_fit would fail on, or parameters of another network
+        (["estimator", "fitted", "shuffle_seed"], 2**64, "shuffle_seed must be an int in"),
+        (["estimator", "fitted", "run_epochs"], 2**63, "run_epochs must be an int in"),
+        (["estimator", "params", "hidden_layer_sizes"], [4], "do not describe the saved"),
+        (["estimator", "params", "activation"], "tanh", "do not describe the saved"),
+        (["estimator", "params", "dtype"], "float64", "do not describe the saved"),
     ],
 )
 def test_a_malformed_estimator_record_is_named(path, value, message):
@@ -714,6 +720,16 @@ def test_inconsistent_classes_are_refused():
 
     with pytest.raises(ValueError, match="2 classes need 1 outputs"):
         load_bytes(rewrite(buf.getvalue(), edit_arrays=two_classes))
+
+    def reordered(arrays):  # predict would name every class wrongly
+        arrays["fitted.classes_"] = arrays["fitted.classes_"][[2, 0, 1]]
+
+    def repeated(arrays):
+        arrays["fitted.classes_"] = arrays["fitted.classes_"][[0, 0, 1]]
+
+    for edit in (reordered, repeated):
+        with pytest.raises(ValueError, match="classes_ must be sorted and distinct"):
+            load_bytes(rewrite(buf.getvalue(), edit_arrays=edit))
 
 
 def test_the_error_names_the_file(tmp_path):

@@ -263,6 +263,14 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _is_seed(v: Any) -> bool:
+    return _is_int(v) and 0 <= v < SEED_HIGH
+
+
+def _is_step_count(v: Any) -> bool:
+    return _is_int(v) and 0 <= v < _core.MAX_STEPS
+
+
 def _is_float(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -735,6 +743,18 @@ class _BaseMLP(BaseEstimator):
         n_in = _saved(fitted, "n_features_in_", _is_count, "a positive int")
         if n_in != net.layer_sizes[0]:
             raise ValueError(f"n_features_in_ is {n_in}, the network has {net.layer_sizes[0]}")
+        # the parameters that shaped the network must describe it
+        hidden = list(_check_hidden_layer_sizes(self.hidden_layer_sizes))
+        activation = _fastbp_activation(self.activation)
+        if isinstance(activation, str):
+            activation = [activation] * len(hidden)
+        shape = (hidden, list(activation), _check_dtype(self.dtype))
+        if shape != (net.layer_sizes[1:-1], list(net.activations), net.dtype):
+            raise ValueError(
+                f"hidden_layer_sizes, activation and dtype ({self.hidden_layer_sizes!r}, "
+                f"{self.activation!r}, {self.dtype!r}) do not describe the saved network "
+                f"({net.layer_sizes[1:-1]}, {net.activations}, {net.dtype.name})"
+            )
         state = {
             "net_": net,
             "_optimizer_": saved.optimizer,
@@ -751,8 +771,8 @@ class _BaseMLP(BaseEstimator):
                 fitted, "best_validation_score_", _is_float_or_none, "a float or None"
             ),
             "best_loss_": _saved(fitted, "best_loss_", _is_float_or_none, "a float or None"),
-            "_shuffle_seed": _saved(fitted, "shuffle_seed", _is_count, "an int >= 0"),
-            "_run_epochs": _saved(fitted, "run_epochs", _is_count, "an int >= 0"),
+            "_shuffle_seed": _saved(fitted, "shuffle_seed", _is_seed, "an int in [0, 2**63)"),
+            "_run_epochs": _saved(fitted, "run_epochs", _is_step_count, "an int in [0, 2**62)"),
             "_rng": _generator(_saved(fitted, "rng", dict, "a PCG64 state")),
         }
         if "feature_names_in_" in fitted:
@@ -951,6 +971,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             raise ValueError(f"y_dtype must name a dtype; the file has {y_dtype!r}") from None
         if classes.ndim != 1 or len(classes) < (1 if multilabel else 2):
             raise ValueError(f"classes_ must list at least 2 labels; the file has {classes!r}")
+        # the network's outputs are in the order of the sorted labels (np.unique at fit)
+        if not multilabel and not np.array_equal(np.unique(classes), classes):
+            raise ValueError(f"classes_ must be sorted and distinct; the file has {classes!r}")
         n_out, loss = _classifier_outputs(len(classes), multilabel)
         if (net.layer_sizes[-1], net.loss) != (n_out, loss):
             raise ValueError(
