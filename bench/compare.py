@@ -610,9 +610,10 @@ def run_jax(cfg, X, y, threads, epochs, budget):
     times = []
     noise = Interference()
     for e in range(n):
+        key = jax.random.key(1 + e)  # made before the clock starts, as the other peers' data
         t0 = time.perf_counter()
         with noise:
-            epoch(jax.random.key(1 + e))
+            epoch(key)
         times.append(time.perf_counter() - t0)
     rows = min(len(X), LOSS_ROWS)
     loss, acc = train_loss(cfg, run.predict(params, X[:rows]), y[:rows])
@@ -2203,6 +2204,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         epochs=args.epochs,
         run_budget=args.run_budget,
+        min_time=args.min_time,
         busy=args.busy,
         configs={n: CONFIGS[n] for n in args.config},
         peers=peers,

@@ -85,6 +85,7 @@ auto locked_without_gil(Network<T>& net, const OptimizerState<T>& opt, F&& f) {
 // lock takes the GIL for a moment to run signal handlers); f must not touch Python objects.
 template <class T, class F>
 auto state_locked(const OptimizerState<T>& opt, F&& f) {
+  const CallInCore call;  // the interpreter's exit waits for it (py_calls.hpp)
   py::gil_scoped_release release;
   std::lock_guard<ForkSafeMutex> lock(opt.mutex());
   return f();
@@ -286,6 +287,8 @@ void bind_optimizers(py::module_& m, const std::string& suffix) {
           "step",
           [](Opt& opt, Network<T>& net, const OptimConfig& c) {
             require(opt.size() == net.n_params(), "the optimizer state belongs to another network");
+            require(opt.steps() < kMaxSteps, "the optimizer state has counted " +
+                                                 std::to_string(kMaxSteps) + " steps, its limit");
             locked_without_gil(net, opt, [&] { opt.step(c, net.params(), net.grads()); });
           },
           py::arg("net"), py::arg("config"));
@@ -327,11 +330,17 @@ py::dict run_train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimCon
               (start.flags() & py::array::c_style) && start.writeable(),
           "start_params must be a writeable C-contiguous (n_params,) array of the network's "
           "dtype");
-  const auto at = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p); };
-  const std::uintptr_t bytes = net.n_params() * sizeof(T);
-  require(
-      at(start.data()) + bytes <= at(net.params()) || at(start.data()) >= at(net.params()) + bytes,
-      "start_params must not be the network's parameters");
+  const auto apart = [&](const T* buffer) {
+    const auto at = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p); };
+    const std::uintptr_t bytes = net.n_params() * sizeof(T);
+    return at(start.data()) + bytes <= at(buffer) || at(start.data()) >= at(buffer) + bytes;
+  };
+  require(apart(net.params()) && apart(net.grads()),
+          "start_params must not be the network's parameters or gradients");
+  const long batch = std::max<long>(1, std::min<long>(ec.batch_size, n));
+  require(opt.steps() <= kMaxSteps - (n + batch - 1) / batch,
+          "the optimizer state has counted " + std::to_string(opt.steps()) +
+              " steps: an epoch more would pass its limit (" + std::to_string(kMaxSteps) + ")");
   require(ec.noise_t >= 0 && ec.noise_t <= kMaxSteps, "epoch_config.noise_t must be in [0, " +
                                                           std::to_string(kMaxSteps) + "], got " +
                                                           std::to_string(ec.noise_t));

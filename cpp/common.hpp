@@ -78,6 +78,13 @@ inline bool in_parallel() {
 // Elementwise passes below this many elements run on one thread: waking a team costs more.
 constexpr long kParallelMin = 1 << 17;
 
+// Where part `part` of `parts` equal shares of [0, n) begins (part = parts: n), without the
+// overflow of n * part.
+inline std::size_t share_of(std::size_t n, int part, int parts) {
+  const std::size_t p = std::size_t(part), q = std::size_t(parts);
+  return n / q * p + (p < n % q ? p : n % q);
+}
+
 // f(begin, end) over contiguous ranges covering [0, n): one range per thread of fastbp's
 // team when n is large enough to pay for waking them, else one range on the calling thread.
 template <class F>
@@ -87,8 +94,8 @@ inline void parallel_ranges(std::size_t n, F&& f) {
 #pragma omp parallel num_threads(num_threads())
     {
       const DenormalScope fp;  // a worker thread too computes as the setting says
-      const std::size_t t = std::size_t(omp_get_thread_num()), team = omp_get_num_threads();
-      f(n * t / team, n * (t + 1) / team);
+      const int t = omp_get_thread_num(), team = omp_get_num_threads();
+      f(share_of(n, t, team), share_of(n, t + 1, team));
     }
     return;
   }
@@ -140,12 +147,12 @@ double sum_squares(const T* x, std::size_t n) {
 #pragma omp parallel num_threads(threads)
     {
       const DenormalScope fp;
-      const long t = omp_get_thread_num(), nt = omp_get_num_threads();
-      if (t == 0) team = int(nt);
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      if (t == 0) team = nt;
       double s = 0;
-      const long end = nn * (t + 1) / nt;
+      const std::size_t end = share_of(n, t + 1, nt);
 #pragma omp simd reduction(+ : s)
-      for (long i = nn * t / nt; i < end; ++i) s += double(x[i]) * double(x[i]);
+      for (std::size_t i = share_of(n, t, nt); i < end; ++i) s += double(x[i]) * double(x[i]);
       part[std::size_t(t) * kStride] = s;
     }
     double s = 0;

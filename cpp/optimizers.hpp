@@ -289,10 +289,10 @@ struct OptimizerStateDict {
   std::map<std::string, LineVector<T>> buffers;  // by torch's names, n_params entries each
 };
 
-// The most steps a state may have counted: far beyond any run, and far enough below the largest
-// long that its step counts (t + 1 + a batch's index) never overflow.
-constexpr long kMaxSteps =
-    long(std::min<long long>(1LL << 62, std::numeric_limits<long>::max() / 2));
+// The most steps a state may count (2**62 - 1 with 64-bit longs, 2**30 - 1 on Windows): far
+// beyond any run, and far enough below the largest long that its step counts (t + 1 + a batch's
+// index) never overflow. Epochs and steps that would pass it are refused (bindings).
+constexpr long kMaxSteps = std::numeric_limits<long>::max() / 2;
 
 template <class T>
 class OptimizerState {

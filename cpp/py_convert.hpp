@@ -147,8 +147,10 @@ inline long step_from_python(pybind11::handle step) {
   if (!index) throw pybind11::error_already_set();
   int overflow = 0;
   const long long n = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
-  require(overflow == 0 && n >= 0,
-          "state['step'] must be an int >= 0, got " + std::string(pybind11::str(index)));
+  // checked before it is narrowed to a long (32 bits on Windows)
+  require(overflow == 0 && n >= 0 && n <= kMaxSteps,
+          "state['step'] must be an int >= 0 and at most " + std::to_string(kMaxSteps) + ", got " +
+              std::string(pybind11::str(index)));
   return long(n);
 }
 

@@ -40,8 +40,10 @@ def test_labels_written_by_another_thread_during_an_epoch_stay_in_range():
         from fastbp import _core
         import test_core_races as t
         net, opt, config, X, Y, ec = t.epoch_setup(400_000)
-        def poison():
-            time.sleep(0.05)
+        before = np.array(net.params)
+        def poison():  # once the epoch runs (its labels checked), not before
+            while np.array_equal(net.params, before):
+                time.sleep(0.001)
             Y[:] = 1 << 30
         threading.Thread(target=poison).start()
         stats = _core.train_epoch(net, opt, config, X, Y, np.empty(net.n_params, np.float32), ec)
@@ -52,35 +54,44 @@ def test_labels_written_by_another_thread_during_an_epoch_stay_in_range():
     assert done.returncode == 0 and done.stdout == "finite\n", describe(done)
 
 
+def running_epoch(net, opt, config, X, Y, ec):
+    """An epoch on another thread, returned once it has taken a step (the parameters moved)."""
+    before = np.array(net.params)
+    start = np.empty(net.n_params, np.float32)
+    epoch = threading.Thread(
+        target=_core.train_epoch, args=(net, opt, config, X, Y, start, ec), daemon=True
+    )
+    epoch.start()
+    while np.array_equal(net.params, before) and epoch.is_alive():
+        time.sleep(0.001)
+    return epoch
+
+
+def buffers(opt):
+    return {k: v.copy() for k, v in opt.state_dict()["buffers"].items()}
+
+
 def test_an_optimizer_state_is_read_and_replaced_between_epochs_only():
     # state_dict and load_state_dict wait for a running epoch: load_state_dict used to free the
     # buffers the epoch was updating (a use after free), state_dict to copy them half-stepped.
-    net, opt, config, X, Y, ec = epoch_setup(300_000)
-    start = np.empty(net.n_params, np.float32)
-    _core.train_epoch(net, opt, config, X[:64], Y[:64], start, ec)  # 2 steps: buffers exist
+    net, opt, config, X, Y, ec = epoch_setup(1_000_000)
+    _core.train_epoch(net, opt, config, X[:64], Y[:64], np.empty(net.n_params, np.float32), ec)
     saved = opt.state_dict()
-    batches = -(-len(X) // ec.batch_size)
-    seen = []
-    epoch = threading.Thread(
-        target=_core.train_epoch, args=(net, opt, config, X, Y, start, ec), daemon=True
-    )
-    epoch.start()
-    time.sleep(0.05)
-    while epoch.is_alive():
-        seen.append(opt.state_dict()["step"])
-        time.sleep(0.01)
+    epoch = running_epoch(net, opt, config, X, Y, ec)
+    assert epoch.is_alive()  # 31,250 steps: it runs for a while yet
+    during = opt.state_dict()  # waits for the epoch's end
     epoch.join()
-    assert set(seen) <= {2, 2 + batches}, sorted(set(seen))[:5]
-    assert opt.state_dict()["step"] == 2 + batches
-    # load_state_dict while an epoch runs replaces the state after it, whole
-    epoch = threading.Thread(
-        target=_core.train_epoch, args=(net, opt, config, X, Y, start, ec), daemon=True
-    )
-    epoch.start()
-    time.sleep(0.05)
-    opt.load_state_dict(saved)
+    after = buffers(opt)
+    assert during["step"] == 2 + len(X) // ec.batch_size
+    for name, values in during["buffers"].items():
+        np.testing.assert_array_equal(values, after[name])  # the end's, not a moment's
+    epoch = running_epoch(net, opt, config, X, Y, ec)
+    assert epoch.is_alive()
+    opt.load_state_dict(saved)  # after the epoch, whole
     epoch.join()
     assert opt.state_dict()["step"] == 2
+    for name, values in saved["buffers"].items():
+        np.testing.assert_array_equal(opt.state_dict()["buffers"][name], values)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork()")
@@ -156,17 +167,22 @@ def test_start_params_must_be_written_in_place():
 
 
 def test_step_counts_stay_far_from_overflow():
-    net, opt, config, X, Y, ec = epoch_setup(64)
+    net, opt, config, X, Y, ec = epoch_setup(64)  # 2 batches of 32
     start = np.empty(net.n_params, np.float32)
-    for step in (2**63 - 1, 2**62):
-        with pytest.raises(ValueError, match="step must be in"):
+    top = _core.MAX_STEPS  # 2**62 - 1 (2**30 - 1 where a long has 32 bits)
+    for step in (2**63 - 1, 2**62 + 2**32, top + 1):  # none wraps to an accepted value
+        with pytest.raises(ValueError, match="state\\['step'\\] must be an int >= 0 and at most"):
             opt.load_state_dict({"step": step, "momentum_fresh": False, "buffers": {}})
-    opt.load_state_dict({"step": 2**62 - 1, "momentum_fresh": False, "buffers": {}})
+    opt.load_state_dict({"step": top - 2, "momentum_fresh": False, "buffers": {}})
     _core.train_epoch(net, opt, config, X, Y, start, ec)  # Adam's bias corrections: no overflow
-    assert np.isfinite(net.params).all() and opt.steps == 2**62 + 1
+    assert np.isfinite(net.params).all() and opt.steps == top
+    with pytest.raises(ValueError, match="would pass its limit"):
+        _core.train_epoch(net, opt, config, X, Y, start, ec)
+    again = _core.OptimizerState32(net.n_params)
+    again.load_state_dict(opt.state_dict())  # what the core counted, it loads
     ec.noise_t = 2**63 - 1
     with pytest.raises(ValueError, match="noise_t"):
-        _core.train_epoch(net, opt, config, X, Y, start, ec)
+        _core.train_epoch(net, _core.OptimizerState32(net.n_params), config, X, Y, start, ec)
 
 
 def test_sums_of_squares_do_not_depend_on_which_thread_finishes_first():

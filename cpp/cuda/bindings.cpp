@@ -154,6 +154,24 @@ auto locked_without_gil(Net<T>& n, F&& f) {
   return f();
 }
 
+// The same with the optimizer state's lock too, after the network's (always in that order).
+template <class T, class F>
+auto locked_without_gil(Net<T>& n, const DeviceOptimizerState<T, Exec>& opt, F&& f) {
+  return locked_without_gil(n, [&] {
+    std::lock_guard<std::mutex> lock(opt.mutex());
+    return f();
+  });
+}
+
+// f on the optimizer state under its lock, waited for without the GIL.
+template <class T, class F>
+auto state_locked(const DeviceOptimizerState<T, Exec>& opt, F&& f) {
+  const CallInCore call;
+  py::gil_scoped_release release;
+  std::lock_guard<std::mutex> lock(opt.mutex());
+  return f();
+}
+
 // Inputs: a DeviceArray, or anything numpy converts (kept alive by `hold`).
 template <class T>
 Rows<T> input_rows(const DeviceNetwork<T, Exec>& net, py::handle X, Array<T>& hold, long* n) {
@@ -398,10 +416,17 @@ void bind_optimizers(py::module_& m, const std::string& suffix) {
       .def(py::init<std::size_t, int>(), py::arg("n_params"), py::arg("device") = 0)
       .def_property_readonly("steps", &Opt::steps)
       .def_property_readonly("device", &Opt::device)
-      .def("state_dict", [](const Opt& opt) { return state_dict_to_python(opt.state_dict()); })
+      .def("state_dict",
+           [](const Opt& opt) {
+             OptimizerStateDict<T> d = state_locked(opt, [&] { return opt.state_dict(); });
+             return state_dict_to_python(d);
+           })
       .def(
           "load_state_dict",
-          [](Opt& opt, py::handle d) { opt.load_state_dict(state_dict_from_python<T>(d)); },
+          [](Opt& opt, py::handle d) {
+            const OptimizerStateDict<T> state = state_dict_from_python<T>(d);
+            state_locked(opt, [&] { opt.load_state_dict(state); });
+          },
           py::arg("state"))
       .def(
           "step",
@@ -410,7 +435,9 @@ void bind_optimizers(py::module_& m, const std::string& suffix) {
             require(opt.size() == n.net.n_params(),
                     "the optimizer state belongs to another network");
             require(opt.device() == n.net.device(), "the optimizer state is on another device");
-            locked_without_gil(n, [&] { opt.step(n.net, c); });
+            require(opt.steps() < kMaxSteps, "the optimizer state has counted " +
+                                                 std::to_string(kMaxSteps) + " steps, its limit");
+            locked_without_gil(n, opt, [&] { opt.step(n.net, c); });
           },
           py::arg("net"), py::arg("config"));
 }
@@ -466,13 +493,20 @@ py::dict run_train_epoch(Net<T>& n, DeviceOptimizerState<T, Exec>& opt, py::hand
     host_start = py::array_t<T, py::array::c_style>::ensure(start);
     // It is written into: a converted copy would take the parameters nowhere.
     require(bool(host_start) && host_start.ptr() == start.ptr() && host_start.ndim() == 1 &&
-                std::size_t(host_start.shape(0)) == n.net.n_params(),
-            "start_params must be a contiguous (n_params,) array of the network's dtype");
+                std::size_t(host_start.shape(0)) == n.net.n_params() && host_start.writeable(),
+            "start_params must be a writeable contiguous (n_params,) array of the network's "
+            "dtype");
     scratch = std::make_unique<DeviceArray>(n.net.n_params(), kind_of<T>(), n.net.device());
     p0 = scratch->data<T>();
   }
+  require(ec.noise_t >= 0 && ec.noise_t <= kMaxSteps,
+          "epoch_config.noise_t must be in [0, " + std::to_string(kMaxSteps) + "]");
+  const long batch = std::max<long>(1, std::min<long>(ec.batch_size, data.N));
+  require(opt.steps() <= kMaxSteps - (data.N + batch - 1) / batch,
+          "the optimizer state has counted " + std::to_string(opt.steps()) +
+              " steps: an epoch more would pass its limit (" + std::to_string(kMaxSteps) + ")");
   const EpochStats s = locked_without_gil(
-      n, [&] { return DeviceTrainer<T, Exec>(n.net, n.ws).epoch(opt, c, data, ec, p0); });
+      n, opt, [&] { return DeviceTrainer<T, Exec>(n.net, n.ws).epoch(opt, c, data, ec, p0); });
   if (scratch) {
     T* out = host_start.mutable_data();
     locked_without_gil(n, [&] { n.net.download(out, p0, n.net.n_params()); });

@@ -682,7 +682,7 @@ def _npz_features(table: Table) -> np.ndarray:
         )
     if len(X) == 0:
         raise UserError(f"{table.path}: X has no rows")
-    return X.astype(np.float64)
+    return X.astype(np.float64, copy=False)
 
 
 def _features(table: Table, names: list[str] | None, n_in: int) -> np.ndarray:

@@ -268,7 +268,7 @@ def _is_seed(v: Any) -> bool:
 
 
 def _is_step_count(v: Any) -> bool:
-    return _is_int(v) and 0 <= v < _core.MAX_STEPS
+    return _is_int(v) and 0 <= v <= _core.MAX_STEPS
 
 
 def _is_float(v: Any) -> bool:
@@ -771,8 +771,10 @@ class _BaseMLP(BaseEstimator):
                 fitted, "best_validation_score_", _is_float_or_none, "a float or None"
             ),
             "best_loss_": _saved(fitted, "best_loss_", _is_float_or_none, "a float or None"),
-            "_shuffle_seed": _saved(fitted, "shuffle_seed", _is_seed, "an int in [0, 2**63)"),
-            "_run_epochs": _saved(fitted, "run_epochs", _is_step_count, "an int in [0, 2**62)"),
+            "_shuffle_seed": _saved(fitted, "shuffle_seed", _is_seed, "an int in [0, 2**63 - 1)"),
+            "_run_epochs": _saved(
+                fitted, "run_epochs", _is_step_count, f"an int in [0, {_core.MAX_STEPS}]"
+            ),
             "_rng": _generator(_saved(fitted, "rng", dict, "a PCG64 state")),
         }
         if "feature_names_in_" in fitted:

@@ -54,6 +54,7 @@ an array missing or of the wrong shape) gives one ValueError that names the prob
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -321,7 +322,10 @@ def _write(path: PathOrFile, arrays: dict[str, Any]) -> None:
         os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
-        os.unlink(tmp)
+        with contextlib.suppress(OSError):  # the error to raise is the first one
+            os.chmod(tmp, 0o600)  # Windows removes no read-only file
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
 
 

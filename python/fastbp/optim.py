@@ -145,9 +145,11 @@ class Optimizer:
         """The hyperparameters by torch.optim name, in signature order."""
         return {f.name: getattr(self, f.name) for f in self.hyperparameter_fields()}
 
+    # The state buffers this rule may keep (the core's names: see state_dict).
+    _buffer_names: frozenset[str] = frozenset()
+
     def _buffers(self) -> set[str]:
-        """The state buffers this rule keeps, with these hyperparameters, once it has stepped
-        (the core's names: see :meth:`state_dict`)."""
+        """The state buffers this rule keeps, with these hyperparameters, once it has stepped."""
         return set()
 
     def config(self) -> _core.OptimConfig:
@@ -244,16 +246,20 @@ class Optimizer:
             core_state.load_state_dict(state["core"])
         except (TypeError, ValueError, KeyError) as err:
             raise ValueError(f"state['core'] does not fit a {type(self).__name__}: {err}") from None
-        buffers = core_state.state_dict()["buffers"]
-        if core_state.steps > 0 and set(buffers) != self._buffers():
+        # Another rule's state, or one missing a buffer the next step would restart as zeros.
+        # (A buffer the hyperparameters no longer use, momentum set to 0 after some steps, is
+        # kept; an infinite entry, a square of a huge gradient, is a state Adam can be in.)
+        buffers = state["core"]["buffers"]
+        needed = self._buffers() if core_state.steps > 0 else set()
+        if not needed <= set(buffers) <= self._buffer_names:
             raise ValueError(
-                f"state['core'] holds the buffers {sorted(buffers)}; this "
-                f"{type(self).__name__} keeps {sorted(self._buffers())}: the state of another "
-                "optimizer, or of other hyperparameters"
+                f"state['core'] holds the buffers {sorted(buffers)}; a {type(self).__name__} "
+                f"keeps {sorted(self._buffer_names)}, with these hyperparameters after a step "
+                f"{sorted(needed)}: the state of another optimizer?"
             )
         for name, values in buffers.items():
-            if not np.isfinite(values).all():
-                raise ValueError(f"state['core'] buffer {name!r} holds NaN or infinite values")
+            if np.isnan(np.asarray(values, dtype=np.float64)).any():
+                raise ValueError(f"state['core'] buffer {name!r} holds NaN")
         self.reset()
         self._state, self._made_for = core_state, (dtype, n_params)
 
@@ -287,6 +293,7 @@ class SGD(Optimizer):
     ``torch.optim.SGD``."""
 
     _kind = _core.Optim.sgd
+    _buffer_names = frozenset({"momentum_buffer"})
 
     momentum = Hyperparameter(_NON_NEGATIVE)
     dampening = Hyperparameter(_real(min_value=0, max_value=1))
@@ -315,6 +322,7 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015), L2 weight decay added to the gradient: ``torch.optim.Adam``."""
 
     _kind = _core.Optim.adam
+    _buffer_names = frozenset({"exp_avg", "exp_avg_sq"})
 
     betas = Hyperparameter(
         _pair(min_value=0, max_value=1, max_inclusive=False), fills=("beta1", "beta2")
@@ -355,6 +363,7 @@ class RMSProp(Optimizer):
     """RMSProp with optional momentum and centering, as ``torch.optim.RMSprop``."""
 
     _kind = _core.Optim.rmsprop
+    _buffer_names = frozenset({"square_avg", "grad_avg", "momentum_buffer"})
 
     alpha = Hyperparameter(_real(min_value=0, max_value=1))
     eps = Hyperparameter(_POSITIVE)
@@ -387,6 +396,7 @@ class AdaGrad(Optimizer):
     """AdaGrad, as ``torch.optim.Adagrad`` (initial accumulator 0)."""
 
     _kind = _core.Optim.adagrad
+    _buffer_names = frozenset({"sum"})
 
     eps = Hyperparameter(_POSITIVE)
     lr_decay = Hyperparameter(_NON_NEGATIVE)
