@@ -38,8 +38,8 @@ void check_inputs(const Network<T>& net, const Array<T>& X) {
 
 // One batch's rows are ints (the forward and backward index them with BLAS's 32-bit ints).
 void check_batch_rows(long n) {
-  require(n <= std::numeric_limits<int>::max(),
-          "X has " + std::to_string(n) + " rows, more than one batch may have (2**31 - 1)");
+  require(n <= kMaxDim,
+          "X has " + std::to_string(n) + " rows, more than one batch may have (2**31 - 2**16)");
 }
 
 // Y is either int32 class labels (n,) or (n, n_out) values of the network's dtype
@@ -107,8 +107,8 @@ Network<T>* make_network(const std::vector<long long>& sizes,
   std::vector<int> checked;
   for (long long s : sizes) {
     require(s > 0 && s <= Network<T>::kMaxSize,
-            "layer_sizes entries must lie in [1, 2**31 - 1] (BLAS's dimensions are 32-bit "
-            "ints), got " +
+            "layer_sizes entries must lie in [1, 2**31 - 2**16] (BLAS's dimensions are 32-bit "
+            "ints, less room for the products' blocking), got " +
                 std::to_string(s));
     checked.push_back(int(s));
   }
@@ -479,6 +479,7 @@ void bind_info(py::module_& m) {
   m.def("loss_names", &loss_names);
   m.def("loss_table", &loss_table_to_python);
   m.attr("MAX_STEPS") = py::int_(kMaxSteps);  // step and noise counters (optimizers.hpp)
+  m.attr("MAX_DIM") = py::int_(kMaxDim);      // layer widths and batch rows (common.hpp)
   m.def("set_num_threads", &fastbp::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &fastbp::num_threads);
   m.def("set_local_num_threads", &fastbp::set_local_num_threads, py::arg("n"));

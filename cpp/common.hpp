@@ -75,6 +75,11 @@ inline bool in_parallel() {
 #endif
 }
 
+// The largest layer width and batch: BLAS takes 32-bit int dimensions, and the products'
+// blocking rounds a dimension up by less than a block (gemm.cpp, gemm_packed.cpp), which must
+// not overflow an int either. 2**31 - 2**16.
+constexpr int kMaxDim = 0x7fff0000;
+
 // Elementwise passes below this many elements run on one thread: waking a team costs more.
 constexpr long kParallelMin = 1 << 17;
 

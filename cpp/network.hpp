@@ -21,8 +21,8 @@ class Network {
   // activation (softmax for cross-entropy, sigmoid for binary cross-entropy).
   Network(std::vector<int> sizes, std::vector<Act> hidden, Act out, Loss loss);
 
-  // The largest layer: BLAS (scipy-openblas32) takes 32-bit int dimensions.
-  static constexpr long long kMaxSize = std::numeric_limits<int>::max();
+  // The largest layer (common.hpp).
+  static constexpr long long kMaxSize = kMaxDim;
   // The most parameters: each buffer (parameters, gradients, optimizer state) must be a
   // std::vector, and numpy's views index them with ssize_t.
   static constexpr std::size_t kMaxParams = std::numeric_limits<std::ptrdiff_t>::max() / sizeof(T);

@@ -495,33 +495,37 @@ def test_more_bad_arguments_are_named(fb):
 
 
 # --- sizes beyond what the core can index, or memory can hold ---------------------------------
-# BLAS (scipy-openblas32) takes 32-bit int dimensions: a layer or a batch beyond 2**31 - 1 is
-# refused by name. MLP([2**31 - 1, 1]) used to overflow an int in the core's constructor
-# (sizes_[l] + 1), and sizes >= 2**31 gave pybind11's "incompatible constructor arguments".
+# BLAS (scipy-openblas32) takes 32-bit int dimensions, and the products' blocking rounds them up
+# by less than 2**16: a layer or a batch beyond 2**31 - 2**16 is refused by name.
+# MLP([2**31 - 1, 1]) used to overflow an int in the core's constructor (sizes_[l] + 1), and
+# sizes >= 2**31 gave pybind11's "incompatible constructor arguments".
 
 
-@pytest.mark.parametrize("size", [2**31, 2**40, 2**70])
+@pytest.mark.parametrize("size", [2**31 - 2**16 + 1, 2**31 - 1, 2**31, 2**40, 2**70])
 def test_a_layer_beyond_32_bits_is_refused_by_name(fb, size):
-    with pytest.raises(ValueError, match=r"at most 2\*\*31 - 1 = 2147483647.*got " + str(size)):
+    # 2**31 - 1 wide would overflow the blocking's N + NR - 1 and jc += NC in int
+    with pytest.raises(
+        ValueError, match=r"at most 2\*\*31 - 2\*\*16 = 2147418112.*got " + str(size)
+    ):
         fb.MLP([4, size, 2])
 
 
 def test_the_core_checks_sizes_itself(fb):
     from fastbp import _core
 
-    with pytest.raises(ValueError, match=r"\[1, 2\*\*31 - 1\].*got 2147483648"):
-        _core.Network32([2**31, 1], [], "identity", "mse")
-    # (2**31 - 1 + 1) * (2**31 - 1) weights and more: the count is checked, nothing allocated
+    with pytest.raises(ValueError, match=r"\[1, 2\*\*31 - 2\*\*16\].*got 2147418113"):
+        _core.Network32([2**31 - 2**16 + 1, 1], [], "identity", "mse")
+    # (MAX_DIM + 1) * MAX_DIM weights and more: the count is checked, nothing allocated
     with pytest.raises(ValueError, match="more parameters than one buffer can hold"):
-        _core.Network32([2**31 - 1, 2**31 - 1, 1], ["relu"], "identity", "mse")
+        _core.Network32([_core.MAX_DIM, _core.MAX_DIM, 1], ["relu"], "identity", "mse")
 
 
 def test_a_network_that_does_not_fit_in_memory_is_refused_before_allocating(fb, monkeypatch):
     import fastbp.validation
 
     monkeypatch.setattr(fastbp.validation, "available_memory", lambda: 2**30)
-    with pytest.raises(MemoryError, match=r"2147483648 parameters need 32 GiB.*1 GiB"):
-        fb.MLP([2**31 - 1, 1])  # 2**31 parameters: float32 buffers, float64 draw
+    with pytest.raises(MemoryError, match=r"2147418113 parameters need 32 GiB.*1 GiB"):
+        fb.MLP([2**31 - 2**16, 1])  # ~2**31 parameters: float32 buffers, float64 draw
     fb.MLP([1000, 1000])  # 1 million parameters fit in 1 GiB
 
 
@@ -534,10 +538,10 @@ def test_available_memory_is_known_here(fb):
 
 def test_a_batch_beyond_32_bits_is_refused_before_copying(fb):
     net = fb.MLP([2, 1])
-    huge = np.broadcast_to(np.zeros((1, 2), np.float32), (2**31, 2))  # no memory behind it
-    with pytest.raises(ValueError, match=named("X") + r" has 2147483648 rows.*2\*\*31 - 1"):
+    huge = np.broadcast_to(np.zeros((1, 2), np.float32), (2**31 - 2**16 + 1, 2))  # no memory
+    with pytest.raises(ValueError, match=named("X") + r" has 2147418113 rows.*2\*\*31 - 2\*\*16"):
         net.backward(huge, np.zeros((0, 1)))
-    with pytest.raises(ValueError, match=named("X") + r" has 2147483648 rows"):
+    with pytest.raises(ValueError, match=named("X") + r" has 2147418113 rows"):
         fb.LineSearchSGD().step(net, huge, np.zeros(1))
 
 

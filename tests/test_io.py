@@ -597,9 +597,9 @@ DELETE = object()
         (["kind"], "Pipeline", "kind must be one of"),
         (["network"], DELETE, "'network' is missing"),
         (["network", "layer_sizes"], [3, 5, 2], r"'weights_0' is float32 \(3, 4\)"),
-        # sizes no array holds are refused before the network is built (2**31 - 1 wide
+        # sizes no array holds are refused before the network is built (2**31 - 2**16 wide
         # hidden layers would need 8 GB of random weights first)
-        (["network", "layer_sizes"], [3, 2**31 - 1, 2], r"'weights_0' is float32 \(3, 4\)"),
+        (["network", "layer_sizes"], [3, 2**31 - 2**16, 2], r"'weights_0' is float32 \(3, 4\)"),
         (["network", "loss"], "hinge", "network it describes is invalid: loss must be one of"),
         (["network", "dtype"], "float64", "'weights_0' is float32"),
         (["network", "activations"], ["tanh", "relu"], "invalid: activation lists"),

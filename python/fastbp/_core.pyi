@@ -128,6 +128,9 @@ def activation_table() -> list[dict[str, Any]]:
 def loss_names() -> list[str]: ...
 def loss_table() -> list[dict[str, Any]]: ...
 
+MAX_DIM: int
+"""The largest layer width and batch (2**31 - 2**16): BLAS takes 32-bit int dimensions, and the
+products' blocking needs room above them."""
 MAX_STEPS: int
 """The most steps an optimizer state, and a noise schedule, may count (2**62 - 1 on 64-bit
 longs): far beyond any run, and far from the counters' overflow."""

@@ -290,7 +290,7 @@ class Trainer:
             self.optimizer, "optimizer", Optimizer, "a fastbp optimizer"
         )
         self.batch_size = check_scalar(
-            self.batch_size, "batch_size", min_value=1, max_value=2**31 - 1, integer=True
+            self.batch_size, "batch_size", min_value=1, max_value=_core.MAX_DIM, integer=True
         )
         self.epochs = check_scalar(self.epochs, "epochs", min_value=1, integer=True)
         self.early_stopping = check_optional(

@@ -53,9 +53,10 @@ DEFAULT_OUTPUT = {x["name"]: x["output"] for x in _core.loss_table()}
 """The output activation of ``output_activation=None``, by loss."""
 
 MAX_SEED = 2**64 - 1
-MAX_INT32 = 2**31 - 1
-"""The largest layer size and batch: BLAS (scipy-openblas32) takes 32-bit int dimensions, and
-the core indexes a batch's rows with them."""
+MAX_DIM = _core.MAX_DIM
+"""The largest layer size and batch, 2**31 - 2**16: BLAS (scipy-openblas32) takes 32-bit int
+dimensions, the core indexes a batch's rows with them, and the products' blocking rounds them
+up by less than 2**16."""
 
 
 def nan_or_inf(name: str, value: Any = None) -> ValueError:
@@ -224,7 +225,7 @@ INITS = (
 
 
 def check_layer_sizes(layer_sizes: Any) -> list[int]:
-    """``[n_in, hidden..., n_out]``: at least two ints in [1, 2**31 - 1]."""
+    """``[n_in, hidden..., n_out]``: at least two ints in [1, MAX_DIM]."""
     if isinstance(layer_sizes, (str, bytes)) or not isinstance(layer_sizes, Sequence):
         raise TypeError(f"layer_sizes must be a list of ints, got {type(layer_sizes).__name__}")
     sizes = list(layer_sizes)
@@ -235,10 +236,10 @@ def check_layer_sizes(layer_sizes: Any) -> list[int]:
             raise TypeError(f"layer_sizes entries must be ints, got {s!r}")
         if s <= 0:
             raise ValueError(f"layer_sizes entries must be positive, got {sizes}")
-        if int(s) > MAX_INT32:
+        if int(s) > MAX_DIM:
             raise ValueError(
-                f"layer_sizes entries must be at most 2**31 - 1 = {MAX_INT32} (BLAS's "
-                f"dimensions are 32-bit ints), got {s}"
+                f"layer_sizes entries must be at most 2**31 - 2**16 = {MAX_DIM} (BLAS's "
+                f"dimensions are 32-bit ints, less room for the products' blocking), got {s}"
             )
     return [int(s) for s in sizes]
 
@@ -303,12 +304,12 @@ def check_network_memory(layer_sizes: list[int], dtype: np.dtype, on_host: bool 
 
 
 def check_batch_rows(X: Any, name: str = "X") -> None:
-    """That X's rows fit in one batch (at most 2**31 - 1): checked before X is converted, which
+    """That X's rows fit in one batch (at most MAX_DIM): checked before X is converted, which
     could copy it."""
     shape = np.shape(X)
-    if shape and shape[0] > MAX_INT32:
+    if shape and shape[0] > MAX_DIM:
         raise ValueError(
-            f"{name} has {shape[0]} rows; one batch may have at most 2**31 - 1 = {MAX_INT32}"
+            f"{name} has {shape[0]} rows; one batch may have at most 2**31 - 2**16 = {MAX_DIM}"
         )
 
 
