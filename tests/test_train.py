@@ -1327,6 +1327,33 @@ _INTERRUPT_CASES = {
 }
 
 
+@pytest.mark.skipif(not hasattr(__import__("signal"), "setitimer"), reason="setitimer")
+def test_ctrl_c_in_an_epoch_moves_the_noise_schedule_by_the_steps_taken():
+    # The interrupted epoch's statistics (noise_t among them) are lost, its steps are not: the
+    # noise count used to stay at the epoch's start, so a resumed run drew the same noise again.
+    import signal
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(400_000, 4)), rng.integers(0, 2, 400_000)
+    net = fb.MLP([4, 8, 2], loss="cross_entropy", seed=0)
+    opt, noise = fb.SGD(0.01), fb.GradientNoise(0.01, seed=1)
+    trainer = fb.Trainer(net, opt, batch_size=16, epochs=3, grad_noise=noise, progress=False)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.1)  # inside the first epoch of 25,000 steps
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            trainer.fit(X, y)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert trainer.history.n_epochs == 0 and 0 < opt.steps < 25_000
+    assert noise.t == opt.steps
+
+
 @pytest.mark.parametrize("case", sorted(_INTERRUPT_CASES))
 def test_ctrl_c_stops_within_a_fifth_of_a_second(case):
     import signal

@@ -495,16 +495,25 @@ class Trainer:
         """One epoch in the core of the network's device; its statistics and the seconds it
         took."""
         t0 = time.perf_counter()
-        stats = self.net.backend.train_epoch(
-            self.net.core,
-            state,
-            self.optimizer.config(),
-            X,
-            Y,
-            start_params,
-            self._epoch_config(seed, epoch),
-            self._stop,
-        )
+        steps = self.optimizer.steps
+        try:
+            stats = self.net.backend.train_epoch(
+                self.net.core,
+                state,
+                self.optimizer.config(),
+                X,
+                Y,
+                start_params,
+                self._epoch_config(seed, epoch),
+                self._stop,
+            )
+        except BaseException:
+            # An exception (Ctrl-C) discards the epoch's statistics, not its steps: the noise
+            # schedule moves on by the steps taken, so that a resumed run draws no noise twice.
+            # (Line search counts no steps: its noise count is kept only by finished epochs.)
+            if self.grad_noise is not None:
+                self.grad_noise.t += self.optimizer.steps - steps
+            raise
         if self.grad_noise is not None:
             self.grad_noise.t = stats["noise_t"]
         return stats, time.perf_counter() - t0
