@@ -1153,7 +1153,7 @@ def test_stop_from_another_thread_ends_the_fit_within_a_mini_batch():
 
 def test_stop_from_a_callback_ends_the_fit_after_that_epoch():
     X, y = classification(n=64)
-    net = fb.MLP([4, 8, 2], loss="cross_entropy", seed=0)
+    net = fb.MLP([4, 256, 256, 2], loss="cross_entropy", seed=0)  # an epoch of ~1 s or more
     snaps = Snapshots()
 
     def stop_at_two(epoch, logs):
@@ -1335,7 +1335,7 @@ def test_ctrl_c_in_an_epoch_moves_the_noise_schedule_by_the_steps_taken():
 
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(400_000, 4)), rng.integers(0, 2, 400_000)
-    net = fb.MLP([4, 8, 2], loss="cross_entropy", seed=0)
+    net = fb.MLP([4, 256, 256, 2], loss="cross_entropy", seed=0)  # an epoch of ~1 s or more
     opt, noise = fb.SGD(0.01), fb.GradientNoise(0.01, seed=1)
     trainer = fb.Trainer(net, opt, batch_size=16, epochs=3, grad_noise=noise, progress=False)
 
@@ -1343,7 +1343,7 @@ def test_ctrl_c_in_an_epoch_moves_the_noise_schedule_by_the_steps_taken():
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, 0.1)  # inside the first epoch of 25,000 steps
+    signal.setitimer(signal.ITIMER_REAL, 0.3)  # inside the first epoch of 25,000 steps
     try:
         with pytest.raises(KeyboardInterrupt):
             trainer.fit(X, y)
