@@ -74,11 +74,11 @@ def buffers(opt):
 def test_an_optimizer_state_is_read_and_replaced_between_epochs_only():
     # state_dict and load_state_dict wait for a running epoch: load_state_dict used to free the
     # buffers the epoch was updating (a use after free), state_dict to copy them half-stepped.
-    net, opt, config, X, Y, ec = epoch_setup(1_000_000)
+    net, opt, config, X, Y, ec = epoch_setup(3_000_000)  # an epoch of ~0.7 s
     _core.train_epoch(net, opt, config, X[:64], Y[:64], np.empty(net.n_params, np.float32), ec)
     saved = opt.state_dict()
     epoch = running_epoch(net, opt, config, X, Y, ec)
-    assert epoch.is_alive()  # 31,250 steps: it runs for a while yet
+    assert epoch.is_alive()  # 93,750 steps: it runs for a while yet
     during = opt.state_dict()  # waits for the epoch's end
     epoch.join()
     after = buffers(opt)
