@@ -230,8 +230,8 @@ class Optimizer:
         ------
         ValueError
             ``state`` is not such a record, or the core refuses it (a buffer of the wrong
-            size), or it is another rule's (its buffers are not the ones this optimizer, with
-            these hyperparameters, keeps), or a buffer holds NaN or infinity.
+            size), or it is another rule's, or lacks a buffer this optimizer's next step needs
+            (see the rule's buffer names), or a buffer holds NaN.
         """
         if state is None:
             self.reset()

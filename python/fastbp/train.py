@@ -269,16 +269,21 @@ class Trainer:
         progress: bool = True,
         matmul_precision: str = "highest",
     ) -> None:
-        self.net, self.optimizer, self.batch_size, self.epochs = net, optimizer, batch_size, epochs
-        self.early_stopping, self.clip_norm, self.clip_value = early_stopping, clip_norm, clip_value
-        self.grad_noise, self.lr_schedule, self.shuffle, self.seed = (
-            grad_noise,
-            lr_schedule,
-            shuffle,
-            seed,
-        )
-        self.callbacks, self.progress, self.matmul_precision = callbacks, progress, matmul_precision
-        self._check_settings()
+        self.net = net
+        self.optimizer = optimizer
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.early_stopping = early_stopping
+        self.clip_norm = clip_norm
+        self.clip_value = clip_value
+        self.grad_noise = grad_noise
+        self.lr_schedule = lr_schedule
+        self.shuffle = shuffle
+        self.seed = seed
+        self.callbacks = callbacks
+        self.progress = progress
+        self.matmul_precision = matmul_precision
+        self._check_settings()  # each checked and normalised
         self.history: History | None = None
         self._stop = _core.StopToken()
 
