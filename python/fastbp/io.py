@@ -212,9 +212,11 @@ def write_file(
         arrays["history"] = _text_array(history.to_json())
     header = _encode(header, "header", arrays)
     if optimizer is not None:
-        record = _optimizer_record(optimizer, optimizer_state)
-        _check_state_fits(record["state"], net, "optimizer")
-        header["optimizer"] = _encode(record, "optimizer", arrays)
+        if optimizer_state:
+            _check_state_fits(optimizer, net, "optimizer")
+        header["optimizer"] = _encode(
+            _optimizer_record(optimizer, optimizer_state), "optimizer", arrays
+        )
     if extra is not None:
         header["estimator"] = _encode(extra, "", arrays)
     if data is not None:
@@ -235,13 +237,12 @@ def _optimizer_record(optimizer: Optimizer, with_state: bool) -> dict[str, Any]:
     return {"class": name, "hyperparameters": optimizer.hyperparameters(), "state": state}
 
 
-def _check_state_fits(state: dict[str, Any] | None, net: MLP, name: str) -> None:
-    """ValueError unless the optimizer state (state_dict(); None: no state) is for ``net``."""
-    if state is not None and (state["n_params"], state["dtype"]) != (net.n_params, net.dtype.name):
-        raise ValueError(
-            f"{name}: its state is for {state['n_params']} {state['dtype']} parameters, the "
-            f"network has {net.n_params} {net.dtype.name}"
-        )
+def _check_state_fits(optimizer: Optimizer, net: MLP, name: str) -> None:
+    """ValueError unless the optimizer's state (if any) is for ``net``, as its next step
+    would require (Optimizer.state_for)."""
+    mismatch = optimizer.state_mismatch(net)
+    if mismatch:
+        raise ValueError(f"{name}: its {mismatch}")
 
 
 def _noise_record(noise: GradientNoise) -> dict[str, Any]:
@@ -458,7 +459,7 @@ def _build(arrays: dict[str, np.ndarray]) -> SavedModel:
     net = _network(_field(header, "network", dict), arrays)
     optimizer = _optimizer(_field(header, "optimizer", (dict, type(None))), arrays)
     if optimizer is not None:
-        _check_state_fits(optimizer.state_dict(), net, "the optimizer")
+        _check_state_fits(optimizer, net, "the optimizer")
     noise = _gradient_noise(_field(header, "grad_noise", (dict, type(None))))
     history = None
     if _field(header, "history", bool):

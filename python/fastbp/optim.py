@@ -175,11 +175,10 @@ class Optimizer:
                 "net: this optimizer already holds the state of another network; "
                 "call opt.reset() or create a new optimizer"
             )
-        elif self._made_for is not None and self._made_for != (net.dtype, net.n_params):
-            dtype, n_params = self._made_for
+        elif self.state_mismatch(net):
             raise ValueError(
-                f"net: this optimizer's state is for {n_params} {dtype.name} parameters, the "
-                f"network has {net.n_params} {net.dtype.name}; call opt.reset() to start afresh"
+                f"net: this optimizer's {self.state_mismatch(net)}; call opt.reset() to start "
+                "afresh"
             )
         if not backend.owns(self._state):
             moved = backend.optimizer_state(net.dtype, net.n_params)
@@ -187,6 +186,18 @@ class Optimizer:
             self._state = moved
         self._owner = weakref.ref(net)
         return self._state
+
+    def state_mismatch(self, net: MLP) -> str | None:
+        """Why this optimizer's state cannot step ``net``: it was made for a network of another
+        size or dtype (``"state is for ... parameters, the network has ..."``); None when it
+        fits, or there is no state yet."""
+        if self._made_for is None or self._made_for == (net.dtype, net.n_params):
+            return None
+        dtype, n_params = self._made_for
+        return (
+            f"state is for {n_params} {dtype.name} parameters, the network has "
+            f"{net.n_params} {net.dtype.name}"
+        )
 
     @property
     def steps(self) -> int:
@@ -258,7 +269,7 @@ class Optimizer:
                 f"{sorted(needed)}: the state of another optimizer?"
             )
         for name, values in buffers.items():
-            if np.isnan(np.asarray(values, dtype=np.float64)).any():
+            if np.isnan(values).any():
                 raise ValueError(f"state['core'] buffer {name!r} holds NaN")
         self.reset()
         self._state, self._made_for = core_state, (dtype, n_params)
