@@ -63,12 +63,11 @@ HeldTarget<T> make_target(const Network<T>& net, const py::array& Y, long n) {
 // (or not) as set_flush_denormals says, on this thread for the call only (denormals.hpp).
 template <class T, class F>
 auto locked_without_gil(Network<T>& net, F&& f) {
-  const CallInCore call;
-  py::gil_scoped_release release;
-  std::lock_guard<ForkSafeMutex> lock(net.mutex());
-  net.settle_after_fork();
-  const DenormalScope fp;
-  return f();
+  return without_gil_holding(net.mutex(), [&] {
+    net.settle_after_fork();
+    const DenormalScope fp;
+    return f();
+  });
 }
 
 // The same with the optimizer state's lock too, taken after the network's (always in that
@@ -79,16 +78,6 @@ auto locked_without_gil(Network<T>& net, const OptimizerState<T>& opt, F&& f) {
     std::lock_guard<ForkSafeMutex> lock(opt.mutex());
     return f();
   });
-}
-
-// f on the optimizer state under its lock, waited for without the GIL (an epoch holding the
-// lock takes the GIL for a moment to run signal handlers); f must not touch Python objects.
-template <class T, class F>
-auto state_locked(const OptimizerState<T>& opt, F&& f) {
-  const CallInCore call;  // the interpreter's exit waits for it (py_calls.hpp)
-  py::gil_scoped_release release;
-  std::lock_guard<ForkSafeMutex> lock(opt.mutex());
-  return f();
 }
 
 template <class T>
@@ -273,14 +262,15 @@ void bind_optimizers(py::module_& m, const std::string& suffix) {
       .def_property_readonly("steps", &Opt::steps)
       .def("state_dict",
            [](const Opt& opt) {
-             OptimizerStateDict<T> d = state_locked(opt, [&] { return opt.state_dict(); });
+             OptimizerStateDict<T> d =
+                 without_gil_holding(opt.mutex(), [&] { return opt.state_dict(); });
              return state_dict_to_python(d);
            })
       .def(
           "load_state_dict",
           [](Opt& opt, py::handle d) {
             OptimizerStateDict<T> state = state_dict_from_python<T>(d);
-            state_locked(opt, [&] { opt.load_state_dict(std::move(state)); });
+            without_gil_holding(opt.mutex(), [&] { opt.load_state_dict(std::move(state)); });
           },
           py::arg("state"))
       .def(

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -42,6 +43,17 @@ class CallInCore {
   CallInCore(const CallInCore&) = delete;
   CallInCore& operator=(const CallInCore&) = delete;
 };
+
+// f with the GIL released and `mutex` held (a network's, an optimizer state's), counted as a
+// call in the core. The lock is waited for without the GIL: a computation holding it takes the
+// GIL for a moment to run signal handlers. Nothing in f may touch Python objects.
+template <class Mutex, class F>
+auto without_gil_holding(Mutex& mutex, F&& f) {
+  const CallInCore call;
+  pybind11::gil_scoped_release release;
+  std::lock_guard<Mutex> lock(mutex);
+  return f();
+}
 
 // atexit runs after the interpreter has joined its non-daemon threads and before it tears itself
 // down, so daemon threads can still take the GIL back and leave the core.

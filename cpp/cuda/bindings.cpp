@@ -148,10 +148,7 @@ struct Net {
 // call in the module for the interpreter's exit to wait for (py_calls.hpp).
 template <class T, class F>
 auto locked_without_gil(Net<T>& n, F&& f) {
-  const CallInCore call;
-  py::gil_scoped_release release;
-  std::lock_guard<std::mutex> lock(n.net.mutex());
-  return f();
+  return without_gil_holding(n.net.mutex(), std::forward<F>(f));
 }
 
 // The same with the optimizer state's lock too, after the network's (always in that order).
@@ -161,15 +158,6 @@ auto locked_without_gil(Net<T>& n, const DeviceOptimizerState<T, Exec>& opt, F&&
     std::lock_guard<std::mutex> lock(opt.mutex());
     return f();
   });
-}
-
-// f on the optimizer state under its lock, waited for without the GIL.
-template <class T, class F>
-auto state_locked(const DeviceOptimizerState<T, Exec>& opt, F&& f) {
-  const CallInCore call;
-  py::gil_scoped_release release;
-  std::lock_guard<std::mutex> lock(opt.mutex());
-  return f();
 }
 
 // Inputs: a DeviceArray, or anything numpy converts (kept alive by `hold`).
@@ -418,14 +406,15 @@ void bind_optimizers(py::module_& m, const std::string& suffix) {
       .def_property_readonly("device", &Opt::device)
       .def("state_dict",
            [](const Opt& opt) {
-             OptimizerStateDict<T> d = state_locked(opt, [&] { return opt.state_dict(); });
+             OptimizerStateDict<T> d =
+                 without_gil_holding(opt.mutex(), [&] { return opt.state_dict(); });
              return state_dict_to_python(d);
            })
       .def(
           "load_state_dict",
           [](Opt& opt, py::handle d) {
             const OptimizerStateDict<T> state = state_dict_from_python<T>(d);
-            state_locked(opt, [&] { opt.load_state_dict(state); });
+            without_gil_holding(opt.mutex(), [&] { opt.load_state_dict(state); });
           },
           py::arg("state"))
       .def(
