@@ -44,7 +44,6 @@ class Network {
   // Whether the large products round their inputs to bfloat16 (gemm_packed.hpp); only for a
   // float network on a CPU with AVX512-BF16. The epoch loop sets it for its epoch.
   void set_bf16_products(bool on);
-  bool bf16_products() const { return bf16_; }
   // Packed copies of the weights for an epoch's team, where the products run in fastbp's packed
   // kernels (gemm_packed.hpp: a float network on an AVX-512 core), in the products' precision
   // (float32, or bfloat16 with bf16 products on): the forward and input-gradient products read

@@ -247,23 +247,21 @@ EpochStats line_search_epoch(Network<T>& net, const OptimConfig& oc, const T* X,
 
 // The network's products for one epoch: in bfloat16 or not, and the packed copies of the
 // weights the epoch keeps (Network::prepare_packed), freed at its end, however it ends; then
-// the network's own precision again.
+// float32 products again, which is what a network computes with outside an epoch (as
+// Network::settle_after_fork assumes).
 template <class T>
 class ProductsScope {
  public:
-  ProductsScope(Network<T>& net, bool bf16) : net_(net), before_(net.bf16_products()) {
-    net_.set_bf16_products(bf16);
-  }
+  ProductsScope(Network<T>& net, bool bf16) : net_(net) { net_.set_bf16_products(bf16); }
   ~ProductsScope() {
     net_.release_packed();
-    net_.set_bf16_products(before_);
+    net_.set_bf16_products(false);
   }
   ProductsScope(const ProductsScope&) = delete;
   ProductsScope& operator=(const ProductsScope&) = delete;
 
  private:
   Network<T>& net_;
-  const bool before_;
 };
 
 }  // namespace
