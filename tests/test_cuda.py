@@ -360,6 +360,14 @@ def test_fit_with_early_stopping(backend):
     assert str(report)
 
 
+def test_history_lr_is_the_epochs_rate_itself(backend):
+    """On the device as on the CPU: the rate, not 38 copies of it summed and divided."""
+    cpu, gpu = fit_pair(
+        dict(epochs=3, batch_size=8, optimizer=fb.SGD(0.05), lr_schedule=fb.StepLR(1, 0.5))
+    )
+    assert gpu[0].lr == cpu[0].lr == [0.05, 0.025, 0.0125]
+
+
 @pytest.mark.parametrize(
     "kw",
     [

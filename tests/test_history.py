@@ -155,6 +155,9 @@ def test_record_rejects_bad_stats():
         h.record({"lr": 0.1})
     with pytest.raises(ValueError, match=r"grad_norms must have shape \(3,\)"):
         h.record({"train_loss": 1.0, "grad_norms": [1.0, 2.0]})
+    for not_a_dict in (["train_loss"], 1.0, "train_loss", None):
+        with pytest.raises(TypeError, match="stats must be a dict"):
+            h.record(not_a_dict)
     assert len(h) == 0  # a rejected epoch leaves nothing behind
 
 
@@ -288,6 +291,16 @@ def test_json_file_round_trip(tmp_path):
     assert path.read_text(encoding="utf-8") == text
     assert_same(History.from_json(path), h)
     assert_same(History.from_json(str(path)), h)
+
+
+def test_a_file_named_like_json_text_is_read_as_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    h = filled(2)
+    h.to_json("{run}.json")
+    assert_same(History.from_json("{run}.json"), h)
+    assert_same(History.from_json(h.to_json()), h)  # text stays text
+    with pytest.raises(ValueError, match="not valid JSON"):
+        History.from_json("{run2}.json")  # no such file: JSON text, and not valid
 
 
 def test_empty_history_round_trips():

@@ -1422,3 +1422,96 @@ def test_a_signal_handler_can_stop_a_fit_but_not_reenter_its_network():
     ready, reentry, again, stopped = done.stdout.splitlines()
     assert reentry.startswith("reentry: the network is busy"), describe(done)
     assert stopped == "stopped 0", describe(done)
+
+
+def test_a_callback_sets_the_rate_of_the_next_epochs_without_a_schedule():
+    """As in Keras and PyTorch: a rate set between epochs is the next epoch's, and stays."""
+    X, y = classification(n=40)
+    rates = []
+
+    class Decay(fb.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            trainer.optimizer.lr = trainer.optimizer.lr * 0.5
+            rates.append(trainer.optimizer.lr)
+
+    net = fb.MLP([4, 8, 2], activation="tanh", loss="cross_entropy", dtype="float64", seed=0)
+    opt = fb.SGD(0.2, momentum=0.5)
+    history = fb.Trainer(
+        net, opt, batch_size=3, epochs=4, seed=1, callbacks=[Decay()], progress=False
+    ).fit(X, y)
+    assert history.lr == [0.2, *rates[:3]] and opt.lr == rates[-1] == 0.2 / 16
+    # the same run, one epoch per fit at the rate set by hand: the same weights, bit for bit
+    net2 = fb.MLP([4, 8, 2], activation="tanh", loss="cross_entropy", dtype="float64", seed=0)
+    opt2 = fb.SGD(0.2, momentum=0.5)
+    for epoch, lr in enumerate([0.2, *rates[:3]]):
+        opt2.lr = lr
+        fb.Trainer(net2, opt2, batch_size=3, epochs=1, seed=1, progress=False).fit(
+            X, y, initial_epoch=epoch
+        )
+    np.testing.assert_array_equal(net.params, net2.params)
+
+
+def test_a_callback_changing_the_rate_under_a_schedule_is_warned_and_ignored():
+    X, y = classification(n=40)
+
+    def bump(epoch, logs):
+        trainer.optimizer.lr = 5.0
+
+    net = fb.MLP([4, 8, 2], loss="cross_entropy", dtype="float64", seed=0)
+    opt = fb.SGD(0.1)
+    trainer = fb.Trainer(
+        net,
+        opt,
+        batch_size=8,
+        epochs=3,
+        lr_schedule=fb.StepLR(step_size=1, gamma=0.5),
+        callbacks=[bump],
+        progress=False,
+    )
+    with pytest.warns(UserWarning, match="lr_schedule sets the rate of every epoch") as caught:
+        history = trainer.fit(X, y)
+    assert len(caught) == 2  # before epochs 1 and 2
+    assert history.lr == [0.1, 0.05, 0.025] and opt.lr == 0.1  # the base put back
+
+
+@pytest.mark.parametrize("optimizer", [fb.SGD(0.05), fb.Adam(0.003)])
+def test_history_lr_is_the_epochs_rate_itself_over_many_batches(optimizer):
+    """Not the mean of one value summed over every batch, which is off in the last bits."""
+    X, y = classification(n=300)
+    net = fb.MLP([4, 8, 2], loss="cross_entropy", seed=0)
+    rate = optimizer.lr
+    history = fb.Trainer(
+        net,
+        optimizer,
+        batch_size=1,
+        epochs=3,
+        lr_schedule=fb.StepLR(step_size=1, gamma=0.5),
+        progress=False,
+    ).fit(X, y)
+    assert history.lr == [rate, rate * 0.5, rate * 0.25]
+
+
+def test_a_callback_class_instead_of_an_instance_is_refused_at_once():
+    with pytest.raises(TypeError, match=r"got the class Snapshots: pass an instance, Snapshots"):
+        fb.Trainer(fb.MLP([3, 4, 2], seed=0), fb.SGD(0.1), callbacks=[Snapshots])
+
+
+def test_a_fit_failing_in_on_train_begin_forgets_the_stop_request():
+    X, Y = regression(n=20)
+
+    class FailsOnce(fb.Callback):
+        failed = False
+
+        def on_train_begin(self, trainer):
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError("not ready")
+
+    trainer = fb.Trainer(
+        fb.MLP([3, 4, 2], seed=0), fb.SGD(0.01), epochs=2, callbacks=[FailsOnce()], progress=False
+    )
+    trainer.stop()
+    with pytest.raises(RuntimeError, match="not ready"):
+        trainer.fit(X, Y)
+    history = trainer.fit(X, Y)
+    assert history.n_epochs == 2 and history.stop_reason is None

@@ -227,14 +227,8 @@ class DeviceTrainer {
       if (N > n_full * bs) batch(int(N - n_full * bs));
     });
 
-    EpochStats out = end_epoch(
-        ec, p_start,
-        [&](long batches) {
-          double sum = 0;  // as the CPU tally: the step of each batch, summed
-          for (long b = 0; b < batches; ++b) sum += oc.lr;
-          return sum;
-        },
-        &opt);
+    EpochStats out =
+        end_epoch(ec, p_start, [&](long) { return oc.lr; }, &opt);  // every batch's step: the rate
     exec.synchronize();
     return out;
   }
@@ -279,11 +273,12 @@ class DeviceTrainer {
     return s;
   }
 
-  // The epoch's statistics from the device's state and per-layer norms; step_sum(batches) gives
-  // the steps taken, summed over the batches. opt (null for the line search, which has no
+  // The epoch's statistics from the device's state and per-layer norms; mean_step(batches)
+  // gives the mean step taken over the batches (the rate itself where every batch steps by it,
+  // as EpochTally in train.cpp reports it). opt (null for the line search, which has no
   // state) counts the batches' steps first, whatever may throw after.
-  template <class StepSum>
-  EpochStats end_epoch(const EpochConfig& ec, const T* p_start, StepSum&& step_sum,
+  template <class MeanStep>
+  EpochStats end_epoch(const EpochConfig& ec, const T* p_start, MeanStep&& mean_step,
                        DeviceOptimizerState<T, Exec>* opt = nullptr) {
     const int L = net_.n_layers();
     const EpochState s = read_state();
@@ -302,7 +297,7 @@ class DeviceTrainer {
       for (double& m : out.grad_norm_mean) m /= double(s.batches);
       out.loss = s.loss / double(s.samples);
       out.accuracy = s.correct / double(s.samples);
-      out.mean_step = step_sum(out.batches) / double(s.batches);
+      out.mean_step = mean_step(out.batches);
     }
     out.update_ratio = net_.update_ratios(p_start);
     return out;
@@ -449,7 +444,7 @@ class DeviceTrainer {
       exec.update(u);
       step_sum += search(oc, n, s.batch_loss / n, batch_targets(data));
     }
-    return end_epoch(ec, p_start, [&](long) { return step_sum; });
+    return end_epoch(ec, p_start, [&](long batches) { return step_sum / double(batches); });
   }
 
  public:

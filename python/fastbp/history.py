@@ -183,6 +183,8 @@ class History:
             of shape (n_layers,)) and ``activation_hist`` (array-like of shape
             (n_layers, HIST_BINS)). Missing entries are recorded as NaN.
         """
+        if not isinstance(stats, Mapping):
+            raise TypeError(f"stats must be a dict, got {type(stats).__name__}")
         unknown = set(stats) - _STAT_KEYS
         if unknown:
             raise ValueError(
@@ -393,8 +395,9 @@ class History:
         Parameters
         ----------
         source : str, os.PathLike or file object
-            JSON text (a str whose first non-blank character is ``{`` or ``[``), the path of a
-            JSON file, or an open file (anything with ``.read()``, text or binary).
+            JSON text (a str whose first non-blank character is ``{`` or ``[``, unless it
+            names an existing file), the path of a JSON file, or an open file (anything with
+            ``.read()``, text or binary).
 
         Raises
         ------
@@ -407,7 +410,11 @@ class History:
         text: Any
         if hasattr(source, "read"):
             text = source.read()
-        elif isinstance(source, str) and source.lstrip()[:1] in ("{", "["):
+        elif (
+            isinstance(source, str)
+            and source.lstrip()[:1] in ("{", "[")
+            and not os.path.isfile(source)  # "{run}.json" names a file
+        ):
             text = source
         elif isinstance(source, (str, os.PathLike)):
             with open(source, encoding="utf-8") as f:

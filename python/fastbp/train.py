@@ -130,6 +130,11 @@ def _check_callbacks(callbacks: Iterable[Any] | None) -> list[Callback]:
         ) from None
     out = []
     for cb in callbacks:
+        if isinstance(cb, type):  # callable, but would be called as cb(epoch, logs)
+            raise TypeError(
+                f"callbacks must be Callback objects or callables, got the class "
+                f"{cb.__name__}: pass an instance, {cb.__name__}(...)"
+            )
         if isinstance(cb, Callback):
             out.append(cb)
         elif callable(cb):
@@ -230,8 +235,11 @@ class Trainer:
         Annealed Gaussian noise added to the gradients (after clipping) before each step.
     lr_schedule : LRSchedule, callable ``f(epoch, base_lr) -> lr``, or None
         The rate of each epoch, from the optimizer's ``lr`` as the base rate (which
-        ``fit`` puts back when it returns). ``history.lr`` records the mean step size
-        each epoch took: this rate, or with LineSearchSGD the mean accepted step.
+        ``fit`` puts back when it returns); a change a callback makes to ``optimizer.lr``
+        during the fit is then overridden, with a warning. Without a schedule each epoch
+        runs at ``optimizer.lr`` as it is when the epoch starts, so a callback may set it
+        (as Keras's and PyTorch's allow), and it stays set. ``history.lr`` records the step
+        size each epoch took: this rate, or with LineSearchSGD the mean accepted step.
     shuffle : bool, default=True
     seed : int or None
         Seed of the shuffling; with a seeded network and noise, a whole run is reproducible.
@@ -331,6 +339,7 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------
     def _epoch_lr(self, epoch: int, base_lr: float, history: History) -> float:
+        """The scheduled rate of ``epoch``."""
         if self.lr_schedule is None:
             return base_lr
         try:
@@ -430,16 +439,31 @@ class Trainer:
             Xv, Yv = backend.upload(Xv, Yv)
         state = self.optimizer.state_for(net)
         base_lr = self.optimizer.lr
-        history = self._begin_training()
+        try:
+            history = self._begin_training()
+        except BaseException:  # a callback's on_train_begin: this fit ends, and forgets stop()
+            self._stop.clear()
+            raise
         # The core writes each epoch's start into it; a copy now, in case nothing runs.
         start_params = backend.snapshot(net.core)
         best_params = None
         bar = _ProgressBar(self.epochs, self.progress)
         index = 0
+        scheduled = base_lr  # the rate the schedule set last
         try:
             for index in range(self.epochs):  # index: in this call's history
                 epoch = initial_epoch + index  # in the whole run
-                self.optimizer.lr = self._epoch_lr(epoch, base_lr, history)
+                if self.lr_schedule is not None:
+                    if self.optimizer.lr != scheduled:
+                        warnings.warn(
+                            f"optimizer.lr was changed to {self.optimizer.lr!r} during fit, "
+                            "but lr_schedule sets the rate of every epoch: the change is "
+                            "ignored. Change the schedule, or set the rate yourself with "
+                            "lr_schedule=None.",
+                            UserWarning,
+                            stacklevel=2,
+                        )
+                    self.optimizer.lr = scheduled = self._epoch_lr(epoch, base_lr, history)
                 stats, seconds = self._train_epoch(epoch, state, X, Y, start_params, seed)
                 if stats["stopped"] is not None:
                     self._stopped(history, index, _STOPPED[stats["stopped"]])
@@ -459,7 +483,8 @@ class Trainer:
             self._stopped(history, index, "interrupted")
             raise
         finally:
-            self.optimizer.lr = base_lr  # a schedule's last rate must not become the next base
+            if self.lr_schedule is not None:  # its last rate must not become the next base
+                self.optimizer.lr = base_lr
             bar.close()
             self._stop.clear()
             # Stopped or interrupted after a step that overflowed (the core checks each
