@@ -342,7 +342,7 @@ def test_an_integer_target_with_many_values_is_not_taken_for_classes(tmp_path, c
 def test_help_shows_the_defaults_and_every_loss(capsys):
     code, out, _ = run_cli(["train", "--help"], capsys)
     assert code == 0
-    assert "(default: 64,64)" in out and "(default: 0.001)" in out
+    assert "(default: 64,64)" in out and "None: the optimizer's default" in out
     for loss in fb.validation.LOSSES:
         assert loss in out
     code, out, _ = run_cli(["--version"], capsys)
@@ -446,11 +446,29 @@ def test_ctrl_c_saves_what_training_reached(species_csv, tmp_path, capsys, monke
             raise KeyboardInterrupt
         return train_epoch(self, epoch, *args)
 
+    record_epoch = fb.Trainer._record_epoch
+    params = []  # each epoch's weights
+
+    def recorded(self, history, index, logs):
+        params.append(np.array(self.net.params))
+        return record_epoch(self, history, index, logs)
+
     monkeypatch.setattr(fb.Trainer, "_train_epoch", interrupted_at_epoch_3)
-    code, _, err = run_cli(["train", path, "--hidden", "4", "--save", str(model)], capsys)
-    assert code == 130
-    assert err == f"fastbp: interrupted: {model} holds the weights after epoch 2 (of 3 run)\n"
-    assert fb.io.read_file(model).data["classes"].tolist() == sorted(SPECIES)
+    monkeypatch.setattr(fb.Trainer, "_record_epoch", recorded)
+    # a rate at which the validation loss is best before the last epoch run
+    argv = ["train", path, "--hidden", "4", "--optimizer", "sgd", "--lr", "20", "--seed", "3"]
+    code, _, err = run_cli([*argv, "--save", str(model)], capsys)
+    assert code == 130 and len(params) == 3
+    # the file holds the weights fit restored: the best epoch's, which the message names
+    best = re.fullmatch(
+        f"fastbp: interrupted: {re.escape(str(model))} holds the weights of epoch ([0-2]), "
+        "the best by validation loss of the 3 run\n",
+        err,
+    )
+    assert best and best.group(1) != "2", err  # the best epoch is not the last one run
+    saved = fb.io.read_file(model)
+    np.testing.assert_array_equal(saved.net.params, params[int(best.group(1))])
+    assert saved.data["classes"].tolist() == sorted(SPECIES)
     code, _, err = run_cli(["train", path, "--hidden", "4"], capsys)
     assert code == 130 and err == "fastbp: interrupted: nothing was saved\n"
 
@@ -478,5 +496,110 @@ def test_ctrl_c_in_a_real_process(species_csv, tmp_path):
         proc.kill()
     assert proc.returncode == 130
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith(f"fastbp: interrupted: {model} holds the weights after epoch")
+    assert err.startswith(f"fastbp: interrupted: {model} holds the weights of epoch")
     assert fb.load(model).layer_sizes == [2, 4, 3]
+
+
+def test_each_optimizer_trains_at_its_own_default_rate_unless_lr_is_given():
+    from fastbp.cli import SGD_LR, _optimizer
+
+    defaults = {
+        "sgd": SGD_LR,
+        "momentum": SGD_LR,
+        "adam": fb.Adam().lr,
+        "adamw": fb.AdamW().lr,
+        "rmsprop": fb.RMSProp().lr,
+        "adagrad": fb.AdaGrad().lr,
+        "linesearch": 1.0,  # its first trial step: it can only shrink from there
+    }
+    for name, lr in defaults.items():
+        assert _optimizer(fb, name, None).lr == lr
+        assert _optimizer(fb, name, 0.25).lr == 0.25
+    assert _optimizer(fb, "momentum", None).momentum == 0.9
+    assert _optimizer(fb, "sgd", None).momentum == 0
+
+
+def test_an_npz_label_column_of_shape_n_by_1_is_one_label_per_sample(tmp_path, capsys):
+    from fastbp.datasets import blobs
+
+    X, y = blobs(n_samples=120, seed=0)
+    np.savez(tmp_path / "d.npz", X=X, y=y[:, None])
+    code, out, _ = run_cli(["train", str(tmp_path / "d.npz"), "--epochs", "2"], capsys)
+    assert code == 0 and "y holds 3 distinct integers: classes" in out
+
+
+def test_integer_labels_beyond_2_to_the_53_stay_exact():
+    from fastbp.cli import _task
+
+    big = ["9007199254740993", "9007199254740995", "9007199254740993", "9007199254740995"]
+    for y in (np.array(big), np.array([int(v) for v in big], dtype=np.int64)):
+        task = _task(y, "cross_entropy", None)
+        assert task.classes.tolist() == ["9007199254740993", "9007199254740995"]
+        assert task.Y.tolist() == [0, 1, 0, 1]
+
+
+def test_features_near_the_float64_limit_are_standardised(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2)) * [1e300, 1.0]
+    y = (X[:, 0] > 0).astype(int)
+    path = write_csv(tmp_path / "big.csv", ["a", "b", "k"], np.column_stack([X, y]).tolist())
+    model = str(tmp_path / "m.npz")
+    code, out, _ = run_cli(["train", path, "--epochs", "30", "--save", model], capsys)
+    assert code == 0
+    data = fb.io.read_file(model).data
+    assert np.isfinite(data["mean"]).all() and data["scale"][0] == pytest.approx(1e300, rel=0.2)
+    assert float(re.search(r"accuracy (\S+)", out).group(1)) > 0.9  # the feature was kept
+
+
+def test_the_demo_calls_a_ratio_vanishing_only_below_diagnoses_threshold():
+    from fastbp.cli import _ratio_words
+    from fastbp.diagnostics import VANISHING_RATIO
+
+    assert "vanishing" in _ratio_words(VANISHING_RATIO / 2)
+    assert "vanishing" not in _ratio_words(VANISHING_RATIO * 2)
+
+
+def test_history_without_matplotlib_says_no_plots(species_csv, tmp_path, capsys, monkeypatch):
+    import fastbp.plot
+
+    def missing():
+        raise ImportError("no matplotlib")
+
+    monkeypatch.setattr(fastbp.plot, "_figure_class", missing)
+    path, _, _ = species_csv
+    out_dir = tmp_path / "o"
+    code, out, _ = run_cli(["train", path, "--epochs", "2", "--out", str(out_dir)], capsys)
+    assert code == 0 and "no plots" in out and "plots written" not in out
+    assert sorted(p.name for p in out_dir.iterdir()) == ["history.json"]
+
+
+@pytest.mark.parametrize(
+    "argv, fragments",
+    [
+        (["lab", "nosuch"], ["unknown lab 'nosuch'", "he2015"]),
+        (["lab"], ["name a lab"]),
+        (["lab", "he2015", "--list"], ["--list takes no lab name"]),
+        (["lab", "he2015", "--out", "a_file"], ["--out a_file is a file"]),
+        (["demo", "--out", "a_file"], ["--out a_file is a file"]),
+        (["demo", "--batch-size", "0"], ["--batch-size", ">= 1"]),
+        (["demo", "--lr", "-1"], ["--lr", "> 0"]),
+        (["demo", "--epochs", "0"], ["--epochs"]),
+        (["train", "text.csv", "--lr", "inf"], ["--lr", "must be a finite number"]),
+        (["train", "good.csv", "--epochs", "9" * 20], ["epochs must be in [1, 46116860"]),
+        (["train", "good.csv", "--hidden", "2000000000,2000000000"], ["GiB"]),
+        (["train", "good.csv", "--save", "no_dir/m.npz"], ["--save", "does not exist"]),
+        (["train", "good.csv", "--save", "."], ["--save . is a folder"]),
+        (["train", "fake.npz"], ["fake.npz: not a readable .npz file (not a zip archive)"]),
+        (["train", "XY.NPZ"], ["must hold an array named 'y'"]),  # read as an NPZ
+    ],
+)
+def test_more_user_errors_are_one_line(argv, fragments, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(bad_files(tmp_path))
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "fake.npz").write_text("X,y\n1,2\n")
+    write_csv(tmp_path / "good.csv", ["a", "b", "k"], [[i, i % 3, i % 2] for i in range(40)])
+    with open(tmp_path / "XY.NPZ", "wb") as f:  # a path would get ".npz" appended
+        np.savez(f, X=np.ones((4, 2)))
+    code, out, err = run_cli(argv, capsys)
+    assert_one_line_error(code, err, *fragments)
+    assert "training" not in out  # refused before any work

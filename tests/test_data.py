@@ -91,6 +91,18 @@ def test_stratify_true_keeps_class_proportions():
     assert len(np.unique(np.concatenate([ids(p) for p in sp]))) == n
 
 
+def test_stratify_takes_numpy_booleans_and_refuses_nan_labels():
+    X, y = unique_rows(60), np.repeat([0, 1, 2], 20)
+    same = [split(X, y, val=0.2, test=0.2, stratify=s, seed=1) for s in (True, np.True_)]
+    for a, b in zip(*same):
+        np.testing.assert_array_equal(ids(a), ids(b))
+    plain = [split(X, y, val=0.2, test=0.2, stratify=s, seed=1) for s in (None, np.False_)]
+    for a, b in zip(*plain):
+        np.testing.assert_array_equal(ids(a), ids(b))
+    with pytest.raises(ValueError, match="stratify: the labels hold NaN"):
+        split(X, y, stratify=np.where(y == 1, np.nan, y))
+
+
 def test_stratify_by_separate_labels_and_one_hot_rows():
     n = 300
     groups = np.arange(n) % 5

@@ -220,6 +220,16 @@ def test_bad_input_raises():
         plot.grad_norm_lines({"train_loss": [1.0]})
     with pytest.raises(ValueError, match="at least one run"):
         plot.compare_grad_norms({})
+    h = make_history()
+    with pytest.raises(TypeError, match="histories must be a dict"):
+        plot.compare_grad_norms([h])
+    with pytest.raises(TypeError, match="prefix must be a str"):
+        plot.save_all(h, "unused", prefix=None)
+    with pytest.raises(TypeError, match="ax must be a matplotlib Axes"):
+        plot.loss_curves(h, ax="x")
+    with pytest.raises(TypeError, match="max_columns"):
+        plot.activation_hist(h, max_columns=2.0)
+    assert len(plot.activation_hist(forward_history(), max_columns=np.int64(2)).axes) == 5
 
 
 def test_missing_matplotlib_gives_an_install_hint(monkeypatch):

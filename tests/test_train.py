@@ -1515,3 +1515,13 @@ def test_a_fit_failing_in_on_train_begin_forgets_the_stop_request():
         trainer.fit(X, Y)
     history = trainer.fit(X, Y)
     assert history.n_epochs == 2 and history.stop_reason is None
+
+
+def test_epochs_beyond_the_step_limit_are_refused_by_name():
+    net = fb.MLP([3, 4, 2], seed=0)
+    with pytest.raises(ValueError, match=r"epochs must be in \[1, "):
+        fb.Trainer(net, fb.SGD(0.1), epochs=10**20)
+    trainer = fb.Trainer(net, fb.SGD(0.1), epochs=2, progress=False)
+    trainer.epochs = fb._core.MAX_STEPS + 1  # changed after construction: fit checks again
+    with pytest.raises(ValueError, match="epochs must be"):
+        trainer.fit(*regression(n=10))

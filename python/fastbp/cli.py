@@ -58,10 +58,19 @@ def _gradient_table(fb: Any, make: MakeNet, X: np.ndarray, y: np.ndarray) -> str
             f"{gr[layer]:>10.3e}  {gr[layer] / gr[-1]:>8.1e}"
         )
     lines.append(
-        f"first/last layer: sigmoid {gs[0] / gs[-1]:.1e} (vanishing), "
-        f"ReLU + He {gr[0] / gr[-1]:.2f}"
+        f"first/last layer: sigmoid {_ratio_words(gs[0] / gs[-1])}, "
+        f"ReLU + He {_ratio_words(gr[0] / gr[-1])}"
     )
     return "\n".join(lines)
+
+
+def _ratio_words(ratio: float) -> str:
+    """A first/last gradient ratio, called vanishing where diagnose would call it so."""
+    from .diagnostics import VANISHING_RATIO
+
+    if ratio < VANISHING_RATIO:
+        return f"{ratio:.1e} (vanishing: below {VANISHING_RATIO:g})"
+    return f"{ratio:.2g}"
 
 
 def _runs(fb: Any, lr: float, relu_lr: float) -> dict[str, dict[str, Any]]:
@@ -91,6 +100,8 @@ def demo(args: argparse.Namespace) -> int:
     from fastbp.datasets import load_demo
 
     t_start = time.perf_counter()
+    if not args.no_plots:
+        _check_plot_folder(args.out)
     X, y = load_demo()
     sp = fb.split(X, y, val=0.15, test=0.15, stratify=True, seed=args.seed)
     (Xtr, ytr), (_, yva), (_, yte) = sp
@@ -240,9 +251,10 @@ def _remedy_note(fb: Any, runs: dict[str, _Run], sp: Any, args: argparse.Namespa
     if shallow["sigmoid"] > shallow["relu"]:
         lines[0] += (
             ": on this data set, labelled by a smooth tanh teacher network, sigmoid units "
-            "generalise better than ReLU units with one hidden layer too. Depth made the "
-            "sigmoid network hard to train, not worse at the task."
+            "generalise better than ReLU units with one hidden layer too."
         )
+        if runs[next(iter(runs))].report.vanishing:
+            lines[0] += " Depth made the sigmoid network hard to train, not worse at the task."
     else:
         lines[0] += "."
     return "\n".join(textwrap.wrap(lines[0], 96))
@@ -288,6 +300,7 @@ OPTIMIZERS = {
     "adagrad": "AdaGrad",
     "linesearch": "LineSearchSGD",
 }
+SGD_LR = 0.01  # --lr's default for sgd and momentum (fb.SGD has none); the others: their own
 MAX_AUTO_CLASSES = 20  # an integer target with more distinct values is taken as a quantity
 
 
@@ -336,7 +349,9 @@ def _read_table(path: str) -> Table:
         raise UserError(f"{path}: no such file")
     if os.path.isdir(path):
         raise UserError(f"{path} is a folder, not a data file")
-    if path.endswith(".npz"):
+    if path.lower().endswith(".npz"):
+        if not zipfile.is_zipfile(path):
+            raise UserError(f"{path}: not a readable .npz file (not a zip archive)")
         try:
             with np.load(path, allow_pickle=False) as data:
                 if "X" not in data:
@@ -427,6 +442,8 @@ def _train_data(
             )
         if len(y) != len(X):
             raise UserError(f"{table.path}: X has {len(X)} rows, y has {len(y)}")
+        if y.ndim == 2 and y.shape[1] == 1:  # one label or value per sample, as (n,)
+            y = y[:, 0]
         return X, y, None, None
     if len(table.names) < 2:
         raise UserError(
@@ -492,7 +509,7 @@ def _task(y: np.ndarray, loss: str, target: str | None) -> Task:
         raise UserError(f"--loss {loss} needs one label per sample; y has shape {y.shape}")
     if values is not None and not integral:
         raise UserError(f"--loss {loss} needs class labels; {what} holds non-integer numbers")
-    keys = values if values is not None else y.astype(str)
+    keys = _class_keys(y, values)
     uniques, codes = np.unique(keys, return_inverse=True)
     names = np.array([str(int(v)) for v in uniques] if values is not None else uniques, dtype=str)
     if len(names) < 2:
@@ -502,6 +519,21 @@ def _task(y: np.ndarray, loss: str, target: str | None) -> Task:
             raise UserError(f"--loss binary_cross_entropy needs 2 classes; {what} has {len(names)}")
         return Task(loss, codes.reshape(-1, 1).astype(np.float64), 1, names, reason)
     return Task(loss, codes, len(names), names, reason)
+
+
+def _class_keys(y: np.ndarray, values: np.ndarray | None) -> np.ndarray:
+    """What tells ``y``'s classes apart: its text, or its integers exactly (float64 ``values``
+    would merge labels above 2**53)."""
+    if values is None:
+        return y.astype(str)
+    if y.dtype.kind in "iu":
+        return y
+    if y.dtype.kind in "USO":
+        try:
+            return np.array([int(v) for v in y.tolist()], dtype=object)
+        except (ValueError, TypeError):  # "1.0", "1e3": integral, but written as floats
+            pass
+    return values
 
 
 def _hidden(text: str) -> list[int]:
@@ -530,9 +562,11 @@ def _number(
             raise argparse.ArgumentTypeError(
                 f"must be {'an integer' if kind is int else 'a number'}, got {text!r}"
             ) from None
+        if kind is float and not np.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         below = low is not None and (value <= low if open_low else value < low)
         above = high is not None and (value >= high if open_high else value > high)
-        if below or above or (kind is float and not np.isfinite(value)):
+        if below or above:
             lo = "" if low is None else f"{'>' if open_low else '>='} {low:g}"
             hi = "" if high is None else f"{'<' if open_high else '<='} {high:g}"
             raise argparse.ArgumentTypeError(
@@ -548,6 +582,8 @@ def train(args: argparse.Namespace) -> int:
 
     if args.val + args.test >= 1:
         raise UserError(f"--val + --test must be below 1, got {args.val} + {args.test}")
+    if args.save:  # before the training, not after it
+        _check_folder_of(args.save, "--save")
     X, y, features, target = _train_data(_read_table(args.data), args.target)
     task = _task(y, args.loss, target)
     print(f"{task.reason} -> loss {task.loss}")
@@ -558,8 +594,7 @@ def train(args: argparse.Namespace) -> int:
     (Xtr, Ytr), (Xva, Yva), (Xte, Yte) = sp
     mean = scale = None
     if args.standardize:  # from the training part only: the others are data it never saw
-        mean, std = Xtr.mean(axis=0), Xtr.std(axis=0)
-        scale = np.where(std > 0, std, 1.0)
+        mean, scale = _standardizer(Xtr, features)
         Xtr, Xva, Xte = ((part - mean) / scale for part in (Xtr, Xva, Xte))
     net = fb.MLP(
         [X.shape[1], *args.hidden, task.n_out],
@@ -568,8 +603,7 @@ def train(args: argparse.Namespace) -> int:
         init=args.init,
         seed=args.seed,
     )
-    opt_cls = getattr(fb, OPTIMIZERS[args.optimizer])
-    opt = opt_cls(args.lr, momentum=0.9) if args.optimizer == "momentum" else opt_cls(args.lr)
+    opt = _optimizer(fb, args.optimizer, args.lr)
     trainer = _trainer(fb, net, opt, args, clip_norm=args.clip_norm)
     print(
         f"training {net} on {len(Xtr)} samples (validation {len(Xva)}, test {len(Xte)})", flush=True
@@ -593,7 +627,7 @@ def train(args: argparse.Namespace) -> int:
     if history.n_epochs == 0:
         raise UserError(
             f"training diverged in the first epoch (the loss became NaN or infinite): try a "
-            f"smaller --lr than {args.lr:g}, or --clip-norm"
+            f"smaller --lr than {opt.lr:g}, or --clip-norm"
         )
     best = history.best_epoch or 0  # None only when every loss is NaN, which stops the run
     print(
@@ -617,6 +651,47 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _standardizer(X: np.ndarray, names: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's mean and standard deviation (1 for a constant column). Where values near
+    the float64 limit (1e300) overflow the sums, on the column divided by its largest
+    magnitude."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = X.mean(axis=0), X.std(axis=0)
+        if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+            peak = np.abs(X).max(axis=0)
+            peak = np.where(peak > 0, peak, 1.0)
+            mean, std = (X / peak).mean(axis=0) * peak, (X / peak).std(axis=0) * peak
+    bad = np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std)))
+    if len(bad):
+        which = [names[j] for j in bad] if names else [f"x{j}" for j in bad]
+        raise UserError(f"the features {which} are too large to standardise: rescale them")
+    return mean, np.where(std > 0, std, 1.0)
+
+
+def _check_plot_folder(out: str) -> None:
+    """--out names a folder, or nothing yet: checked before the work whose plots go there."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out} is a file, not a folder for the plots")
+
+
+def _check_folder_of(path: str, option: str) -> None:
+    """The folder a file is to be written to exists, and the path is not a folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UserError(f"{option} {path} is a folder; name a file")
+    if not os.path.isdir(folder):
+        raise UserError(f"{option} {path}: the folder {folder} does not exist")
+
+
+def _optimizer(fb: Any, name: str, lr: float | None) -> Any:
+    """--optimizer NAME at --lr, or at the rate NAME defaults to."""
+    cls = getattr(fb, OPTIMIZERS[name])
+    momentum = dict(momentum=0.9) if name == "momentum" else {}
+    if name in ("sgd", "momentum"):
+        return cls(SGD_LR if lr is None else lr, **momentum)
+    return cls() if lr is None else cls(lr)
+
+
 def _write_history(fb: Any, history: Any, out: str) -> None:
     os.makedirs(out, exist_ok=True)
     history.to_json(os.path.join(out, "history.json"))
@@ -626,8 +701,12 @@ def _write_history(fb: Any, history: Any, out: str) -> None:
         plot.loss_curves(history).savefig(os.path.join(out, "loss.png"), dpi=110)
         plot.grad_norm_heatmap(history).savefig(os.path.join(out, "grad_norms.png"), dpi=110)
     except ImportError:
-        pass
-    print(f"history and plots written to {out}/")
+        print(
+            f"history written to {out}/ (matplotlib is not installed: no plots; pip install "
+            "fastbp[plot])"
+        )
+    else:
+        print(f"history and plots written to {out}/")
 
 
 def _save_model(net: Any, path: str, data_info: dict[str, Any]) -> None:
@@ -642,7 +721,11 @@ def _save_interrupted(net: Any, history: Any, path: str | None, data_info: dict[
     if not path or epochs == 0:
         return "nothing was saved"
     _save_model(net, path, data_info)
-    return f"{path} holds the weights after epoch {epochs - 1} (of {epochs} run)"
+    # fit has put back the best epoch's weights (EarlyStopping(restore_best=True))
+    best = history.best_epoch
+    return (
+        f"{path} holds the weights of epoch {best}, the best by validation loss of the {epochs} run"
+    )
 
 
 # ---- predict -------------------------------------------------------------------------------
@@ -756,17 +839,24 @@ def lab(args: argparse.Namespace) -> int:
     names = labs.list()
     width = max(map(len, names))
     listing = "\n".join(f"{name:<{width}}  {text}" for name, text in names.items())
-    if args.list:
+    if args.list and args.name is None:
         print(listing)
         return 0
-    if args.name not in names:
+    problem = None
+    if args.list:
+        problem = f"--list takes no lab name, got {args.name!r}"
+    elif args.name not in names:
         problem = "name a lab" if args.name is None else f"unknown lab {args.name!r}"
-        print(f"fastbp lab: {problem}; the labs are:\n{listing}", file=sys.stderr)
+        problem += f"; the labs are {', '.join(names)}"
+    if problem:
+        print(f"fastbp: error: {problem} (see fastbp lab --help)", file=sys.stderr)
         return 2
+    out = args.out or os.path.join("fastbp-lab", args.name)
+    if not args.no_plots:
+        _check_plot_folder(out)
     result = labs.run(args.name, seed=args.seed, quick=args.quick)
     print(result)
     if not args.no_plots:
-        out = args.out or os.path.join("fastbp-lab", args.name)
         try:
             written = result.save_plots(out)
         except ImportError:
@@ -805,13 +895,22 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="vanishing gradients and their remedies, on embedded data", formatter_class=fmt
     )
     p.add_argument("--out", default="fastbp-demo", help="folder for the PNG plots")
-    p.add_argument("--epochs", type=int, default=300, help="most epochs per run")
-    p.add_argument("--depth", type=int, default=6, help="hidden layers")
-    p.add_argument("--width", type=int, default=32, help="units per hidden layer")
-    p.add_argument("--lr", type=float, default=0.3, help="learning rate of the sigmoid runs")
-    p.add_argument("--batch-size", type=int, default=32, help="mini-batch size")
-    p.add_argument("--patience", type=int, default=40, help="early-stopping patience, in epochs")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split, weights and shuffling")
+    p.add_argument("--epochs", type=_number(int, 1), default=300, help="most epochs per run")
+    p.add_argument("--depth", type=_number(int, 0), default=6, help="hidden layers")
+    p.add_argument("--width", type=_number(int, 1), default=32, help="units per hidden layer")
+    p.add_argument(
+        "--lr",
+        type=_number(float, 0, open_low=True),
+        default=0.3,
+        help="learning rate of the sigmoid runs",
+    )
+    p.add_argument("--batch-size", type=_number(int, 1), default=32, help="mini-batch size")
+    p.add_argument(
+        "--patience", type=_number(int, 0), default=40, help="early-stopping patience, in epochs"
+    )
+    p.add_argument(
+        "--seed", type=_number(int, 0), default=0, help="seed of the split, weights and shuffling"
+    )
     p.add_argument("--no-plots", action="store_true", help="print the tables only")
     p.set_defaults(func=demo)
 
@@ -843,7 +942,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default="auto", choices=INITS, help="weight initialisation")
     p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), help="update rule")
     p.add_argument(
-        "--lr", type=_number(float, 0, open_low=True), default=1e-3, help="learning rate"
+        "--lr",
+        type=_number(float, 0, open_low=True),
+        default=None,
+        help=(
+            f"learning rate; None: the optimizer's default ({SGD_LR:g} for sgd and momentum, "
+            "1e-3 for adam and adamw, 1e-2 for rmsprop and adagrad, 1 for linesearch: its "
+            "first trial step)"
+        ),
     )
     p.add_argument("--epochs", type=_number(int, 1), default=200, help="most epochs")
     p.add_argument("--batch-size", type=_number(int, 1), default=32, help="mini-batch size")
@@ -950,7 +1056,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{err.filename}: " if err.filename else ""
         print(f"fastbp: error: {where}{err.strerror or err}", file=sys.stderr)
         return 1
-    except ValueError as err:  # fastbp's checks name the argument and the value
+    except (ValueError, MemoryError) as err:  # fastbp's checks name the argument and value
         print(f"fastbp: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 1
 

@@ -114,6 +114,8 @@ def split(
     sizes = _part_sizes(n, val, test)
     shuffle = check_bool(shuffle, "shuffle")
     rng = np.random.default_rng(check_seed(seed))
+    if isinstance(stratify, (bool, np.bool_)):  # np.True_ as True
+        stratify = bool(stratify)
     if stratify is None or stratify is False:
         order = rng.permutation(n) if shuffle else np.arange(n)
         parts = np.split(order, np.cumsum(sizes)[:-1])
@@ -181,6 +183,8 @@ def _stratify_labels(stratify: bool | ArrayLike, y: np.ndarray, n: int) -> np.nd
         raise ValueError(
             f"stratify must be True or labels of shape ({n},); got shape {labels.shape}"
         )
+    if labels.dtype.kind in "fc" and not np.isfinite(labels).all():
+        raise ValueError("stratify: the labels hold NaN or infinite values")
     # Rows of a 2-D label array (one-hot, multi-label) are the classes.
     try:
         return np.unique(labels, axis=0, return_inverse=True)[1].reshape(n)

@@ -19,7 +19,7 @@ import numpy as np
 
 from .diagnostics import WINDOW, diagnose
 from .history import HIST_BINS, History, hist_edges
-from .validation import check_instance
+from .validation import check_instance, check_scalar
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -204,8 +204,7 @@ def activation_hist(history: History, max_columns: int = 4) -> Figure:
         One Axes per layer and a shared colorbar.
     """
     _check_epochs(history)
-    if isinstance(max_columns, bool) or not isinstance(max_columns, int) or max_columns < 1:
-        raise ValueError(f"max_columns must be a positive int, got {max_columns!r}")
+    max_columns = check_scalar(max_columns, "max_columns", min_value=1, integer=True)
     from matplotlib.colors import LogNorm
 
     n = history.n_layers
@@ -312,6 +311,10 @@ def compare_grad_norms(histories: Mapping[str, History], window: int = WINDOW) -
         the first ``window`` epochs (``LayerDiagnosis.grad_norm``, on which vanishing is
         judged) and a dashed one over the last ``window`` epochs (``final_grad_norm``).
     """
+    if not isinstance(histories, Mapping):
+        raise TypeError(
+            f"histories must be a dict of run name -> History, got {type(histories).__name__}"
+        )
     if not histories:
         raise ValueError("histories must name at least one run")
     for history in histories.values():
@@ -356,6 +359,8 @@ def save_all(history: History, out_dir: str | Path, prefix: str = "") -> list[Pa
         ``{prefix}grad_norms.png``, ``{prefix}activation_std.png``,
         ``{prefix}activation_hist.png``.
     """
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a str, got {type(prefix).__name__} {prefix!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = {
@@ -384,9 +389,14 @@ def _figure_class() -> type[Figure]:
 
 
 def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Any, Axes]:
+    Figure = _figure_class()
     if ax is not None:
+        from matplotlib.axes import Axes
+
+        if not isinstance(ax, Axes):
+            raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
         return ax.figure, ax
-    fig = _figure_class()(figsize=figsize, layout="constrained")
+    fig = Figure(figsize=figsize, layout="constrained")
     return fig, fig.add_subplot()
 
 

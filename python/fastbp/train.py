@@ -305,7 +305,9 @@ class Trainer:
         self.batch_size = check_scalar(
             self.batch_size, "batch_size", min_value=1, max_value=_core.MAX_DIM, integer=True
         )
-        self.epochs = check_scalar(self.epochs, "epochs", min_value=1, integer=True)
+        self.epochs = check_scalar(
+            self.epochs, "epochs", min_value=1, max_value=_core.MAX_STEPS, integer=True
+        )
         self.early_stopping = check_optional(
             self.early_stopping, "early_stopping", EarlyStopping, "a fastbp.EarlyStopping"
         )

@@ -132,7 +132,8 @@ def run(**options: Any) -> LabResult:
     theory_small = 0.5 ** (depth - 1)
     forward = Check(
         claim="in the forward pass, weight variance 1/fan_in halves the variance of the "
-        f"signal at every ReLU layer, so that {depth} layers scale it by about 2^-{depth}, "
+        f"signal at every ReLU layer, so that from layer 1 to layer {depth} it falls by "
+        f"about 2^-{depth - 1}, "
         "while 2/fan_in keeps it constant",
         criterion="per-layer factor of E[y^2] (geometric mean over the layers) within "
         f"0.4-0.6 for 1/fan_in and 0.85-1.15 for 2/fan_in; from layer 1 to {depth}: within a "
