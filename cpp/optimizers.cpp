@@ -74,9 +74,14 @@ void OptimizerState<T>::load_state_dict(OptimizerStateDict<T> d) {
 
 template <class T>
 void scale_range(T* g, std::size_t begin, std::size_t end, double coef) {
-  const T c = T(coef);
+  if (scale_in_t<T>(coef)) {
+    const T c = T(coef);
 #pragma omp simd
-  for (std::size_t i = begin; i < end; ++i) g[i] *= c;
+    for (std::size_t i = begin; i < end; ++i) g[i] *= c;
+  } else {
+#pragma omp simd
+    for (std::size_t i = begin; i < end; ++i) g[i] = T(double(g[i]) * coef);
+  }
 }
 
 template <class T>

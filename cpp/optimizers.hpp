@@ -375,6 +375,13 @@ FASTBP_HD inline double clip_coefficient(double norm, double max_norm) {
   const double coef = max_norm / (norm + 1e-6);
   return coef < 1.0 ? coef : 1.0;
 }
+// g times the clipping coefficient: in T, as torch multiplies, unless the coefficient is
+// below T's smallest normal (a float32 norm over 8e37 max_norm), which flushing subnormals
+// would turn into 0 and with it the whole gradient: then in double, rounded once.
+template <class T>
+FASTBP_HD inline bool scale_in_t(double coef) {
+  return coef >= (sizeof(T) == 4 ? 1.17549435082228750797e-38 : 2.22507385850720138309e-308);
+}
 
 template <class T>
 void clip_grad_value(T* g, std::size_t n, double value);

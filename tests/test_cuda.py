@@ -360,6 +360,13 @@ def test_fit_with_early_stopping(backend):
     assert str(report)
 
 
+def test_a_subnormal_float32_clip_factor_scales_on_the_device_too(backend):
+    net = fb.MLP([4, 6, 3], seed=0, device="cuda")  # float32
+    net.set_grads(np.full(net.n_params, 1e30, np.float32))
+    fb.clip_grad_norm(net, 1e-10)  # factor 1.4e-41: subnormal in float32
+    assert np.linalg.norm(net.grads.astype(np.float64)) == pytest.approx(1e-10, rel=1e-5)
+
+
 def test_history_lr_is_the_epochs_rate_itself(backend):
     """On the device as on the CPU: the rate, not 38 copies of it summed and divided."""
     cpu, gpu = fit_pair(

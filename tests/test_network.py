@@ -1132,3 +1132,32 @@ def test_histogram_puts_nan_in_no_bin_and_infinities_in_the_end_bins(fb, dtype):
     )
     np.testing.assert_allclose(hist, expected, atol=1e-9)
     assert expected[0] == 2 and expected.sum() == 8  # the two -inf; the four NaN nowhere
+
+
+def test_a_batch_that_is_a_view_of_the_gradients_gives_the_same_gradients(fb):
+    """backward writes the gradients while it reads X: a view of them is copied first."""
+    for dtype in ("float64", "float32"):
+        net = fb.MLP([3, 3, 3], dtype=dtype, seed=0)
+        net.grad_weights[0][...] = np.arange(9.0).reshape(3, 3) / 10
+        X = net.grad_weights[0]
+        ref = net.copy()
+        ref.backward(np.array(X), np.zeros((3, 3)))
+        net.backward(X, np.zeros((3, 3)))
+        np.testing.assert_array_equal(net.grads, ref.grads)
+
+
+def test_pickle_and_deepcopy_keep_the_gradients_as_copy_does(fb):
+    import copy
+    import pickle
+
+    net = fb.MLP([3, 4, 2], seed=0)
+    net.backward(np.ones((2, 3)), np.ones((2, 2)))
+    assert np.abs(net.grads).sum() > 0
+    for other in (copy.deepcopy(net), pickle.loads(pickle.dumps(net)), net.copy()):
+        np.testing.assert_array_equal(other.grads, net.grads)
+        np.testing.assert_array_equal(other.params, net.params)
+    state = net.__getstate__()
+    del state["grads"]  # a pickle written before the gradients were kept
+    old = fb.MLP.__new__(fb.MLP)
+    old.__setstate__(state)
+    assert not old.grads.any() and np.array_equal(old.params, net.params)

@@ -415,6 +415,11 @@ def test_state_dict_round_trip_and_binding(fb):
         # a state without one of Adam's moments would restart it as zeros at step > 0
         (lambda s: s["core"]["buffers"].pop("exp_avg_sq"), "holds the buffers \\['exp_avg'\\]"),
         (lambda s: s["core"]["buffers"]["exp_avg"].__setitem__(3, np.nan), "'exp_avg' holds NaN"),
+        # a square sum below 0: sqrt(-1) = NaN parameters at the next step
+        (
+            lambda s: s["core"]["buffers"]["exp_avg_sq"].__setitem__(1, -1.0),
+            "'exp_avg_sq' holds a negative square sum",
+        ),
     ],
 )
 def test_load_state_dict_refuses_a_foreign_record(fb, edit, message):
@@ -688,6 +693,58 @@ def test_line_search_never_increases_full_batch_loss(fb, dtype):
 # ----------------------------------------------------------------------------------------------
 # degenerate but valid cases
 # ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, buffer", [("RMSProp", "square_avg"), ("AdaGrad", "sum")])
+def test_negative_square_sums_are_refused_for_every_rule(fb, name, buffer):
+    net, X, y = make_problem(fb)
+    opt = getattr(fb, name)(0.01)
+    net.backward(X, y)
+    opt.step(net)
+    state = opt.state_dict()
+    state["core"]["buffers"][buffer][0] = -1e-3
+    with pytest.raises(ValueError, match=f"'{buffer}' holds a negative square sum"):
+        getattr(fb, name)(0.01).load_state_dict(state)
+
+
+def test_a_float32_clip_factor_below_the_smallest_normal_scales_not_zeroes(fb):
+    """norm / max_norm = 7e40: the factor, 1.4e-41, is subnormal in float32, and the default
+    subnormal flushing made it 0; the clipped gradient must have norm max_norm, as torch's."""
+    net = fb.MLP([4, 6, 3], seed=0)  # float32
+    net.set_grads(np.full(net.n_params, 1e30, np.float32))
+    norm = fb.clip_grad_norm(net, 1e-10)
+    assert norm == pytest.approx(1e30 * math.sqrt(net.n_params), rel=1e-6)
+    assert np.linalg.norm(net.grads.astype(np.float64)) == pytest.approx(1e-10, rel=1e-5)
+    # in training too (the same scaling): one SGD step of norm lr * max_norm = 0.1, where the
+    # factor is 1e-39 and the clipped entries (~1e-30) are normal floats
+    X, y = np.full((8, 4), 1e5), np.zeros(8)
+    trained = fb.MLP([4, 6, 1], activation="relu", seed=0)
+    probe = trained.copy()
+    probe.backward(X, y)
+    max_norm = fb.clip_grad_norm(probe, math.inf) * 1e-39
+    start = np.array(trained.params, dtype=np.float64)
+    fb.Trainer(
+        trained,
+        fb.SGD(0.1 / max_norm),
+        batch_size=8,
+        epochs=1,
+        clip_norm=max_norm,
+        progress=False,
+    ).fit(X, y)
+    step = np.linalg.norm(trained.params.astype(np.float64) - start)
+    assert step == pytest.approx(0.1, rel=1e-3)
+
+
+def test_infinite_clip_bounds_clip_nothing_as_in_torch(fb):
+    net = fb.MLP([3, 4, 2], dtype="float64", seed=0)
+    grads = np.random.default_rng(0).normal(size=net.n_params) * 1e3
+    net.set_grads(grads)
+    assert fb.clip_grad_norm(net, math.inf) == pytest.approx(np.linalg.norm(grads), rel=1e-12)
+    fb.clip_grad_value(net, float("inf"))
+    np.testing.assert_array_equal(net.grads, grads)
+    for bad in (-math.inf, math.nan, 0.0):
+        with pytest.raises(ValueError, match="max_norm"):
+            fb.clip_grad_norm(net, bad)
 
 
 def test_clip_grad_norm_of_zero_gradients(fb):

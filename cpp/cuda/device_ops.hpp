@@ -179,7 +179,7 @@ FASTBP_HD FASTBP_INLINE void update_entry(const BatchPlan<Rule>& plan, const Tra
   T gi = g[i];
   bool changed = false;
   if (tr.clip_coef < 1) {
-    gi *= T(tr.clip_coef);
+    gi = scale_in_t<T>(tr.clip_coef) ? gi * T(tr.clip_coef) : T(double(gi) * tr.clip_coef);
     changed = true;
   }
   if (tr.clip_value > 0) {  // std::min(std::max(g, -v), v), NaN kept

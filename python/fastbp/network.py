@@ -542,12 +542,16 @@ class MLP:
     def __getstate__(self) -> dict[str, Any]:
         state = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
         state["params"] = np.array(self.params)
+        state["grads"] = np.array(self.grads)  # as copy() and torch's deepcopy keep them
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         params = state.pop("params")
+        grads = state.pop("grads", None)  # absent from pickles of earlier versions
         state.setdefault("device", "cpu")
         state.setdefault("allow_tf32", False)
         self.__dict__.update(state)
         self._make_core()
         self._backend.set_params(self._net, params)
+        if grads is not None:
+            self._backend.set_grads(self._net, grads)

@@ -3,6 +3,7 @@ in the core over the flat parameter buffer. Also gradient clipping and annealed 
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar, overload
@@ -242,7 +243,8 @@ class Optimizer:
         ValueError
             ``state`` is not such a record, or the core refuses it (a buffer of the wrong
             size), or it is another rule's, or lacks a buffer this optimizer's next step needs
-            (see the rule's buffer names), or a buffer holds NaN.
+            (see the rule's buffer names), or a buffer holds NaN, or a running sum of squared
+            gradients (``exp_avg_sq``, ``square_avg``, ``sum``) a negative entry.
         """
         if state is None:
             self.reset()
@@ -271,6 +273,8 @@ class Optimizer:
         for name, values in buffers.items():
             if np.isnan(values).any():
                 raise ValueError(f"state['core'] buffer {name!r} holds NaN")
+            if name in _SQUARES and (np.asarray(values) < 0).any():  # sqrt of it: NaN steps
+                raise ValueError(f"state['core'] buffer {name!r} holds a negative square sum")
         self.reset()
         self._state, self._made_for = core_state, (dtype, n_params)
 
@@ -294,6 +298,8 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
 
+# The buffers that sum squared gradients: never negative in a run.
+_SQUARES = frozenset({"exp_avg_sq", "square_avg", "sum"})
 _NON_NEGATIVE = _real(min_value=0)
 # eps divides by sqrt(state) + eps: at 0 a zero gradient gives 0/0 = NaN parameters.
 _POSITIVE = _real(min_value=0, min_inclusive=False)
@@ -464,17 +470,24 @@ class LineSearchSGD(Optimizer):
 
 def clip_grad_norm(net: MLP, max_norm: float) -> float:
     """Scale all gradients (weights and biases) so that their global L2 norm is at most
-    ``max_norm``; return the norm before clipping (``torch.nn.utils.clip_grad_norm_``)."""
+    ``max_norm``; return the norm before clipping (``torch.nn.utils.clip_grad_norm_``).
+    ``max_norm=math.inf`` clips nothing: the global norm, measured."""
     check_net(net)
-    return net.core.clip_grad_norm(
-        check_scalar(max_norm, "max_norm", min_value=0, min_inclusive=False)
-    )
+    return net.core.clip_grad_norm(_clip_bound(max_norm, "max_norm"))
 
 
 def clip_grad_value(net: MLP, value: float) -> None:
-    """Clamp every gradient entry to [-value, value] (``torch.nn.utils.clip_grad_value_``)."""
+    """Clamp every gradient entry to [-value, value] (``torch.nn.utils.clip_grad_value_``;
+    ``value=math.inf`` changes nothing)."""
     check_net(net)
-    net.core.clip_grad_value(check_scalar(value, "value", min_value=0, min_inclusive=False))
+    net.core.clip_grad_value(_clip_bound(value, "value"))
+
+
+def _clip_bound(value: Any, name: str) -> float:
+    """A positive clipping bound; +inf (no clipping) too, as torch takes it."""
+    if isinstance(value, (float, np.floating)) and value == math.inf:
+        return math.inf
+    return check_scalar(value, name, min_value=0, min_inclusive=False)
 
 
 class GradientNoise:

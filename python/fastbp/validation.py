@@ -531,7 +531,18 @@ def check_data(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and targets converted for ``net``'s core: see :func:`check_X`, :func:`check_Y`."""
     X = check_inputs(net, X, name=x_name)
-    return X, check_Y(y, X.shape[0], net.layer_sizes[-1], net.loss, net.dtype, name=y_name)
+    Y = check_Y(y, X.shape[0], net.layer_sizes[-1], net.loss, net.dtype, name=y_name)
+    return _apart_from(net, X), _apart_from(net, Y)
+
+
+def _apart_from(net: MLP, arr: np.ndarray) -> np.ndarray:
+    """``arr``, copied if it may overlap ``net``'s parameters or gradients: the core writes
+    those while it reads the data (a batch taken from ``net.grads`` itself, say)."""
+    if net.device == "cpu" and (
+        np.may_share_memory(arr, net.params) or np.may_share_memory(arr, net.grads)
+    ):
+        return arr.copy()
+    return arr
 
 
 def check_validation_pair(net: MLP, validation: Any) -> tuple[np.ndarray, np.ndarray]:
