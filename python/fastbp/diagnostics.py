@@ -91,8 +91,9 @@ _REMEDY_TEXT = {
     "clip": "Clip gradients: Trainer(..., clip_norm=1.0).",
     "lower_lr": "Lower the learning rate (fb.lr_find(net, X, y) suggests one): large steps "
     "overshoot, push sigmoid/tanh units into their flat tails and can kill ReLU units.",
-    "init": "Initialise to the layer width rather than with a fixed scale: He "
-    "(init='he_normal') for ReLU-family layers, Xavier (init='xavier_uniform') for sigmoid/tanh.",
+    "init": "Initialise to the layer width rather than with a fixed scale, if the network does "
+    "not already: He (init='he_normal') for ReLU-family layers, Xavier "
+    "(init='xavier_uniform') for sigmoid/tanh.",
     "relu": "Use a ReLU-family activation (relu, leaky_relu, elu, gelu, silu) in the hidden "
     "layers: its derivative is 1 on positive inputs, where sigmoid's is at most 0.25 and "
     "saturated units pass almost nothing back.",

@@ -258,6 +258,13 @@ class Trainer:
         a relative error of at most 2**-9 (subnormal inputs round to 0, whatever
         :func:`set_flush_denormals` says). Predictions, evaluation and validation run in
         float32.
+
+    Attributes
+    ----------
+    history : History or None
+        The record of the last :meth:`fit` (None before the first), also when that fit
+        ended by an exception: after Ctrl-C, ``trainer.history.stop_reason`` is
+        ``"interrupted"``.
     """
 
     def __init__(
