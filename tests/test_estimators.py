@@ -4,6 +4,7 @@ tools, labels of every kind, reproducibility, incremental training and errors.""
 import pickle
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -241,7 +242,7 @@ def test_labels_of_any_kind(labels):
     with np.errstate(divide="ignore"):  # float32 probabilities can round to 0
         np.testing.assert_allclose(est.predict_log_proba(X), np.log(proba))
     binary = len(labels) == 2
-    assert est.out_activation_ == ("sigmoid" if binary else "softmax")
+    assert est.out_activation_ == ("logistic" if binary else "softmax")  # scikit-learn's names
     assert est.n_outputs_ == (1 if binary else len(labels))
     assert est.coefs_[-1].shape == (16, est.n_outputs_)
 
@@ -257,7 +258,7 @@ def test_multilabel_indicator_targets():
     assert proba.shape == Y.shape and np.all((proba >= 0) & (proba <= 1))
     np.testing.assert_array_equal(pred, (proba > 0.5).astype(np.int64))
     assert est.score(X, Y) > 0.8  # subset accuracy
-    assert est.out_activation_ == "sigmoid"
+    assert est.out_activation_ == "logistic"
 
 
 def test_regressor_target_shapes(reg_data):
@@ -265,7 +266,11 @@ def test_regressor_target_shapes(reg_data):
     est = small_reg().fit(X, y)
     assert est.predict(X).shape == (len(X),) and est.predict(X).dtype == np.float64
     assert est.score(X, y) > 0.8
-    assert small_reg().fit(X, y[:, None]).predict(X).shape == (len(X), 1)
+    from sklearn.exceptions import DataConversionWarning
+
+    with pytest.warns(DataConversionWarning, match="column-vector y"):  # as scikit-learn's
+        column = small_reg().fit(X, y[:, None])
+    assert column.predict(X).shape == (len(X),)
     Y = np.stack([y, -y, 2 * y], axis=1)
     multi = small_reg().fit(X, Y)
     assert multi.predict(X).shape == (len(X), 3) and multi.score(X, Y) > 0.8
@@ -674,9 +679,6 @@ def test_bad_data_gives_clear_errors(clf_data):
         small_clf().fit(X, np.stack([y, y], axis=1))
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         small_clf().fit(X, y[:-1])
-    scipy_sparse = pytest.importorskip("scipy.sparse")
-    with pytest.raises(TypeError, match="dense data is required"):
-        small_clf().fit(scipy_sparse.csr_matrix(X), y)
     with pytest.raises(ValueError, match="outputs"):
         small_reg(warm_start=True).fit(X, y).fit(X, np.stack([y, y], axis=1))
     with pytest.raises(ValueError, match="warm_start"):
@@ -706,3 +708,111 @@ def test_matmul_precision_bfloat16_trains_in_mixed_precision():
     s32, s16 = (est[p].score(X[900:], y[900:]) for p in ("highest", "bfloat16"))
     assert s32 > 0.45  # 4 classes: chance is 0.25
     assert abs(s16 - s32) <= 0.05
+
+
+def test_sparse_input_is_densified_as_scikit_learn_takes_it(clf_data):
+    sparse = pytest.importorskip("scipy.sparse")
+    X, y = clf_data
+    X = np.where(np.abs(X) < 0.5, 0.0, X)  # mostly zeros
+    dense = small_clf().fit(X, y)
+    for fmt in ("csr", "csc", "coo"):
+        est = small_clf().fit(getattr(sparse, f"{fmt}_matrix")(X), y)
+        np.testing.assert_array_equal(est.coefs_[0], dense.coefs_[0])  # the same fit, bit for bit
+        np.testing.assert_array_equal(
+            est.predict_proba(sparse.csr_matrix(X)), dense.predict_proba(X)
+        )
+
+
+def test_learning_rate_power_t_and_max_fun_are_scikit_learns_parameters():
+    est = fb.MLPClassifier(learning_rate="adaptive", power_t=0.25, max_fun=10)
+    params = est.get_params()
+    assert (params["learning_rate"], params["power_t"], params["max_fun"]) == ("adaptive", 0.25, 10)
+    from sklearn.base import clone
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    assert set(SkMLP().get_params()) <= set(clone(est).get_params())  # every sklearn name
+    for bad, error in (
+        (dict(learning_rate="optimal"), "learning_rate must be one of"),
+        (dict(power_t=-1.0), "power_t"),
+        (dict(max_fun=0), "max_fun"),
+    ):
+        with pytest.raises(ValueError, match=error):
+            fb.MLPClassifier(**bad).fit(np.zeros((4, 2)), [0, 1, 0, 1])
+
+
+def test_invscaling_runs_each_epoch_at_scikit_learns_rate(reg_data):
+    X, y = reg_data
+    est = small_reg(
+        solver="sgd",
+        learning_rate="invscaling",
+        power_t=0.5,
+        momentum=0.0,
+        learning_rate_init=0.05,
+        max_iter=4,
+        n_iter_no_change=np.inf,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    n = len(X)
+    expected = [0.05] + [0.05 / (e * n + 1) ** 0.5 for e in (1, 2, 3)]
+    np.testing.assert_allclose(est.history_.lr, expected, rtol=1e-12)
+    est.partial_fit(X, y)  # continues the run: 4 n samples seen
+    assert est.history_.lr[-1] == pytest.approx(0.05 / (4 * n + 1) ** 0.5, rel=1e-12)
+    # other solvers ignore it, as scikit-learn's
+    adam = small_reg(learning_rate="invscaling", max_iter=2, n_iter_no_change=np.inf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        assert adam.fit(X, y).history_.lr == [adam.learning_rate_init] * 2
+
+
+def test_adaptive_divides_the_rate_by_5_after_a_plateau_then_stops(reg_data, capsys):
+    X, y = reg_data
+    # a rate so small that no epoch improves the loss by tol: a plateau from the start
+    est = small_reg(
+        solver="sgd",
+        learning_rate="adaptive",
+        learning_rate_init=1e-5,
+        tol=1.0,
+        n_iter_no_change=2,
+        max_iter=100,
+        verbose=True,
+    )
+    est.fit(X, y)
+    lr = est.history_.lr
+    # the first epoch sets the best loss; n_iter_no_change + 1 = 3 epochs without improvement
+    # lower the rate: 1e-5, then 2e-6, then 4e-7 <= 1e-6, which stops (scikit-learn 1.9 runs
+    # these settings for the same 10 epochs, lowering after epochs 4 and 7)
+    assert lr == pytest.approx([1e-5] * 4 + [2e-6] * 3 + [4e-7] * 3, rel=1e-12)
+    assert est.n_iter_ == 10
+    out = capsys.readouterr().out
+    assert (
+        "Training loss did not improve more than tol=1.000000 for 2 consecutive epochs. "
+        "Setting learning rate to 0.000002" in out
+    )
+    assert "Learning rate too small. Stopping." in out
+
+
+def test_verbose_says_why_training_stopped(reg_data, capsys):
+    X, y = reg_data
+    small_reg(learning_rate_init=1e-7, tol=1.0, n_iter_no_change=2, verbose=True).fit(X, y)
+    out = capsys.readouterr().out
+    assert out.strip().endswith(
+        "Training loss did not improve more than tol=1.000000 for 2 consecutive epochs. Stopping."
+    )
+
+
+def test_multi_output_loss_curve_is_scikit_learns_mean_over_outputs(reg_data):
+    X, y = reg_data
+    Y = np.stack([y, -y, 2 * y, y], axis=1)
+    est = small_reg(max_iter=3, n_iter_no_change=np.inf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, Y)
+    np.testing.assert_allclose(est.loss_curve_, np.array(est.history_.train_loss) / 4, rtol=1e-15)
+    # the loss of the fitted weights, as scikit-learn's squared_loss: mean over all entries / 2
+    est2 = small_reg(max_iter=1, n_iter_no_change=np.inf, learning_rate_init=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est2.fit(X, Y)
+    assert est2.loss_ == pytest.approx(((est2.predict(X) - Y) ** 2).mean() / 2, rel=1e-3)

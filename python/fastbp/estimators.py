@@ -36,11 +36,14 @@ from .history import History
 from .io import SavedModel
 from .network import MLP
 from .optim import SGD, AdaGrad, Adam, AdamW, GradientNoise, LineSearchSGD, Optimizer, RMSProp
-from .train import EarlyStopping, Trainer
+from .train import Callback, EarlyStopping, Trainer
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
 SOLVERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "linesearch")
+LEARNING_RATES = ("constant", "invscaling", "adaptive")  # scikit-learn's schedules of "sgd"
+SPARSE_FORMATS = ("csr", "csc", "coo")  # densified on input
+ADAPTIVE_MIN_LR = 1e-6  # "adaptive" stops once the rate is at most this, as scikit-learn
 # scikit-learn's name for the logistic sigmoid; fastbp's is "sigmoid".
 ACTIVATION_ALIASES = {"logistic": "sigmoid"}
 AUTO_BATCH = 200  # batch_size="auto" is min(200, n_samples), as in scikit-learn
@@ -69,10 +72,19 @@ _PARAMETERS_DOC = """
         "linesearch". The default is 0 where scikit-learn's is 1e-4, whose effect at
         scikit-learn's batch size of 200 is negligible.
     batch_size : int or "auto", default=32
-        Mini-batch size; "auto" is ``min(200, n_samples)``. A batch larger than the data set
-        is the whole data set.
+        Mini-batch size; "auto" is ``min(200, n_samples)``, scikit-learn's default. A batch
+        larger than the data set is the whole data set.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        The rate schedule of "sgd", as scikit-learn's (other solvers ignore it):
+        "constant" keeps ``learning_rate_init``; "invscaling" runs each epoch after the
+        first of a fit at ``learning_rate_init / (t_ + 1) ** power_t``, ``t_`` counting the
+        training samples seen before it; "adaptive" divides the rate by 5 whenever
+        ``n_iter_no_change + 1`` consecutive epochs fail to improve the monitored value by
+        more than ``tol``, and stops only once the rate is at most 1e-6.
     learning_rate_init : float, default=1e-3
         The optimizer's learning rate (its first trial step for "linesearch").
+    power_t : float, default=0.5
+        The exponent of "invscaling".
     momentum : float, default=0.9
         Momentum of "sgd" (torch's rule, which is scikit-learn's at a constant rate).
     nesterovs_momentum : bool, default=True
@@ -106,7 +118,8 @@ _PARAMETERS_DOC = """
         Let ``fit`` continue from the weights of the previous fit (with a fresh optimizer
         state, as in scikit-learn) instead of starting over.
     verbose : bool or int, default=False
-        Print the loss of every epoch (and the validation score with ``early_stopping``).
+        Print the loss of every epoch (and the validation score with ``early_stopping``), and
+        why training stopped or lowered the "adaptive" rate, in scikit-learn's words.
     init : str or tuple, default="auto"
         Weight initialisation of :class:`~fastbp.MLP`: "auto" (He normal before ReLU-like
         layers, Xavier uniform otherwise), "xavier_uniform", "xavier_normal", "he_uniform",
@@ -119,6 +132,9 @@ _PARAMETERS_DOC = """
         Annealed Gaussian gradient noise: a float is ``eta`` of
         ``GradientNoise(eta, seed from random_state)``; a :class:`~fastbp.GradientNoise` is
         copied at the start of every fit (so fitting never changes it) and keeps its own seed.
+    max_fun : int, default=15000
+        Accepted for scikit-learn's API; it bounds L-BFGS's loss evaluations, and fastbp has
+        no L-BFGS solver.
     n_threads : int or None, default=None
         Threads of fastbp's core during ``fit``, ``partial_fit`` and prediction, in the
         calling thread only: estimators fitting at once in other threads, and the process's
@@ -167,12 +183,16 @@ _ATTRIBUTES_DOC = """
     n_outputs_ : int
         Number of network outputs.
     out_activation_ : str
-        The output activation, in fastbp's names: {out_activation}.
+        The output activation, in scikit-learn's names: {out_activation}.
 """
 
 _NOTES_DOC = """
     Notes
     -----
+    Differences from scikit-learn's MLPs beyond those above: ``fit`` and ``partial_fit`` take
+    no ``sample_weight``; a sparse X is accepted but converted to a dense array (its memory is
+    the dense matrix's); a classifier needs at least two classes in y (or ``classes``).
+
     Stopping follows scikit-learn's rule: training stops at the ``n_iter_no_change + 1``-th
     consecutive epoch whose monitored value does not beat the best so far by more than
     ``tol``, which is ``fb.EarlyStopping(monitor, patience=n_iter_no_change + 1,
@@ -212,6 +232,12 @@ def _fastbp_activation(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [ACTIVATION_ALIASES.get(a, a) if isinstance(a, str) else a for a in value]
     return value  # MLP names the problem
+
+
+def _dense(X: Any) -> np.ndarray:
+    """A sparse X (scikit-learn's MLPs take them) as the dense array fastbp's core reads:
+    its memory is that of the dense matrix."""
+    return X.toarray() if hasattr(X, "toarray") else X
 
 
 def _check_bool(value: Any, name: str) -> None:
@@ -346,14 +372,77 @@ def _draw_seed(rng: np.random.Generator) -> int:
 class _VerbosePrinter:
     """Prints each epoch's loss (and validation score) like scikit-learn's verbose MLP."""
 
-    def __init__(self, score: ScoreFn | None, first_epoch: int) -> None:
+    def __init__(self, score: ScoreFn | None, first_epoch: int, loss_scale: float) -> None:
         self.score = score
         self.first_epoch = first_epoch
+        self.loss_scale = loss_scale
 
     def __call__(self, epoch: int, logs: dict[str, Any]) -> None:
-        print(f"Iteration {self.first_epoch + epoch + 1}, loss = {logs['train_loss']:.8f}")
+        loss = logs["train_loss"] * self.loss_scale
+        print(f"Iteration {self.first_epoch + epoch + 1}, loss = {loss:.8f}")
         if self.score is not None and logs["val_loss"] is not None:
             print(f"Validation score: {self.score(logs['val_loss'], logs['val_accuracy']):.6f}")
+
+
+def _no_improvement(tol: float, n_iter_no_change: Any, early_stopping: bool) -> str:
+    """scikit-learn's words for a stop, or for an "adaptive" rate lowered."""
+    what = "Validation score" if early_stopping else "Training loss"
+    count = f"{n_iter_no_change} consecutive epochs"
+    return f"{what} did not improve more than tol={tol:f} for {count}."
+
+
+class _InverseScaling:
+    """scikit-learn's learning_rate="invscaling" of "sgd" as a Trainer lr_schedule: an epoch
+    after the first of a fit (or any of ``partial_fit``, which continues one) runs at
+    ``base / (t + 1) ** power_t``, t being the training samples seen before it."""
+
+    def __init__(
+        self, power_t: float, t_before: int, n_train: int, initial_epoch: int, fresh: bool
+    ) -> None:
+        self.power_t, self.t_before, self.n_train = power_t, t_before, n_train
+        self.initial_epoch, self.fresh = initial_epoch, fresh
+
+    def __call__(self, epoch: int, base_lr: float) -> float:
+        i = epoch - self.initial_epoch  # the epoch's index in this fit
+        if self.fresh and i == 0:
+            return base_lr
+        return base_lr / (self.t_before + i * self.n_train + 1) ** self.power_t
+
+
+class _AdaptiveRate(Callback):
+    """scikit-learn's learning_rate="adaptive" of "sgd": after ``n_iter_no_change + 1``
+    consecutive epochs without an improvement of ``value(logs)`` by more than ``tol`` (higher
+    is better), the rate is divided by 5, or training stops if it is at most 1e-6. As in
+    scikit-learn, the best value moves on any improvement."""
+
+    def __init__(
+        self,
+        value: Callable[[dict[str, Any]], float],
+        tol: float,
+        patience: Any,
+        words: str,
+        verbose: bool,
+    ) -> None:
+        self.value, self.tol, self.patience = value, tol, patience
+        self.words, self.verbose = words, verbose
+        self.best, self.count = -np.inf, 0
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> bool:
+        value = self.value(logs)
+        self.count = self.count + 1 if value < self.best + self.tol else 0
+        self.best = max(self.best, value)
+        if self.count <= self.patience:
+            return False
+        optimizer = trainer.optimizer
+        if optimizer.lr <= ADAPTIVE_MIN_LR:
+            if self.verbose:
+                print(self.words + " Learning rate too small. Stopping.")
+            return True
+        optimizer.lr = optimizer.lr / 5.0
+        self.count = 0
+        if self.verbose:
+            print(self.words + f" Setting learning rate to {optimizer.lr:f}")
+        return False
 
 
 class _BaseMLP(BaseEstimator):
@@ -380,7 +469,9 @@ class _BaseMLP(BaseEstimator):
         solver: str = "adam",
         alpha: float = 0.0,
         batch_size: Any = 32,
+        learning_rate: str = "constant",
         learning_rate_init: float = 1e-3,
+        power_t: float = 0.5,
         momentum: float = 0.9,
         nesterovs_momentum: bool = True,
         beta_1: float = 0.9,
@@ -399,6 +490,7 @@ class _BaseMLP(BaseEstimator):
         dtype: Any = "float32",
         clip_norm: float | None = None,
         grad_noise: Any = None,
+        max_fun: int = 15000,
         n_threads: int | None = None,
         matmul_precision: str = "highest",
     ) -> None:
@@ -407,7 +499,9 @@ class _BaseMLP(BaseEstimator):
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
         self.momentum = momentum
         self.nesterovs_momentum = nesterovs_momentum
         self.beta_1 = beta_1
@@ -426,6 +520,7 @@ class _BaseMLP(BaseEstimator):
         self.dtype = dtype
         self.clip_norm = clip_norm
         self.grad_noise = grad_noise
+        self.max_fun = max_fun
         self.n_threads = n_threads
         self.matmul_precision = matmul_precision
 
@@ -451,6 +546,12 @@ class _BaseMLP(BaseEstimator):
             min_val=0,
             include_boundaries="neither",
         )
+        if self.learning_rate not in LEARNING_RATES:
+            raise ValueError(
+                f"learning_rate must be one of {list(LEARNING_RATES)}, got {self.learning_rate!r}"
+            )
+        check_scalar(self.power_t, "power_t", real, min_val=0)
+        check_scalar(self.max_fun, "max_fun", integral, min_val=1)
         check_scalar(self.momentum, "momentum", real, min_val=0, max_val=1)
         for name in ("beta_1", "beta_2"):
             value = getattr(self, name)
@@ -500,9 +601,13 @@ class _BaseMLP(BaseEstimator):
             return copy.deepcopy(self.grad_noise)
         return GradientNoise(eta=float(self.grad_noise), seed=_draw_seed(rng))
 
+    def _adaptive(self) -> bool:
+        return self.solver == "sgd" and self.learning_rate == "adaptive"
+
     def _early_stopping(self, monitor: str, min_delta: float) -> EarlyStopping | None:
-        """EarlyStopping with scikit-learn's semantics for tol and n_iter_no_change."""
-        finite = self.n_iter_no_change != np.inf
+        """EarlyStopping with scikit-learn's semantics for tol and n_iter_no_change (with an
+        "adaptive" rate, _AdaptiveRate decides when to stop)."""
+        finite = self.n_iter_no_change != np.inf and not self._adaptive()
         if not finite and not self.early_stopping:
             return None
         # Without a finite n_iter_no_change, EarlyStopping only restores the best weights.
@@ -518,6 +623,10 @@ class _BaseMLP(BaseEstimator):
         """The EarlyStopping monitor and min_delta that stand for "the validation score
         improved by more than tol", and the score itself."""
         raise NotImplementedError
+
+    def _loss_scale(self, n_outputs: int) -> float:
+        """``loss_curve_``'s loss over the network's (which tol compares on that scale)."""
+        return 1.0
 
     def _fit(self, X: Any, y: Any, incremental: bool, classes: Any = None) -> Any:
         """Train; the estimator's attributes change only once training has run."""
@@ -535,13 +644,16 @@ class _BaseMLP(BaseEstimator):
             self,
             X,
             y,
+            accept_sparse=SPARSE_FORMATS,
             dtype=dtype,
             order="C",
             multi_output=True,
             y_numeric=not isinstance(self, ClassifierMixin),
             reset=first_pass,
         )
+        X = _dense(X)
         targets = self._targets(y, first_pass, incremental, classes)
+        loss_scale = self._loss_scale(targets.n_outputs)
         Y = targets.Y
         if first_pass:
             seed = check_random_state(self.random_state).randint(SEED_HIGH, dtype=np.int64)
@@ -585,7 +697,7 @@ class _BaseMLP(BaseEstimator):
                 )
             monitor, min_delta, score = self._score_monitor(validation[1])
         else:
-            monitor, min_delta = "train_loss", self.tol
+            monitor, min_delta = "train_loss", self.tol / loss_scale
         batch_size = min(AUTO_BATCH if self.batch_size == "auto" else self.batch_size, len(X))
         if incremental and not first_pass:
             # partial_fit continues one run: its optimizer state, noise and shuffle stream
@@ -594,10 +706,23 @@ class _BaseMLP(BaseEstimator):
         else:
             optimizer, noise = self._optimizer(batch_size), self._gradient_noise(rng)
             shuffle_seed, initial_epoch = _draw_seed(rng), 0
-        callbacks = []
+        callbacks: list[Any] = []
         if self.verbose:
             done = 0 if first_pass else len(self.loss_curve_)
-            callbacks.append(_VerbosePrinter(score, done - initial_epoch))
+            callbacks.append(_VerbosePrinter(score, done - initial_epoch, loss_scale))
+        schedule = None
+        words = _no_improvement(self.tol, self.n_iter_no_change, self.early_stopping)
+        if self.solver == "sgd" and self.learning_rate == "invscaling":
+            t_before = 0 if first_pass else self.t_
+            fresh = not (incremental and not first_pass)
+            schedule = _InverseScaling(self.power_t, t_before, len(X), initial_epoch, fresh)
+        if self._adaptive() and not incremental and self.n_iter_no_change != np.inf:
+            if score is not None:
+                value = lambda logs: score(logs["val_loss"], logs["val_accuracy"])  # noqa: E731
+            else:
+                value = lambda logs: -logs["train_loss"] * loss_scale  # noqa: E731
+            adaptive = _AdaptiveRate(value, self.tol, self.n_iter_no_change, words, self.verbose)
+            callbacks.append(adaptive)
         trainer = Trainer(
             net,
             optimizer,
@@ -608,17 +733,20 @@ class _BaseMLP(BaseEstimator):
             grad_noise=noise,
             shuffle=self.shuffle,
             seed=shuffle_seed,
+            lr_schedule=schedule,
             callbacks=callbacks,
             progress=False,
             matmul_precision=self.matmul_precision,
         )
         with _threads(self.n_threads):
             run = trainer.fit(X, Y, validation=validation, initial_epoch=initial_epoch)
+        if self.verbose and run.stop_reason == "early_stopping":
+            print(words + " Stopping.")
 
         self.__dict__.update(targets.state)
         self.net_, self._rng, self._optimizer_, self._grad_noise_ = net, rng, optimizer, noise
         self._shuffle_seed, self._run_epochs = shuffle_seed, initial_epoch + run.n_epochs
-        self._record(run, len(X), first_pass, score)
+        self._record(run, len(X), first_pass, score, loss_scale)
         if not incremental and run.n_epochs == self.max_iter and run.stopped_epoch is None:
             warnings.warn(
                 f"{type(self).__name__}: maximum iterations ({self.max_iter}) reached and the "
@@ -628,9 +756,17 @@ class _BaseMLP(BaseEstimator):
             )
         return self
 
-    def _record(self, run: History, n_train: int, first_pass: bool, score: ScoreFn | None) -> None:
+    def _record(
+        self,
+        run: History,
+        n_train: int,
+        first_pass: bool,
+        score: ScoreFn | None,
+        loss_scale: float,
+    ) -> None:
         """The fitted attributes after the training run ``run`` on ``n_train`` samples;
-        ``score`` gives the validation scores with early stopping."""
+        ``score`` gives the validation scores with early stopping, ``loss_scale`` turns the
+        history's losses into ``loss_curve_``'s."""
         if first_pass or self.history_.n_epochs == 0:
             self.history_ = run
         else:
@@ -641,7 +777,8 @@ class _BaseMLP(BaseEstimator):
             self.history_ = whole
         self.n_iter_ = run.n_epochs
         self.t_ = (0 if first_pass else self.t_) + run.n_epochs * n_train
-        self.loss_curve_ = ([] if first_pass else self.loss_curve_) + list(run.train_loss)
+        losses = [loss * loss_scale for loss in run.train_loss]
+        self.loss_curve_ = ([] if first_pass else self.loss_curve_) + losses
         if score is not None:
             accuracies: list[float | None] = list(run.val_accuracy) or [None] * run.n_epochs
             scores = [score(v, a) for v, a in zip(run.val_loss, accuracies)]
@@ -662,7 +799,8 @@ class _BaseMLP(BaseEstimator):
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else float("nan")
         self.n_layers_ = len(self.net_.layer_sizes)
         self.n_outputs_ = self.net_.layer_sizes[-1]
-        self.out_activation_ = self.net_.output_activation
+        act = self.net_.output_activation
+        self.out_activation_ = "logistic" if act == "sigmoid" else act  # scikit-learn's name
 
     # ---- saving ----------------------------------------------------------------------------
     def save(self, path: Any, include_state: bool = True) -> None:
@@ -790,7 +928,10 @@ class _BaseMLP(BaseEstimator):
     def _forward(self, X: Any) -> np.ndarray:
         """Validated X through the fitted network: float64 outputs (n_samples, n_outputs_)."""
         check_is_fitted(self, "net_")
-        X = validate_data(self, X, dtype=self.net_.dtype, order="C", reset=False)
+        X = validate_data(
+            self, X, accept_sparse=SPARSE_FORMATS, dtype=self.net_.dtype, order="C", reset=False
+        )
+        X = _dense(X)
         with _threads(self.n_threads):
             return self.net_.forward(X).astype(np.float64)
 
@@ -816,6 +957,7 @@ class _BaseMLP(BaseEstimator):
         tags = super().__sklearn_tags__()
         # A fixed random_state makes a fit bit-for-bit reproducible; None does not.
         tags.non_deterministic = self.random_state is None
+        tags.input_tags.sparse = True  # densified, as _dense says
         return tags
 
 
@@ -849,7 +991,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         The labels, sorted, in the dtype of the training y; ``arange(n_labels)`` for
         multilabel y.
 """,
-        '"sigmoid" (two classes, multilabel)\n        or "softmax"',
+        '"logistic" (two classes, multilabel)\n        or "softmax"',
         """
     The validation score is the accuracy (monitor ``"val_accuracy"``, ``min_delta=tol``); for
     multilabel y it is the share of labels predicted right, where scikit-learn counts the
@@ -1048,9 +1190,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     __doc__ = _doc(
         """Multi-layer perceptron regressor trained by fastbp, with scikit-learn's API.
 
-    The network has an identity output and the squared-error loss
-    ``1/2 * sum_k (o_k - y_k)^2`` per sample. A 1-D y gives 1-D predictions; a 2-D y, even
-    with one column, gives 2-D predictions.
+    The network has an identity output and trains on the squared-error loss
+    ``1/2 * sum_k (o_k - y_k)^2`` per sample; ``loss_curve_`` reports it as scikit-learn does,
+    divided by the number of outputs (on which scale ``tol`` is compared). A 1-D y gives 1-D
+    predictions, as does a column vector y (with scikit-learn's DataConversionWarning); a 2-D
+    y of several columns gives 2-D predictions. scikit-learn's ``loss="poisson"`` is not
+    available (there is no ``loss`` parameter).
 """,
         "",
         "",
@@ -1104,9 +1249,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _targets(
         self, y: np.ndarray, first_pass: bool, incremental: bool, classes: Any
     ) -> _Targets:
+        if y.ndim == 2 and y.shape[1] == 1:  # as scikit-learn: a warning, and 1-D y
+            y = column_or_1d(y, warn=True)
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         state = {"_y_1d": y.ndim == 1} if first_pass else {}
         return _Targets(Y, Y.shape[1], "mse", False, state)
+
+    def _loss_scale(self, n_outputs: int) -> float:
+        # scikit-learn's squared loss is the mean over the outputs too; fastbp's the sum
+        return 1.0 / n_outputs
 
     def _score_monitor(self, val_targets: np.ndarray) -> tuple[str, float, ScoreFn]:
         # R^2 over the outputs together is 1 - 2 * val_loss / var, var being the variance of
