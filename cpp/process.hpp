@@ -60,6 +60,10 @@ class ForkSafeMutex {
   // `what` names the object it guards in the error of a re-entrant lock.
   explicit ForkSafeMutex(const char* what = "the network") : what_(what) {}
   void lock() {
+    if (!try_lock()) mutex_.lock();
+    owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  }
+  bool try_lock() {
     if (generation_.load(std::memory_order_acquire) != fork_generation()) renew();
     if (!mutex_.try_lock()) {
       // Only this thread ever stores its own id, so the comparison needs no ordering.
@@ -67,9 +71,17 @@ class ForkSafeMutex {
         throw std::runtime_error(std::string(what_) +
                                  " is busy with a computation on this same thread (called again "
                                  "from a signal handler?)");
-      mutex_.lock();
+      return false;
     }
     owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+    return true;
+  }
+  // try_lock(), then waiting up to `timeout` for the thread that holds it.
+  template <class Rep, class Period>
+  bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+    if (!try_lock() && !mutex_.try_lock_for(timeout)) return false;
+    owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+    return true;
   }
   void unlock() {
     owner_.store(std::thread::id(), std::memory_order_relaxed);
@@ -87,7 +99,7 @@ class ForkSafeMutex {
     uint64_t seen = generation_.load(std::memory_order_acquire);
     while (seen != now) {
       if (generation_.compare_exchange_weak(seen, kRenewing, std::memory_order_acq_rel)) {
-        new (&mutex_) std::mutex;  // the old one's owner is gone with the parent's threads
+        new (&mutex_) std::timed_mutex;  // its owner is gone with the parent's threads
         owner_.store(std::thread::id(), std::memory_order_relaxed);
         generation_.store(now, std::memory_order_release);
         return;
@@ -100,7 +112,7 @@ class ForkSafeMutex {
   }
 
   const char* what_;
-  std::mutex mutex_;
+  std::timed_mutex mutex_;
   std::atomic<std::thread::id> owner_{};
   std::atomic<uint64_t> generation_{fork_generation()};
 };

@@ -44,6 +44,30 @@ class CallInCore {
   CallInCore& operator=(const CallInCore&) = delete;
 };
 
+// Whether the calling thread is Python's main thread, the one where Python runs its signal
+// handlers (after a fork, the thread that forked).
+inline bool on_main_thread() {
+  const pybind11::object main = pybind11::module_::import("threading").attr("main_thread")();
+  return main.attr("ident").cast<unsigned long>() == PyThread_get_thread_ident();
+}
+
+// A lock another thread holds, waited for without the GIL. That thread's computation may hold
+// it for minutes (an epoch), so on the main thread Python's signal handlers run every
+// StopCheck::kPollInterval meanwhile, and what one raises (KeyboardInterrupt) ends the wait.
+template <class Mutex>
+void wait_for(std::unique_lock<Mutex>& lock) {
+  bool main;
+  {
+    pybind11::gil_scoped_acquire gil;
+    main = on_main_thread();
+  }
+  if (!main) return lock.lock();
+  while (!lock.try_lock_for(StopCheck::kPollInterval)) {
+    pybind11::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) throw pybind11::error_already_set();
+  }
+}
+
 // f with the GIL released and `mutex` held (a network's, an optimizer state's), counted as a
 // call in the core. The lock is waited for without the GIL: a computation holding it takes the
 // GIL for a moment to run signal handlers. Nothing in f may touch Python objects.
@@ -51,7 +75,8 @@ template <class Mutex, class F>
 auto without_gil_holding(Mutex& mutex, F&& f) {
   const CallInCore call;
   pybind11::gil_scoped_release release;
-  std::lock_guard<Mutex> lock(mutex);
+  std::unique_lock<Mutex> lock(mutex, std::try_to_lock);
+  if (!lock.owns_lock()) wait_for(lock);
   return f();
 }
 
@@ -62,13 +87,6 @@ inline void shut_down() {
   pybind11::gil_scoped_release release;
   while (g_calls_in_core.load(std::memory_order_acquire) > 0)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
-}
-
-// Whether the calling thread is Python's main thread, the one where Python runs its signal
-// handlers (after a fork, the thread that forked).
-inline bool on_main_thread() {
-  const pybind11::object main = pybind11::module_::import("threading").attr("main_thread")();
-  return main.attr("ident").cast<unsigned long>() == PyThread_get_thread_ident();
 }
 
 // The StopCheck of a call from Python: the caller's token and the exit, and, on the main

@@ -410,3 +410,26 @@ def test_interrupting_a_threaded_sweep_stops_its_threads_and_exits_cleanly():
     for crash in ("terminate called", "Segmentation", "Abort", "Bad memory", "Fatal Python"):
         assert crash not in done.stderr, describe(done)
     assert waited < 5, waited
+
+
+def test_a_threaded_sweeps_candidates_take_their_callers_thread_count(monkeypatch):
+    """threadpoolctl's limit, like OpenMP's own setting, holds for the thread that set it:
+    the sweep's threads take the caller's count rather than OpenMP's default."""
+    from fastbp import _core
+
+    seen = []
+    fit = fb.Trainer.fit
+
+    def counting(self, *args, **kwargs):
+        seen.append(fb.get_num_threads())
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(fb.Trainer, "fit", counting)
+    (X, y), val = easy_problem()
+    net = fb.MLP([4, 8, 2], loss="cross_entropy", seed=0)
+    before = _core.set_local_num_threads(1)  # as threadpool_limits(1) in this thread
+    try:
+        fb.lr_sweep(net, X, y, val, lrs=(1e-2, 1e-1), epochs=2, n_jobs=2, seed=0)
+    finally:
+        _core.set_local_num_threads(before)
+    assert seen == [1, 1]

@@ -1216,8 +1216,10 @@ def test_an_exception_in_a_callback_keeps_the_best_weights(error):
     assert history.n_epochs == 6 and history.best_epoch == 2
     np.testing.assert_array_equal(net.params, snaps.params[2])
     assert snaps.ended == 0  # on_train_end is for fits that end normally
-    if error is KeyboardInterrupt:
-        assert history.stop_reason == "interrupted" and history.stopped_epoch == 5
+    # recorded whatever the exception: the epochs left unrun are not taken for a finished fit
+    reason = "interrupted" if error is KeyboardInterrupt else "error"
+    assert history.stop_reason == reason and history.stopped_epoch == 5
+    assert fb.History.from_json(history.to_json()).stop_reason == reason
 
 
 def test_a_daemon_thread_training_at_exit_leaves_a_clean_exit():
@@ -1525,3 +1527,41 @@ def test_epochs_beyond_the_step_limit_are_refused_by_name():
     trainer.epochs = fb._core.MAX_STEPS + 1  # changed after construction: fit checks again
     with pytest.raises(ValueError, match="epochs must be"):
         trainer.fit(*regression(n=10))
+
+
+def test_ctrl_c_ends_a_wait_for_a_network_another_thread_is_training():
+    """A call on the main thread waits for the network's lock while another thread's epoch
+    holds it; Ctrl-C used to wait for the end of that epoch (seconds, minutes)."""
+    import signal
+    import threading
+    import time
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3_000_000, 8)).astype(np.float32)  # an epoch of seconds, batch 1
+    y = rng.integers(0, 4, len(X))
+    net = fb.MLP([8, 64, 4], loss="cross_entropy", seed=0)
+    trainer = fb.Trainer(net, fb.SGD(1e-4), batch_size=1, epochs=1, progress=False)
+    before = np.array(net.params)
+    fit = threading.Thread(target=trainer.fit, args=(X, y), daemon=True)
+    fit.start()
+    while np.array_equal(net.params, before) and fit.is_alive():  # the epoch runs
+        time.sleep(0.001)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    start = time.perf_counter()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            net.forward(X[:10])  # waits for the epoch's lock
+        waited = time.perf_counter() - start
+        training = fit.is_alive()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        trainer.stop()
+        fit.join(60)
+    assert training and waited < 1.0  # ended by the signal, not by the epoch's end
+    assert np.isfinite(net.forward(X[:10])).all()  # and the network is usable after

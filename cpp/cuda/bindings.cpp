@@ -155,7 +155,7 @@ auto locked_without_gil(Net<T>& n, F&& f) {
 template <class T, class F>
 auto locked_without_gil(Net<T>& n, const DeviceOptimizerState<T, Exec>& opt, F&& f) {
   return locked_without_gil(n, [&] {
-    std::lock_guard<std::mutex> lock(opt.mutex());
+    std::lock_guard<std::timed_mutex> lock(opt.mutex());
     return f();
   });
 }

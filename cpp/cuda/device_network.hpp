@@ -129,7 +129,7 @@ class DeviceNetwork {
   std::size_t w_size(int l) const { return std::size_t(sizes_[l]) * sizes_[l + 1]; }
   int device() const { return device_; }
   Exec& exec() { return exec_; }
-  std::mutex& mutex() { return mutex_; }
+  std::timed_mutex& mutex() { return mutex_; }
   T* params() { return params_.get(); }
   T* grads() { return grads_.get(); }
 
@@ -578,7 +578,7 @@ class DeviceNetwork {
   Buffer<int> seg_first_;
   Buffer<double> partials_, seg_sq_;
   Buffer<int> flag_;
-  std::mutex mutex_;
+  std::timed_mutex mutex_;
 };
 
 }  // namespace device

@@ -38,7 +38,7 @@ class DeviceOptimizerState {
   DeviceOptimizerState(std::size_t n, int device) : n_(n), device_(device) {}
   // Held by every use from Python (as OptimizerState's): an epoch uses the buffers without
   // the GIL, and load_state_dict replaces them.
-  std::mutex& mutex() const { return mutex_; }
+  std::timed_mutex& mutex() const { return mutex_; }
   std::size_t size() const { return n_; }
   int device() const { return device_; }
   long steps() const { return t_; }
@@ -151,7 +151,7 @@ class DeviceOptimizerState {
   long t_ = 0;
   bool momentum_fresh_ = false;
   std::map<std::string, DeviceBuffer<T, Exec>> buffers_;
-  mutable std::mutex mutex_;
+  mutable std::timed_mutex mutex_;
   StepPlan<T> rule_;
   DeviceBuffer<unsigned char, Exec> plans_;
 };

@@ -34,7 +34,15 @@ _PER_LAYER = (
 )
 _HIST = "activation_hist"  # the one series of shape (n_epochs, n_layers, HIST_BINS)
 _STAT_KEYS = frozenset(_SCALARS + _OPTIONAL_SCALARS + _PER_LAYER + (_HIST,))
-_STOP_REASONS = (None, "early_stopping", "non_finite", "callback", "stopped", "interrupted")
+_STOP_REASONS = (
+    None,
+    "early_stopping",
+    "non_finite",
+    "callback",
+    "stopped",
+    "interrupted",
+    "error",
+)
 _FORMAT = "fastbp.History"
 # 2: "layer_activations" (1 said "activations"); 3: the forward statistics (pre-activation and
 # activation mean and std, activation histograms), NaN when reading an older record.
@@ -135,9 +143,12 @@ class History:
         0-based epoch at which training stopped early; None if all epochs ran. A fit
         stopped or interrupted during an epoch does not record that epoch: ``stopped_epoch``
         is then ``len(history)`` (on a GPU, which stops between epochs, ``len(history) - 1``).
-    stop_reason : {"early_stopping", "non_finite", "callback", "stopped", "interrupted"} or None
-        Why training stopped early: ``"stopped"`` by :meth:`Trainer.stop`,
-        ``"interrupted"`` by KeyboardInterrupt (Ctrl-C) or the interpreter's exit.
+    stop_reason : str or None
+        Why training stopped early: ``"early_stopping"``, ``"non_finite"``, ``"callback"``,
+        ``"stopped"`` by :meth:`Trainer.stop`,
+        ``"interrupted"`` by KeyboardInterrupt (Ctrl-C) or the interpreter's exit, ``"error"``
+        by another exception that ended the fit (a callback's, a signal handler's), which
+        ``fit`` raises.
 
     Notes
     -----

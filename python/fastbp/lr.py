@@ -273,8 +273,18 @@ class _Sweep:
             return [h for h in map(self.train, rates) if h is not None]
         # Threads, not processes: the core releases the GIL, and nothing needs pickling. The
         # pool's exit waits for its threads, which stop() has told to stop.
+        # The caller's thread count, which threadpoolctl may have set for its thread only.
+        threads = _core.get_num_threads()
+
+        def train(lr: float) -> History | None:
+            before = _core.set_local_num_threads(threads)
+            try:
+                return self.train(lr)
+            finally:
+                _core.set_local_num_threads(before)
+
         with ThreadPoolExecutor(max_workers=n_jobs, thread_name_prefix="lr_sweep") as pool:
-            futures = [pool.submit(self.train, lr) for lr in rates]
+            futures = [pool.submit(train, lr) for lr in rates]
             try:
                 histories = [f.result() for f in futures]
             except BaseException:

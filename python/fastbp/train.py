@@ -491,6 +491,9 @@ class Trainer:
         except KeyboardInterrupt:
             self._stopped(history, index, "interrupted")
             raise
+        except BaseException:  # a callback's, or a signal handler's (a timeout): recorded too
+            self._stopped(history, index, "error")
+            raise
         finally:
             if self.lr_schedule is not None:  # its last rate must not become the next base
                 self.optimizer.lr = base_lr
