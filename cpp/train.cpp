@@ -150,9 +150,7 @@ class EpochTally {
     }
     loss_ += b.loss.loss;
     correct_ += b.loss.correct;
-    if (s_.batches == 0) first_step_ = step;
-    same_step_ = same_step_ && step == first_step_;
-    step_ += step;
+    steps_.add(step);
     s_.samples += n;
     ++s_.batches;
     if (noise) ++s_.noise_t;
@@ -162,15 +160,13 @@ class EpochTally {
     for (double& norm : s_.grad_norm_mean) norm /= double(s_.batches);
     s_.loss = loss_ / double(s_.samples);
     s_.accuracy = correct_ / double(s_.samples);
-    // One rate for every batch (all but the line search) is reported as itself: a sum of
-    // thousands of copies divided by their count is off in the last bits.
-    s_.mean_step = same_step_ ? first_step_ : step_ / double(s_.batches);
+    s_.mean_step = steps_.mean();
   }
 
  private:
   EpochStats& s_;
-  double loss_ = 0, correct_ = 0, step_ = 0, first_step_ = 0;
-  bool same_step_ = true;
+  double loss_ = 0, correct_ = 0;
+  StepMean steps_;
 };
 
 // Per weight layer: ||W - W_start|| / ||W_start|| (the plain norm of the change if W_start = 0).

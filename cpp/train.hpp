@@ -43,6 +43,25 @@ struct EpochStats {
   StopReason stop = StopReason::none;  // why the epoch ended before its last batch, if it did
 };
 
+// The mean of the steps an epoch's batches took. Where every batch took the same step (each rule
+// but the line search; a line search accepting its first trial throughout), the step itself: a
+// sum of thousands of copies divided by their count is off in the last bits.
+class StepMean {
+ public:
+  void add(double step) {
+    if (n_ == 0) first_ = step;
+    same_ = same_ && step == first_;
+    sum_ += step;
+    ++n_;
+  }
+  double mean() const { return same_ ? first_ : sum_ / double(n_); }
+
+ private:
+  double sum_ = 0, first_ = 0;
+  long n_ = 0;
+  bool same_ = true;
+};
+
 // X is (N, n_in), y has N rows. opt and oc are the optimizer's state and hyperparameters.
 // A team of threads shares each batch (Network::batch_threads); LineSearchSGD's epoch runs on
 // one thread, as its trial steps evaluate the whole batch.

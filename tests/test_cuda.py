@@ -373,6 +373,9 @@ def test_history_lr_is_the_epochs_rate_itself(backend):
         dict(epochs=3, batch_size=8, optimizer=fb.SGD(0.05), lr_schedule=fb.StepLR(1, 0.5))
     )
     assert gpu[0].lr == cpu[0].lr == [0.05, 0.025, 0.0125]
+    # the line search too, where it accepts its first trial step on every batch
+    cpu, gpu = fit_pair(dict(epochs=2, batch_size=3, optimizer=fb.LineSearchSGD(1e-3)))
+    assert gpu[0].lr == cpu[0].lr == [1e-3, 1e-3]
 
 
 @pytest.mark.parametrize(

@@ -816,3 +816,14 @@ def test_multi_output_loss_curve_is_scikit_learns_mean_over_outputs(reg_data):
         warnings.simplefilter("ignore", ConvergenceWarning)
         est2.fit(X, Y)
     assert est2.loss_ == pytest.approx(((est2.predict(X) - Y) ** 2).mean() / 2, rel=1e-3)
+
+
+def test_adaptive_lowers_the_rate_across_partial_fit_calls(reg_data):
+    """As scikit-learn's partial_fit: the plateau count runs on from call to call."""
+    X, y = reg_data
+    est = small_reg(
+        solver="sgd", learning_rate="adaptive", learning_rate_init=1e-5, tol=1.0, n_iter_no_change=2
+    )
+    for _ in range(5):
+        est.partial_fit(X, y)
+    assert est.history_.lr == pytest.approx([1e-5] * 4 + [2e-6], rel=1e-12)

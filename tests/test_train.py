@@ -1515,8 +1515,29 @@ def test_a_fit_failing_in_on_train_begin_forgets_the_stop_request():
     trainer.stop()
     with pytest.raises(RuntimeError, match="not ready"):
         trainer.fit(X, Y)
+    failed = trainer.history  # recorded: no epoch ran
+    assert (failed.n_epochs, failed.stop_reason, failed.stopped_epoch) == (0, "error", 0)
     history = trainer.fit(X, Y)
     assert history.n_epochs == 2 and history.stop_reason is None
+    with pytest.raises(ValueError, match="X"):  # before training begins: no record
+        trainer.fit(X[:, :2], Y)
+    assert trainer.history is None
+
+
+def test_the_interpreters_exit_ending_a_fit_is_recorded_as_interrupted():
+    """SystemExit (raised by the core in a daemon thread at exit) is an interruption, as the
+    History docs say, not an error."""
+
+    def exiting(epoch, logs):
+        raise SystemExit("fastbp: the interpreter is exiting")
+
+    X, Y = regression(n=20)
+    trainer = fb.Trainer(
+        fb.MLP([3, 4, 2], seed=0), fb.SGD(0.01), epochs=3, callbacks=[exiting], progress=False
+    )
+    with pytest.raises(SystemExit):
+        trainer.fit(X, Y)
+    assert (trainer.history.stop_reason, trainer.history.stopped_epoch) == ("interrupted", 0)
 
 
 def test_epochs_beyond_the_step_limit_are_refused_by_name():

@@ -227,8 +227,7 @@ class DeviceTrainer {
       if (N > n_full * bs) batch(int(N - n_full * bs));
     });
 
-    EpochStats out =
-        end_epoch(ec, p_start, [&](long) { return oc.lr; }, &opt);  // every batch's step: the rate
+    EpochStats out = end_epoch(ec, p_start, oc.lr, &opt);  // every batch's step: the rate
     exec.synchronize();
     return out;
   }
@@ -273,12 +272,10 @@ class DeviceTrainer {
     return s;
   }
 
-  // The epoch's statistics from the device's state and per-layer norms; mean_step(batches)
-  // gives the mean step taken over the batches (the rate itself where every batch steps by it,
-  // as EpochTally in train.cpp reports it). opt (null for the line search, which has no
+  // The epoch's statistics from the device's state and per-layer norms, with the mean step the
+  // batches took (StepMean's, as the CPU reports it). opt (null for the line search, which has no
   // state) counts the batches' steps first, whatever may throw after.
-  template <class MeanStep>
-  EpochStats end_epoch(const EpochConfig& ec, const T* p_start, MeanStep&& mean_step,
+  EpochStats end_epoch(const EpochConfig& ec, const T* p_start, double mean_step,
                        DeviceOptimizerState<T, Exec>* opt = nullptr) {
     const int L = net_.n_layers();
     const EpochState s = read_state();
@@ -297,7 +294,7 @@ class DeviceTrainer {
       for (double& m : out.grad_norm_mean) m /= double(s.batches);
       out.loss = s.loss / double(s.samples);
       out.accuracy = s.correct / double(s.samples);
-      out.mean_step = mean_step(out.batches);
+      out.mean_step = mean_step;
     }
     out.update_ratio = net_.update_ratios(p_start);
     return out;
@@ -423,7 +420,7 @@ class DeviceTrainer {
     Exec& exec = net_.exec();
     const long N = data.N;
     DeviceBuffer<BatchPlan<NoRule<T>>, Exec> plan(1, net_.device());
-    double step_sum = 0;
+    StepMean steps;
     for (long first = 0, b = 0; first < N; first += bs, ++b) {
       const int n = int(std::min<long>(bs, N - first));
       gradient_batch(data, bs, n);
@@ -442,9 +439,9 @@ class DeviceTrainer {
       u.g = net_.grads();
       u.n = net_.n_params();
       exec.update(u);
-      step_sum += search(oc, n, s.batch_loss / n, batch_targets(data));
+      steps.add(search(oc, n, s.batch_loss / n, batch_targets(data)));
     }
-    return end_epoch(ec, p_start, [&](long batches) { return step_sum / double(batches); });
+    return end_epoch(ec, p_start, steps.mean());
   }
 
  public:

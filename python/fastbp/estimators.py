@@ -422,10 +422,11 @@ class _AdaptiveRate(Callback):
         patience: Any,
         words: str,
         verbose: bool,
+        state: tuple[float, int] = (-np.inf, 0),
     ) -> None:
         self.value, self.tol, self.patience = value, tol, patience
         self.words, self.verbose = words, verbose
-        self.best, self.count = -np.inf, 0
+        self.best, self.count = state  # partial_fit carries them from call to call
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> bool:
         value = self.value(logs)
@@ -460,6 +461,7 @@ class _BaseMLP(BaseEstimator):
     _grad_noise_: GradientNoise | None
     _shuffle_seed: int  # of the run that partial_fit continues
     _run_epochs: int  # epochs of that run so far: the next epoch's index
+    _adaptive_state: tuple[float, int] | None  # learning_rate="adaptive": (best, count)
 
     def __init__(
         self,
@@ -716,12 +718,17 @@ class _BaseMLP(BaseEstimator):
             t_before = 0 if first_pass else self.t_
             fresh = not (incremental and not first_pass)
             schedule = _InverseScaling(self.power_t, t_before, len(X), initial_epoch, fresh)
-        if self._adaptive() and not incremental and self.n_iter_no_change != np.inf:
+        adaptive = None
+        if self._adaptive() and self.n_iter_no_change != np.inf:
             if score is not None:
                 value = lambda logs: score(logs["val_loss"], logs["val_accuracy"])  # noqa: E731
             else:
                 value = lambda logs: -logs["train_loss"] * loss_scale  # noqa: E731
-            adaptive = _AdaptiveRate(value, self.tol, self.n_iter_no_change, words, self.verbose)
+            carried = getattr(self, "_adaptive_state", None)  # None after fb.load, too
+            state = carried if carried and incremental and not first_pass else (-np.inf, 0)
+            adaptive = _AdaptiveRate(
+                value, self.tol, self.n_iter_no_change, words, self.verbose, state
+            )
             callbacks.append(adaptive)
         trainer = Trainer(
             net,
@@ -746,6 +753,7 @@ class _BaseMLP(BaseEstimator):
         self.__dict__.update(targets.state)
         self.net_, self._rng, self._optimizer_, self._grad_noise_ = net, rng, optimizer, noise
         self._shuffle_seed, self._run_epochs = shuffle_seed, initial_epoch + run.n_epochs
+        self._adaptive_state = None if adaptive is None else (adaptive.best, adaptive.count)
         self._record(run, len(X), first_pass, score, loss_scale)
         if not incremental and run.n_epochs == self.max_iter and run.stopped_epoch is None:
             warnings.warn(

@@ -144,6 +144,11 @@ def _check_callbacks(callbacks: Iterable[Any] | None) -> list[Callback]:
     return out
 
 
+def _exception_reason(err: BaseException) -> str:
+    """History.stop_reason of a fit that ``err`` ended."""
+    return "interrupted" if isinstance(err, (KeyboardInterrupt, SystemExit)) else "error"
+
+
 def _finite_epoch(stats: dict[str, Any], params_finite: bool, logs: dict[str, Any]) -> bool:
     """Whether every batch's loss and gradient (checked by the core), the weights the epoch
     ended with (its last step can overflow them) and the epoch's losses are finite."""
@@ -262,9 +267,9 @@ class Trainer:
     Attributes
     ----------
     history : History or None
-        The record of the last :meth:`fit` (None before the first), also when that fit
-        ended by an exception: after Ctrl-C, ``trainer.history.stop_reason`` is
-        ``"interrupted"``.
+        The record of the last :meth:`fit`, also when an exception ended it: after Ctrl-C,
+        ``trainer.history.stop_reason`` is ``"interrupted"``. None before the first fit, and
+        after one that raised before training began (bad data, say).
     """
 
     def __init__(
@@ -428,6 +433,7 @@ class Trainer:
         else those of the last finished mini-batch.
         """
         self._check_settings()
+        self.history = None  # until this fit begins training
         net = self.net
         initial_epoch = check_scalar(
             initial_epoch,
@@ -488,11 +494,8 @@ class Trainer:
                 bar.update(logs)
                 if stop:
                     break
-        except KeyboardInterrupt:
-            self._stopped(history, index, "interrupted")
-            raise
-        except BaseException:  # a callback's, or a signal handler's (a timeout): recorded too
-            self._stopped(history, index, "error")
+        except BaseException as err:  # Ctrl-C, the interpreter's exit, a callback's error
+            self._stopped(history, index, _exception_reason(err))
             raise
         finally:
             if self.lr_schedule is not None:  # its last rate must not become the next base
@@ -515,15 +518,20 @@ class Trainer:
                 check_monitor(monitor, self.net, has_validation)
 
     def _begin_training(self) -> History:
-        """A fresh history; early stopping and the schedule start afresh; callbacks are told."""
-        self.history = History(self.net.layer_activations)
+        """A fresh history; early stopping and the schedule start afresh; callbacks are told
+        (one raising ends the fit, recorded)."""
+        history = self.history = History(self.net.layer_activations)
         if self.early_stopping is not None:
             self.early_stopping.reset()
         if isinstance(self.lr_schedule, LRSchedule):
             self.lr_schedule.reset()
-        for cb in self.callbacks:
-            cb.on_train_begin(self)
-        return self.history
+        try:
+            for cb in self.callbacks:
+                cb.on_train_begin(self)
+        except BaseException as err:
+            self._stopped(history, 0, _exception_reason(err))
+            raise
+        return history
 
     def _train_epoch(
         self,

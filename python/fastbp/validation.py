@@ -532,17 +532,20 @@ def check_data(
     """Inputs and targets converted for ``net``'s core: see :func:`check_X`, :func:`check_Y`."""
     X = check_inputs(net, X, name=x_name)
     Y = check_Y(y, X.shape[0], net.layer_sizes[-1], net.loss, net.dtype, name=y_name)
-    return _apart_from(net, X), _apart_from(net, Y)
+    if net.device == "cpu" and (X.base is not None or Y.base is not None):
+        X, Y = _apart_from(net, X, Y)
+    return X, Y
 
 
-def _apart_from(net: MLP, arr: np.ndarray) -> np.ndarray:
-    """``arr``, copied if it may overlap ``net``'s parameters or gradients: the core writes
-    those while it reads the data (a batch taken from ``net.grads`` itself, say)."""
-    if net.device == "cpu" and (
-        np.may_share_memory(arr, net.params) or np.may_share_memory(arr, net.grads)
-    ):
-        return arr.copy()
-    return arr
+def _apart_from(net: MLP, *arrays: np.ndarray) -> list[np.ndarray]:
+    """The arrays, each copied if it may overlap ``net``'s parameters or gradients: the core
+    writes those while it reads the data (a batch taken from ``net.grads`` itself, say). An
+    array owning its memory (``base`` None) cannot."""
+    own = (net.params, net.grads)
+    return [
+        a.copy() if a.base is not None and any(np.may_share_memory(a, b) for b in own) else a
+        for a in arrays
+    ]
 
 
 def check_validation_pair(net: MLP, validation: Any) -> tuple[np.ndarray, np.ndarray]:
