@@ -127,3 +127,34 @@ def test_packed_gemm_script_compares_the_kernels_with_openblas(capsys):
 )
 def test_timed_epochs_fill_min_time_within_the_budget(warmup, epochs, budget, expected):
     assert compare.n_timed_epochs(warmup, epochs, budget) == expected
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--threads", "0"], "--threads: must be at least 1"),
+        (["--threads", "-2"], "--threads: must be at least 1"),
+        (["--epochs", "0"], "--epochs: must be at least 1"),
+        (["--min-time", "-1"], "--min-time: must be a finite number >= 0"),
+        (["--run-budget", "nan"], "--run-budget: must be a finite number >= 0"),
+        (["--peers", ","], "name at least one library"),
+    ],
+)
+def test_bad_options_are_refused_before_any_run(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        compare.main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_torch_peer_takes_torchs_fused_update():
+    pytest.importorskip("torch")
+    for name in ("deep-narrow", "mnist-like"):  # SGD with momentum, Adam
+        _, opt, _ = compare.torch_model(compare.CONFIGS[name], threads=1)
+        assert opt.defaults.get("fused") or opt.defaults.get("foreach")
+
+
+def test_the_noise_column_needs_a_few_ticks():
+    short = dict(foreign_cpus=7.3, steal_cpus=0.0, foreign_s=0.001, wall_s=0.002)
+    assert compare.fmt_noise(short) == "-"  # 0.2 ticks of /proc/stat: no average to give
+    long = dict(foreign_cpus=0.5, steal_cpus=0.0, foreign_s=0.5, wall_s=1.0)
+    assert compare.fmt_noise(long) == "0.50!"
