@@ -737,3 +737,89 @@ def test_the_error_names_the_file(tmp_path):
     path.write_bytes(b"not a model")
     with pytest.raises(ValueError, match=str(path).replace("\\", "\\\\")):
         fb.load(path)
+
+
+# ---- hostile files: the review's findings -------------------------------------------------
+
+
+def _zip_with(raw, name, data, compress=zipfile.ZIP_STORED):
+    """``raw``'s archive with member ``name`` replaced by (or added as) ``data``."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(raw)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            if info.filename != name:
+                dst.writestr(info, src.read(info.filename))
+        dst.writestr(name, data, compress_type=compress)
+    return out.getvalue()
+
+
+def _saved_net():
+    buf = io.BytesIO()
+    fb.MLP([3, 4, 2], seed=0).save(buf)
+    return buf.getvalue()
+
+
+def test_a_member_that_is_not_an_npy_array_is_named():
+    raw = _zip_with(_saved_net(), "weights_0.npy", b"hello")
+    with pytest.raises(ValueError, match="member 'weights_0' is not a .npy array"):
+        load_bytes(raw)
+
+
+def test_a_compressed_member_is_refused_before_it_is_inflated():
+    """np.savez never compresses: a deflated member (a zip bomb) is refused unread."""
+    raw = _zip_with(_saved_net(), "junk.npy", b"\0" * (1 << 20), zipfile.ZIP_DEFLATED)
+    assert len(raw) < 10_000  # 1 MiB of zeros in a few kilobytes
+    with pytest.raises(ValueError, match=r"compressed members \['junk.npy'\]"):
+        load_bytes(raw)
+
+
+def test_a_header_nested_too_deeply_is_a_value_error():
+    raw = rewrite(_saved_net(), edit_header=lambda h: h.update(data=[[[[0]]]]))
+    deep = json.dumps(header_of(raw)).replace("[[[[0]]]]", "[" * 100_000 + "]" * 100_000)
+    with np.load(io.BytesIO(raw)) as f:
+        arrays = {k: f[k] for k in f.files if k != "header"}
+    buf = io.BytesIO()
+    np.savez(buf, header=np.frombuffer(deep.encode(), np.uint8), **arrays)
+    with pytest.raises(ValueError, match="nested too deeply|not JSON"):
+        load_bytes(buf.getvalue())
+
+
+@needs_sklearn
+@pytest.mark.parametrize("pos", [625, 10**8, -1])
+def test_a_saved_random_state_out_of_range_is_refused(pos):
+    """numpy's set_state reads keys[pos] unchecked: a segfault at the next fit."""
+    X, y = data(labels=True)
+    est = fb.MLPClassifier((4,), max_iter=2, random_state=np.random.RandomState(1))
+    with pytest.warns(Warning):
+        est.fit(X, y)
+    buf = io.BytesIO()
+    est.save(buf)
+
+    def edit(header):
+        header["estimator"]["params"]["random_state"]["$RandomState"]["pos"] = pos
+
+    with pytest.raises(ValueError, match="RandomState is malformed: keys must be 624"):
+        load_bytes(rewrite(buf.getvalue(), edit_header=edit))
+
+
+@needs_sklearn
+def test_adaptive_rates_state_is_saved_for_partial_fit():
+    X, y = data(labels=True)
+    kw = dict(
+        hidden_layer_sizes=(5,),
+        solver="sgd",
+        learning_rate="adaptive",
+        tol=10.0,
+        n_iter_no_change=2,
+        random_state=0,
+        learning_rate_init=0.1,
+    )
+    est = fb.MLPClassifier(**kw)
+    for _ in range(2):
+        est.partial_fit(X, y, classes=np.unique(y))
+    loaded = round_trip(est).model
+    for _ in range(3):
+        est.partial_fit(X, y)
+        loaded.partial_fit(X, y)
+    assert loaded.history_.lr == est.history_.lr and est.history_.lr[-1] < 0.1  # lowered
+    assert_same_estimator(loaded, est, X)

@@ -321,6 +321,23 @@ def _is_texts(v: Any) -> bool:
     return isinstance(v, np.ndarray) and v.ndim == 1 and all(isinstance(x, str) for x in v)
 
 
+def _adaptive_record(state: tuple[float, int] | None) -> list[Any] | None:
+    """learning_rate="adaptive"'s (best, count) for a file: None where no epoch has set it."""
+    if state is None or not np.isfinite(state[0]):
+        return None
+    return [float(state[0]), int(state[1])]
+
+
+def _adaptive_state(record: Any) -> tuple[float, int] | None:
+    """_adaptive_record's list, checked, back as (best, count)."""
+    if record is None:
+        return None
+    ok = isinstance(record, list) and len(record) == 2 and _is_float(record[0])
+    if not (ok and np.isfinite(record[0]) and _is_step_count(record[1])):
+        raise ValueError(f"adaptive_state must be [best, count] or None; the file has {record!r}")
+    return float(record[0]), int(record[1])
+
+
 def _saved(record: dict[str, Any], key: str, check: Any, what: str) -> Any:
     """``record[key]`` if ``check`` accepts it (a type or a predicate)."""
     if key not in record:
@@ -724,7 +741,7 @@ class _BaseMLP(BaseEstimator):
                 value = lambda logs: score(logs["val_loss"], logs["val_accuracy"])  # noqa: E731
             else:
                 value = lambda logs: -logs["train_loss"] * loss_scale  # noqa: E731
-            carried = getattr(self, "_adaptive_state", None)  # None after fb.load, too
+            carried = getattr(self, "_adaptive_state", None)  # absent from older pickles
             state = carried if carried and incremental and not first_pass else (-np.inf, 0)
             adaptive = _AdaptiveRate(
                 value, self.tol, self.n_iter_no_change, words, self.verbose, state
@@ -846,6 +863,7 @@ class _BaseMLP(BaseEstimator):
             "rng": self._rng.bit_generator.state,
             "shuffle_seed": self._shuffle_seed,
             "run_epochs": self._run_epochs,
+            "adaptive_state": _adaptive_record(getattr(self, "_adaptive_state", None)),
             **self._saved_targets(),
         }
         if hasattr(self, "feature_names_in_"):
@@ -922,6 +940,7 @@ class _BaseMLP(BaseEstimator):
                 fitted, "run_epochs", _is_step_count, f"an int in [0, {_core.MAX_STEPS}]"
             ),
             "_rng": _generator(_saved(fitted, "rng", dict, "a PCG64 state")),
+            "_adaptive_state": _adaptive_state(fitted.get("adaptive_state")),  # absent before
         }
         if "feature_names_in_" in fitted:
             names = _saved(fitted, "feature_names_in_", _is_texts, "an array of str")

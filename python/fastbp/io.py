@@ -401,6 +401,8 @@ def read_file(path: PathOrFile) -> SavedModel:
         return _build(arrays)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{_name(path)}: {_message(err)}") from None
+    except RecursionError:  # JSON nested thousands deep: no file fastbp writes
+        raise ValueError(f"{_name(path)}: the header is nested too deeply") from None
 
 
 def _name(path: PathOrFile) -> str:
@@ -433,6 +435,13 @@ def _read(path: PathOrFile) -> dict[str, np.ndarray]:
         with archive:
             if "header" not in archive.files:
                 raise ValueError(f"{name}: not a fastbp model file (it has no 'header' array)")
+            # np.savez stores its arrays uncompressed, so none can be larger than the file: a
+            # compressed member (a "zip bomb" among them) is refused before it is inflated.
+            packed = [i.filename for i in archive.zip.infolist() if i.compress_type != 0]
+            if packed:
+                raise ValueError(
+                    f"{name}: compressed members {packed[:5]}, which fastbp never writes"
+                )
             arrays = {}
             for key in archive.files:
                 try:
@@ -446,6 +455,8 @@ def _read(path: PathOrFile) -> dict[str, np.ndarray]:
                     raise ValueError(
                         f"{name}: the file is damaged or truncated (array {key!r}: {err})"
                     ) from None
+                if not isinstance(arrays[key], np.ndarray):  # a member without .npy's header
+                    raise ValueError(f"{name}: member {key!r} is not a .npy array")
         return arrays
     finally:
         if f is not path:
@@ -666,8 +677,14 @@ def _decode(value: Any, arrays: Mapping[str, np.ndarray]) -> Any:
     if tag == "$RandomState" and isinstance(body, dict) and len(value) == 1:
         try:
             keys = np.array(body["keys"], dtype=np.uint32)
+            pos, has_gauss, cached = body["pos"], body["has_gauss"], body["cached"]
+            # numpy checks none of these, and reads keys[pos] (a segfault beyond 624)
+            if keys.shape != (624,) or not (isinstance(pos, int) and 0 <= pos <= 624):
+                raise ValueError("keys must be 624 words and pos in [0, 624]")
+            if has_gauss not in (0, 1) or not math.isfinite(cached):
+                raise ValueError("has_gauss must be 0 or 1 and cached finite")
             state = np.random.RandomState()
-            state.set_state(("MT19937", keys, body["pos"], body["has_gauss"], body["cached"]))
+            state.set_state(("MT19937", keys, pos, has_gauss, cached))
         except (KeyError, TypeError, ValueError, OverflowError) as err:
             raise ValueError(f"a saved RandomState is malformed: {err}") from None
         return state

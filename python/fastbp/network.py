@@ -522,7 +522,9 @@ class MLP:
         grad_noise: Any = None,
     ) -> None:
         """Write this network to ``path`` (``.npz``, no pickle inside); ``fb.load(path)``
-        gives it back.
+        gives it back. Save between epochs (a callback, or after ``fit``): while another
+        thread trains the network, the weights and the optimizer's state are each copied
+        whole, but possibly a step apart.
 
         Parameters
         ----------
