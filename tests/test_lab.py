@@ -59,7 +59,7 @@ def test_pascanu2013_clipping_prevents_divergence(quick):
     r = quick["pascanu2013"]
     assert r.reproduced
     diverged = r.values["diverged"]
-    assert diverged["unclipped"] >= 2 and diverged["clip_norm=1"] == 0
+    assert diverged["unclipped"] >= 2 and diverged["clip_norm=10"] == 0
     unclipped = r.values["runs"]["unclipped"]
     assert any(run["history"].stop_reason == "non_finite" for run in unclipped.values())
 

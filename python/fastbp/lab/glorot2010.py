@@ -218,9 +218,11 @@ def _checks(
         criterion=f"in every seed the top layer's mean activation falls below {SATURATED} "
         f"within {early} epochs (it starts near 0.5), and every lower layer's mean is still "
         "at least 0.4 then",
-        measured=f"top-layer mean after epoch {early}: "
-        + ", ".join(f"{r['means'][early, -1]:.3f}" for r in std_runs)
-        + f"; lowest lower-layer mean then: {lowest_lower:.3f}",
+        measured="epoch the top layer fell below it: "
+        + ", ".join(str(r["saturated_from"]) for r in std_runs)
+        + f"; its lowest mean in epochs 1-{early}: "
+        + ", ".join(f"{r['means'][1 : early + 1, -1].min():.3f}" for r in std_runs)
+        + f"; lowest lower-layer mean at epoch {early}: {lowest_lower:.3f}",
         passed=all(saturates_early(r) for r in std_runs) and lowest_lower >= 0.4,
     )
 
