@@ -277,8 +277,7 @@ void bind_optimizers(py::module_& m, const std::string& suffix) {
           "step",
           [](Opt& opt, Network<T>& net, const OptimConfig& c) {
             require(opt.size() == net.n_params(), "the optimizer state belongs to another network");
-            require(opt.steps() < kMaxSteps, "the optimizer state has counted " +
-                                                 std::to_string(kMaxSteps) + " steps, its limit");
+            require_steps_left(opt.steps(), 1, "a step");
             locked_without_gil(net, opt, [&] { opt.step(c, net.params(), net.grads()); });
           },
           py::arg("net"), py::arg("config"));
@@ -327,13 +326,7 @@ py::dict run_train_epoch(Network<T>& net, OptimizerState<T>& opt, const OptimCon
   };
   require(apart(net.params()) && apart(net.grads()),
           "start_params must not be the network's parameters or gradients");
-  const long batch = std::max<long>(1, std::min<long>(ec.batch_size, n));
-  require(opt.steps() <= kMaxSteps - (n + batch - 1) / batch,
-          "the optimizer state has counted " + std::to_string(opt.steps()) +
-              " steps: an epoch more would pass its limit (" + std::to_string(kMaxSteps) + ")");
-  require(ec.noise_t >= 0 && ec.noise_t <= kMaxSteps, "epoch_config.noise_t must be in [0, " +
-                                                          std::to_string(kMaxSteps) + "], got " +
-                                                          std::to_string(ec.noise_t));
+  require_epoch_counts(opt.steps(), n, ec);
   const T* x = X.data();
   T* p0 = static_cast<T*>(start.mutable_data());
   PythonStop stop(token);

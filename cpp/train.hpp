@@ -1,6 +1,8 @@
 // The epoch loop: shuffle, gather each mini-batch, forward, backward, statistics, clip, noise,
 // step. One call per epoch; the caller's data set is read in place.
 #pragma once
+#include <algorithm>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -61,6 +63,23 @@ class StepMean {
   long n_ = 0;
   bool same_ = true;
 };
+
+// Refuses what would count an optimizer state past kMaxSteps (optimizers.hpp): `more` steps
+// (`what`: one step, an epoch's) after the `steps` it has counted. The CPU and device bindings
+// check every step and epoch with these before it starts.
+inline void require_steps_left(long steps, long more, const char* what) {
+  require(steps <= kMaxSteps - more, "the optimizer state has counted " + std::to_string(steps) +
+                                         " steps: " + what + " more would pass its limit (" +
+                                         std::to_string(kMaxSteps) + ")");
+}
+// An epoch's counters before it starts: its noise step, and its batches over N rows.
+inline void require_epoch_counts(long steps, long N, const EpochConfig& ec) {
+  require(ec.noise_t >= 0 && ec.noise_t <= kMaxSteps, "epoch_config.noise_t must be in [0, " +
+                                                          std::to_string(kMaxSteps) + "], got " +
+                                                          std::to_string(ec.noise_t));
+  const long batch = std::max<long>(1, std::min<long>(ec.batch_size, N));
+  require_steps_left(steps, (N + batch - 1) / batch, "an epoch");
+}
 
 // X is (N, n_in), y has N rows. opt and oc are the optimizer's state and hyperparameters.
 // A team of threads shares each batch (Network::batch_threads); LineSearchSGD's epoch runs on

@@ -424,8 +424,7 @@ void bind_optimizers(py::module_& m, const std::string& suffix) {
             require(opt.size() == n.net.n_params(),
                     "the optimizer state belongs to another network");
             require(opt.device() == n.net.device(), "the optimizer state is on another device");
-            require(opt.steps() < kMaxSteps, "the optimizer state has counted " +
-                                                 std::to_string(kMaxSteps) + " steps, its limit");
+            require_steps_left(opt.steps(), 1, "a step");
             locked_without_gil(n, opt, [&] { opt.step(n.net, c); });
           },
           py::arg("net"), py::arg("config"));
@@ -488,12 +487,7 @@ py::dict run_train_epoch(Net<T>& n, DeviceOptimizerState<T, Exec>& opt, py::hand
     scratch = std::make_unique<DeviceArray>(n.net.n_params(), kind_of<T>(), n.net.device());
     p0 = scratch->data<T>();
   }
-  require(ec.noise_t >= 0 && ec.noise_t <= kMaxSteps,
-          "epoch_config.noise_t must be in [0, " + std::to_string(kMaxSteps) + "]");
-  const long batch = std::max<long>(1, std::min<long>(ec.batch_size, data.N));
-  require(opt.steps() <= kMaxSteps - (data.N + batch - 1) / batch,
-          "the optimizer state has counted " + std::to_string(opt.steps()) +
-              " steps: an epoch more would pass its limit (" + std::to_string(kMaxSteps) + ")");
+  require_epoch_counts(opt.steps(), data.N, ec);
   const EpochStats s = locked_without_gil(
       n, opt, [&] { return DeviceTrainer<T, Exec>(n.net, n.ws).epoch(opt, c, data, ec, p0); });
   if (scratch) {
